@@ -1,0 +1,125 @@
+# mambagrad: a plain Makefile with named targets.
+#
+#   make              the library and the `mambagrad` program (build/mambagrad)
+#   make test         build and run the whole test suite (CUDA cases run when a GPU is present)
+#   make test SANITIZE=1   the CPU suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make vendor       copy the header-only dependencies into third_party/ (ignored by git) so the
+#                     tree builds on a machine with no package manager (the GPU machine)
+#   make clean
+#
+# Options: CUDA=0|1 (default: 1 when nvcc is on PATH), SANITIZE=1 (implies CUDA=0), OPENBLAS=0|1
+# (default: 1 when its headers are installed), DEBUG=1, CUDA_ARCH=90.
+
+NVCC_PATH := $(shell command -v nvcc 2>/dev/null)
+CUDA ?= $(if $(NVCC_PATH),1,0)
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+  CUDA := 0
+endif
+DEBUG ?= 0
+CUDA_ARCH ?= 90
+
+# ---- where things go: one build folder per configuration, so switching never mixes objects ---
+BUILD := build
+ifeq ($(SANITIZE),1)
+  BUILD := build/san
+else ifeq ($(CUDA),0)
+  BUILD := build/cpu
+endif
+
+# ---- dependencies (Debian packages, header-only use) -------------------------------------------
+# Looked up in third_party/include (filled by `make vendor`) first, then the system.
+OPENBLAS_INC := $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas /usr/include/aarch64-linux-gnu/openblas-pthread))
+OPENBLAS ?= $(if $(OPENBLAS_INC),1,0)
+DEP_HEADERS := fmt/format.h:libfmt-dev catch2/catch.hpp:catch2 CLI/CLI.hpp:libcli11-dev nlohmann/json.hpp:nlohmann-json3-dev
+have_header = $(or $(wildcard third_party/include/$(1)),$(wildcard /usr/include/$(1)))
+MISSING_PKGS := $(strip $(foreach d,$(DEP_HEADERS),$(if $(call have_header,$(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
+ifneq ($(MISSING_PKGS),)
+  ifeq ($(shell id -u),0)
+    $(info mambagrad: installing missing Debian packages: $(MISSING_PKGS))
+    INSTALL_OUT := $(shell (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(MISSING_PKGS)) >/dev/null 2>&1 && echo ok)
+    ifneq ($(INSTALL_OUT),ok)
+      $(error missing dependency: apt-get could not install $(MISSING_PKGS); install them (apt-get install $(MISSING_PKGS)) or copy their headers with `make vendor` on a machine that has them)
+    endif
+  else
+    $(error missing dependency: install the Debian package(s) $(MISSING_PKGS) (sudo apt-get install $(MISSING_PKGS)))
+  endif
+endif
+
+# ---- flags -------------------------------------------------------------------------------------
+CXX ?= g++
+OPT := $(if $(filter 1,$(DEBUG)),-O0 -g,-O2 -g)
+CPPFLAGS := -I. -Ithird_party/include -DFMT_HEADER_ONLY
+CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -MMD -MP
+LDFLAGS := -fopenmp
+LDLIBS :=
+ifeq ($(SANITIZE),1)
+  CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(OPENBLAS),1)
+  CPPFLAGS += -DMG_OPENBLAS -I$(OPENBLAS_INC)
+  LDLIBS += -lopenblas
+endif
+
+NVCC := nvcc
+CUDA_HOME := $(if $(NVCC_PATH),$(abspath $(dir $(NVCC_PATH))/..),/usr/local/cuda)
+# sm_90 machine code (H100/H200) plus compute_80 PTX that the driver compiles for other GPUs.
+NVCC_GENCODE := -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -gencode arch=compute_80,code=compute_80
+NVCCFLAGS := -std=c++20 $(OPT) $(NVCC_GENCODE) -Xcompiler -Wall,-Wextra --expt-relaxed-constexpr -MMD -MP
+ifeq ($(CUDA),1)
+  CPPFLAGS += -DMG_CUDA
+  LDFLAGS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
+  LDLIBS += -lcublas -lcufft -lcudart
+endif
+
+# ---- sources -----------------------------------------------------------------------------------
+LIB_CPP := $(wildcard tensor/*.cpp autograd/*.cpp ops/*.cpp)
+ifeq ($(CUDA),1)
+  LIB_CU := $(wildcard cuda/*.cu)
+else
+  LIB_CPP += cuda/runtime_none.cpp
+  LIB_CU :=
+endif
+LIB_OBJ := $(LIB_CPP:%.cpp=$(BUILD)/%.o) $(LIB_CU:%.cu=$(BUILD)/%.o)
+LIB := $(BUILD)/libmambagrad.a
+CLI_OBJ := $(BUILD)/train/cli.o
+BIN := $(BUILD)/mambagrad
+TEST_OBJ := $(patsubst %.cpp,$(BUILD)/%.o,$(wildcard tests/*.cpp))
+TEST_BIN := $(BUILD)/mg_tests
+
+.PHONY: all test vendor clean bench
+all: $(LIB) $(BIN)
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(CPPFLAGS) $(NVCCFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(TEST_BIN): $(TEST_OBJ) $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# The suite prints one line `N passed, N failed` last (tests/main.cpp counts test cases).
+# TEST_ARGS passes Catch2 arguments, e.g. make test TEST_ARGS='[matmul]'.
+test: $(TEST_BIN) $(BIN)
+	$(if $(filter 1,$(SANITIZE)),ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1) ./$(TEST_BIN) $(TEST_ARGS)
+
+vendor:
+	@mkdir -p third_party/include
+	cp -r /usr/include/fmt /usr/include/catch2 /usr/include/CLI /usr/include/nlohmann third_party/include/
+	@echo "header-only dependencies copied to third_party/include (carry it to the GPU machine)"
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,49 @@
+// cuda/matmul.cu: GEMM through cuBLAS.
+//
+// cuBLAS is column-major. A row-major (r, c) matrix with row stride ld is, read column-major,
+// its transpose (c, r) with leading dimension ld. So row-major C = op(A) op(B) is computed as
+// column-major C^T = op(B)^T op(A)^T: swap the operands and pass (N, M, K). The fp32 path uses
+// cuBLAS's default math mode: true fp32, no TF32, so results match the CPU to fp32 rounding.
+#include <cublas_v2.h>
+
+#include <mutex>
+#include <vector>
+
+#include "cuda/check.h"
+#include "cuda/matmul.h"
+#include "cuda/runtime.h"
+
+namespace mg::cuda {
+
+static cublasHandle_t handle_for(int device) {
+    static std::mutex mu;
+    static std::vector<cublasHandle_t> handles;
+    std::lock_guard<std::mutex> lock(mu);
+    if (handles.empty()) handles.resize(size_t(device_count()), nullptr);
+    cublasHandle_t& h = handles.at(size_t(device));
+    if (!h) CUBLAS_CHECK(cublasCreate(&h));
+    return h;
+}
+
+template <typename T>
+void gemm(const GemmArgs& g, T alpha, const T* A, const T* B, T beta, T* C, int device) {
+    if (g.M == 0 || g.N == 0 || g.batch == 0) return;
+    cublasHandle_t h = handle_for(device);
+    cublasOperation_t opA = g.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = g.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    // cuBLAS takes int sizes; ops/matmul.cpp checks they fit.
+    int M = int(g.M), N = int(g.N), K = int(g.K);
+    int lda = int(g.lda), ldb = int(g.ldb), ldc = int(g.ldc);
+    if constexpr (std::is_same_v<T, float>) {
+        CUBLAS_CHECK(cublasSgemmStridedBatched(h, opB, opA, N, M, K, &alpha, B, ldb, g.stride_b, A, lda,
+                                               g.stride_a, &beta, C, ldc, g.stride_c, int(g.batch)));
+    } else {
+        CUBLAS_CHECK(cublasDgemmStridedBatched(h, opB, opA, N, M, K, &alpha, B, ldb, g.stride_b, A, lda,
+                                               g.stride_a, &beta, C, ldc, g.stride_c, int(g.batch)));
+    }
+}
+
+template void gemm<float>(const GemmArgs&, float, const float*, const float*, float, float*, int);
+template void gemm<double>(const GemmArgs&, double, const double*, const double*, double, double*, int);
+
+} // namespace mg::cuda

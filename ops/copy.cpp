@@ -1,0 +1,141 @@
+// ops/copy.cpp: copies between layouts, dtypes and devices: contiguous(), to(), clone(), and
+// the copy_into primitive that cat and the view backwards use.
+#include <cstring>
+
+#include "autograd/node.h"
+#include "cuda/copy.h"
+#include "cuda/runtime.h"
+#include "ops/dispatch.h"
+
+namespace mg {
+
+// ---- shared checks --------------------------------------------------------------------------
+void check_defined(const char* op, const char* name, const Tensor& t) {
+    MG_CHECK(t.defined(), "{}: {} is an undefined tensor", op, name);
+}
+void check_float(const char* op, const char* name, const Tensor& t) {
+    check_defined(op, name, t);
+    MG_CHECK(is_floating(t.dtype()), "{}: {} is {}, expected dtype f32 or f64", op, name, t.desc());
+}
+void check_same(const char* op, const char* na, const Tensor& a, const char* nb, const Tensor& b) {
+    check_defined(op, na, a);
+    check_defined(op, nb, b);
+    MG_CHECK(a.device() == b.device(), "{}: {} is {} but {} is {}; expected both on the same device",
+             op, na, a.desc(), nb, b.desc());
+    MG_CHECK(a.dtype() == b.dtype(), "{}: {} is {} but {} is {}; expected the same dtype", op, na,
+             a.desc(), nb, b.desc());
+}
+void check_dim(const char* op, const char* name, const Tensor& t, int64_t ndim) {
+    check_defined(op, name, t);
+    MG_CHECK(t.dim() == ndim, "{}: {} is {}, expected a {}-D tensor", op, name, t.desc(), ndim);
+}
+
+StridedIndexer make_indexer(const Shape& shape, const Shape& strides) {
+    MG_ASSERT(shape.size() <= size_t(kMaxDims));
+    StridedIndexer ix;
+    ix.ndim = int(shape.size());
+    for (size_t d = 0; d < shape.size(); ++d) {
+        ix.sizes[d] = shape[d];
+        ix.strides[d] = strides[d];
+    }
+    return ix;
+}
+
+// ---- copy_into ------------------------------------------------------------------------------
+template <typename D, typename S>
+static void copy_strided_cpu(D* dst, const StridedIndexer& di, const S* src, const StridedIndexer& si,
+                             int64_t n, bool both_contiguous) {
+    if (both_contiguous) {
+#pragma omp parallel for if (n > kParallelGrain)
+        for (int64_t i = 0; i < n; ++i) dst[i] = D(src[i]);
+        return;
+    }
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) dst[di.offset(i)] = D(src[si.offset(i)]);
+}
+
+// Moves a tensor's data to another device as a contiguous tensor of the same dtype.
+static Tensor move_to_device(const Tensor& src, Device device) {
+    Tensor s = src.detach().contiguous();
+    Tensor out = Tensor::empty(s.shape(), {s.dtype(), device});
+    size_t nbytes = size_t(s.numel()) * dtype_size(s.dtype());
+    if (s.device().is_cpu() && device.is_cpu()) std::memcpy(out.raw_data(), s.raw_data(), nbytes);
+    else if (s.device().is_cpu()) cuda::copy_h2d(out.raw_data(), s.raw_data(), nbytes, device.index);
+    else if (device.is_cpu()) cuda::copy_d2h(out.raw_data(), s.raw_data(), nbytes, s.device().index);
+    else cuda::copy_d2d(out.raw_data(), device.index, s.raw_data(), s.device().index, nbytes);
+    return out;
+}
+
+void copy_into(const Tensor& dst, const Tensor& src) {
+    check_defined("copy", "dst", dst);
+    check_defined("copy", "src", src);
+    MG_CHECK(dst.shape() == src.shape(), "copy: dst is {} but src is {}; expected equal shapes",
+             dst.desc(), src.desc());
+    Tensor s = src.device() == dst.device() ? src : move_to_device(src, dst.device());
+    int64_t n = dst.numel();
+    if (n == 0) return;
+    StridedIndexer di = make_indexer(dst), si = make_indexer(s);
+    bool contig = dst.is_contiguous() && s.is_contiguous();
+    dispatch_all(dst.dtype(), [&]<typename D>() {
+        dispatch_all(s.dtype(), [&]<typename S>() {
+            if (dst.device().is_cpu()) {
+                copy_strided_cpu(dst.data<D>(), di, s.data<S>(), si, n, contig);
+            } else {
+                MG_CUDA_ONLY(cuda::DeviceGuard g(dst.device().index);
+                             cuda::copy_strided(dst.data<D>(), di, s.data<S>(), si, n));
+            }
+        });
+    });
+}
+
+// ---- differentiable copies ------------------------------------------------------------------
+// contiguous / clone:  y = x          dx = dy
+// to(device):          y = x on d     dx = dy moved back to x's device
+// to(dtype):           y = T(x)       dx = dy converted back to x's dtype
+struct CopyBackward : autograd::Node {
+    Device device;
+    DType dtype;
+    std::string op;
+    std::string name() const override { return op; }
+    std::vector<Tensor> apply(std::vector<Tensor>& g) override {
+        Tensor dx = g[0];
+        if (dx.device() != device) dx = move_to_device(dx, device);
+        if (dx.dtype() != dtype) dx = dx.to(dtype);
+        return {dx};
+    }
+};
+
+static Tensor recorded_copy(const Tensor& x, Tensor out, const char* op) {
+    autograd::record<CopyBackward>({x}, {out}, [&](CopyBackward& n) {
+        n.device = x.device();
+        n.dtype = x.dtype();
+        n.op = op;
+    });
+    return out;
+}
+
+Tensor Tensor::clone() const {
+    Tensor out = Tensor::empty(shape(), options());
+    copy_into(out, *this);
+    return recorded_copy(*this, out, "CloneBackward");
+}
+
+Tensor Tensor::contiguous() const {
+    if (is_contiguous()) return *this;
+    return clone();
+}
+
+Tensor Tensor::to(Device device) const {
+    if (device == this->device()) return *this;
+    return recorded_copy(*this, move_to_device(*this, device), "ToDeviceBackward");
+}
+
+Tensor Tensor::to(DType dtype) const {
+    if (dtype == this->dtype()) return *this;
+    Tensor out = Tensor::empty(shape(), {dtype, device()});
+    copy_into(out, *this);
+    if (!is_floating(dtype)) return out; // integers carry no gradient
+    return recorded_copy(*this, out, "ToDTypeBackward");
+}
+
+} // namespace mg

@@ -1,0 +1,221 @@
+// ops/matmul.cpp: see ops/matmul.h.
+#include "ops/matmul.h"
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#ifdef MG_OPENBLAS
+#include <cblas.h>
+#endif
+
+#include "autograd/node.h"
+#include "cuda/matmul.h"
+#include "cuda/runtime.h"
+#include "ops/dispatch.h"
+#include "ops/reduce.h"
+
+namespace mg {
+
+// ---- CPU kernels ----------------------------------------------------------------------------
+namespace {
+template <typename T> T a_at(const GemmArgs& g, const T* A, int64_t i, int64_t k) {
+    return g.ta ? A[k * g.lda + i] : A[i * g.lda + k];
+}
+template <typename T> T b_at(const GemmArgs& g, const T* B, int64_t k, int64_t j) {
+    return g.tb ? B[j * g.ldb + k] : B[k * g.ldb + j];
+}
+} // namespace
+
+template <typename T>
+void gemm_ref(const GemmArgs& g, double alpha, const T* A, const T* B, double beta, double* C) {
+    for (int64_t b = 0; b < g.batch; ++b)
+        for (int64_t i = 0; i < g.M; ++i)
+            for (int64_t j = 0; j < g.N; ++j) {
+                double acc = 0;
+                for (int64_t k = 0; k < g.K; ++k)
+                    acc += double(a_at(g, A + b * g.stride_a, i, k)) * double(b_at(g, B + b * g.stride_b, k, j));
+                double& c = C[b * g.stride_c + i * g.ldc + j];
+                c = alpha * acc + (beta == 0 ? 0.0 : beta * c);
+            }
+}
+
+// Cache-blocked GEMM. For each (kc x nc) panel of op(B), copied once into a contiguous buffer
+// (so the transposed case reads it with unit stride too), every row of an (mc) block of op(A)
+// is multiplied into C with an i-k-j loop whose inner loop the compiler vectorises. Blocks of
+// rows run in parallel (OpenMP); each thread owns its rows of C, so no two threads write the
+// same element and the result does not depend on the thread count.
+template <typename T>
+void gemm_blocked(const GemmArgs& g, T alpha, const T* A, const T* B, T beta, T* C) {
+    constexpr int64_t MC = 64, KC = 256, NC = 512;
+    for (int64_t b = 0; b < g.batch; ++b) {
+        const T* Ab = A + b * g.stride_a;
+        const T* Bb = B + b * g.stride_b;
+        T* Cb = C + b * g.stride_c;
+        for (int64_t i = 0; i < g.M; ++i)
+            for (int64_t j = 0; j < g.N; ++j)
+                Cb[i * g.ldc + j] = beta == T(0) ? T(0) : beta * Cb[i * g.ldc + j];
+        for (int64_t j0 = 0; j0 < g.N; j0 += NC) {
+            int64_t nc = std::min(NC, g.N - j0);
+            for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
+                int64_t kc = std::min(KC, g.K - k0);
+                std::vector<T> panel(size_t(kc * nc)); // op(B)[k0:k0+kc, j0:j0+nc], row-major
+                for (int64_t k = 0; k < kc; ++k)
+                    for (int64_t j = 0; j < nc; ++j) panel[size_t(k * nc + j)] = b_at(g, Bb, k0 + k, j0 + j);
+#pragma omp parallel for schedule(static) if (g.M * nc * kc > kParallelGrain)
+                for (int64_t i0 = 0; i0 < g.M; i0 += MC) {
+                    int64_t mc = std::min(MC, g.M - i0);
+                    for (int64_t i = i0; i < i0 + mc; ++i) {
+                        T* crow = Cb + i * g.ldc + j0;
+                        for (int64_t k = 0; k < kc; ++k) {
+                            T a = alpha * a_at(g, Ab, i, k0 + k);
+                            const T* prow = panel.data() + k * nc;
+                            for (int64_t j = 0; j < nc; ++j) crow[j] += a * prow[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+bool gemm_cpu_uses_openblas() {
+#ifdef MG_OPENBLAS
+    return true;
+#else
+    return false;
+#endif
+}
+
+template <typename T> void gemm_cpu(const GemmArgs& g, T alpha, const T* A, const T* B, T beta, T* C) {
+#ifdef MG_OPENBLAS
+    auto ta = g.ta ? CblasTrans : CblasNoTrans, tb = g.tb ? CblasTrans : CblasNoTrans;
+    bool fits = std::max({g.M, g.N, g.K, g.lda, g.ldb, g.ldc}) <= std::numeric_limits<int>::max();
+    if (fits && g.M > 0 && g.N > 0) {
+        for (int64_t b = 0; b < g.batch; ++b) {
+            const T* Ab = A + b * g.stride_a;
+            const T* Bb = B + b * g.stride_b;
+            T* Cb = C + b * g.stride_c;
+            // BLAS requires ld >= 1 even for empty operands.
+            int lda = int(std::max<int64_t>(g.lda, 1)), ldb = int(std::max<int64_t>(g.ldb, 1));
+            if constexpr (std::is_same_v<T, float>)
+                cblas_sgemm(CblasRowMajor, ta, tb, int(g.M), int(g.N), int(g.K), alpha, Ab, lda, Bb, ldb,
+                            beta, Cb, int(g.ldc));
+            else
+                cblas_dgemm(CblasRowMajor, ta, tb, int(g.M), int(g.N), int(g.K), alpha, Ab, lda, Bb, ldb,
+                            beta, Cb, int(g.ldc));
+        }
+        return;
+    }
+#endif
+    gemm_blocked(g, alpha, A, B, beta, C);
+}
+
+// ---- the op ---------------------------------------------------------------------------------
+namespace {
+
+Shape batch_of(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
+
+void run_gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& out) {
+    dispatch_float(a.dtype(), "matmul", [&]<typename T>() {
+        if (a.device().is_cpu()) {
+            gemm_cpu<T>(g, T(1), a.data<T>(), b.data<T>(), T(0), out.data<T>());
+        } else {
+            MG_CUDA_ONLY(cuda::DeviceGuard guard(a.device().index);
+                         cuda::gemm<T>(g, T(1), a.data<T>(), b.data<T>(), T(0), out.data<T>(), a.device().index));
+        }
+    });
+}
+
+// op(a) @ op(b) with no graph. op transposes the last two dims when the flag is set.
+Tensor mm(Tensor a, bool ta, Tensor b, bool tb) {
+    a = a.detach().contiguous();
+    b = b.detach().contiguous();
+    int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
+    GemmArgs g;
+    g.ta = ta;
+    g.tb = tb;
+    g.M = ta ? ac : ar;
+    g.K = ta ? ar : ac;
+    g.N = tb ? br : bc;
+    g.lda = ac;
+    g.ldb = bc;
+    g.ldc = g.N;
+    Tensor out;
+    if (b.dim() == 2 && !ta) {
+        // Every batch shares b: fold the batch into M and run one GEMM.
+        Shape s = batch_of(a);
+        s.push_back(g.M);
+        s.push_back(g.N);
+        out = Tensor::empty(s, a.options());
+        g.M = numel_of(batch_of(a)) * ar;
+    } else {
+        Shape batch = broadcast_shapes(batch_of(a), batch_of(b), "matmul");
+        Shape sa = batch, sb = batch, so = batch;
+        sa.insert(sa.end(), {ar, ac});
+        sb.insert(sb.end(), {br, bc});
+        so.insert(so.end(), {g.M, g.N});
+        a = a.expand(sa).contiguous();
+        b = b.expand(sb).contiguous();
+        out = Tensor::empty(so, a.options());
+        g.batch = numel_of(batch);
+        g.stride_a = ar * ac;
+        g.stride_b = br * bc;
+        g.stride_c = g.M * g.N;
+    }
+    MG_CHECK(std::max({g.M, g.N, g.K, g.batch}) <= std::numeric_limits<int>::max(),
+             "matmul: a GEMM dimension of {} x {} x {} (batch {}) exceeds the 2^31 limit", g.M, g.N, g.K, g.batch);
+    if (out.numel() > 0) run_gemm(g, a, b, out);
+    return out;
+}
+
+struct MatmulBackward : autograd::Node {
+    Tensor a, b;            // saved only when the other input's gradient needs them
+    Shape a_shape, b_shape;
+    bool need_a = false, need_b = false;
+    std::string name() const override { return "MatmulBackward"; }
+    void release() override { a = Tensor(); b = Tensor(); }
+    std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
+        const Tensor& g = grads[0];
+        Tensor da, db;
+        if (need_a) da = sum_to(mm(g, false, b, true), a_shape);
+        if (need_b) {
+            if (b_shape.size() == 2) // b was shared by every batch: one GEMM over the folded batch
+                db = mm(a.reshape({-1, a.size(-1)}), true, g.reshape({-1, g.size(-1)}), false);
+            else
+                db = sum_to(mm(a, true, g, false), b_shape);
+        }
+        return {da, db};
+    }
+};
+
+} // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+    check_float("matmul", "a", a);
+    check_float("matmul", "b", b);
+    check_same("matmul", "a", a, "b", b);
+    MG_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: a is {} and b is {}; expected both at least 2-D",
+             a.desc(), b.desc());
+    MG_CHECK(a.size(-1) == b.size(-2), "matmul: a is {} and b is {}; expected a's last dim ({}) to "
+             "equal b's second-to-last dim ({})", a.desc(), b.desc(), a.size(-1), b.size(-2));
+    Tensor out = mm(a, false, b, false);
+    autograd::record<MatmulBackward>({a, b}, {out}, [&](MatmulBackward& n) {
+        n.need_a = a.requires_grad();
+        n.need_b = b.requires_grad();
+        n.a_shape = a.shape();
+        n.b_shape = b.shape();
+        if (n.need_b) n.a = a.detach(); // db = a^T g
+        if (n.need_a) n.b = b.detach(); // da = g b^T
+    });
+    return out;
+}
+
+#define MG_INST(T)                                                                                       \
+    template void gemm_cpu<T>(const GemmArgs&, T, const T*, const T*, T, T*);                              \
+    template void gemm_blocked<T>(const GemmArgs&, T, const T*, const T*, T, T*);                          \
+    template void gemm_ref<T>(const GemmArgs&, double, const T*, const T*, double, double*);
+MG_INST(float)
+MG_INST(double)
+
+} // namespace mg

@@ -1,0 +1,59 @@
+// tests/helpers.h: what every test file shares: the devices to run on, skipping CUDA cases
+// without a GPU, closeness checks that say where they fail, gradcheck/parity drivers over the op
+// table, and a check that an error message names what it should.
+#pragma once
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <string>
+#include <vector>
+
+#include "mambagrad.h"
+
+namespace mg::test {
+
+namespace detail {
+std::string& skip_reason();
+}
+
+// Ends the current test case as SKIPPED (counted apart from passed) when no GPU is visible.
+#define MG_REQUIRE_CUDA()                                                                     \
+    do {                                                                                      \
+        if (!::mg::cuda::available()) {                                                       \
+            ::mg::test::detail::skip_reason() = "no CUDA device";                            \
+            return;                                                                           \
+        }                                                                                     \
+    } while (0)
+
+// cpu, plus cuda:0 when a GPU is present.
+std::vector<Device> devices();
+
+// Fails (with the worst element's index and both values) unless |a - b| <= atol + rtol |b|
+// elementwise. a and b may be on any device/dtype; compared in double on the host.
+void require_close(const Tensor& a, const Tensor& b, double rtol, double atol, const std::string& what);
+
+// Runs gradcheck (f64) on every op-table case of `op` on `device`.
+void gradcheck_op(const std::string& op, Device device);
+// Runs every case of `op` in f32 on CPU and on CUDA from the same inputs and compares the
+// outputs and every input's gradient.
+void parity_op(const std::string& op);
+
+// The call must throw mg::Error whose message contains every one of `parts`.
+#define REQUIRE_ERROR_WITH(expr, ...)                                                        \
+    do {                                                                                      \
+        std::vector<std::string> parts_ = {__VA_ARGS__};                                      \
+        try {                                                                                 \
+            (void)(expr);                                                                     \
+            FAIL("expected mg::Error from " #expr);                                          \
+        } catch (const ::mg::Error& e_) {                                                     \
+            std::string msg_ = e_.what();                                                     \
+            INFO("message: " << msg_);                                                        \
+            for (const auto& p_ : parts_) {                                                   \
+                INFO("expected to contain: " << p_);                                         \
+                CHECK(msg_.find(p_) != std::string::npos);                                   \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
+} // namespace mg::test

@@ -1,0 +1,96 @@
+// tests/test_matmul.cpp: the GEMM kernels (blocked, OpenBLAS when built, cuBLAS) against the
+// naive reference at awkward sizes with transposes, then the op: gradcheck, parity, bad inputs.
+#include <cmath>
+
+#include "tests/helpers.h"
+
+using namespace mg;
+using mg::test::devices;
+
+namespace {
+
+// Runs one GEMM configuration through every available kernel and compares with gemm_ref.
+template <typename T> void check_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t batch) {
+    GemmArgs g;
+    g.ta = ta; g.tb = tb; g.M = M; g.N = N; g.K = K; g.batch = batch;
+    g.lda = ta ? M : K;
+    g.ldb = tb ? K : N;
+    g.ldc = N;
+    g.stride_a = M * K; g.stride_b = K * N; g.stride_c = M * N;
+    Generator gen(uint64_t(M * 1000 + N * 10 + K));
+    Options o{dtype_of<T>};
+    Tensor A = Tensor::randn({batch * M * K}, o, gen), B = Tensor::randn({batch * K * N}, o, gen);
+    std::vector<double> ref(size_t(batch * M * N));
+    gemm_ref<T>(g, 1.0, A.data<T>(), B.data<T>(), 0.0, ref.data());
+    Tensor expect = Tensor::from_vector(ref, {batch * M * N});
+    // f32: each output is a K-term dot product; |error| <= K eps sum|a b| ~ K eps sqrt(K) here.
+    double tol = std::is_same_v<T, float> ? 2e-6 * double(K) : 1e-13 * double(K);
+    std::string what = fmt::format("gemm(ta={}, tb={}, M={}, N={}, K={}, batch={}, {})", ta, tb, M, N, K, batch,
+                                   dtype_name(dtype_of<T>));
+    Tensor C = Tensor::full({batch * M * N}, NAN, o); // poisoned: every element must be written
+    gemm_blocked<T>(g, T(1), A.data<T>(), B.data<T>(), T(0), C.data<T>());
+    mg::test::require_close(C, expect, tol, tol, what + " blocked");
+    Tensor C2 = Tensor::full({batch * M * N}, NAN, o);
+    gemm_cpu<T>(g, T(1), A.data<T>(), B.data<T>(), T(0), C2.data<T>());
+    mg::test::require_close(C2, expect, tol, tol, what + (gemm_cpu_uses_openblas() ? " openblas" : " cpu"));
+#ifdef MG_CUDA
+    if (cuda::available()) {
+        Device d = Device::cuda(0);
+        Tensor Ad = A.to(d), Bd = B.to(d), Cd = Tensor::full({batch * M * N}, NAN, {dtype_of<T>, d});
+        cuda::gemm<T>(g, T(1), Ad.data<T>(), Bd.data<T>(), T(0), Cd.data<T>(), 0);
+        mg::test::require_close(Cd, expect, tol, tol, what + " cublas");
+    }
+#endif
+}
+
+} // namespace
+
+TEST_CASE("matmul: gemm kernels against gemm_ref at awkward sizes and transposes", "[matmul]") {
+    // sizes that straddle the blocked kernel's 64 / 256 / 512 blocks, primes, and ones
+    const int64_t sizes[][3] = {{1, 1, 1}, {1, 7, 3}, {5, 1, 9}, {67, 13, 259}, {65, 517, 31}, {3, 5, 300}};
+    for (auto& s : sizes)
+        for (bool ta : {false, true})
+            for (bool tb : {false, true}) {
+                check_gemm<float>(ta, tb, s[0], s[1], s[2], 1);
+                check_gemm<double>(ta, tb, s[0], s[1], s[2], 2);
+            }
+}
+
+TEST_CASE("matmul: op values, batch broadcasting", "[matmul]") {
+    for (Device dev : devices()) {
+        SECTION(dev.str()) {
+            Tensor a = Tensor::from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {2, 3}, {DType::f64, dev});
+            Tensor b = Tensor::from_vector(std::vector<double>{1, 0, 0, 1, 1, 1}, {3, 2}, {DType::f64, dev});
+            CHECK(matmul(a, b).to_vector<double>() == std::vector<double>{4, 5, 10, 11});
+            Generator g(31);
+            Tensor x = Tensor::randn({2, 1, 3, 4}, {DType::f64, dev}, g), y = Tensor::randn({5, 4, 2}, {DType::f64, dev}, g);
+            Tensor z = matmul(x, y);
+            REQUIRE(z.shape() == Shape{2, 5, 3, 2});
+            // each batch (i, j) equals the 2-D product of x[i, 0] and y[j]
+            for (int64_t i = 0; i < 2; ++i)
+                for (int64_t j = 0; j < 5; ++j)
+                    mg::test::require_close(z.narrow(0, i, 1).narrow(1, j, 1).reshape({3, 2}),
+                                            matmul(x.narrow(0, i, 1).reshape({3, 4}), y.narrow(0, j, 1).reshape({4, 2})),
+                                            1e-14, 1e-14, fmt::format("batch ({},{})", i, j));
+            CHECK(matmul(Tensor::zeros({3, 0}, {DType::f32, dev}), Tensor::zeros({0, 2}, {DType::f32, dev})).shape() == Shape{3, 2});
+        }
+    }
+}
+
+TEST_CASE("matmul: gradcheck on cpu", "[matmul][gradcheck]") { mg::test::gradcheck_op("matmul", Device::cpu()); }
+TEST_CASE("matmul: gradcheck on cuda", "[matmul][gradcheck][cuda]") {
+    MG_REQUIRE_CUDA();
+    mg::test::gradcheck_op("matmul", Device::cuda(0));
+}
+TEST_CASE("matmul: cuda matches cpu in f32", "[matmul][parity][cuda]") {
+    MG_REQUIRE_CUDA();
+    mg::test::parity_op("matmul");
+}
+
+TEST_CASE("matmul: bad inputs name both shapes", "[matmul][errors]") {
+    REQUIRE_ERROR_WITH(matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})), "matmul", "(2,3) f32 cpu",
+                       "(4,5) f32 cpu", "last dim (3)", "second-to-last dim (4)");
+    REQUIRE_ERROR_WITH(matmul(Tensor::zeros({3}), Tensor::zeros({3, 2})), "matmul", "(3) f32 cpu", "at least 2-D");
+    REQUIRE_ERROR_WITH(matmul(Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 2})), "matmul", "(2)", "(3)", "broadcast");
+    REQUIRE_ERROR_WITH(matmul(Tensor::zeros({2, 3}), Tensor::zeros({3, 2}, {DType::f64})), "matmul", "same dtype");
+}
