@@ -49,7 +49,7 @@ endif
 # ---- flags -------------------------------------------------------------------------------------
 CXX ?= g++
 OPT := $(if $(filter 1,$(DEBUG)),-O0 -g,-O2 -g)
-CPPFLAGS := -I. -Ithird_party/include -DFMT_HEADER_ONLY
+CPPFLAGS := -I. -isystem third_party/include -DFMT_HEADER_ONLY
 CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -MMD -MP
 LDFLAGS := -fopenmp
 LDLIBS :=

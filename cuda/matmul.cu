@@ -6,6 +6,7 @@
 // cuBLAS's default math mode: true fp32, no TF32, so results match the CPU to fp32 rounding.
 #include <cublas_v2.h>
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -33,7 +34,8 @@ void gemm(const GemmArgs& g, T alpha, const T* A, const T* B, T beta, T* C, int 
     cublasOperation_t opB = g.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     // cuBLAS takes int sizes; ops/matmul.cpp checks they fit.
     int M = int(g.M), N = int(g.N), K = int(g.K);
-    int lda = int(g.lda), ldb = int(g.ldb), ldc = int(g.ldc);
+    // Leading dimensions must be >= 1 even when an operand is empty (K = 0).
+    int lda = int(std::max<int64_t>(g.lda, 1)), ldb = int(std::max<int64_t>(g.ldb, 1)), ldc = int(g.ldc);
     if constexpr (std::is_same_v<T, float>) {
         CUBLAS_CHECK(cublasSgemmStridedBatched(h, opB, opA, N, M, K, &alpha, B, ldb, g.stride_b, A, lda,
                                                g.stride_a, &beta, C, ldc, g.stride_c, int(g.batch)));

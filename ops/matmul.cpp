@@ -165,6 +165,7 @@ Tensor mm(Tensor a, bool ta, Tensor b, bool tb) {
     }
     MG_CHECK(std::max({g.M, g.N, g.K, g.batch}) <= std::numeric_limits<int>::max(),
              "matmul: a GEMM dimension of {} x {} x {} (batch {}) exceeds the 2^31 limit", g.M, g.N, g.K, g.batch);
+    if (g.K == 0) return Tensor::zeros(out.shape(), out.options()); // an empty sum
     if (out.numel() > 0) run_gemm(g, a, b, out);
     return out;
 }

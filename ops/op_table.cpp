@@ -84,6 +84,9 @@ std::vector<OpCase> build() {
     add_case("expand", "expand (3,1) -> (2,3,4)", randn_of({{3, 1}}), [](const Inputs& x) { return x[0].expand({2, 3, 4}) * 1.0; });
     add_case("squeeze_unsqueeze", "unsqueeze (3,4) at 1, squeeze dim 0 of (1,5)", randn_of({{3, 4}, {1, 5}}),
              [](const Inputs& x) { return sum(x[0].unsqueeze(1), {2}) + x[1].squeeze(0); });
+    add_nn_cases(c);
+    add_conv_cases(c);
+    add_scan_cases(c);
     return c;
 }
 

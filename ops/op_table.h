@@ -16,10 +16,18 @@
 
 namespace mg {
 
-inline constexpr std::array<std::string_view, 21> kOpNames = {
+inline constexpr std::array<std::string_view, 34> kOpNames = {
+    // foundation (ops/op_table.cpp)
     "add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt", "pow",
     "sum", "mean", "max", "matmul", "cat", "split",
-    "reshape", "permute", "narrow", "expand", "squeeze_unsqueeze"};
+    "reshape", "permute", "narrow", "expand", "squeeze_unsqueeze",
+    // activations and layers (ops/op_table_nn.cpp)
+    "silu", "softplus", "sigmoid", "gelu", "dropout",
+    "embedding", "linear", "rmsnorm", "cross_entropy", "cross_entropy_indexed",
+    // convolutions (ops/op_table_conv.cpp)
+    "conv1d", "fft_conv",
+    // the selective scan (ops/op_table_scan.cpp)
+    "selective_scan"};
 
 struct OpCase {
     std::string op;    // one of kOpNames
@@ -30,6 +38,11 @@ struct OpCase {
 };
 
 const std::vector<OpCase>& op_cases();
+
+// Each op family appends its cases here (one function per family, in ops/op_table_<family>.cpp).
+void add_nn_cases(std::vector<OpCase>& cases);
+void add_conv_cases(std::vector<OpCase>& cases);
+void add_scan_cases(std::vector<OpCase>& cases);
 std::vector<const OpCase*> op_cases_for(std::string_view op); // throws naming the known ops
 
 } // namespace mg

@@ -2,6 +2,7 @@
 // naive reference at awkward sizes with transposes, then the op: gradcheck, parity, bad inputs.
 #include <cmath>
 
+#include "cuda/matmul.h"
 #include "tests/helpers.h"
 
 using namespace mg;
