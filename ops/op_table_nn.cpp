@@ -1,10 +1,57 @@
-// ops/op_table_nn.cpp: op-table cases for activations (silu, softplus, sigmoid, gelu, dropout) and layers (embedding, linear, rmsnorm, cross_entropy).
+// ops/op_table_nn.cpp: op-table cases for activations (silu, softplus, sigmoid, gelu, dropout)
+// and layers (embedding, linear, rmsnorm, cross_entropy, cross_entropy_indexed).
+//
+// Integer inputs (ids, targets, positions) are returned by the factories as extra i32 tensors:
+// gradcheck perturbs, and parity compares, only the floating ones.
+#include "ops/activation.h"
 #include "ops/op_table.h"
 
 namespace mg {
 
-void add_nn_cases(std::vector<OpCase>& cases) {
-    (void)cases; // cases are added as the ops land
+namespace {
+
+using Inputs = std::vector<Tensor>;
+
+Tensor uniform_of(const Shape& s, double lo, double hi, Options o, Generator& g) {
+    return Tensor::uniform(s, lo, hi, o, g);
+}
+
+} // namespace
+
+void add_nn_cases(std::vector<OpCase>& c) {
+    auto add = [&](std::string op, std::string label, auto inputs, auto fn) {
+        c.push_back({std::move(op), std::move(label), inputs, fn});
+    };
+    auto randn_of = [](Shape s, double scale = 1.0) {
+        return [s, scale](Options o, Generator& g) { return Inputs{Tensor::randn(s, o, g) * scale}; };
+    };
+
+    // ---- activations ----
+    add("silu", "silu x (3,7), |x| up to ~9", randn_of({3, 7}, 3.0), [](const Inputs& x) { return silu(x[0]); });
+    add("silu", "silu of a transposed view (5,4)^T", randn_of({5, 4}),
+        [](const Inputs& x) { return silu(x[0].transpose(0, 1)); });
+    add("softplus", "softplus x (41) in [-30, 30]: both sides of the threshold 20 and very negative x",
+        [](Options o, Generator& g) { return Inputs{uniform_of({41}, -30, 30, o, g)}; },
+        [](const Inputs& x) { return softplus(x[0]); });
+    add("softplus", "softplus x (1)", randn_of({1}), [](const Inputs& x) { return softplus(x[0]); });
+    add("sigmoid", "sigmoid x (2,3,5) in [-40, 40]",
+        [](Options o, Generator& g) { return Inputs{uniform_of({2, 3, 5}, -40, 40, o, g)}; },
+        [](const Inputs& x) { return sigmoid(x[0]); });
+    add("sigmoid", "sigmoid x (1,1)", randn_of({1, 1}), [](const Inputs& x) { return sigmoid(x[0]); });
+    add("gelu", "gelu (erf) x (4,9)", randn_of({4, 9}, 2.0), [](const Inputs& x) { return gelu(x[0]); });
+    add("gelu", "gelu (tanh approximation) x (4,9)", randn_of({4, 9}, 2.0),
+        [](const Inputs& x) { return gelu(x[0], GeluApprox::tanh); });
+    // The Generator is built inside fn, so every call (gradcheck's 2 per element) draws the
+    // same mask.
+    add("dropout", "dropout p=0.3 x (6,7), seed fixed", randn_of({6, 7}), [](const Inputs& x) {
+        Generator gen(42);
+        return dropout(x[0], 0.3, gen);
+    });
+    add("dropout", "dropout p=0.5 of a transposed view (3,11)^T", randn_of({3, 11}), [](const Inputs& x) {
+        Generator gen(7);
+        gen.take(5); // a non-zero offset
+        return dropout(x[0].transpose(0, 1), 0.5, gen);
+    });
 }
 
 } // namespace mg
