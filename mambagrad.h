@@ -8,5 +8,6 @@
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/reduce.h"
+#include "ops/selective_scan.h"
 #include "tensor/check.h"
 #include "tensor/tensor.h"
