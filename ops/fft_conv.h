@@ -1,0 +1,73 @@
+// ops/fft_conv.h: the causal depthwise convolution computed by FFT (the global-selection long
+// conv of SPEC §2), and long_conv, which picks the direct or the FFT path.
+//
+// Shapes and function: exactly causal_conv1d's (ops/conv1d.h): x (B, L, D) channels-last,
+// weight (D, K) (any K >= 1; K > L is allowed), bias (D) or undefined, optional fused SiLU;
+//   pre[b,t,d] = bias[d] + sum_k w[d,k] x[b, t-(K-1)+k, d],   y = silu(pre) or pre.
+//
+// Method. With the flipped kernel h_d[j] = w[d, K-1-j] the conv is the causal convolution
+// pre = h * x (+ bias). Zero-pad x and h to n = the smallest power of two >= L + K - 1 (so the
+// circular convolution of length n equals the linear one on t < L), transform, multiply,
+// transform back, take the first L:
+//   pre[b,:,d] = IFFT( FFT(x[b,:,d]) FFT(h_d) )[0:L] / n + bias[d]
+//
+// Derivatives (g = dL/dy; gp = g dsilu(pre) with silu, pre recomputed by one more inverse FFT
+// from the spectra the backward needs anyway, nothing saved; gp = g without):
+//   dx[b,:,d] = IFFT( FFT(gp[b,:,d]) conj(FFT(h_d)) )[0:L] / n     (correlation with h: gp at
+//               t >= L is 0 and n >= L + K - 1, so nothing wraps around)
+//   dh_d      = IFFT( sum_b FFT(gp[b,:,d]) conj(FFT(x[b,:,d])) )[0:K] / n,   dw[d,k] = dh_d[K-1-k]
+//   dbias[d]  = sum_{b,t} gp[b,t,d]
+// Everything is summed in a fixed order (deterministic on both devices).
+//
+// CPU: our own iterative radix-2 FFT (fft_cpu) in complex double, with bit-reversal and twiddle
+// tables precomputed once per size (fft_plan). Two real rows b, b+1 of one channel share one
+// complex transform (x_b + i x_{b+1}): h is real, so the real and imaginary parts of the result
+// are the two rows' outputs; and Re IFFT(sum Zg conj(Zx)) is exactly the sum over both rows of
+// the cross-correlations. OpenMP over channels d (each thread owns whole channels: its sums over
+// b are sequential). GPU: cuFFT (cuda/fft_conv.cu), see there for layout and memory.
+#pragma once
+#include <complex>
+#include <cstdint>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace mg {
+
+Tensor fft_causal_conv(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), bool silu = false);
+
+// long_conv: the same function by either path. automatic: direct when the kernel is short
+// (K <= 64) or the direct work is small (K * L <= 32768, where three FFTs of n >= L + K - 1 points
+// cost about as much), FFT otherwise.
+enum class LongConvMode { automatic, direct, fft };
+Tensor long_conv(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                 LongConvMode mode = LongConvMode::automatic, bool silu = false);
+bool long_conv_uses_fft(int64_t L, int64_t K, LongConvMode mode);
+
+// The FFT length: the smallest power of two >= max(2, L + K - 1).
+int64_t fft_conv_size(int64_t L, int64_t K);
+
+// ---- the CPU FFT ----------------------------------------------------------------------------
+struct FftPlan {
+    int64_t n = 1;                             // a power of two
+    std::vector<int64_t> bitrev;               // bitrev[i]: i with its log2(n) bits reversed
+    std::vector<std::complex<double>> twiddle; // exp(-2 pi i j / n), j < n/2
+};
+// The plan for size n (a power of two), built once and cached (thread-safe).
+const FftPlan& fft_plan(int64_t n);
+// In-place unnormalised DFT of a[0..n): a[f] = sum_t a[t] exp(-+2 pi i f t / n) (inverse: +).
+void fft_cpu(std::complex<double>* a, const FftPlan& plan, bool inverse);
+// The reference: the O(n^2) sum above, any n. Writes out (=).
+void dft_ref(std::complex<double>* out, const std::complex<double>* in, int64_t n, bool inverse);
+
+// ---- kernels (contiguous inputs; bias may be null). The reference is causal_conv1d_ref. ----
+// y (B,L,D) = [silu](conv(x, weight) + bias). Writes (=).
+template <typename T>
+void fft_conv_forward_cpu(T* y, const T* x, const T* weight, const T* bias, int64_t B, int64_t L, int64_t D,
+                          int64_t K, bool silu);
+// dx (B,L,D), dweight (D,K), dbias (D; may be null) from dy (B,L,D). Writes (=).
+template <typename T>
+void fft_conv_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const T* weight, const T* bias,
+                           int64_t B, int64_t L, int64_t D, int64_t K, bool silu);
+
+} // namespace mg

@@ -1,0 +1,219 @@
+// tests/test_conv1d.cpp: causal depthwise conv1d. The orientation of the weight by hand; the CPU
+// and CUDA kernels (called directly, outputs poisoned with NaN) against the double reference at
+// awkward sizes (L = 1, L prime, L not a multiple of the 64-step tile, odd channel counts, K > L,
+// K beyond the fused backward and beyond one 32-tap chunk); gradcheck; CUDA-vs-CPU parity;
+// deterministic CUDA backward; the recurrent step against the parallel forward; bad inputs.
+#include <cmath>
+
+#include "cuda/conv1d.h"
+#include "ops/conv1d.h"
+#include "tests/helpers.h"
+
+using namespace mg;
+using mg::test::devices;
+using mg::test::require_close;
+
+namespace {
+
+struct ConvSize {
+    int64_t B, L, D, K;
+};
+
+// Awkward sizes: the tile is 64 steps x 32 channels, the fused CUDA backward takes K <= 8, the
+// window kernel loads 32 taps per pass.
+const ConvSize kSizes[] = {
+    {1, 1, 1, 1},   {2, 1, 3, 4},   {2, 37, 5, 4},  {1, 64, 32, 4}, {3, 67, 33, 4}, {1, 5, 3, 9},
+    {2, 41, 7, 8},  {2, 70, 9, 9},  {1, 129, 3, 40}, {2, 13, 35, 64}, {1, 3, 2, 5},
+};
+
+std::string size_label(const ConvSize& s, bool bias, bool silu, const char* dtype, Device dev) {
+    return fmt::format("conv1d(B={}, L={}, D={}, K={}, bias={}, silu={}, {}, {})", s.B, s.L, s.D, s.K, bias, silu,
+                       dev.str(), dtype);
+}
+
+Tensor from_ref(const std::vector<double>& v, const Shape& shape) { return Tensor::from_vector(v, shape); }
+
+// Runs the forward and backward kernels of `dev` directly on poisoned outputs and compares them with
+// causal_conv1d_ref / causal_conv1d_backward_ref.
+template <typename T> void check_kernels(const ConvSize& s, bool has_bias, bool silu, Device dev) {
+    const auto [B, L, D, K] = s;
+    Options host{dtype_of<T>}, o{dtype_of<T>, dev};
+    Generator gen(static_cast<uint64_t>(B * 1000003 + L * 1009 + D * 31 + K));
+    Tensor x = Tensor::randn({B, L, D}, host, gen), w = Tensor::randn({D, K}, host, gen);
+    Tensor bias = Tensor::randn({D}, host, gen), dy = Tensor::randn({B, L, D}, host, gen);
+    const T* pb_host = has_bias ? bias.data<T>() : nullptr;
+    std::vector<double> y_ref(static_cast<size_t>(B * L * D)), dx_ref(static_cast<size_t>(B * L * D));
+    std::vector<double> dw_ref(static_cast<size_t>(D * K)), db_ref(static_cast<size_t>(D));
+    causal_conv1d_ref<T>(y_ref.data(), x.data<T>(), w.data<T>(), pb_host, B, L, D, K, silu);
+    causal_conv1d_backward_ref<T>(dx_ref.data(), dw_ref.data(), has_bias ? db_ref.data() : nullptr, dy.data<T>(),
+                                  x.data<T>(), w.data<T>(), pb_host, B, L, D, K, silu);
+
+    Tensor xd = x.to(dev), wd = w.to(dev), bd = bias.to(dev), dyd = dy.to(dev);
+    const T* pb = has_bias ? bd.data<T>() : nullptr;
+    Tensor y = Tensor::full({B, L, D}, NAN, o), dx = Tensor::full({B, L, D}, NAN, o);
+    Tensor dw = Tensor::full({D, K}, NAN, o), db = Tensor::full({D}, NAN, o);
+    if (dev.is_cpu()) {
+        causal_conv1d_forward_cpu<T>(y.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu);
+        causal_conv1d_backward_cpu<T>(dx.data<T>(), dw.data<T>(), has_bias ? db.data<T>() : nullptr, dyd.data<T>(),
+                                      xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu);
+    } else {
+#ifdef MG_CUDA
+        Tensor work = Tensor::full({cuda::causal_conv1d_backward_work(B, L, D, K, silu)}, NAN, o);
+        cuda::causal_conv1d_forward<T>(y.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu);
+        cuda::causal_conv1d_backward<T>(dx.data<T>(), dw.data<T>(), has_bias ? db.data<T>() : nullptr,
+                                        work.data<T>(), dyd.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K,
+                                        silu);
+#endif
+    }
+    std::string what = size_label(s, has_bias, silu, dtype_name(dtype_of<T>).data(), dev);
+    // y and dx are sums of K products of N(0,1) values, dw and dbias of B*L of them; f32 rounding
+    // grows at most linearly with the number of terms (the CPU adds dw in double, CUDA in f32).
+    bool f32 = std::is_same_v<T, float>;
+    double tol_k = (f32 ? 1e-6 : 1e-13) * double(K + 8), tol_bl = (f32 ? 1e-6 : 1e-13) * double(B * L + 8);
+    require_close(y, from_ref(y_ref, {B, L, D}), tol_k, tol_k, what + " forward y");
+    require_close(dx, from_ref(dx_ref, {B, L, D}), tol_k, tol_k, what + " dx");
+    require_close(dw, from_ref(dw_ref, {D, K}), tol_bl, tol_bl, what + " dweight");
+    if (has_bias) require_close(db, from_ref(db_ref, {D}), tol_bl, tol_bl, what + " dbias");
+}
+
+} // namespace
+
+TEST_CASE("conv1d: weight orientation is PyTorch's (w[d,K-1] multiplies the current token)", "[conv1d]") {
+    for (Device dev : devices()) {
+        SECTION(dev.str()) {
+            Options o{DType::f64, dev};
+            // x = 1, 2, 3 and w = (10, 1): y[t] = 10 x[t-1] + 1 x[t] = 1, 12, 23 (+ bias 0.5)
+            Tensor x = Tensor::from_vector(std::vector<double>{1, 2, 3}, {1, 3, 1}, o);
+            Tensor w = Tensor::from_vector(std::vector<double>{10, 1}, {1, 2}, o);
+            Tensor b = Tensor::from_vector(std::vector<double>{0.5}, {1}, o);
+            CHECK(causal_conv1d(x, w, b).to_vector<double>() == std::vector<double>{1.5, 12.5, 23.5});
+            CHECK(causal_conv1d(x, w).to_vector<double>() == std::vector<double>{1, 12, 23});
+            double s = causal_conv1d(x, w, Tensor(), true).to_vector<double>()[1];
+            CHECK(s == Approx(12.0 / (1.0 + std::exp(-12.0))).epsilon(1e-15));
+        }
+    }
+}
+
+TEST_CASE("conv1d: kernels against the double reference at awkward sizes", "[conv1d]") {
+    for (Device dev : devices())
+        for (const ConvSize& s : kSizes)
+            for (bool has_bias : {false, true})
+                for (bool silu : {false, true}) {
+                    check_kernels<float>(s, has_bias, silu, dev);
+                    check_kernels<double>(s, has_bias, silu, dev);
+                }
+}
+
+TEST_CASE("conv1d: gradcheck on cpu", "[conv1d][gradcheck]") { mg::test::gradcheck_op("conv1d", Device::cpu()); }
+TEST_CASE("conv1d: gradcheck on cuda", "[conv1d][gradcheck][cuda]") {
+    MG_REQUIRE_CUDA();
+    mg::test::gradcheck_op("conv1d", Device::cuda(0));
+}
+TEST_CASE("conv1d: cuda matches cpu in f32", "[conv1d][parity][cuda]") {
+    MG_REQUIRE_CUDA();
+    mg::test::parity_op("conv1d");
+}
+
+TEST_CASE("conv1d: cuda matches cpu in f32 across many tiles", "[conv1d][parity][cuda]") {
+    MG_REQUIRE_CUDA();
+    // 3 x 2 tiles of 64 steps x 32 channels plus ragged edges, fused (K=4) and unfused (K=40) paths.
+    for (int64_t K : {4, 40}) {
+        SECTION(fmt::format("B=2, L=150, D=70, K={}, bias, silu", K)) {
+            Generator gen(static_cast<uint64_t>(K));
+            Options o{DType::f32};
+            Tensor x = Tensor::randn({2, 150, 70}, o, gen), w = Tensor::randn({70, K}, o, gen) * (1.0 / std::sqrt(double(K)));
+            Tensor b = Tensor::randn({70}, o, gen), dy = Tensor::randn({2, 150, 70}, o, gen);
+            Device gpu = Device::cuda(0);
+            std::vector<Tensor> cpu_in = {x, w, b}, gpu_in = {x.to(gpu), w.to(gpu), b.to(gpu)};
+            for (auto* v : {&cpu_in, &gpu_in})
+                for (Tensor& t : *v) t.set_requires_grad(true);
+            Tensor yc = causal_conv1d(cpu_in[0], cpu_in[1], cpu_in[2], true);
+            Tensor yg = causal_conv1d(gpu_in[0], gpu_in[1], gpu_in[2], true);
+            yc.backward(dy);
+            yg.backward(dy.to(gpu));
+            // f32 sums in different orders; dw/dbias add 300 terms of size ~1.
+            require_close(yg, yc, 1e-5, 1e-5, "y");
+            require_close(gpu_in[0].grad(), cpu_in[0].grad(), 1e-5, 1e-5, "dx");
+            require_close(gpu_in[1].grad(), cpu_in[1].grad(), 1e-5, 1e-4, "dweight");
+            require_close(gpu_in[2].grad(), cpu_in[2].grad(), 1e-5, 1e-4, "dbias");
+        }
+    }
+}
+
+TEST_CASE("conv1d: cuda backward is deterministic (bit-identical runs)", "[conv1d][cuda]") {
+    MG_REQUIRE_CUDA();
+    for (int64_t K : {4, 40}) {
+        SECTION(fmt::format("B=3, L=300, D=100, K={}", K)) {
+            Generator gen(99);
+            Options o{DType::f32, Device::cuda(0)};
+            Tensor x = Tensor::randn({3, 300, 100}, o, gen), w = Tensor::randn({100, K}, o, gen);
+            Tensor b = Tensor::randn({100}, o, gen), dy = Tensor::randn({3, 300, 100}, o, gen);
+            auto grads = [&]() {
+                Tensor xr = x.detach().set_requires_grad(true), wr = w.detach().set_requires_grad(true);
+                Tensor br = b.detach().set_requires_grad(true);
+                causal_conv1d(xr, wr, br, true).backward(dy);
+                return std::vector<std::vector<float>>{xr.grad().to_vector<float>(), wr.grad().to_vector<float>(),
+                                                       br.grad().to_vector<float>()};
+            };
+            auto g1 = grads(), g2 = grads();
+            CHECK(g1[0] == g2[0]);
+            CHECK(g1[1] == g2[1]);
+            CHECK(g1[2] == g2[2]);
+        }
+    }
+}
+
+TEST_CASE("conv1d: stepping through a sequence equals the parallel forward", "[conv1d]") {
+    for (Device dev : devices())
+        for (int64_t K : {1, 2, 4, 9})
+            for (bool silu : {false, true}) {
+                SECTION(fmt::format("B=2, L=13, D=5, K={}, silu={}, {}", K, silu, dev.str())) {
+                    for (DType dt : {DType::f32, DType::f64}) {
+                        Generator gen(static_cast<uint64_t>(K * 7 + silu));
+                        Options o{dt, dev};
+                        int64_t B = 2, L = 13, D = 5;
+                        Tensor x = Tensor::randn({B, L, D}, o, gen), w = Tensor::randn({D, K}, o, gen);
+                        Tensor b = Tensor::randn({D}, o, gen);
+                        Tensor y = causal_conv1d(x, w, b, silu);
+                        Tensor state = Tensor::zeros({B, D, K - 1}, o);
+                        for (int64_t t = 0; t < L; ++t) {
+                            Tensor yt = causal_conv1d_update(state, x.narrow(1, t, 1).reshape({B, D}), w, b, silu);
+                            // Same taps, same order as the parallel kernel: rounding differences only.
+                            double tol = dt == DType::f32 ? 1e-5 : 1e-13;
+                            require_close(yt, y.narrow(1, t, 1).reshape({B, D}), tol, tol,
+                                          fmt::format("step t={} {}", t, dtype_name(dt)));
+                        }
+                        // The state now holds the last K-1 inputs, oldest first.
+                        if (K > 1)
+                            require_close(state, x.narrow(1, L - (K - 1), K - 1).permute({0, 2, 1}), 0, 0, "final state");
+                    }
+                }
+            }
+}
+
+TEST_CASE("conv1d: bad inputs name the op and the shapes", "[conv1d][errors]") {
+    Tensor x = Tensor::zeros({2, 37, 16});
+    REQUIRE_ERROR_WITH(causal_conv1d(x, Tensor::zeros({8, 3})), "causal_conv1d", "weight is (8,3) f32 cpu",
+                       "(D, K) = (16, K)", "x (2,37,16) f32 cpu");
+    REQUIRE_ERROR_WITH(causal_conv1d(x, Tensor::zeros({16, 0})), "causal_conv1d", "(16,0) f32 cpu", "K >= 1");
+    REQUIRE_ERROR_WITH(causal_conv1d(x, Tensor::zeros({16, 4, 1})), "causal_conv1d", "(16,4,1) f32 cpu", "(D, K)");
+    REQUIRE_ERROR_WITH(causal_conv1d(Tensor::zeros({37, 16}), Tensor::zeros({16, 4})), "causal_conv1d",
+                       "x is (37,16) f32 cpu", "3-D");
+    REQUIRE_ERROR_WITH(causal_conv1d(x, Tensor::zeros({16, 4}, {DType::f64})), "causal_conv1d", "(2,37,16) f32 cpu",
+                       "(16,4) f64 cpu", "same dtype");
+    REQUIRE_ERROR_WITH(causal_conv1d(x, Tensor::zeros({16, 4}), Tensor::zeros({15})), "causal_conv1d",
+                       "bias is (15) f32 cpu", "(D) = (16)");
+    REQUIRE_ERROR_WITH(causal_conv1d(Tensor::zeros({2, 3, 4}, {DType::i32}), Tensor::zeros({4, 4})), "causal_conv1d",
+                       "i32", "f32 or f64");
+    if (cuda::available()) {
+        Tensor wg = Tensor::zeros({16, 4}, {DType::f32, Device::cuda(0)});
+        REQUIRE_ERROR_WITH(causal_conv1d(x, wg), "causal_conv1d", "(2,37,16) f32 cpu", "(16,4) f32 cuda:0", "same device");
+    }
+    Tensor xt = Tensor::zeros({2, 16}), w = Tensor::zeros({16, 4});
+    REQUIRE_ERROR_WITH(causal_conv1d_update(Tensor::zeros({2, 16, 4}), xt, w), "causal_conv1d_update",
+                       "conv_state is (2,16,4) f32 cpu", "(B, D, K-1) = (2,16,3)");
+    REQUIRE_ERROR_WITH(causal_conv1d_update(Tensor::zeros({2, 3, 16}).permute({0, 2, 1}), xt, w),
+                       "causal_conv1d_update", "must be contiguous");
+    REQUIRE_ERROR_WITH(causal_conv1d_update(Tensor::zeros({2, 8, 3}), Tensor::zeros({2, 8}), w),
+                       "causal_conv1d_update", "weight is (16,4) f32 cpu", "x_t (2,8) f32 cpu");
+}

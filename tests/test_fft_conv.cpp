@@ -1,0 +1,196 @@
+// tests/test_fft_conv.cpp: the FFT long convolution. Our radix-2 FFT against the O(n^2) DFT; the
+// CPU and CUDA kernels (called directly, outputs poisoned) against the direct double reference
+// causal_conv1d_ref at awkward sizes (L = 1, K = L, K > L, L not a power of two, odd B for the
+// paired-row trick, odd D); gradcheck; parity; deterministic CUDA backward; long_conv's direct and
+// FFT paths agree in values and gradients; bad inputs.
+#include <cmath>
+#include <complex>
+
+#include "cuda/fft_conv.h"
+#include "ops/conv1d.h"
+#include "ops/fft_conv.h"
+#include "tests/helpers.h"
+
+using namespace mg;
+using mg::test::devices;
+using mg::test::require_close;
+
+namespace {
+
+struct ConvSize {
+    int64_t B, L, D, K;
+};
+
+const ConvSize kSizes[] = {
+    {1, 1, 1, 1}, {2, 8, 3, 8}, {3, 13, 5, 5}, {1, 37, 33, 37}, {2, 100, 7, 128}, {1, 300, 3, 128}, {2, 64, 2, 1},
+    {1, 5, 4, 3},
+};
+
+Tensor from_ref(const std::vector<double>& v, const Shape& shape) { return Tensor::from_vector(v, shape); }
+
+template <typename T> void check_kernels(const ConvSize& s, bool has_bias, bool silu, Device dev) {
+    const auto [B, L, D, K] = s;
+    Options host{dtype_of<T>}, o{dtype_of<T>, dev};
+    Generator gen(static_cast<uint64_t>(B * 7919 + L * 104729 + D * 13 + K));
+    Tensor x = Tensor::randn({B, L, D}, host, gen), w = Tensor::randn({D, K}, host, gen);
+    Tensor bias = Tensor::randn({D}, host, gen), dy = Tensor::randn({B, L, D}, host, gen);
+    const T* pb_host = has_bias ? bias.data<T>() : nullptr;
+    std::vector<double> y_ref(static_cast<size_t>(B * L * D)), dx_ref(static_cast<size_t>(B * L * D));
+    std::vector<double> dw_ref(static_cast<size_t>(D * K)), db_ref(static_cast<size_t>(D));
+    causal_conv1d_ref<T>(y_ref.data(), x.data<T>(), w.data<T>(), pb_host, B, L, D, K, silu);
+    causal_conv1d_backward_ref<T>(dx_ref.data(), dw_ref.data(), has_bias ? db_ref.data() : nullptr, dy.data<T>(),
+                                  x.data<T>(), w.data<T>(), pb_host, B, L, D, K, silu);
+
+    Tensor xd = x.to(dev), wd = w.to(dev), bd = bias.to(dev), dyd = dy.to(dev);
+    const T* pb = has_bias ? bd.data<T>() : nullptr;
+    Tensor y = Tensor::full({B, L, D}, NAN, o), dx = Tensor::full({B, L, D}, NAN, o);
+    Tensor dw = Tensor::full({D, K}, NAN, o), db = Tensor::full({D}, NAN, o);
+    T* pdb = has_bias ? db.data<T>() : nullptr;
+    if (dev.is_cpu()) {
+        fft_conv_forward_cpu<T>(y.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu);
+        fft_conv_backward_cpu<T>(dx.data<T>(), dw.data<T>(), pdb, dyd.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L,
+                                 D, K, silu);
+    } else {
+#ifdef MG_CUDA
+        Tensor wf = Tensor::full({cuda::fft_conv_work<T>(B, L, D, K, false)}, NAN, o);
+        Tensor wb = Tensor::full({cuda::fft_conv_work<T>(B, L, D, K, true)}, NAN, o);
+        cuda::fft_conv_forward<T>(y.data<T>(), wf.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu);
+        cuda::fft_conv_backward<T>(dx.data<T>(), dw.data<T>(), pdb, wb.data<T>(), dyd.data<T>(), xd.data<T>(),
+                                   wd.data<T>(), pb, B, L, D, K, silu);
+#endif
+    }
+    std::string what = fmt::format("fft_conv(B={}, L={}, D={}, K={}, bias={}, silu={}, {}, {})", B, L, D, K, has_bias,
+                                   silu, dev.str(), dtype_name(dtype_of<T>));
+    // The FFT spreads rounding over the whole row: errors scale with eps log2(n) times the size of
+    // the sums (about sqrt(K) for y and dx, sqrt(B L) for dw and dbias, inputs N(0,1)). The CPU
+    // transforms in double; cuFFT f32 in f32.
+    bool f32 = std::is_same_v<T, float>;
+    double eps = f32 ? 1e-6 : 1e-13, logn = std::log2(double(fft_conv_size(L, K)));
+    double tol_k = eps * 4 * logn * std::sqrt(double(K) + 1), tol_bl = eps * 4 * logn * std::sqrt(double(B * L * K) + 1);
+    require_close(y, from_ref(y_ref, {B, L, D}), tol_k, tol_k, what + " forward y");
+    require_close(dx, from_ref(dx_ref, {B, L, D}), tol_k, tol_k, what + " dx");
+    require_close(dw, from_ref(dw_ref, {D, K}), tol_bl, tol_bl, what + " dweight");
+    if (has_bias) require_close(db, from_ref(db_ref, {D}), tol_bl, tol_bl, what + " dbias");
+}
+
+} // namespace
+
+TEST_CASE("fft_conv: radix-2 FFT against the O(n^2) DFT", "[fft_conv]") {
+    Generator gen(5);
+    for (int64_t n : {1, 2, 4, 8, 64, 512}) {
+        INFO("n = " << n);
+        auto re = Tensor::randn({n}, {DType::f64}, gen).to_vector<double>();
+        auto im = Tensor::randn({n}, {DType::f64}, gen).to_vector<double>();
+        std::vector<std::complex<double>> a(static_cast<size_t>(n)), ref(static_cast<size_t>(n));
+        for (size_t i = 0; i < a.size(); ++i) a[i] = {re[i], im[i]};
+        for (bool inverse : {false, true}) {
+            std::vector<std::complex<double>> f = a;
+            fft_cpu(f.data(), fft_plan(n), inverse);
+            dft_ref(ref.data(), a.data(), n, inverse);
+            for (size_t i = 0; i < a.size(); ++i) {
+                INFO("inverse " << inverse << " bin " << i);
+                // n log n roundings of values of size sqrt(n)
+                CHECK(std::abs(f[i] - ref[i]) <= 1e-13 * double(n));
+            }
+        }
+        // inverse(forward(a)) = n a
+        std::vector<std::complex<double>> f = a;
+        fft_cpu(f.data(), fft_plan(n), false);
+        fft_cpu(f.data(), fft_plan(n), true);
+        for (size_t i = 0; i < a.size(); ++i) CHECK(std::abs(f[i] / double(n) - a[i]) <= 1e-14 * std::log2(double(n) + 1));
+    }
+    CHECK(fft_conv_size(1, 1) == 2);
+    CHECK(fft_conv_size(8, 8) == 16);
+    CHECK(fft_conv_size(1000, 512) == 2048);
+    CHECK(fft_conv_size(300, 1) == 512);
+}
+
+TEST_CASE("fft_conv: kernels against the direct double reference at awkward sizes", "[fft_conv]") {
+    for (Device dev : devices())
+        for (const ConvSize& s : kSizes)
+            for (bool has_bias : {false, true})
+                for (bool silu : {false, true}) {
+                    check_kernels<float>(s, has_bias, silu, dev);
+                    check_kernels<double>(s, has_bias, silu, dev);
+                }
+}
+
+TEST_CASE("fft_conv: gradcheck on cpu", "[fft_conv][gradcheck]") { mg::test::gradcheck_op("fft_conv", Device::cpu()); }
+TEST_CASE("fft_conv: gradcheck on cuda", "[fft_conv][gradcheck][cuda]") {
+    MG_REQUIRE_CUDA();
+    mg::test::gradcheck_op("fft_conv", Device::cuda(0));
+}
+TEST_CASE("fft_conv: cuda matches cpu in f32", "[fft_conv][parity][cuda]") {
+    MG_REQUIRE_CUDA();
+    mg::test::parity_op("fft_conv");
+}
+
+TEST_CASE("fft_conv: cuda backward is deterministic (bit-identical runs)", "[fft_conv][cuda]") {
+    MG_REQUIRE_CUDA();
+    Generator gen(17);
+    Options o{DType::f32, Device::cuda(0)};
+    Tensor x = Tensor::randn({3, 200, 40}, o, gen), w = Tensor::randn({40, 128}, o, gen);
+    Tensor b = Tensor::randn({40}, o, gen), dy = Tensor::randn({3, 200, 40}, o, gen);
+    auto grads = [&]() {
+        Tensor xr = x.detach().set_requires_grad(true), wr = w.detach().set_requires_grad(true);
+        Tensor br = b.detach().set_requires_grad(true);
+        fft_causal_conv(xr, wr, br, true).backward(dy);
+        return std::vector<std::vector<float>>{xr.grad().to_vector<float>(), wr.grad().to_vector<float>(),
+                                               br.grad().to_vector<float>()};
+    };
+    auto g1 = grads(), g2 = grads();
+    CHECK(g1[0] == g2[0]);
+    CHECK(g1[1] == g2[1]);
+    CHECK(g1[2] == g2[2]);
+}
+
+TEST_CASE("fft_conv: long_conv's direct and FFT paths agree in values and gradients", "[fft_conv]") {
+    CHECK_FALSE(long_conv_uses_fft(2048, 4, LongConvMode::automatic));
+    CHECK_FALSE(long_conv_uses_fft(37, 128, LongConvMode::automatic));
+    CHECK(long_conv_uses_fft(1000, 512, LongConvMode::automatic));
+    CHECK(long_conv_uses_fft(37, 4, LongConvMode::fft));
+    CHECK_FALSE(long_conv_uses_fft(1000, 512, LongConvMode::direct));
+    for (Device dev : devices())
+        for (int64_t K : {4, 128, 512})
+            for (int64_t L : {1, 37, 300, 1000}) {
+                SECTION(fmt::format("B=2, L={}, D=3, K={}, bias, silu, {} f32", L, K, dev.str())) {
+                    Generator gen(static_cast<uint64_t>(K * 10000 + L));
+                    Options o{DType::f32, dev};
+                    // kernel scaled by 1/sqrt(K) so pre-activations stay O(1) at every K
+                    Tensor x = Tensor::randn({2, L, 3}, o, gen), w = Tensor::randn({3, K}, o, gen) * (1.0 / std::sqrt(double(K)));
+                    Tensor b = Tensor::randn({3}, o, gen), dy = Tensor::randn({2, L, 3}, o, gen);
+                    std::vector<Tensor> grads[2];
+                    Tensor ys[2];
+                    for (int path = 0; path < 2; ++path) {
+                        Tensor xr = x.detach().set_requires_grad(true), wr = w.detach().set_requires_grad(true);
+                        Tensor br = b.detach().set_requires_grad(true);
+                        ys[path] = long_conv(xr, wr, br, path == 0 ? LongConvMode::direct : LongConvMode::fft, true);
+                        ys[path].backward(dy);
+                        grads[path] = {xr.grad(), wr.grad(), br.grad()};
+                    }
+                    // f32 on both paths; dw and dbias are sums over B*L = up to 2000 terms.
+                    require_close(ys[1], ys[0], 1e-5, 1e-5, "y");
+                    require_close(grads[1][0], grads[0][0], 1e-5, 1e-5, "dx");
+                    require_close(grads[1][1], grads[0][1], 1e-4, 1e-4, "dweight");
+                    require_close(grads[1][2], grads[0][2], 1e-4, 1e-4, "dbias");
+                }
+            }
+}
+
+TEST_CASE("fft_conv: bad inputs name the op and the shapes", "[fft_conv][errors]") {
+    Tensor x = Tensor::zeros({2, 37, 16});
+    REQUIRE_ERROR_WITH(fft_causal_conv(x, Tensor::zeros({8, 3})), "fft_causal_conv", "weight is (8,3) f32 cpu",
+                       "(D, K) = (16, K)", "x (2,37,16) f32 cpu");
+    REQUIRE_ERROR_WITH(fft_causal_conv(x, Tensor::zeros({16, 0})), "fft_causal_conv", "(16,0) f32 cpu", "K >= 1");
+    REQUIRE_ERROR_WITH(fft_causal_conv(Tensor::zeros({37, 16}), Tensor::zeros({16, 4})), "fft_causal_conv",
+                       "x is (37,16) f32 cpu", "3-D");
+    REQUIRE_ERROR_WITH(fft_causal_conv(x, Tensor::zeros({16, 4}, {DType::f64})), "fft_causal_conv",
+                       "(2,37,16) f32 cpu", "(16,4) f64 cpu", "same dtype");
+    REQUIRE_ERROR_WITH(fft_causal_conv(x, Tensor::zeros({16, 4}), Tensor::zeros({16, 1})), "fft_causal_conv",
+                       "bias is (16,1) f32 cpu", "(D) = (16)");
+    REQUIRE_ERROR_WITH(long_conv(x, Tensor::zeros({15, 128})), "long_conv", "weight is (15,128) f32 cpu",
+                       "x (2,37,16) f32 cpu");
+    if (cuda::available())
+        REQUIRE_ERROR_WITH(long_conv(x, Tensor::zeros({16, 4}, {DType::f32, Device::cuda(0)})), "long_conv",
+                           "(2,37,16) f32 cpu", "(16,4) f32 cuda:0", "same device");
+}
