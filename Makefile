@@ -68,13 +68,13 @@ CUDA_HOME := $(if $(NVCC_PATH),$(abspath $(dir $(NVCC_PATH))/..),/usr/local/cuda
 NVCC_GENCODE := -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -gencode arch=compute_80,code=compute_80
 NVCCFLAGS := -std=c++20 $(OPT) $(NVCC_GENCODE) -Xcompiler -Wall,-Wextra --expt-relaxed-constexpr -MMD -MP
 ifeq ($(CUDA),1)
-  CPPFLAGS += -DMG_CUDA
+  CPPFLAGS += -DMG_CUDA -isystem $(CUDA_HOME)/include
   LDFLAGS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
   LDLIBS += -lcublas -lcufft -lcudart
 endif
 
 # ---- sources -----------------------------------------------------------------------------------
-LIB_CPP := $(wildcard tensor/*.cpp autograd/*.cpp ops/*.cpp)
+LIB_CPP := $(wildcard tensor/*.cpp autograd/*.cpp ops/*.cpp data/*.cpp)
 ifeq ($(CUDA),1)
   LIB_CU := $(wildcard cuda/*.cu)
 else
@@ -87,6 +87,8 @@ CLI_OBJ := $(BUILD)/train/cli.o
 BIN := $(BUILD)/mambagrad
 TEST_OBJ := $(patsubst %.cpp,$(BUILD)/%.o,$(wildcard tests/*.cpp))
 TEST_BIN := $(BUILD)/mg_tests
+BENCH_OBJ := $(BUILD)/bench/bench_ops.o
+BENCH_BIN := $(BUILD)/bench_ops
 
 .PHONY: all test vendor clean bench
 all: $(LIB) $(BIN)
@@ -109,6 +111,12 @@ $(BIN): $(CLI_OBJ) $(LIB)
 $(TEST_BIN): $(TEST_OBJ) $(LIB)
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+$(BENCH_BIN): $(BENCH_OBJ) $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Benchmarks run on the GPU machine: bench/bench_ops.py times PyTorch beside build/bench_ops.
+bench: $(BENCH_BIN)
+
 # The suite prints one line `N passed, N failed` last (tests/main.cpp counts test cases).
 # TEST_ARGS passes Catch2 arguments, e.g. make test TEST_ARGS='[matmul]'.
 test: $(TEST_BIN) $(BIN)
@@ -122,4 +130,4 @@ vendor:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
