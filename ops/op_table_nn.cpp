@@ -3,7 +3,10 @@
 //
 // Integer inputs (ids, targets, positions) are returned by the factories as extra i32 tensors:
 // gradcheck perturbs, and parity compares, only the floating ones.
+#include <algorithm>
+
 #include "ops/activation.h"
+#include "ops/embedding.h"
 #include "ops/op_table.h"
 
 namespace mg {
@@ -14,6 +17,14 @@ using Inputs = std::vector<Tensor>;
 
 Tensor uniform_of(const Shape& s, double lo, double hi, Options o, Generator& g) {
     return Tensor::uniform(s, lo, hi, o, g);
+}
+
+// i32 indices in [0, n) drawn from g, on `device`; `fixed` overrides the first few.
+Tensor index_of(const Shape& s, int64_t n, Device device, Generator& g, std::vector<int32_t> fixed = {}) {
+    auto u = Tensor::uniform({numel_of(s)}, 0, double(n), {DType::f64}, g).to_vector<double>();
+    std::vector<int32_t> v(u.size());
+    for (size_t i = 0; i < v.size(); ++i) v[i] = i < fixed.size() ? fixed[i] : std::min(int32_t(n - 1), int32_t(u[i]));
+    return Tensor::from_vector(v, s).to(device);
 }
 
 } // namespace
@@ -52,6 +63,14 @@ void add_nn_cases(std::vector<OpCase>& c) {
         gen.take(5); // a non-zero offset
         return dropout(x[0].transpose(0, 1), 0.5, gen);
     });
+
+    // ---- layers ----
+    add("embedding", "ids (2,5) in [0,4) with repeats, weight (4,3)",
+        [](Options o, Generator& g) { return Inputs{Tensor::randn({4, 3}, o, g), index_of({2, 5}, 4, o.device, g, {1, 1})}; },
+        [](const Inputs& x) { return embedding(x[1], x[0]); });
+    add("embedding", "ids (1,1), weight (3,1)",
+        [](Options o, Generator& g) { return Inputs{Tensor::randn({3, 1}, o, g), index_of({1, 1}, 3, o.device, g)}; },
+        [](const Inputs& x) { return embedding(x[1], x[0]); });
 }
 
 } // namespace mg
