@@ -111,20 +111,24 @@ template <typename T> void gemm_cpu(const GemmArgs& g, T alpha, const T* A, cons
     gemm_blocked(g, alpha, A, B, beta, C);
 }
 
+void gemm_tensors(const GemmArgs& g, double alpha, const Tensor& A, const Tensor& B, double beta, const Tensor& C) {
+    dispatch_float(A.dtype(), "matmul", [&]<typename T>() {
+        if (A.device().is_cpu()) {
+            gemm_cpu<T>(g, T(alpha), A.data<T>(), B.data<T>(), T(beta), C.data<T>());
+        } else {
+            MG_CUDA_ONLY(cuda::DeviceGuard guard(A.device().index);
+                         cuda::gemm<T>(g, T(alpha), A.data<T>(), B.data<T>(), T(beta), C.data<T>(), A.device().index));
+        }
+    });
+}
+
 // ---- the op ---------------------------------------------------------------------------------
 namespace {
 
 Shape batch_of(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
 
 void run_gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& out) {
-    dispatch_float(a.dtype(), "matmul", [&]<typename T>() {
-        if (a.device().is_cpu()) {
-            gemm_cpu<T>(g, T(1), a.data<T>(), b.data<T>(), T(0), out.data<T>());
-        } else {
-            MG_CUDA_ONLY(cuda::DeviceGuard guard(a.device().index);
-                         cuda::gemm<T>(g, T(1), a.data<T>(), b.data<T>(), T(0), out.data<T>(), a.device().index));
-        }
-    });
+    gemm_tensors(g, 1.0, a, b, 0.0, out);
 }
 
 // op(a) @ op(b) with no graph. op transposes the last two dims when the flag is set.

@@ -31,5 +31,9 @@ template <typename T> void gemm_blocked(const GemmArgs& g, T alpha, const T* A, 
 // The reference: three loops in double, C = alpha op(A) op(B) + beta C.
 template <typename T> void gemm_ref(const GemmArgs& g, double alpha, const T* A, const T* B, double beta, double* C);
 bool gemm_cpu_uses_openblas();
+// The device dispatch of the above on tensors: C = alpha op(A) op(B) + beta C with gemm_cpu or
+// cuBLAS on A's device. A, B, C contiguous, same dtype and device, geometry in g. For composite
+// ops (linear) that need a transposed operand or beta = 1 without a copy.
+void gemm_tensors(const GemmArgs& g, double alpha, const Tensor& A, const Tensor& B, double beta, const Tensor& C);
 
 } // namespace mg

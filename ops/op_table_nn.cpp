@@ -7,6 +7,7 @@
 
 #include "ops/activation.h"
 #include "ops/embedding.h"
+#include "ops/linear.h"
 #include "ops/op_table.h"
 
 namespace mg {
@@ -71,6 +72,15 @@ void add_nn_cases(std::vector<OpCase>& c) {
     add("embedding", "ids (1,1), weight (3,1)",
         [](Options o, Generator& g) { return Inputs{Tensor::randn({3, 1}, o, g), index_of({1, 1}, 3, o.device, g)}; },
         [](const Inputs& x) { return embedding(x[1], x[0]); });
+    add("linear", "x (2,3,5) @ weight (4,5)^T + bias (4)", [](Options o, Generator& g) {
+        return Inputs{Tensor::randn({2, 3, 5}, o, g), Tensor::randn({4, 5}, o, g), Tensor::randn({4}, o, g)};
+    }, [](const Inputs& x) { return linear(x[0], x[1], x[2]); });
+    add("linear", "x (7) 1-D @ weight (3,7)^T, no bias", [](Options o, Generator& g) {
+        return Inputs{Tensor::randn({7}, o, g), Tensor::randn({3, 7}, o, g)};
+    }, [](const Inputs& x) { return linear(x[0], x[1]); });
+    add("linear", "x (5,2)^T transposed view @ weight (1,5)^T + bias (1)", [](Options o, Generator& g) {
+        return Inputs{Tensor::randn({5, 2}, o, g), Tensor::randn({1, 5}, o, g), Tensor::randn({1}, o, g)};
+    }, [](const Inputs& x) { return linear(x[0].transpose(0, 1), x[1], x[2]); });
 }
 
 } // namespace mg
