@@ -7,7 +7,9 @@
 
 #include "ops/activation.h"
 #include "ops/embedding.h"
+#include "ops/cat.h"
 #include "ops/linear.h"
+#include "ops/rmsnorm.h"
 #include "ops/op_table.h"
 
 namespace mg {
@@ -81,6 +83,21 @@ void add_nn_cases(std::vector<OpCase>& c) {
     add("linear", "x (5,2)^T transposed view @ weight (1,5)^T + bias (1)", [](Options o, Generator& g) {
         return Inputs{Tensor::randn({5, 2}, o, g), Tensor::randn({1, 5}, o, g), Tensor::randn({1}, o, g)};
     }, [](const Inputs& x) { return linear(x[0].transpose(0, 1), x[1], x[2]); });
+    add("rmsnorm", "x (2,3,7), weight (7), eps 1e-5", [](Options o, Generator& g) {
+        return Inputs{Tensor::randn({2, 3, 7}, o, g), Tensor::randn({7}, o, g)};
+    }, [](const Inputs& x) { return rmsnorm(x[0], x[1]); });
+    add("rmsnorm", "x (1,1), weight (1), eps 0.1", [](Options o, Generator& g) {
+        return Inputs{Tensor::randn({1, 1}, o, g), Tensor::randn({1}, o, g)};
+    }, [](const Inputs& x) { return rmsnorm(x[0], x[1], 0.1); });
+    add("rmsnorm", "x (5,4)^T transposed view, weight (5)", [](Options o, Generator& g) {
+        return Inputs{Tensor::randn({5, 4}, o, g), Tensor::randn({5}, o, g)};
+    }, [](const Inputs& x) { return rmsnorm(x[0].transpose(0, 1), x[1]); });
+    add("rmsnorm", "rmsnorm_residual x (2,4,6) + residual (2,4,6), weight (6): both outputs", [](Options o, Generator& g) {
+        return Inputs{Tensor::randn({2, 4, 6}, o, g), Tensor::randn({2, 4, 6}, o, g), Tensor::randn({6}, o, g)};
+    }, [](const Inputs& x) {
+        auto r = rmsnorm_residual(x[0], x[1], x[2]);
+        return cat({r.normed.reshape({-1}), (r.residual * r.residual).reshape({-1})}, 0);
+    });
 }
 
 } // namespace mg
