@@ -22,10 +22,9 @@
 //   dbias[d]  = sum_{b,t} gp[b,t,d]
 // dw and dbias are reduced deterministically on both devices (fixed order, no float atomics).
 #pragma once
-#include <cmath>
 #include <cstdint>
 
-#include "tensor/indexing.h"
+#include "ops/activation_math.h"
 #include "tensor/tensor.h"
 
 namespace mg {
@@ -45,17 +44,10 @@ Tensor causal_conv1d_update(const Tensor& conv_state, const Tensor& x_t, const T
 // weight (D,K) with K >= 1, bias (D) or undefined; all on one device with one dtype.
 void check_causal_conv_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias);
 
-// ---- pointwise math shared by the CPU and CUDA kernels ----------------------------------------
-template <typename T> MG_HD T conv_silu(T v) {
-    using std::exp;
-    return v / (T(1) + exp(-v));
-}
+// ---- SiLU for the fused epilogues: the activations' own math (ops/activation_math.h) ------------
+template <typename T> MG_HD T conv_silu(T v) { return activation_apply(Activation::silu, v); }
 // d silu(v) / dv = s (1 + v (1 - s)), s = sigmoid(v).
-template <typename T> MG_HD T conv_dsilu(T v) {
-    using std::exp;
-    T s = T(1) / (T(1) + exp(-v));
-    return s * (T(1) + v * (T(1) - s));
-}
+template <typename T> MG_HD T conv_dsilu(T v) { return activation_grad(Activation::silu, T(1), v); }
 
 // ---- kernels (contiguous inputs; bias may be null = no bias) ----------------------------------
 // y (B,L,D) = [silu](conv(x, w) + bias). Writes (=).
