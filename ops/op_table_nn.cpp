@@ -8,6 +8,7 @@
 #include "ops/activation.h"
 #include "ops/embedding.h"
 #include "ops/cat.h"
+#include "ops/cross_entropy.h"
 #include "ops/linear.h"
 #include "ops/rmsnorm.h"
 #include "ops/op_table.h"
@@ -98,6 +99,28 @@ void add_nn_cases(std::vector<OpCase>& c) {
         auto r = rmsnorm_residual(x[0], x[1], x[2]);
         return cat({r.normed.reshape({-1}), (r.residual * r.residual).reshape({-1})}, 0);
     });
+    add("cross_entropy", "logits (2,5,7), targets (2,5) with 2 ignored (-100)", [](Options o, Generator& g) {
+        Tensor t = index_of({2, 5}, 7, Device::cpu(), g);
+        t.data<int32_t>()[1] = kIgnoreIndex;
+        t.data<int32_t>()[6] = kIgnoreIndex;
+        return Inputs{Tensor::randn({2, 5, 7}, o, g) * 2.0, t.to(o.device)};
+    }, [](const Inputs& x) { return cross_entropy(x[0], x[1]); });
+    add("cross_entropy", "logits (1,3), one row", [](Options o, Generator& g) {
+        return Inputs{Tensor::randn({1, 3}, o, g), index_of({1}, 3, o.device, g)};
+    }, [](const Inputs& x) { return cross_entropy(x[0], x[1]); });
+    add("cross_entropy", "logits (3,4), every target ignored: loss 0, gradient 0", [](Options o, Generator& g) {
+        return Inputs{Tensor::randn({3, 4}, o, g), Tensor::full({3}, kIgnoreIndex, {DType::i32, o.device})};
+    }, [](const Inputs& x) { return cross_entropy(x[0], x[1]); });
+    add("cross_entropy_indexed", "hidden (2,6,5), head (9,5), positions (1,7,7,11) (7 twice), one target ignored",
+        [](Options o, Generator& g) {
+            Tensor pos = Tensor::from_vector(std::vector<int32_t>{1, 7, 7, 11}, {4}).to(o.device);
+            Tensor tgt = index_of({4}, 9, o.device, g, {3, 0, 8, kIgnoreIndex});
+            return Inputs{Tensor::randn({2, 6, 5}, o, g), Tensor::randn({9, 5}, o, g), pos, tgt};
+        }, [](const Inputs& x) { return cross_entropy_indexed(x[0], x[1], x[2], x[3]); });
+    add("cross_entropy_indexed", "hidden (1,1,3), head (2,3), positions (0)", [](Options o, Generator& g) {
+        return Inputs{Tensor::randn({1, 1, 3}, o, g), Tensor::randn({2, 3}, o, g),
+                      Tensor::zeros({1}, {DType::i32, o.device}), index_of({1}, 2, o.device, g)};
+    }, [](const Inputs& x) { return cross_entropy_indexed(x[0], x[1], x[2], x[3]); });
 }
 
 } // namespace mg
