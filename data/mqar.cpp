@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -642,57 +644,82 @@ MqarBatch make_batch(const std::vector<MqarExample>& examples, const std::vector
 
 // ---- files --------------------------------------------------------------------------------
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-    const size_t slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-    const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-    auto fail = [&](const char* call) {
-        const std::string why = std::strerror(errno);
-        ::unlink(tmp.c_str());
-        MG_CHECK(false, "write_file_atomic: {} failed for '{}': {}", call, call == std::string_view("rename") ? path : tmp, why);
-    };
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) fail("open");
-    size_t done = 0;
-    while (done < content.size()) {
-        ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+    tmp_ = fmt::format("{}.tmp.{}", path_, ::getpid());
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail("open", tmp_);
+}
+
+AtomicFile::~AtomicFile() {
+    if (fd_ >= 0) {
+        ::close(fd_);
+        ::unlink(tmp_.c_str());
+    }
+}
+
+void AtomicFile::fail(const char* call, const std::string& what) {
+    const std::string why = std::strerror(errno);
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    ::unlink(tmp_.c_str());
+    MG_CHECK(false, "AtomicFile: {} failed for '{}' (writing '{}'): {}", call, what, path_, why);
+    std::abort(); // not reached
+}
+
+void AtomicFile::write(std::string_view bytes) {
+    MG_CHECK(fd_ >= 0, "AtomicFile: write to '{}' after commit", path_);
+    while (!bytes.empty()) {
+        ssize_t n = ::write(fd_, bytes.data(), bytes.size());
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            ::close(fd);
-            fail("write");
-        }
-        done += size_t(n);
+        if (n <= 0) fail("write", tmp_);
+        bytes.remove_prefix(size_t(n));
     }
-    if (::fsync(fd) != 0) {
-        ::close(fd);
-        fail("fsync");
-    }
-    if (::close(fd) != 0) fail("close");
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename");
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) { // make the rename durable; not every file system allows it
+}
+
+void AtomicFile::commit() {
+    MG_CHECK(fd_ >= 0, "AtomicFile: '{}' committed twice", path_);
+    if (::fsync(fd_) != 0) fail("fsync", tmp_);
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail("close", tmp_);
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("rename", path_);
+    const size_t slash = path_.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) { // makes the rename durable; not every file system allows it
         (void)::fsync(dfd);
         ::close(dfd);
     }
 }
 
+void write_file_atomic(const std::string& path, std::string_view content) {
+    AtomicFile f(path);
+    f.write(content);
+    f.commit();
+}
+
 void save_jsonl(const std::string& path, const std::vector<MqarExample>& examples) {
-    std::string out;
+    AtomicFile f(path);
+    std::string buf;
     for (const MqarExample& ex : examples) {
-        nlohmann::ordered_json j;
-        j["ctx_length"] = ex.seq_len;
-        j["num_kv_pair"] = ex.num_kv_pairs;
-        j["key_len"] = ex.key_len;
-        j["value_len"] = ex.value_len;
-        nlohmann::ordered_json vid = nlohmann::ordered_json::object();
-        for (int64_t p = 1; p < ex.seq_len; ++p)
-            if (ex.target_at(p) != kIgnore) vid[std::to_string(p)] = ex.target_at(p);
-        j["V_id"] = std::move(vid);
-        j["input_ids"] = ex.inputs;
-        out += j.dump();
-        out += '\n';
+        // the paper's fields in its order (a fixed schema of integers: formatted directly)
+        fmt::format_to(std::back_inserter(buf), R"({{"ctx_length":{},"num_kv_pair":{},"key_len":{},"value_len":{},"V_id":{{)",
+                       ex.seq_len, ex.num_kv_pairs, ex.key_len, ex.value_len);
+        bool first = true;
+        for (int64_t p = 1; p < ex.seq_len; ++p) {
+            if (ex.target_at(p) == kIgnore) continue;
+            fmt::format_to(std::back_inserter(buf), R"({}"{}":{})", first ? "" : ",", p, ex.target_at(p));
+            first = false;
+        }
+        fmt::format_to(std::back_inserter(buf), R"(}},"input_ids":[{}]}})", fmt::join(ex.inputs, ","));
+        buf += '\n';
+        if (buf.size() > (size_t(1) << 20)) {
+            f.write(buf);
+            buf.clear();
+        }
     }
-    write_file_atomic(path, out);
+    f.write(buf);
+    f.commit();
 }
 
 namespace {

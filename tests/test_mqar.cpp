@@ -504,7 +504,16 @@ TEST_CASE("mqar: JSONL import names the file, line and field", "[mqar][errors]")
     with("{not json");
     REQUIRE_ERROR_WITH(load_jsonl(path), path + ":3", "not valid JSON");
     REQUIRE_ERROR_WITH(load_jsonl(dir + "/missing.jsonl"), "cannot open", "missing.jsonl");
-    REQUIRE_ERROR_WITH(save_jsonl(dir + "/no/such/dir/x.jsonl", {}), "write_file_atomic", "open");
+    REQUIRE_ERROR_WITH(save_jsonl(dir + "/no/such/dir/x.jsonl", {}), "AtomicFile: open failed", "x.jsonl");
+    { // not committed: the target is untouched and no temp file is left
+        AtomicFile f(dir + "/partial.txt");
+        f.write("half");
+    }
+    CHECK(!std::filesystem::exists(dir + "/partial.txt"));
+    CHECK(std::filesystem::is_empty(dir) == false); // bad.jsonl only
+    int left = 0;
+    for (auto& e : std::filesystem::directory_iterator(dir)) left += e.path().filename() != "bad.jsonl";
+    CHECK(left == 0);
     std::filesystem::remove_all(dir);
 }
 
