@@ -626,6 +626,7 @@ MqarBatch make_batch(const std::vector<MqarExample>& examples, const std::vector
         MG_CHECK(i >= 0 && i < int64_t(examples.size()), "make_batch: example index {} out of range [0, {})", i,
                  examples.size());
     const int64_t B = int64_t(index.size()), L = examples[size_t(index[0])].seq_len;
+    MG_CHECK(B * L < (int64_t(1) << 31), "make_batch: B*L = {}*{} positions do not fit the i32 position index", B, L);
     std::vector<int32_t> in(size_t(B * L)), lab(size_t(B * L));
     for (int64_t b = 0; b < B; ++b) {
         const MqarExample& ex = examples[size_t(index[size_t(b)])];
@@ -635,9 +636,17 @@ MqarBatch make_batch(const std::vector<MqarExample>& examples, const std::vector
         std::copy(ex.inputs.begin(), ex.inputs.end(), in.begin() + b * L);
         std::copy(ex.labels.begin(), ex.labels.end(), lab.begin() + b * L);
     }
+    std::vector<int32_t> pos, tgt;
+    for (int64_t i = 0; i < B * L; ++i)
+        if (lab[size_t(i)] != kIgnore) {
+            pos.push_back(int32_t(i));
+            tgt.push_back(lab[size_t(i)]);
+        }
     MqarBatch batch;
     batch.inputs = Tensor::from_vector(in, {B, L}, {DType::i32, device});
     batch.labels = Tensor::from_vector(lab, {B, L}, {DType::i32, device});
+    batch.positions = Tensor::from_vector(pos, {int64_t(pos.size())}, {DType::i32, device});
+    batch.targets = Tensor::from_vector(tgt, {int64_t(tgt.size())}, {DType::i32, device});
     batch.example_index = index;
     return batch;
 }

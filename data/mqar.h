@@ -202,6 +202,10 @@ std::vector<std::vector<int64_t>> batch_plan(const std::vector<MqarExample>& exa
 struct MqarBatch {
     Tensor inputs; // (B, L) i32
     Tensor labels; // (B, L) i32, shifted as MqarExample::labels
+    // The labelled positions only, for a loss that builds logits just there (ops'
+    // cross_entropy_indexed): positions (P) i32 = b*L + t for every labels[b,t] != -100, in
+    // row-major order, and targets (P) i32 = labels[b,t].
+    Tensor positions, targets;
     std::vector<int64_t> example_index;
 };
 // The listed examples (all of one length) as tensors on `device`.

@@ -433,6 +433,10 @@ TEST_CASE("mqar: batches are length-uniform, longest first", "[mqar]") {
         auto in = b.inputs.to_vector<int32_t>(), lab = b.labels.to_vector<int32_t>();
         CHECK(slice(in, 128, 128) == xs[9].inputs);
         CHECK(slice(lab, 0, 128) == xs[8].labels);
+        auto pos = b.positions.to_vector<int32_t>(), tgt = b.targets.to_vector<int32_t>();
+        REQUIRE(pos.size() == 4); // 2 examples x 2 single-token queries
+        for (size_t i = 0; i < pos.size(); ++i) CHECK(lab[size_t(pos[i])] == tgt[i]);
+        CHECK(pos[2] >= 128); // the second row's positions are offset by L
     }
     REQUIRE_ERROR_WITH(make_batch(xs, {0, 5}), "make_batch", "length 256", "expected 64");
     REQUIRE_ERROR_WITH(batch_plan(xs, 0), "batch_size = 0");
