@@ -41,6 +41,28 @@ enum class Window : int {
     reverse,      // out[s] = sum_k w[k] in[s+(K-1)-k]   (dx from gp; no bias)
 };
 
+// Stages `rows` time steps of one channel column into sh[r][lane] = col[(t_first + r) D] (0 outside
+// [0, L) and for lanes past D); col points at [b, 0, d]. Every load of a thread is issued before
+// any store (a fixed, unrolled trip count), so each warp keeps up to kMaxRows / 8 coalesced row
+// loads in flight instead of waiting on them one by one.
+template <int kMaxRows, typename T>
+__device__ __forceinline__ void stage_rows(T (*sh)[kTileD], const T* col, int64_t D, int64_t t_first, int rows,
+                                           int64_t L, bool dok) {
+    constexpr int kIters = (kMaxRows + kRowsY - 1) / kRowsY;
+    T v[kIters];
+#pragma unroll
+    for (int j = 0; j < kIters; ++j) {
+        int r = threadIdx.y + j * kRowsY;
+        int64_t t = t_first + r;
+        v[j] = (dok && r < rows && t >= 0 && t < L) ? col[t * D] : T(0);
+    }
+#pragma unroll
+    for (int j = 0; j < kIters; ++j) {
+        int r = threadIdx.y + j * kRowsY;
+        if (r < rows) sh[r][threadIdx.x] = v[j];
+    }
+}
+
 // One tile of a windowed correlation: out[t] = sum_c w'(c) in[t + base + c], c = 0..K-1, with
 // base = -(K-1), w'(c) = w[c] (causal) or base = 0, w'(c) = w[K-1-c] (reverse).
 template <typename T>
@@ -56,17 +78,14 @@ conv_window_kernel(T* out, const T* in, const T* w, const T* bias, const T* dy, 
     const bool dok = d < D;
     const bool rev = mode == Window::reverse;
     const int64_t base = rev ? 0 : -(K - 1);
-    const T* inb = in + b * L * D;
+    const T* col = in + b * L * D + d; // dereferenced only when dok
     T acc[kPer];
 #pragma unroll
     for (int i = 0; i < kPer; ++i) acc[i] = T(0);
     for (int c0 = 0; c0 < K; c0 += kChunkK) {
         const int kc = min(kChunkK, K - c0);
         __syncthreads(); // the previous chunk is consumed
-        for (int r = ty; r < kTileL + kc - 1; r += kRowsY) {
-            int64_t t = t0 + base + c0 + r;
-            win[r][lane] = (dok && t >= 0 && t < L) ? inb[t * D + d] : T(0);
-        }
+        stage_rows<kTileL + kChunkK - 1>(win, col, D, t0 + base + c0, kTileL + kc - 1, L, dok);
         for (int c = ty; c < kc; c += kRowsY) {
             int tap = rev ? K - 1 - (c0 + c) : c0 + c;
             ws[c][lane] = dok ? w[d * K + tap] : T(0);
@@ -112,14 +131,8 @@ conv_backward_fused_kernel(T* dx, T* partial, const T* dy, const T* x, const T* 
     const bool dok = d < D;
     const int64_t row0 = b * L; // first (b, t) row of this batch entry
 
-    for (int r = ty; r < kTileL + 2 * (K - 1); r += kRowsY) {
-        int64_t t = s0 - (K - 1) + r;
-        xs[r][lane] = (dok && t >= 0 && t < L) ? x[(row0 + t) * D + d] : T(0);
-    }
-    for (int j = ty; j < kTileL + K - 1; j += kRowsY) {
-        int64_t u = s0 + j;
-        gs[j][lane] = (dok && u < L) ? dy[(row0 + u) * D + d] : T(0);
-    }
+    stage_rows<kXRows>(xs, x + row0 * D + d, D, s0 - (K - 1), kTileL + 2 * (K - 1), L, dok);
+    stage_rows<kGRows>(gs, dy + row0 * D + d, D, s0, kTileL + K - 1, L, dok);
     for (int k = ty; k < K; k += kRowsY) ws[k][lane] = dok ? w[d * K + k] : T(0);
     __syncthreads();
 
@@ -202,14 +215,8 @@ conv_dweight_partial_kernel(T* partial, const T* g, const T* x, int64_t B, int64
             for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
                 const int64_t t0 = tile * kTileL;
                 __syncthreads();
-                for (int r = ty; r < kTileL; r += kRowsY) {
-                    int64_t t = t0 + r;
-                    gs[r][lane] = (dok && t < L) ? g[(b * L + t) * D + d] : T(0);
-                }
-                for (int r = ty; r < kTileL + kc - 1; r += kRowsY) {
-                    int64_t t = t0 - (K - 1) + c0 + r;
-                    xs[r][lane] = (dok && t >= 0 && t < L) ? x[(b * L + t) * D + d] : T(0);
-                }
+                stage_rows<kTileL>(gs, g + b * L * D + d, D, t0, kTileL, L, dok);
+                stage_rows<kTileL + kChunkK - 1>(xs, x + b * L * D + d, D, t0 - (K - 1) + c0, kTileL + kc - 1, L, dok);
                 __syncthreads();
                 for (int i = 0; i < kTileL; ++i) {
                     T gi = gs[i][lane];
@@ -242,8 +249,10 @@ conv_reduce_partials_kernel(T* dweight, T* dbias, const T* partial, int64_t P, i
     const bool dok = d < D;
     for (int k = blockIdx.y; k <= K; k += gridDim.y) {
         T s = T(0);
-        if (dok)
+        if (dok) {
+#pragma unroll 8
             for (int64_t p = ty; p < P; p += kRowsY) s += partial[(p * (K + 1) + k) * D + d];
+        }
         __syncthreads(); // red of the previous k is consumed
         red[ty][lane] = s;
         __syncthreads();

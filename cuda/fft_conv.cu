@@ -159,6 +159,8 @@ template <typename P> P* at(void* base, size_t offset) { return reinterpret_cast
 
 // ---- kernels --------------------------------------------------------------------------------
 constexpr int kTile = 32, kTileRows = 8; // transpose tiles: 32 x 32 elements, 32 x 8 threads
+constexpr int kTileIters = kTile / kTileRows; // rows j = ty + 8 i of a tile per thread: a fixed,
+                                               // unrolled count, so their loads are in flight together
 
 // out (D,B,n)[d*B+b, t] = in (B,L,D)[b,t,d] for t < L, 0 for L <= t < n; with pre (same layout as
 // out, may alias it), times dsilu(pre + bias[d]). Grid: (ceil(n/32) * B, ceil(D/32)).
@@ -169,12 +171,16 @@ __global__ void pack_time_major_kernel(T* out, const T* in, const T* pre, const 
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int64_t nT = ceil_div(n, kTile);
     const int64_t b = blockIdx.x / nT, t0 = (blockIdx.x % nT) * kTile, d0 = int64_t(blockIdx.y) * kTile;
-    for (int j = ty; j < kTile; j += kTileRows) { // read along d (coalesced)
+#pragma unroll
+    for (int i = 0; i < kTileIters; ++i) {
+        const int j = ty + i * kTileRows; // read along d (coalesced)
         int64_t t = t0 + j, d = d0 + tx;
         tile[j][tx] = (t < L && d < D) ? in[(b * L + t) * D + d] : T(0);
     }
     __syncthreads();
-    for (int j = ty; j < kTile; j += kTileRows) { // write along t (coalesced)
+#pragma unroll
+    for (int i = 0; i < kTileIters; ++i) {
+        const int j = ty + i * kTileRows; // write along t (coalesced)
         int64_t d = d0 + j, t = t0 + tx;
         if (d >= D || t >= n) continue;
         int64_t idx = (d * B + b) * n + t;
@@ -192,12 +198,16 @@ __global__ void unpack_time_major_kernel(T* out, const T* in, const T* bias, int
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int64_t nT = ceil_div(L, kTile);
     const int64_t b = blockIdx.x / nT, t0 = (blockIdx.x % nT) * kTile, d0 = int64_t(blockIdx.y) * kTile;
-    for (int j = ty; j < kTile; j += kTileRows) { // read along t
+#pragma unroll
+    for (int i = 0; i < kTileIters; ++i) {
+        const int j = ty + i * kTileRows; // read along t
         int64_t d = d0 + j, t = t0 + tx;
         tile[j][tx] = (d < D && t < L) ? in[(d * B + b) * n + t] : T(0);
     }
     __syncthreads();
-    for (int j = ty; j < kTile; j += kTileRows) { // write along d
+#pragma unroll
+    for (int i = 0; i < kTileIters; ++i) {
+        const int j = ty + i * kTileRows; // write along d
         int64_t t = t0 + j, d = d0 + tx;
         if (t >= L || d >= D) continue;
         T v = tile[tx][j] + (bias ? bias[d] : T(0));
