@@ -14,7 +14,7 @@ template <typename T> struct ScanFwdArgs {
     T* out = nullptr;        // (B, L, D) written (=)
     T* y = nullptr;          // (B, L, D) pre-gate output, written when z is given (for backward)
     T* last_state = nullptr; // (B, D, N) written when non-null
-    T* ckpt = nullptr;       // CUDA: (B, n_chunks, N, D) states at chunk ends, written when non-null
+    T* ckpt = nullptr;       // CUDA: (B, n_chunks, D, N) states at chunk ends, written when non-null
     const T* u = nullptr;
     const T* delta = nullptr;
     const T* A = nullptr;

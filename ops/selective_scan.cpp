@@ -295,7 +295,7 @@ ScanResult selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A,
     r.out = Tensor::empty({B, L, D}, o);
     if (opts.return_last_state) r.last_state = Tensor::empty({B, D, N}, o);
     Tensor y = grad && z.defined() ? Tensor::empty({B, L, D}, o) : Tensor();
-    Tensor ckpt = grad && u.is_cuda() ? Tensor::empty({B, cuda::scan_n_chunks(L), N, D}, o) : Tensor();
+    Tensor ckpt = grad && u.is_cuda() ? Tensor::empty({B, cuda::scan_n_chunks(L), D, N}, o) : Tensor();
     dispatch_float(u.dtype(), "selective_scan", [&]<typename T>() {
         ScanFwdArgs<T> a;
         a.out = r.out.data<T>(); a.y = mptr<T>(y); a.last_state = mptr<T>(r.last_state); a.ckpt = mptr<T>(ckpt);
