@@ -24,6 +24,8 @@
 #endif
 
 #include "mambagrad.h"
+#include "ops/conv1d.h"
+#include "ops/fft_conv.h"
 
 using namespace mg;
 
@@ -92,6 +94,45 @@ void bench_scan(Device dev, int64_t B, int64_t D, int64_t N, int64_t L, int reps
          4 * bld + 2 * bln + 7 * bld + 4 * bln);
 }
 
+// Causal depthwise conv, K = 4, bias, fused SiLU: the mixer's short conv. x (B, L, D).
+void bench_conv(Device dev, int64_t B, int64_t D, int64_t L, int reps) {
+    Generator g(2);
+    Options o{DType::f32, dev};
+    const int64_t K = 4;
+    Tensor x = Tensor::randn({B, L, D}, o, g), w = Tensor::randn({D, K}, o, g), bias = Tensor::randn({D}, o, g);
+    Tensor dout = Tensor::randn({B, L, D}, o, g);
+    double fwd = time_ms(dev, reps, [&] {
+        NoGrad ng;
+        causal_conv1d(x, w, bias, true);
+    });
+    for (Tensor* t : {&x, &w, &bias}) t->set_requires_grad(true);
+    double fwdbwd = time_ms(dev, reps, [&] {
+        causal_conv1d(x, w, bias, true).backward(dout);
+        for (Tensor* t : {&x, &w, &bias}) t->zero_grad();
+    });
+    double bld = double(B * L * D) * 4;
+    emit("conv1d_k4_silu", dev, fmt::format("B={} D={} L={}", B, D, L), fwd, fwdbwd, 2 * bld, 2 * bld + 3 * bld);
+}
+
+// The global-selection long convolution by FFT with a kernel as long as the sequence.
+void bench_fft_conv(Device dev, int64_t B, int64_t D, int64_t L, int reps) {
+    Generator g(3);
+    Options o{DType::f32, dev};
+    Tensor x = Tensor::randn({B, L, D}, o, g), w = Tensor::randn({D, L}, o, g), bias = Tensor::randn({D}, o, g);
+    Tensor dout = Tensor::randn({B, L, D}, o, g);
+    double fwd = time_ms(dev, reps, [&] {
+        NoGrad ng;
+        fft_causal_conv(x, w, bias);
+    });
+    for (Tensor* t : {&x, &w, &bias}) t->set_requires_grad(true);
+    double fwdbwd = time_ms(dev, reps, [&] {
+        fft_causal_conv(x, w, bias).backward(dout);
+        for (Tensor* t : {&x, &w, &bias}) t->zero_grad();
+    });
+    double bld = double(B * L * D) * 4, dl = double(D * L) * 4;
+    emit("fft_conv_k=L", dev, fmt::format("B={} D={} L={}", B, D, L), fwd, fwdbwd, 2 * bld + dl, 5 * bld + 2 * dl);
+}
+
 std::vector<int64_t> parse_list(const std::string& s) {
     std::vector<int64_t> v;
     std::stringstream ss(s);
@@ -113,12 +154,14 @@ int main(int argc, char** argv) {
     app.add_option("--D", D);
     app.add_option("--N", N);
     app.add_option("--reps", reps);
-    app.add_option("--ops", ops, "comma-separated: scan");
+    app.add_option("--ops", ops, "comma-separated: scan, conv, fft");
     CLI11_PARSE(app, argc, argv);
     try {
         Device dev = Device::parse(device);
         for (int64_t L : parse_list(Ls)) {
             if (ops.find("scan") != std::string::npos) bench_scan(dev, B, D, N, L, reps);
+            if (ops.find("conv") != std::string::npos) bench_conv(dev, B, D, L, reps);
+            if (ops.find("fft") != std::string::npos) bench_fft_conv(dev, B, D, L, reps);
         }
     } catch (const mg::Error& e) {
         fmt::print(stderr, "error: {}\n", e.what());

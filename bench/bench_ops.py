@@ -84,7 +84,54 @@ def bench_scan_torch(device, B, D, N, L, reps):
     return fwd, timer(device, fb, reps)
 
 
-BASELINES = {"selective_scan": ("PyTorch unbind loop", bench_scan_torch)}
+def bench_conv_torch(device, B, D, N, L, reps):
+    """F.conv1d, depthwise, K = 4, padding K-1 then the first L outputs, bias, SiLU. PyTorch's
+    native channels-first layout (B, D, L), so no transposes are timed."""
+    K = 4
+    x = torch.randn(B, D, L, device=device)
+    w, b, dout = torch.randn(D, 1, K, device=device), torch.randn(D, device=device), torch.randn(B, D, L, device=device)
+    f = lambda: F.silu(F.conv1d(x, w, b, padding=K - 1, groups=D)[..., :L])
+    with torch.no_grad():
+        fwd = timer(device, f, reps)
+    for p in (x, w, b):
+        p.requires_grad_(True)
+
+    def fb():
+        f().backward(dout)
+        for p in (x, w, b):
+            p.grad = None
+
+    return fwd, timer(device, fb, reps)
+
+
+def bench_fft_torch(device, B, D, N, L, reps):
+    """The long convolution by torch.fft (rfft, multiply, irfft, first L), kernel length L, bias."""
+    n = 2 * L
+    x = torch.randn(B, D, L, device=device)
+    k, b, dout = torch.randn(D, L, device=device), torch.randn(D, device=device), torch.randn(B, D, L, device=device)
+
+    def f():
+        y = torch.fft.irfft(torch.fft.rfft(x, n=n) * torch.fft.rfft(k, n=n), n=n)[..., :L]
+        return y + b.unsqueeze(-1)
+
+    with torch.no_grad():
+        fwd = timer(device, f, reps)
+    for p in (x, k, b):
+        p.requires_grad_(True)
+
+    def fb():
+        f().backward(dout)
+        for p in (x, k, b):
+            p.grad = None
+
+    return fwd, timer(device, fb, reps)
+
+
+BASELINES = {
+    "selective_scan": ("PyTorch unbind loop", bench_scan_torch),
+    "conv1d_k4_silu": ("F.conv1d + SiLU", bench_conv_torch),
+    "fft_conv_k=L": ("torch.fft", bench_fft_torch),
+}
 
 
 def parse_shape(s):
@@ -101,7 +148,7 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--baseline-reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for both sides (0: default)")
-    ap.add_argument("--ops", default="scan")
+    ap.add_argument("--ops", default="scan,conv,fft")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "build", "bench_ops"))
     ap.add_argument("--json", default="", help="also write the rows here")
     a = ap.parse_args()
@@ -124,7 +171,8 @@ def main():
         name, fn = BASELINES.get(r["op"], (None, None))
         bf = bb = float("nan")
         if fn:
-            bf, bb = fn(a.device, s["B"], s["D"], s.get("N", a.N), s["L"], a.baseline_reps)
+            reps = a.baseline_reps if r["op"] == "selective_scan" else a.reps
+            bf, bb = fn(a.device, s["B"], s["D"], s.get("N", a.N), s["L"], reps)
         gbs = r["bytes_fwdbwd"] / (r["fwdbwd_ms"] * 1e-3) / 1e9
         r.update(base_fwd_ms=bf, base_fwdbwd_ms=bb, baseline=name, copy_gbs=bw, device_name=dev_name)
         print(f"{r['op']:<16} {r['shape']:<26} {r['fwd_ms']:9.3f} {r['fwdbwd_ms']:9.3f} {gbs:9.0f} "

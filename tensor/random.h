@@ -32,7 +32,7 @@ MG_HD double uniform01(uint64_t seed, uint64_t c, uint64_t lane = 0) {
 MG_HD double normal(uint64_t seed, uint64_t c) {
     double u1 = 1.0 - uniform01(seed, c, 0);
     double u2 = uniform01(seed, c, 1);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
 }
 
 } // namespace mg::rng
