@@ -217,3 +217,20 @@ TEST_CASE("conv1d: bad inputs name the op and the shapes", "[conv1d][errors]") {
     REQUIRE_ERROR_WITH(causal_conv1d_update(Tensor::zeros({2, 8, 3}), Tensor::zeros({2, 8}), w),
                        "causal_conv1d_update", "weight is (16,4) f32 cpu", "x_t (2,8) f32 cpu");
 }
+
+TEST_CASE("conv1d: an empty batch or sequence gives empty outputs and zero weight gradients", "[conv1d]") {
+    for (Device dev : devices())
+        for (Shape s : {Shape{2, 0, 3}, Shape{0, 5, 3}}) {
+            SECTION(fmt::format("x ({}) {}", fmt::join(s, ","), dev.str())) {
+                Options o{DType::f64, dev};
+                Tensor x = Tensor::zeros(s, o).set_requires_grad(true);
+                Tensor w = Tensor::ones({3, 4}, o).set_requires_grad(true), b = Tensor::ones({3}, o).set_requires_grad(true);
+                Tensor y = causal_conv1d(x, w, b, true);
+                REQUIRE(y.shape() == s);
+                y.backward(Tensor::zeros(s, o));
+                CHECK(x.grad().shape() == s);
+                CHECK(w.grad().to_vector<double>() == std::vector<double>(12, 0.0));
+                CHECK(b.grad().to_vector<double>() == std::vector<double>(3, 0.0));
+            }
+        }
+}

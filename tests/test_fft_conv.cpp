@@ -194,3 +194,20 @@ TEST_CASE("fft_conv: bad inputs name the op and the shapes", "[fft_conv][errors]
         REQUIRE_ERROR_WITH(long_conv(x, Tensor::zeros({16, 4}, {DType::f32, Device::cuda(0)})), "long_conv",
                            "(2,37,16) f32 cpu", "(16,4) f32 cuda:0", "same device");
 }
+
+TEST_CASE("fft_conv: an empty batch or sequence gives empty outputs and zero weight gradients", "[fft_conv]") {
+    for (Device dev : devices())
+        for (Shape s : {Shape{2, 0, 3}, Shape{0, 5, 3}}) {
+            SECTION(fmt::format("x ({}) {}", fmt::join(s, ","), dev.str())) {
+                Options o{DType::f64, dev};
+                Tensor x = Tensor::zeros(s, o).set_requires_grad(true);
+                Tensor w = Tensor::ones({3, 4}, o).set_requires_grad(true), b = Tensor::ones({3}, o).set_requires_grad(true);
+                Tensor y = fft_causal_conv(x, w, b, true);
+                REQUIRE(y.shape() == s);
+                y.backward(Tensor::zeros(s, o));
+                CHECK(x.grad().shape() == s);
+                CHECK(w.grad().to_vector<double>() == std::vector<double>(12, 0.0));
+                CHECK(b.grad().to_vector<double>() == std::vector<double>(3, 0.0));
+            }
+        }
+}
