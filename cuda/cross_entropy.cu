@@ -4,7 +4,7 @@
 // a sum s of exp(z - m), rescaling s when m grows; the block merges the (m, s) pairs in a fixed
 // tree order, giving lse = m + log s without ever exponentiating a positive number. A second,
 // single-block kernel sums the row losses and counts the labelled rows in a fixed order and
-// divides on the device, so the host never waits. Backward: one thread per logit.
+// divides on the device, so the host never waits. Backward: one block per row again.
 #include <limits>
 
 #include "cuda/cross_entropy.h"
@@ -58,13 +58,15 @@ __global__ void cross_entropy_rows_kernel(T* lse, T* row_loss, const T* logits, 
         __syncthreads();
     }
     if (threadIdx.x != 0) return;
-    T l = sm[0] + log(ss[0]);
-    lse[blockIdx.x] = l;
+    T row_max = sm[0], log_s = log(ss[0]);
+    lse[blockIdx.x] = row_max + log_s;
     int32_t t = targets[blockIdx.x];
     if (t == ignore_index) {
         row_loss[blockIdx.x] = T(0);
     } else if (t >= 0 && t < V) {
-        row_loss[blockIdx.x] = l - z[t];
+        // (m - z_t) + log s, not lse - z_t: when z_t is the max the first term is exactly 0,
+        // so a huge logit (1e4) does not cost the loss its f32 ulp at 1e4 (~1e-3)
+        row_loss[blockIdx.x] = (row_max - z[t]) + log_s;
     } else {
         row_loss[blockIdx.x] = std::numeric_limits<T>::quiet_NaN();
         record_index_error(error_word, blockIdx.x, t);
@@ -113,26 +115,32 @@ void cross_entropy_forward(T* loss, T* count, T* lse, T* row_loss, const T* logi
 }
 
 // dz_rv = g/n (exp(z_rv - lse_r) - [v = t_r]) for labelled rows, 0 for ignored rows or n = 0.
+// One block per row (the row's target, lse and the scale are read once; no index division).
 template <typename T>
-__global__ void cross_entropy_backward_kernel(int64_t total, T* dlogits, const T* dloss, const T* logits,
-                                              const int32_t* targets, const T* lse, const T* count, int64_t V,
-                                              int32_t ignore_index) {
+__global__ void cross_entropy_backward_kernel(T* dlogits, const T* dloss, const T* logits, const int32_t* targets,
+                                              const T* lse, const T* count, int64_t V, int32_t ignore_index) {
+    int64_t r = blockIdx.x;
     T n = count[0];
     T scale = n > T(0) ? dloss[0] / n : T(0);
-    MG_GRID_LOOP(i, total) {
-        int64_t r = i / V, v = i - r * V;
-        int32_t t = targets[r];
-        if (t == ignore_index || n == T(0)) dlogits[i] = T(0);
-        else if (t < 0 || t >= V) dlogits[i] = std::numeric_limits<T>::quiet_NaN();
-        else dlogits[i] = scale * (exp(logits[i] - lse[r]) - (v == t ? T(1) : T(0)));
+    int32_t t = targets[r];
+    T l = lse[r];
+    bool zero = t == ignore_index || n == T(0), bad = !zero && (t < 0 || t >= V);
+    const T* z = logits + r * V;
+    T* d = dlogits + r * V;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+        if (zero) d[v] = T(0);
+        else if (bad) d[v] = std::numeric_limits<T>::quiet_NaN();
+        else d[v] = scale * (exp(z[v] - l) - (v == t ? T(1) : T(0)));
     }
 }
 
 template <typename T>
 void cross_entropy_backward(T* dlogits, const T* dloss, const T* logits, const int32_t* targets, const T* lse,
                             const T* count, int64_t R, int64_t V, int32_t ignore_index) {
-    launch_linear(cross_entropy_backward_kernel<T>, R * V, dlogits, dloss, logits, targets, lse, count, V,
-                  ignore_index);
+    if (R == 0 || V == 0) return;
+    cross_entropy_backward_kernel<T><<<unsigned(R), kRowThreads>>>(dlogits, dloss, logits, targets, lse, count, V,
+                                                                   ignore_index);
+    CUDA_CHECK_LAUNCH();
 }
 
 #define MG_INST(T)                                                                                            \

@@ -62,25 +62,28 @@ struct Layout {
 } // namespace
 
 // ---- forward --------------------------------------------------------------------------------
+// One block per position: the id is read once and the row copied by the block's threads.
 template <typename T>
-__global__ void embedding_forward_kernel(int64_t n, T* out, const int32_t* ids, const T* weight, int64_t V,
-                                         int64_t D, unsigned long long* error_word) {
-    MG_GRID_LOOP(i, n) {
-        int64_t row = i / D, d = i - row * D;
-        int32_t id = ids[row];
-        if (id >= 0 && id < V) {
-            out[i] = weight[int64_t(id) * D + d];
-        } else {
-            out[i] = std::numeric_limits<T>::quiet_NaN();
-            if (d == 0) record_index_error(error_word, row, id);
-        }
+__global__ void embedding_forward_kernel(T* out, const int32_t* ids, const T* weight, int64_t V, int64_t D,
+                                         unsigned long long* error_word) {
+    int64_t n = blockIdx.x;
+    int32_t id = ids[n];
+    T* row = out + n * D;
+    if (id >= 0 && id < V) {
+        const T* src = weight + int64_t(id) * D;
+        for (int64_t d = threadIdx.x; d < D; d += blockDim.x) row[d] = src[d];
+        return;
     }
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) row[d] = std::numeric_limits<T>::quiet_NaN();
+    if (threadIdx.x == 0) record_index_error(error_word, n, id);
 }
 
 template <typename T>
 void embedding_forward(T* out, const int32_t* ids, const T* weight, int64_t N, int64_t V, int64_t D,
                        unsigned long long* error_word) {
-    launch_linear(embedding_forward_kernel<T>, N * D, out, ids, weight, V, D, error_word);
+    if (N == 0) return;
+    embedding_forward_kernel<T><<<unsigned(N), kRowThreads>>>(out, ids, weight, V, D, error_word);
+    CUDA_CHECK_LAUNCH();
 }
 
 // ---- backward -------------------------------------------------------------------------------

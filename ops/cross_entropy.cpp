@@ -28,9 +28,9 @@ void cross_entropy_forward_cpu(T* loss, T* count, T* lse, const T* logits, const
         double s = 0;
         if (m != -std::numeric_limits<double>::infinity())
             for (int64_t v = 0; v < V; ++v) s += std::exp(double(z[v]) - m);
-        double l = m + std::log(s);
-        lse[r] = T(l);
-        if (targets[r] != ignore_index) row_loss[size_t(r)] = l - double(z[targets[r]]);
+        lse[r] = T(m + std::log(s));
+        // (m - z_t) + log s: exact 0 + log s when z_t is the max (see cuda/cross_entropy.cu)
+        if (targets[r] != ignore_index) row_loss[size_t(r)] = (m - double(z[targets[r]])) + std::log(s);
     }
     double total = 0;
     int64_t n = 0;
