@@ -2,7 +2,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
-#include <cstring>
+#include <bit>
 
 #include "tensor/indexing.h"
 
@@ -30,14 +30,13 @@ template <typename T> MG_HD T sigmoid(T x) {
 // exponent bits. Branch-free, so the compiler vectorises loops over states. Below -126 the result
 // flushes to 0, which the recurrence treats as full decay.
 inline float exp2_fast(float x) {
-    x = x < -126.f ? -126.f : (x > 126.f ? 126.f : x);
-    float k = std::nearbyint(x);
+    x = std::fmin(std::fmax(x, -126.f), 126.f); // minss/maxss: no branch in the loop
+    // round to nearest by the 1.5·2^23 trick: plain SSE2 arithmetic, so it vectorises (nearbyint
+    // is a libm call on baseline x86-64)
+    float k = (x + 12582912.f) - 12582912.f;
     float f = (x - k) * 0.6931471805599453f; // ln 2 · f: the polynomial is exp(f ln 2)
     float p = 1.f + f * (1.f + f * (0.5f + f * (1.f / 6 + f * (1.f / 24 + f * (1.f / 120 + f * (1.f / 720))))));
-    int32_t bits = (int32_t(k) + 127) << 23;
-    float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return p * std::bit_cast<float>((int32_t(k) + 127) << 23);
 }
 
 } // namespace mg::scan
