@@ -50,7 +50,9 @@ endif
 CXX ?= g++
 OPT := $(if $(filter 1,$(DEBUG)),-O0 -g,-O2 -g)
 CPPFLAGS := -I. -isystem third_party/include -DFMT_HEADER_ONLY
-CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -MMD -MP
+# -fno-trapping-math: we never enable floating-point traps, and it lets GCC if-convert float
+# selects so the CPU kernels' `omp simd` loops vectorise (e.g. the clamp in scan::exp2_fast).
+CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -fno-trapping-math -MMD -MP
 LDFLAGS := -fopenmp
 LDLIBS :=
 ifeq ($(SANITIZE),1)
@@ -74,7 +76,8 @@ ifeq ($(CUDA),1)
 endif
 
 # ---- sources -----------------------------------------------------------------------------------
-LIB_CPP := $(wildcard tensor/*.cpp autograd/*.cpp ops/*.cpp data/*.cpp)
+LIB_CPP := $(wildcard tensor/*.cpp autograd/*.cpp ops/*.cpp data/*.cpp nn/*.cpp)
+LIB_CPP += $(filter-out train/cli.cpp,$(wildcard train/*.cpp))
 ifeq ($(CUDA),1)
   LIB_CU := $(wildcard cuda/*.cu)
 else

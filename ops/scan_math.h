@@ -30,7 +30,8 @@ template <typename T> MG_HD T sigmoid(T x) {
 // exponent bits. Branch-free, so the compiler vectorises loops over states. Below -126 the result
 // flushes to 0, which the recurrence treats as full decay.
 inline float exp2_fast(float x) {
-    x = std::fmin(std::fmax(x, -126.f), 126.f); // minss/maxss: no branch in the loop
+    x = x > -126.f ? x : -126.f; // selects, if-converted under -fno-trapping-math (Makefile)
+    x = x < 126.f ? x : 126.f;
     // round to nearest by the 1.5·2^23 trick: plain SSE2 arithmetic, so it vectorises (nearbyint
     // is a libm call on baseline x86-64)
     float k = (x + 12582912.f) - 12582912.f;

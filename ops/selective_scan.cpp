@@ -18,9 +18,6 @@ namespace {
 inline float exp2_cpu(float x) { return scan::exp2_fast(x); }
 inline double exp2_cpu(double x) { return std::exp2(x); }
 
-// Channels per backward task on the CPU: each task owns partial sums of dB, dC over its
-// channels, so the result does not depend on the number of threads.
-constexpr int64_t kCpuChannelGroup = 32;
 
 } // namespace
 
@@ -52,140 +49,189 @@ template <typename T> void selective_scan_ref(double* out, double* last_state, c
         }
 }
 
-// ---- CPU forward ----------------------------------------------------------------------------
+// ---- CPU kernels ----------------------------------------------------------------------------
+// Both kernels vectorise across channels: a task owns one batch element and a block of
+// kCpuBlock consecutive channels, which are contiguous in the (B, L, D) layout. At every step the
+// innermost loops run over those channels with no reduction and no branch, so the compiler emits
+// packed SIMD (the state loop over n is the outer one). Each task also owns its partial sums of
+// dB and dC, added over tasks in a fixed order afterwards: results do not depend on the number of
+// threads.
+namespace {
+constexpr int64_t kCpuBlock = 16;
+}
+
 template <typename T> void selective_scan_fwd_cpu(const ScanFwdArgs<T>& a) {
-    const int64_t L = a.L, D = a.D, N = a.N;
+    const int64_t L = a.L, D = a.D, N = a.N, n_blocks = (D + kCpuBlock - 1) / kCpuBlock;
 #pragma omp parallel if (a.B * D * L * N > kParallelGrain)
     {
-        std::vector<T> h(static_cast<size_t>(N)), A2(static_cast<size_t>(N));
+        std::vector<T> h(static_cast<size_t>(N * kCpuBlock)), A2(static_cast<size_t>(N * kCpuBlock));
 #pragma omp for schedule(static)
-        for (int64_t row = 0; row < a.B * D; ++row) {
-            int64_t b = row / D, d = row % D;
-            for (int64_t n = 0; n < N; ++n) {
-                A2[size_t(n)] = T(double(a.A[d * N + n]) * scan::kLog2e);
-                h[size_t(n)] = a.h0 ? a.h0[(b * D + d) * N + n] : T(0);
-            }
-            T bias = a.delta_bias ? a.delta_bias[d] : T(0), Dd = a.Dskip ? a.Dskip[d] : T(0);
-            T* hp = h.data();
-            const T* A2p = A2.data();
+        for (int64_t task = 0; task < a.B * n_blocks; ++task) {
+            const int64_t b = task / n_blocks, d0 = (task % n_blocks) * kCpuBlock;
+            const int64_t nd = std::min(kCpuBlock, D - d0);
+            for (int64_t n = 0; n < N; ++n)
+                for (int64_t k = 0; k < nd; ++k) {
+                    A2[size_t(n * kCpuBlock + k)] = T(double(a.A[(d0 + k) * N + n]) * scan::kLog2e);
+                    h[size_t(n * kCpuBlock + k)] = a.h0 ? a.h0[(b * D + d0 + k) * N + n] : T(0);
+                }
+            T dt[kCpuBlock], du[kCpuBlock], y[kCpuBlock];
             for (int64_t t = 0; t < L; ++t) {
-                int64_t i = (b * L + t) * D + d;
-                T dt = a.delta[i] + bias;
-                if (a.softplus) dt = scan::softplus(dt);
-                T uu = a.u[i], du = dt * uu, y = T(0);
+                const int64_t base = (b * L + t) * D + d0;
+                for (int64_t k = 0; k < nd; ++k) {
+                    T v = a.delta[base + k] + (a.delta_bias ? a.delta_bias[d0 + k] : T(0));
+                    dt[k] = a.softplus ? scan::softplus(v) : v;
+                    du[k] = dt[k] * a.u[base + k];
+                    y[k] = 0;
+                }
                 const T* Bt = a.Bm + (b * L + t) * N;
                 const T* Ct = a.Cm + (b * L + t) * N;
-#pragma omp simd reduction(+ : y)
                 for (int64_t n = 0; n < N; ++n) {
-                    hp[n] = exp2_cpu(dt * A2p[n]) * hp[n] + du * Bt[n];
-                    y += Ct[n] * hp[n];
+                    const T Bn = Bt[n], Cn = Ct[n];
+                    T* hn = h.data() + n * kCpuBlock;
+                    const T* A2n = A2.data() + n * kCpuBlock;
+#pragma omp simd
+                    for (int64_t k = 0; k < nd; ++k) {
+                        hn[k] = exp2_cpu(dt[k] * A2n[k]) * hn[k] + du[k] * Bn;
+                        y[k] += Cn * hn[k];
+                    }
                 }
-                y += Dd * uu;
-                if (a.z) {
-                    if (a.y) a.y[i] = y;
-                    T zz = a.z[i];
-                    y *= zz * scan::sigmoid(zz);
+                for (int64_t k = 0; k < nd; ++k) {
+                    T yk = y[k] + (a.Dskip ? a.Dskip[d0 + k] * a.u[base + k] : T(0));
+                    if (a.z) {
+                        if (a.y) a.y[base + k] = yk;
+                        T zz = a.z[base + k];
+                        yk *= zz * scan::sigmoid(zz);
+                    }
+                    a.out[base + k] = yk;
                 }
-                a.out[i] = y;
             }
             if (a.last_state)
-                for (int64_t n = 0; n < N; ++n) a.last_state[(b * D + d) * N + n] = hp[n];
+                for (int64_t n = 0; n < N; ++n)
+                    for (int64_t k = 0; k < nd; ++k) a.last_state[(b * D + d0 + k) * N + n] = h[size_t(n * kCpuBlock + k)];
         }
     }
 }
 
-// ---- CPU backward ---------------------------------------------------------------------------
-// One task per (b, group of kCpuChannelGroup channels). Per channel: recompute the states
-// h_t (t = 0..L-1) into a per-task buffer of L·N values, then walk t backwards carrying
-// g'_n = exp(Δ_{t+1} A_n) g_{t+1},n. dB/dC partials are summed per task, then over tasks in a
-// fixed order; dA/dD/dbias per (b, d), then over b in a fixed order.
+// Per task: recompute the states h_t (L·N·kCpuBlock values in a task buffer), then walk t
+// backwards carrying g'_n = exp(Δ_{t+1} A_n) g_{t+1},n per channel.
 template <typename T> void selective_scan_bwd_cpu(const ScanBwdArgs<T>& a) {
-    const int64_t B = a.B, L = a.L, D = a.D, N = a.N;
-    const int64_t n_groups = (D + kCpuChannelGroup - 1) / kCpuChannelGroup;
-    std::vector<T> dBp(size_t(B * n_groups * L * N)), dCp(size_t(B * n_groups * L * N));
+    const int64_t B = a.B, L = a.L, D = a.D, N = a.N, n_blocks = (D + kCpuBlock - 1) / kCpuBlock;
+    const int64_t NB = N * kCpuBlock;
+    std::vector<T> dBp(size_t(B * n_blocks * L * N)), dCp(size_t(B * n_blocks * L * N));
     std::vector<T> dA_part(size_t(B * D * N)), dD_part(size_t(B * D)), dbias_part(size_t(B * D));
 #pragma omp parallel if (B * D * L * N > kParallelGrain)
     {
-        std::vector<T> hist(static_cast<size_t>(L * N)), dts(static_cast<size_t>(L)), A2(static_cast<size_t>(N)),
-            g_next(static_cast<size_t>(N)), dA_acc(static_cast<size_t>(N));
-#pragma omp for schedule(dynamic)
-        for (int64_t task = 0; task < B * n_groups; ++task) {
-            int64_t b = task / n_groups, grp = task % n_groups;
+        std::vector<T> hist(static_cast<size_t>(L * NB)), dts(static_cast<size_t>(L * kCpuBlock));
+        std::vector<T> A2(static_cast<size_t>(NB)), Av(static_cast<size_t>(NB)), g_next(static_cast<size_t>(NB)),
+            dA_acc(static_cast<size_t>(NB)), h_init(static_cast<size_t>(NB), T(0)); // h_{-1} = 0
+#pragma omp for schedule(static)
+        for (int64_t task = 0; task < B * n_blocks; ++task) {
+            const int64_t b = task / n_blocks, d0 = (task % n_blocks) * kCpuBlock;
+            const int64_t nd = std::min(kCpuBlock, D - d0);
             T* dBg = dBp.data() + task * L * N;
             T* dCg = dCp.data() + task * L * N;
-            std::fill(dBg, dBg + L * N, T(0));
-            std::fill(dCg, dCg + L * N, T(0));
-            for (int64_t d = grp * kCpuChannelGroup; d < std::min(D, (grp + 1) * kCpuChannelGroup); ++d) {
-                const T* Arow = a.A + d * N;
-                for (int64_t n = 0; n < N; ++n) A2[size_t(n)] = T(double(Arow[n]) * scan::kLog2e);
-                T bias = a.delta_bias ? a.delta_bias[d] : T(0), Dd = a.Dskip ? a.Dskip[d] : T(0);
-                // recompute the forward states
-                for (int64_t t = 0; t < L; ++t) {
-                    int64_t i = (b * L + t) * D + d;
-                    T dt = a.delta[i] + bias;
-                    if (a.softplus) dt = scan::softplus(dt);
-                    dts[size_t(t)] = dt;
-                    T du = dt * a.u[i];
-                    const T* Bt = a.Bm + (b * L + t) * N;
-                    const T* hprev = t > 0 ? hist.data() + (t - 1) * N : nullptr;
-                    T* ht = hist.data() + t * N;
+            for (int64_t n = 0; n < N; ++n)
+                for (int64_t k = 0; k < kCpuBlock; ++k) {
+                    bool ok = k < nd;
+                    Av[size_t(n * kCpuBlock + k)] = ok ? a.A[(d0 + k) * N + n] : T(0);
+                    A2[size_t(n * kCpuBlock + k)] = ok ? T(double(a.A[(d0 + k) * N + n]) * scan::kLog2e) : T(0);
+                    g_next[size_t(n * kCpuBlock + k)] = 0;
+                    dA_acc[size_t(n * kCpuBlock + k)] = 0;
+                }
+            // recompute the forward states
+            for (int64_t t = 0; t < L; ++t) {
+                const int64_t base = (b * L + t) * D + d0;
+                T* dt = dts.data() + t * kCpuBlock;
+                T du[kCpuBlock];
+                for (int64_t k = 0; k < nd; ++k) {
+                    T v = a.delta[base + k] + (a.delta_bias ? a.delta_bias[d0 + k] : T(0));
+                    dt[k] = a.softplus ? scan::softplus(v) : v;
+                    du[k] = dt[k] * a.u[base + k];
+                }
+                const T* Bt = a.Bm + (b * L + t) * N;
+                for (int64_t n = 0; n < N; ++n) {
+                    const T* hp = (t > 0 ? hist.data() + (t - 1) * NB : h_init.data()) + n * kCpuBlock;
+                    T* ht = hist.data() + t * NB + n * kCpuBlock;
+                    const T* A2n = A2.data() + n * kCpuBlock;
+                    const T Bn = Bt[n];
 #pragma omp simd
-                    for (int64_t n = 0; n < N; ++n)
-                        ht[n] = exp2_cpu(dt * A2[size_t(n)]) * (hprev ? hprev[n] : T(0)) + du * Bt[n];
+                    for (int64_t k = 0; k < nd; ++k) ht[k] = exp2_cpu(dt[k] * A2n[k]) * hp[k] + du[k] * Bn;
                 }
-                // the reverse walk
-                std::fill(g_next.begin(), g_next.end(), T(0));
-                std::fill(dA_acc.begin(), dA_acc.end(), T(0));
-                T dD_acc = 0, dbias_acc = 0;
-                T* gn = g_next.data();
-                T* dAa = dA_acc.data();
-                for (int64_t t = L - 1; t >= 0; --t) {
-                    int64_t i = (b * L + t) * D + d;
-                    T dt = dts[size_t(t)], uu = a.u[i], dy = a.dout[i];
+            }
+            // the reverse walk
+            T dD_acc[kCpuBlock] = {}, dbias_acc[kCpuBlock] = {};
+            for (int64_t t = L - 1; t >= 0; --t) {
+                const int64_t base = (b * L + t) * D + d0;
+                const T* dt = dts.data() + t * kCpuBlock;
+                T uu[kCpuBlock], dy[kCpuBlock], ddt[kCpuBlock], du[kCpuBlock];
+                for (int64_t k = 0; k < nd; ++k) {
+                    uu[k] = a.u[base + k];
+                    dy[k] = a.dout[base + k];
                     if (a.z) {
-                        T zz = a.z[i], sg = scan::sigmoid(zz);
-                        a.dz[i] = dy * a.y[i] * sg * (T(1) + zz * (T(1) - sg));
-                        dy *= zz * sg;
+                        T zz = a.z[base + k], sg = scan::sigmoid(zz);
+                        a.dz[base + k] = dy[k] * a.y[base + k] * sg * (T(1) + zz * (T(1) - sg));
+                        dy[k] *= zz * sg;
                     }
-                    dD_acc += dy * uu;
-                    const T* Bt = a.Bm + (b * L + t) * N;
-                    const T* Ct = a.Cm + (b * L + t) * N;
-                    const T* ht = hist.data() + t * N;
-                    const T* hprev = t > 0 ? hist.data() + (t - 1) * N : nullptr;
-                    T* dBt = dBg + t * N;
-                    T* dCt = dCg + t * N;
-                    T ddt = 0, du_acc = 0;
-#pragma omp simd reduction(+ : ddt, du_acc)
-                    for (int64_t n = 0; n < N; ++n) {
-                        T ea = exp2_cpu(dt * A2[size_t(n)]);
-                        T g = Ct[n] * dy + gn[n];
-                        T hp = hprev ? hprev[n] : T(0);
-                        ddt += g * (Bt[n] * uu + Arow[n] * ea * hp);
-                        dAa[n] += g * dt * ea * hp;
-                        du_acc += g * dt * Bt[n];
-                        dBt[n] += g * dt * uu;
-                        dCt[n] += dy * ht[n];
-                        gn[n] = ea * g;
-                    }
-                    a.du[i] = du_acc + Dd * dy;
-                    T dd = ddt;
-                    if (a.softplus) dd *= scan::softplus_grad(a.delta[i] + bias);
-                    a.ddelta[i] = dd;
-                    dbias_acc += dd;
+                    dD_acc[k] += dy[k] * uu[k];
+                    ddt[k] = 0;
+                    du[k] = 0;
                 }
-                for (int64_t n = 0; n < N; ++n) dA_part[size_t((b * D + d) * N + n)] = dAa[n];
-                dD_part[size_t(b * D + d)] = dD_acc;
-                dbias_part[size_t(b * D + d)] = dbias_acc;
+                const T* Bt = a.Bm + (b * L + t) * N;
+                const T* Ct = a.Cm + (b * L + t) * N;
+                T* dBt = dBg + t * N;
+                T* dCt = dCg + t * N;
+                for (int64_t n = 0; n < N; ++n) {
+                    const T Bn = Bt[n], Cn = Ct[n];
+                    const T* ht = hist.data() + t * NB + n * kCpuBlock;
+                    const T* hp = (t > 0 ? hist.data() + (t - 1) * NB : h_init.data()) + n * kCpuBlock;
+                    const T* A2n = A2.data() + n * kCpuBlock;
+                    const T* An = Av.data() + n * kCpuBlock;
+                    T* gn = g_next.data() + n * kCpuBlock;
+                    T* dAn = dA_acc.data() + n * kCpuBlock;
+                    T vB[kCpuBlock], vC[kCpuBlock];
+#pragma omp simd
+                    for (int64_t k = 0; k < nd; ++k) {
+                        T ea = exp2_cpu(dt[k] * A2n[k]);
+                        T g = Cn * dy[k] + gn[k];
+                        T hprev = hp[k];
+                        ddt[k] += g * (Bn * uu[k] + An[k] * ea * hprev);
+                        dAn[k] += g * dt[k] * ea * hprev;
+                        du[k] += g * dt[k] * Bn;
+                        vB[k] = g * dt[k] * uu[k];
+                        vC[k] = dy[k] * ht[k];
+                        gn[k] = ea * g;
+                    }
+                    T sB = 0, sC = 0; // over this task's channels, in channel order
+                    for (int64_t k = 0; k < nd; ++k) {
+                        sB += vB[k];
+                        sC += vC[k];
+                    }
+                    dBt[n] = sB;
+                    dCt[n] = sC;
+                }
+                for (int64_t k = 0; k < nd; ++k) {
+                    a.du[base + k] = du[k] + (a.Dskip ? a.Dskip[d0 + k] * dy[k] : T(0));
+                    T raw = a.delta[base + k] + (a.delta_bias ? a.delta_bias[d0 + k] : T(0));
+                    T dd = a.softplus ? ddt[k] * scan::softplus_grad(raw) : ddt[k];
+                    a.ddelta[base + k] = dd;
+                    dbias_acc[k] += dd;
+                }
+            }
+            for (int64_t k = 0; k < nd; ++k) {
+                for (int64_t n = 0; n < N; ++n)
+                    dA_part[size_t((b * D + d0 + k) * N + n)] = dA_acc[size_t(n * kCpuBlock + k)];
+                dD_part[size_t(b * D + d0 + k)] = dD_acc[k];
+                dbias_part[size_t(b * D + d0 + k)] = dbias_acc[k];
             }
         }
-        // fixed-order reductions
+        // fixed-order reductions over tasks and over the batch
 #pragma omp for schedule(static)
         for (int64_t j = 0; j < B * L * N; ++j) {
             int64_t b = j / (L * N), tn = j % (L * N);
             T sb = 0, sc = 0;
-            for (int64_t grp = 0; grp < n_groups; ++grp) {
-                sb += dBp[size_t((b * n_groups + grp) * L * N + tn)];
-                sc += dCp[size_t((b * n_groups + grp) * L * N + tn)];
+            for (int64_t blk = 0; blk < n_blocks; ++blk) {
+                sb += dBp[size_t((b * n_blocks + blk) * L * N + tn)];
+                sc += dCp[size_t((b * n_blocks + blk) * L * N + tn)];
             }
             a.dB[j] = sb;
             a.dC[j] = sc;
