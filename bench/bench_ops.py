@@ -151,6 +151,7 @@ def main():
     ap.add_argument("--ops", default="scan,conv,fft")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "build", "bench_ops"))
     ap.add_argument("--json", default="", help="also write the rows here")
+    ap.add_argument("--skip-baseline", action="store_true", help="time our ops only (quick iteration; not for RESULTS.md)")
     a = ap.parse_args()
     env = dict(os.environ)
     if a.threads:
@@ -170,7 +171,7 @@ def main():
         s = parse_shape(r["shape"])
         name, fn = BASELINES.get(r["op"], (None, None))
         bf = bb = float("nan")
-        if fn:
+        if fn and not a.skip_baseline:
             reps = a.baseline_reps if r["op"] == "selective_scan" else a.reps
             bf, bb = fn(a.device, s["B"], s["D"], s.get("N", a.N), s["L"], reps)
         gbs = r["bytes_fwdbwd"] / (r["fwdbwd_ms"] * 1e-3) / 1e9

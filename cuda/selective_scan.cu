@@ -197,7 +197,6 @@ template <typename T> struct BwdSmem {
     T (*dt)[kChannels];   // [kTile] Δ
     T (*u)[kChannels];    // [kTile]
     T (*dy)[kChannels];   // [kTile] dout·silu(z)
-    T (*sig)[kChannels];  // [kTile] d softplus (1 without softplus)
     T (*du)[kChannels];   // [kTile] du accumulated over state groups
     T (*dd)[kChannels];   // [kTile] ddelta accumulated over state groups
     T (*B)[kStates];      // [kTile]
@@ -205,13 +204,12 @@ template <typename T> struct BwdSmem {
     T (*hist)[kStates][kHistStride]; // [kTile] h_t per state and channel
     T (*red)[kTile][32];  // [kWarps] warp sums of g Δ u (dB) and dy h (dC), 32 values per step
     static constexpr size_t elems() {
-        return size_t(kTile) * (6 * kChannels + 2 * kStates + kStates * kHistStride) + size_t(kWarps) * kTile * 32;
+        return size_t(kTile) * (5 * kChannels + 2 * kStates + kStates * kHistStride) + size_t(kWarps) * kTile * 32;
     }
     __device__ explicit BwdSmem(T* p) {
         dt = reinterpret_cast<T(*)[kChannels]>(p); p += kTile * kChannels;
         u = reinterpret_cast<T(*)[kChannels]>(p); p += kTile * kChannels;
         dy = reinterpret_cast<T(*)[kChannels]>(p); p += kTile * kChannels;
-        sig = reinterpret_cast<T(*)[kChannels]>(p); p += kTile * kChannels;
         du = reinterpret_cast<T(*)[kChannels]>(p); p += kTile * kChannels;
         dd = reinterpret_cast<T(*)[kChannels]>(p); p += kTile * kChannels;
         B = reinterpret_cast<T(*)[kStates]>(p); p += kTile * kStates;
@@ -275,7 +273,6 @@ __global__ void __launch_bounds__(kThreads) scan_bwd_kernel(ScanBwdArgs<T> a, T*
                     dy *= zz * sz;
                 }
                 sm.dt[tt][cc] = ok ? (a.softplus ? scan::softplus(raw) : raw) : T(0);
-                sm.sig[tt][cc] = a.softplus ? scan::softplus_grad(raw) : T(1);
                 sm.u[tt][cc] = ok ? uu : T(0);
                 sm.dy[tt][cc] = ok ? dy : T(0);
                 sm.du[tt][cc] = ok ? du0 : T(0);
@@ -325,7 +322,11 @@ __global__ void __launch_bounds__(kThreads) scan_bwd_kernel(ScanBwdArgs<T> a, T*
                 reduce_scatter_stage<kWarpChannels / 2>(v, p.lane);
                 sm.red[p.warp][tt][p.q * kWarpChannels + cl] = v[0];
                 if (p.q == 0) {
-                    T dd = ddt * sm.sig[tt][p.c];
+                    // d softplus(raw)/d raw = sigmoid(raw) = 1 − exp(−Δ) (exactly, from Δ =
+                    // log1p(e^raw)); −expm1(−Δ) keeps it accurate for small Δ. Recomputed here
+                    // rather than staged: the smaller shared footprint fits 4 blocks per SM.
+                    using std::expm1;
+                    T dd = ddt * (a.softplus ? -expm1(-dt) : T(1));
                     if (grp == 0) {
                         du += Dd * dy;
                         dD_acc += dy * uu;

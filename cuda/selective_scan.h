@@ -57,7 +57,7 @@ template <typename T> struct ScanBwdArgs {
 namespace cuda {
 
 // Time steps between saved states; the backward recomputes one chunk at a time from them.
-constexpr int kScanChunk = 32;
+constexpr int kScanChunk = 16;
 MG_HD int64_t scan_n_chunks(int64_t L) { return (L + kScanChunk - 1) / kScanChunk; }
 // Bytes of scratch the backward needs (partials for dB/dC/dA/dD/dbias), in elements of T.
 int64_t scan_bwd_workspace_elems(int64_t B, int64_t L, int64_t D, int64_t N);
