@@ -1,0 +1,228 @@
+// nn/config.cpp: see config.h.
+#include "nn/config.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "tensor/check.h"
+
+namespace mg::nn {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kWhere = "model config";
+
+const std::vector<std::string> kKeys = {"preset",   "d_model", "n_layer",  "vocab_size", "pad_vocab_size_multiple",
+                                        "d_state",  "d_conv",  "expand",   "dt_rank",    "norm_eps",
+                                        "init",     "global_selection"};
+const std::vector<std::string> kGsKeys = {"enabled", "kind", "k_long", "layers", "mode"};
+
+template <typename E> struct Named {
+    E value;
+    std::string_view name;
+};
+constexpr Named<InitScheme> kInits[] = {{InitScheme::mamba, "mamba"}, {InitScheme::paper_code, "paper-code"}};
+constexpr Named<GlobalSelectionKind> kKinds[] = {{GlobalSelectionKind::longconv, "longconv"},
+                                                 {GlobalSelectionKind::flashlongconv, "flashlongconv"}};
+constexpr Named<LongConvMode> kModes[] = {
+    {LongConvMode::automatic, "auto"}, {LongConvMode::direct, "direct"}, {LongConvMode::fft, "fft"}};
+
+template <typename E, size_t M> std::string_view name_of(const Named<E> (&table)[M], E v) {
+    for (const auto& e : table)
+        if (e.value == v) return e.name;
+    return "?";
+}
+
+template <typename E, size_t M> E parse_enum(const Named<E> (&table)[M], const json& j, const std::string& key) {
+    std::vector<std::string_view> allowed;
+    for (const auto& e : table) allowed.push_back(e.name);
+    MG_CHECK(j.is_string(), "{}: {} is {}, expected a string, one of: {}", kWhere, key, j.dump(),
+             fmt::join(allowed, ", "));
+    std::string s = j.get<std::string>();
+    for (const auto& e : table)
+        if (e.name == s) return e.value;
+    throw Error(fmt::format("{}: {} is '{}', expected one of: {}", kWhere, key, s, fmt::join(allowed, ", ")));
+}
+
+void check_keys(const json& j, const std::vector<std::string>& allowed, const std::string& where) {
+    MG_CHECK(j.is_object(), "{}: {} is {}, expected a JSON object", kWhere, where, j.dump());
+    for (const auto& [key, v] : j.items())
+        MG_CHECK(std::find(allowed.begin(), allowed.end(), key) != allowed.end(),
+                 "{}: unknown key '{}' in {}; allowed keys: {}", kWhere, key, where, fmt::join(allowed, ", "));
+}
+
+int64_t get_int(const json& j, const std::string& key) {
+    MG_CHECK(j.is_number_integer(), "{}: {} is {}, expected an integer", kWhere, key, j.dump());
+    return j.get<int64_t>();
+}
+
+} // namespace
+
+std::string_view init_scheme_name(InitScheme s) { return name_of(kInits, s); }
+std::string_view long_conv_mode_name(LongConvMode m) { return name_of(kModes, m); }
+
+bool GlobalSelection::applies_to(int64_t layer) const {
+    return enabled && (layers.empty() || std::find(layers.begin(), layers.end(), layer) != layers.end());
+}
+
+int64_t MambaConfig::padded_vocab() const {
+    int64_t m = std::max<int64_t>(pad_vocab_size_multiple, 1);
+    return (vocab_size + m - 1) / m * m;
+}
+
+void MambaConfig::validate() const {
+    auto positive = [](const char* key, int64_t v) {
+        MG_CHECK(v > 0, "{}: {} = {}, expected a positive integer", kWhere, key, v);
+    };
+    positive("d_model", d_model);
+    positive("n_layer", n_layer);
+    positive("vocab_size", vocab_size);
+    positive("pad_vocab_size_multiple", pad_vocab_size_multiple);
+    positive("d_state", d_state);
+    positive("d_conv", d_conv);
+    positive("expand", expand);
+    MG_CHECK(dt_rank >= 0, "{}: dt_rank = {}, expected a positive integer or \"auto\"", kWhere, dt_rank);
+    MG_CHECK(norm_eps > 0, "{}: norm_eps = {}, expected > 0", kWhere, norm_eps);
+    const GlobalSelection& gs = global_selection;
+    MG_CHECK(gs.k_long > 0, "{}: global_selection.k_long = {}, expected a positive integer", kWhere, gs.k_long);
+    std::set<int64_t> seen;
+    for (int64_t l : gs.layers) {
+        MG_CHECK(l >= 0 && l < n_layer, "{}: global_selection.layers holds {}, expected layer indices in [0, {})",
+                 kWhere, l, n_layer);
+        MG_CHECK(seen.insert(l).second, "{}: global_selection.layers lists layer {} twice", kWhere, l);
+    }
+}
+
+MambaConfig MambaConfig::preset(std::string_view name, int64_t d_model) {
+    MambaConfig c;
+    if (name == "zoology") {
+        c.d_model = d_model > 0 ? d_model : 128;
+        c.n_layer = 2;
+        c.vocab_size = 8192;
+    } else if (name == "tiny") {
+        c.d_model = 256;
+        c.n_layer = 8;
+        c.vocab_size = 20480;
+        c.dt_rank = 32; // HF mamba-tiny's time_step_rank (not ceil(256/16) = 16)
+    } else if (name == "130m") {
+        c.d_model = 768;
+        c.n_layer = 24;
+        c.vocab_size = 50280;
+    } else {
+        throw Error(fmt::format("{}: preset is '{}', expected one of: zoology, tiny, 130m", kWhere, name));
+    }
+    MG_CHECK(d_model <= 0 || name == "zoology" || d_model == c.d_model,
+             "{}: preset '{}' has d_model {}; only the zoology preset takes a d_model ({} given)", kWhere, name,
+             c.d_model, d_model);
+    return c;
+}
+
+std::string MambaConfig::to_json() const {
+    const GlobalSelection& gs = global_selection;
+    json g = {{"enabled", gs.enabled},
+              {"kind", name_of(kKinds, gs.kind)},
+              {"k_long", gs.k_long},
+              {"layers", gs.layers.empty() ? json("all") : json(gs.layers)},
+              {"mode", name_of(kModes, gs.mode)}};
+    json j = {{"d_model", d_model},
+              {"n_layer", n_layer},
+              {"vocab_size", vocab_size},
+              {"pad_vocab_size_multiple", pad_vocab_size_multiple},
+              {"d_state", d_state},
+              {"d_conv", d_conv},
+              {"expand", expand},
+              {"dt_rank", dt_rank > 0 ? json(dt_rank) : json("auto")},
+              {"norm_eps", norm_eps},
+              {"init", name_of(kInits, init)},
+              {"global_selection", g}};
+    return j.dump(2);
+}
+
+MambaConfig MambaConfig::from_json(std::string_view text) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        throw Error(fmt::format("{}: invalid JSON: {}", kWhere, e.what()));
+    }
+    check_keys(j, kKeys, "the model config");
+    MambaConfig c;
+    if (j.contains("preset")) {
+        MG_CHECK(j["preset"].is_string(), "{}: preset is {}, expected a string, one of: zoology, tiny, 130m", kWhere,
+                 j["preset"].dump());
+        c = preset(j["preset"].get<std::string>());
+    }
+    auto set_int = [&](const char* key, int64_t& field) {
+        if (j.contains(key)) field = get_int(j[key], key);
+    };
+    set_int("d_model", c.d_model);
+    set_int("n_layer", c.n_layer);
+    set_int("vocab_size", c.vocab_size);
+    set_int("pad_vocab_size_multiple", c.pad_vocab_size_multiple);
+    set_int("d_state", c.d_state);
+    set_int("d_conv", c.d_conv);
+    set_int("expand", c.expand);
+    if (j.contains("dt_rank")) {
+        const json& v = j["dt_rank"];
+        if (v.is_string() && v.get<std::string>() == "auto") c.dt_rank = 0;
+        else {
+            MG_CHECK(v.is_number_integer() && v.get<int64_t>() > 0,
+                     "{}: dt_rank is {}, expected \"auto\" or a positive integer", kWhere, v.dump());
+            c.dt_rank = v.get<int64_t>();
+        }
+    }
+    if (j.contains("norm_eps")) {
+        MG_CHECK(j["norm_eps"].is_number(), "{}: norm_eps is {}, expected a number", kWhere, j["norm_eps"].dump());
+        c.norm_eps = j["norm_eps"].get<double>();
+    }
+    if (j.contains("init")) c.init = parse_enum(kInits, j["init"], "init");
+    if (j.contains("global_selection")) {
+        const json& g = j["global_selection"];
+        check_keys(g, kGsKeys, "global_selection");
+        GlobalSelection& gs = c.global_selection;
+        if (g.contains("enabled")) {
+            MG_CHECK(g["enabled"].is_boolean(), "{}: global_selection.enabled is {}, expected true or false", kWhere,
+                     g["enabled"].dump());
+            gs.enabled = g["enabled"].get<bool>();
+        }
+        if (g.contains("kind")) gs.kind = parse_enum(kKinds, g["kind"], "global_selection.kind");
+        if (g.contains("k_long")) gs.k_long = get_int(g["k_long"], "global_selection.k_long");
+        if (g.contains("mode")) gs.mode = parse_enum(kModes, g["mode"], "global_selection.mode");
+        if (g.contains("layers")) {
+            const json& v = g["layers"];
+            if (v.is_string() && v.get<std::string>() == "all") gs.layers.clear();
+            else {
+                MG_CHECK(v.is_array() && !v.empty(),
+                         "{}: global_selection.layers is {}, expected \"all\" or a non-empty list of layer indices",
+                         kWhere, v.dump());
+                gs.layers.clear();
+                for (const json& e : v) gs.layers.push_back(get_int(e, "an entry of global_selection.layers"));
+            }
+        }
+    }
+    c.validate();
+    return c;
+}
+
+int64_t count_parameters(const MambaConfig& c) {
+    c.validate();
+    int64_t d = c.d_model, D = c.d_inner(), R = c.resolved_dt_rank(), N = c.d_state, k = c.d_conv;
+    int64_t per_layer = 2 * d * D          // in_proj
+                        + D * (k + 1)      // conv1d weight + bias
+                        + D * (R + 2 * N)  // x_proj
+                        + (R + 1) * D      // dt_proj weight + bias
+                        + D * N + D        // A_log, D
+                        + D * d            // out_proj
+                        + d;               // norm
+    int64_t total = c.n_layer * per_layer + c.padded_vocab() * d + d; // + embedding + norm_f
+    MG_CHECK(!c.global_selection.enabled || c.global_selection.kind == GlobalSelectionKind::longconv,
+             "count_parameters: global_selection.kind = flashlongconv is not implemented yet (use longconv)");
+    for (int64_t l = 0; l < c.n_layer; ++l)
+        if (c.global_selection.applies_to(l)) total += D * (c.global_selection.k_long + 1);
+    return total;
+}
+
+} // namespace mg::nn

@@ -1,0 +1,91 @@
+// nn/config.h: MambaConfig, the model's hyper-parameters, its presets and its JSON form.
+//
+// Defaults are mamba_ssm's (SPEC §2, reference/peers.md §1.6-1.7): d_state 16, d_conv 4,
+// expand 2, dt_rank ceil(d_model / 16), RMSNorm eps 1e-5, vocab padded up to a multiple of 8
+// (pad_vocab_size_multiple), tied lm_head. Global selection (SPEC §2, paper-code.md §4) adds a
+// long causal depthwise conv (kernel k_long, with bias) on the x branch of the chosen layers,
+// whose SiLU gates dt.
+//
+// JSON (every key optional; "preset" is applied first and the other keys override it):
+//   {"preset": "tiny", "d_model": 256, "n_layer": 8, "vocab_size": 20480,
+//    "pad_vocab_size_multiple": 8, "d_state": 16, "d_conv": 4, "expand": 2,
+//    "dt_rank": "auto" | 32, "norm_eps": 1e-5, "init": "mamba" | "paper-code",
+//    "global_selection": {"enabled": true, "kind": "longconv" | "flashlongconv", "k_long": 128,
+//                         "layers": "all" | [0, 3], "mode": "auto" | "direct" | "fft"}}
+// Unknown keys, wrong types and values out of range are errors that name the key and what is
+// allowed.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ops/fft_conv.h"
+
+namespace mg::nn {
+
+// How parameters are initialised (nn/mamba.h documents both in full).
+//   mamba:      mamba_ssm's LM init (dt_proj.bias = softplus^-1 of log-uniform dt, embedding
+//               N(0, 0.02), out_proj / sqrt(n_layer)).
+//   paper_code: what the authors' code ran (paper-code.md §3.2): dt_proj.bias = 0, embedding
+//               N(0, 0.1), out_proj not rescaled.
+enum class InitScheme { mamba, paper_code };
+
+// longconv: explicit per-channel kernel of length k_long with bias (the paper's "+4M" setting).
+// flashlongconv: the paper's heavier FFT module for its largest models (not implemented yet).
+enum class GlobalSelectionKind { longconv, flashlongconv };
+
+struct GlobalSelection {
+    bool enabled = false;
+    GlobalSelectionKind kind = GlobalSelectionKind::longconv;
+    int64_t k_long = 128;
+    std::vector<int64_t> layers;                        // empty: every layer
+    LongConvMode mode = LongConvMode::automatic;        // direct conv, FFT, or chosen by size
+    bool applies_to(int64_t layer) const;               // enabled and the layer is selected
+};
+
+struct MambaConfig {
+    int64_t d_model = 768;
+    int64_t n_layer = 24;
+    int64_t vocab_size = 50280;
+    int64_t pad_vocab_size_multiple = 8;
+    int64_t d_state = 16;
+    int64_t d_conv = 4;
+    int64_t expand = 2;
+    int64_t dt_rank = 0; // 0: "auto" = ceil(d_model / 16)
+    double norm_eps = 1e-5;
+    InitScheme init = InitScheme::mamba;
+    GlobalSelection global_selection;
+
+    int64_t d_inner() const { return expand * d_model; }
+    int64_t resolved_dt_rank() const { return dt_rank > 0 ? dt_rank : (d_model + 15) / 16; }
+    // vocab_size rounded up to a multiple of pad_vocab_size_multiple: the embedding's rows and
+    // the logits' width.
+    int64_t padded_vocab() const;
+
+    // Throws mg::Error naming the first bad field and what is allowed.
+    void validate() const;
+
+    // "zoology": 2 layers, vocab 8192 (zoology's MQAR sweep), d_model as given (64-512; 128 when
+    //            0);
+    // "tiny":    the paper's mamba-tiny: d_model 256, 8 layers, vocab 20480, dt_rank 32
+    //            (paper-code.md §3.1; ≈ 8.9M parameters);
+    // "130m":    mamba-130m: d_model 768, 24 layers, vocab 50280 (129,135,360 parameters).
+    static MambaConfig preset(std::string_view name, int64_t d_model = 0);
+
+    std::string to_json() const;                       // every field, pretty-printed
+    static MambaConfig from_json(std::string_view text); // throws naming the key on any error
+};
+
+// The number of parameter elements of MambaLM(cfg) (lm_head tied: counted once), from the shapes
+// alone, without building the model. Per layer, with d = d_model, D = d_inner, R = dt_rank,
+// N = d_state, k = d_conv:
+//   in_proj 2dD + conv1d D(k+1) + x_proj D(R+2N) + dt_proj (R+1)D + A_log DN + D + out_proj Dd
+//   + norm d  (+ long_conv D(k_long+1) in global-selection layers);
+// plus embedding V_padded d and norm_f d.
+int64_t count_parameters(const MambaConfig& cfg);
+
+std::string_view init_scheme_name(InitScheme s);
+std::string_view long_conv_mode_name(LongConvMode m);
+
+} // namespace mg::nn

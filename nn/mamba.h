@@ -1,0 +1,142 @@
+// nn/mamba.h: the Mamba mixer (with optional global selection), the prenorm residual block, and
+// the language model, in parallel (training) and recurrent (generation) form. SPEC §2.
+//
+// Glossary: B batch, L length, d = d_model, D = d_inner = expand d, N = d_state, R = dt_rank,
+// K = d_conv, K_long = the long conv's kernel, V = padded vocab.
+//
+// Mixer, u (B, L, d) -> (B, L, d):
+//   x, z   = split(in_proj(u))                in_proj: d -> 2D, no bias
+//   g      = long_conv(x)                     global selection only; x BEFORE the short conv
+//   xc     = silu(conv1d(x))                  depthwise causal, kernel K, with bias
+//   dt_r, Bm, Cm = split(x_proj(xc))          x_proj: D -> R + 2N, no bias
+//   dt     = dt_r @ dt_proj.weight^T          the bias is NOT added here ...
+//   dt     = dt * silu(g)                     global selection gate
+//   y      = selective_scan(xc, dt, A = -exp(A_log), Bm, Cm, D, z,
+//                           delta_bias = dt_proj.bias, softplus)   ... but inside the scan
+//   out    = out_proj(y)                      D -> d, no bias
+// LM: h = embedding(ids); per layer (h, res) = (mixer(norm(h + res)), h + res) (mamba_ssm's
+// Add -> Norm -> Mixer, residual undefined before the first layer); logits =
+// norm_f(h + res) @ embedding.weight^T (lm_head tied: not a parameter of its own).
+// The residual stream has the model's dtype (f32 for an f32 model: mamba's residual_in_fp32).
+//
+// Parameter names are mamba_ssm's (checkpoints map 1:1): backbone.embedding.weight,
+// backbone.layers.{i}.mixer.{A_log, D, in_proj.weight, conv1d.weight, conv1d.bias,
+// [long_conv.weight, long_conv.bias,] x_proj.weight, dt_proj.weight, dt_proj.bias,
+// out_proj.weight}, backbone.layers.{i}.norm.weight, backbone.norm_f.weight.
+//
+// Initialisation (cfg.init):
+//   every Linear / Conv1d: PyTorch's default U(±1/sqrt(fan_in)) (nn/layers.h), which for
+//     dt_proj.weight is mamba's U(±R^-0.5); RMSNorm weights 1; A_log[d, n] = log(n + 1);
+//     D = 1; the long conv U(±1/sqrt(K_long)) (PyTorch default, as in the authors' code);
+//   mamba (mamba_ssm): dt_proj.bias = softplus^-1(dt) = dt + log(-expm1(-dt)) with
+//     dt = exp(U(log 1e-3, log 1e-1)) floored at 1e-4, so softplus(bias) = dt in [1e-3, 1e-1];
+//     embedding N(0, 0.02); out_proj.weight divided by sqrt(n_layer) (GPT-2's prenorm residual
+//     rescale, mamba_ssm _init_weights with one residual per layer);
+//   paper-code (what the authors' code ran, paper-code.md §3.2): dt_proj.bias = 0; embedding
+//     N(0, 0.1); out_proj not rescaled (HF's rescale_prenorm_residual defaults to false).
+// Draws come from one Generator in construction order, so a seed fixes the model bit for bit
+// on every device.
+//
+// Recurrent mode: InferenceState holds per layer the short conv's state (B, D, K-1), the SSM
+// state (B, D, N) and, with global selection, the long conv's state (B, D, K_long-1) (its last
+// K_long-1 inputs, shifted by one each step). step() feeds one token per sequence and returns its
+// logits; stepping through a sequence reproduces the parallel forward's logits.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "nn/config.h"
+#include "nn/layers.h"
+#include "nn/module.h"
+
+namespace mg::nn {
+
+// Per-layer generation state. long_conv_state is undefined in layers without global selection.
+struct LayerState {
+    Tensor conv_state;      // (B, D, K-1)
+    Tensor ssm_state;       // (B, D, N)
+    Tensor long_conv_state; // (B, D, K_long-1)
+};
+
+struct InferenceState {
+    std::vector<LayerState> layers;
+    int64_t batch = 0;
+    int64_t position = 0; // tokens consumed so far
+};
+
+class MambaMixer : public Module {
+public:
+    // layer_idx selects whether global selection applies (cfg.global_selection.layers).
+    MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Generator& gen);
+
+    Tensor forward(const Tensor& u) const;                    // (B, L, d) -> (B, L, d)
+    Tensor step(const Tensor& u_t, LayerState& state) const; // (B, d) -> (B, d); advances state
+    LayerState make_state(int64_t batch) const;              // zeros, on the parameters' device
+    bool global_selection() const { return long_conv != nullptr; }
+
+    int64_t d_model, d_inner, d_state, dt_rank;
+    Linear in_proj;
+    Conv1d conv1d;
+    std::unique_ptr<LongConv> long_conv; // null without global selection in this layer
+    Linear x_proj, dt_proj, out_proj;
+    Tensor A_log, D; // (D, N), (D)
+};
+
+// Prenorm residual block: (h, residual) -> (mixer(norm(h + residual)), h + residual).
+class MambaBlock : public Module {
+public:
+    MambaBlock(const MambaConfig& cfg, int64_t layer_idx, Options o, Generator& gen);
+    struct Out {
+        Tensor hidden, residual;
+    };
+    Out forward(const Tensor& hidden, const Tensor& residual) const;
+    Out step(const Tensor& hidden, const Tensor& residual, LayerState& state) const;
+
+    MambaMixer mixer;
+    RMSNorm norm;
+};
+
+// embedding -> blocks -> norm_f: ids (B, L) -> hidden (B, L, d).
+class MambaBackbone : public Module {
+public:
+    MambaBackbone(const MambaConfig& cfg, Options o, Generator& gen);
+    Tensor forward(const Tensor& ids) const;
+
+    Embedding embedding;
+    std::vector<std::unique_ptr<MambaBlock>> layers;
+    RMSNorm norm_f;
+};
+
+class MambaLM : public Module {
+public:
+    // Parameters in o.dtype on o.device (default f32 cpu), initialised by cfg.init from gen.
+    explicit MambaLM(const MambaConfig& cfg, Options o = {}, Generator& gen = default_generator());
+
+    // ids i32 (B, L) -> logits (B, L, V).
+    Tensor forward(const Tensor& ids) const;
+    // ids i32 (B, L) -> the final normed hidden states (B, L, d), the input of lm_head; with
+    // lm_head_weight() it feeds cross_entropy_indexed (logits only where there are labels).
+    Tensor hidden_states(const Tensor& ids) const;
+    // lm_head's weight (V, d): the embedding's (tied).
+    const Tensor& lm_head_weight() const { return backbone.embedding.weight; }
+
+    // Generation. make_state: zero states for `batch` sequences on the parameters'
+    // device/dtype. step: ids i32 (B) -> logits (B, V) for the next position; no autograd.
+    InferenceState make_state(int64_t batch) const;
+    Tensor step(const Tensor& ids, InferenceState& state) const;
+
+    // As Module's, and also accepts "lm_head.weight" (mamba_ssm's torch state dicts carry the
+    // tied head under its own name): it must equal backbone.embedding.weight.
+    void load_state_dict(const StateDict& dict) override;
+
+    const MambaConfig& config() const { return cfg_; }
+
+private:
+    MambaConfig cfg_;
+
+public:
+    MambaBackbone backbone;
+};
+
+} // namespace mg::nn
