@@ -24,19 +24,6 @@ TEST_CASE("cat/split: values and round trip", "[cat]") {
     }
 }
 
-static const char* kOps[] = {"cat", "split"};
-TEST_CASE("cat/split: gradcheck on cpu", "[cat][gradcheck]") {
-    for (const char* op : kOps) mg::test::gradcheck_op(op, Device::cpu());
-}
-TEST_CASE("cat/split: gradcheck on cuda", "[cat][gradcheck][cuda]") {
-    MG_REQUIRE_CUDA();
-    for (const char* op : kOps) mg::test::gradcheck_op(op, Device::cuda(0));
-}
-TEST_CASE("cat/split: cuda matches cpu in f32", "[cat][parity][cuda]") {
-    MG_REQUIRE_CUDA();
-    for (const char* op : kOps) mg::test::parity_op(op);
-}
-
 TEST_CASE("cat/split: bad inputs", "[cat][errors]") {
     REQUIRE_ERROR_WITH(cat({}, 0), "cat", "at least one tensor");
     REQUIRE_ERROR_WITH(cat({Tensor::zeros({2, 3}), Tensor::zeros({3, 3})}, 1), "cat", "tensors[1] is (3,3) f32 cpu",

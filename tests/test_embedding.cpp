@@ -100,16 +100,6 @@ TEST_CASE("embedding: backward is bit-identical across runs (no float atomics)",
     }
 }
 
-TEST_CASE("embedding: gradcheck on cpu", "[embedding][gradcheck]") { mg::test::gradcheck_op("embedding", Device::cpu()); }
-TEST_CASE("embedding: gradcheck on cuda", "[embedding][gradcheck][cuda]") {
-    MG_REQUIRE_CUDA();
-    mg::test::gradcheck_op("embedding", Device::cuda(0));
-}
-TEST_CASE("embedding: cuda matches cpu in f32", "[embedding][parity][cuda]") {
-    MG_REQUIRE_CUDA();
-    mg::test::parity_op("embedding");
-}
-
 TEST_CASE("embedding: bad inputs name the op and the shapes", "[embedding][errors]") {
     Tensor w = Tensor::zeros({5, 3});
     Tensor ids = Tensor::from_vector(std::vector<int32_t>{1, 5, 2}, {3});

@@ -112,16 +112,6 @@ TEST_CASE("rmsnorm: dweight is bit-identical across runs", "[rmsnorm]") {
     }
 }
 
-TEST_CASE("rmsnorm: gradcheck on cpu", "[rmsnorm][gradcheck]") { mg::test::gradcheck_op("rmsnorm", Device::cpu()); }
-TEST_CASE("rmsnorm: gradcheck on cuda", "[rmsnorm][gradcheck][cuda]") {
-    MG_REQUIRE_CUDA();
-    mg::test::gradcheck_op("rmsnorm", Device::cuda(0));
-}
-TEST_CASE("rmsnorm: cuda matches cpu in f32", "[rmsnorm][parity][cuda]") {
-    MG_REQUIRE_CUDA();
-    mg::test::parity_op("rmsnorm");
-}
-
 TEST_CASE("rmsnorm: bad inputs name the op and the shapes", "[rmsnorm][errors]") {
     Tensor x = Tensor::zeros({2, 3, 8}), w = Tensor::ones({8});
     REQUIRE_ERROR_WITH(rmsnorm(x, Tensor::ones({7})), "rmsnorm", "weight is (7) f32 cpu", "x is (2,3,8) f32 cpu");
