@@ -1,0 +1,270 @@
+// train/checkpoint.cpp: see train/checkpoint.h.
+#include "train/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+#include "autograd/grad_mode.h"
+#include "data/mqar.h" // AtomicFile
+#include "ops/dispatch.h"
+
+namespace mg::train {
+
+static_assert(std::endian::native == std::endian::little,
+              "safetensors data is little-endian; this writer copies host memory as is");
+
+namespace {
+
+constexpr uint64_t kMaxHeader = 100ull << 20; // the reference implementation's limit
+constexpr const char* kMetadataKey = "__metadata__";
+
+std::string_view st_dtype(DType t) { return t == DType::f32 ? "F32" : t == DType::f64 ? "F64" : "I32"; }
+
+} // namespace
+
+std::map<std::string, Tensor> SafetensorsFile::by_name() const {
+    return std::map<std::string, Tensor>(tensors.begin(), tensors.end());
+}
+
+// ---- writer ---------------------------------------------------------------------------------
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
+    autograd::NoGrad no_grad;
+    nlohmann::ordered_json header = nlohmann::ordered_json::object();
+    if (!metadata.empty()) {
+        nlohmann::ordered_json m = nlohmann::ordered_json::object();
+        for (const auto& [k, v] : metadata) m[k] = v;
+        header[kMetadataKey] = m;
+    }
+    std::set<std::string> seen;
+    std::vector<Tensor> host;
+    uint64_t offset = 0;
+    for (const auto& [name, t] : tensors) {
+        MG_CHECK(!name.empty() && name != kMetadataKey, "save_safetensors: '{}': tensor name '{}' is not allowed", path,
+                 name);
+        MG_CHECK(seen.insert(name).second, "save_safetensors: '{}': tensor name '{}' appears twice", path, name);
+        MG_CHECK(t.defined(), "save_safetensors: '{}': tensor '{}' is undefined", path, name);
+        Tensor h = t.detach().to(Device::cpu()).contiguous();
+        const uint64_t nbytes = uint64_t(h.numel()) * dtype_size(h.dtype());
+        header[name] = {{"dtype", st_dtype(h.dtype())}, {"shape", h.shape()}, {"data_offsets", {offset, offset + nbytes}}};
+        offset += nbytes;
+        host.push_back(std::move(h));
+    }
+    std::string text = header.dump();
+    text.append((8 - (8 + text.size()) % 8) % 8, ' '); // data starts 8-byte aligned
+    MG_CHECK(text.size() <= kMaxHeader, "save_safetensors: '{}': the header is {} bytes, the limit is {}", path,
+             text.size(), kMaxHeader);
+    const uint64_t n = text.size();
+    char len[8];
+    std::memcpy(len, &n, 8); // little-endian host (static_assert above)
+
+    data::AtomicFile f(path);
+    f.write(std::string_view(len, 8));
+    f.write(text);
+    for (const Tensor& h : host)
+        f.write(std::string_view(static_cast<const char*>(h.raw_data()), size_t(h.numel()) * dtype_size(h.dtype())));
+    f.commit();
+}
+
+// ---- reader ---------------------------------------------------------------------------------
+
+SafetensorsFile load_safetensors(const std::string& path, Device device) {
+    std::ifstream in(path, std::ios::binary);
+    MG_CHECK(in.good(), "load_safetensors: cannot open '{}': {}", path, std::strerror(errno));
+    in.seekg(0, std::ios::end);
+    const uint64_t file_size = uint64_t(in.tellg());
+    in.seekg(0);
+    MG_CHECK(file_size >= 8, "load_safetensors: '{}' is {} bytes, too short for the 8-byte header length", path,
+             file_size);
+    uint64_t n = 0;
+    char len[8];
+    in.read(len, 8);
+    std::memcpy(&n, len, 8);
+    MG_CHECK(n <= kMaxHeader, "load_safetensors: '{}': header length {} is over the {}-byte limit (not a "
+             "safetensors file?)", path, n, kMaxHeader);
+    MG_CHECK(8 + n <= file_size, "load_safetensors: '{}': header length {} runs past the end of the {}-byte file "
+             "(truncated?)", path, n, file_size);
+    std::string text(size_t(n), '\0');
+    in.read(text.data(), std::streamsize(n));
+    MG_CHECK(in.good(), "load_safetensors: '{}': read error in the header", path);
+    const uint64_t data_size = file_size - 8 - n;
+
+    nlohmann::json header;
+    try {
+        header = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(fmt::format("load_safetensors: '{}': the header is not valid JSON: {}", path, e.what()));
+    }
+    MG_CHECK(header.is_object(), "load_safetensors: '{}': the header is JSON {}, expected an object", path,
+             header.type_name());
+
+    struct Entry {
+        std::string name;
+        DType dtype;
+        Shape shape;
+        uint64_t begin, end;
+    };
+    SafetensorsFile out;
+    std::vector<Entry> entries;
+    for (auto it = header.begin(); it != header.end(); ++it) {
+        const std::string& name = it.key();
+        const auto& v = it.value();
+        if (name == kMetadataKey) {
+            MG_CHECK(v.is_object(), "load_safetensors: '{}': __metadata__ is {}, expected an object of strings", path,
+                     v.type_name());
+            for (auto m = v.begin(); m != v.end(); ++m) {
+                MG_CHECK(m.value().is_string(), "load_safetensors: '{}': __metadata__ entry '{}' is {}, expected a string",
+                         path, m.key(), m.value().type_name());
+                out.metadata[m.key()] = m.value().get<std::string>();
+            }
+            continue;
+        }
+        auto bad = [&](const std::string& what) {
+            return Error(fmt::format("load_safetensors: '{}': tensor '{}': {}", path, name, what));
+        };
+        if (!v.is_object()) throw bad(fmt::format("entry is {}, expected an object", v.type_name()));
+        auto dt = v.find("dtype");
+        if (dt == v.end() || !dt->is_string()) throw bad("no \"dtype\" string");
+        Entry e;
+        e.name = name;
+        const std::string d = dt->get<std::string>();
+        if (d == "F32") e.dtype = DType::f32;
+        else if (d == "F64") e.dtype = DType::f64;
+        else if (d == "I32") e.dtype = DType::i32;
+        else throw bad(fmt::format("dtype '{}' is not supported (supported: F32, F64, I32)", d));
+        auto sh = v.find("shape");
+        if (sh == v.end() || !sh->is_array()) throw bad("no \"shape\" array");
+        uint64_t numel = 1;
+        for (const auto& dim : *sh) {
+            if (!dim.is_number_unsigned()) throw bad(fmt::format("shape {} holds a non-integer or negative size", sh->dump()));
+            const uint64_t s = dim.get<uint64_t>();
+            if (s != 0 && numel > data_size / s) // also catches overflow: numel never exceeds the data
+                throw bad(fmt::format("shape {} has more elements than the {}-byte data section holds", sh->dump(),
+                                      data_size));
+            numel *= s;
+            e.shape.push_back(int64_t(s));
+        }
+        auto off = v.find("data_offsets");
+        if (off == v.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+            !(*off)[1].is_number_unsigned())
+            throw bad("no \"data_offsets\" [begin, end] pair of non-negative integers");
+        e.begin = (*off)[0].get<uint64_t>();
+        e.end = (*off)[1].get<uint64_t>();
+        if (e.begin > e.end) throw bad(fmt::format("data_offsets [{}, {}] has begin > end", e.begin, e.end));
+        if (e.end > data_size)
+            throw bad(fmt::format("data_offsets [{}, {}] end past the {}-byte data section (truncated?)", e.begin, e.end,
+                                  data_size));
+        if (e.end - e.begin != numel * dtype_size(e.dtype))
+            throw bad(fmt::format("data_offsets [{}, {}] hold {} bytes, but shape {} of {} needs {}", e.begin, e.end,
+                                  e.end - e.begin, sh->dump(), d, numel * dtype_size(e.dtype)));
+        entries.push_back(std::move(e));
+    }
+    std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+        return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+    });
+    uint64_t at = 0;
+    for (size_t i = 0; i < entries.size(); ++i) {
+        const Entry& e = entries[i];
+        MG_CHECK(e.begin >= at, "load_safetensors: '{}': tensor '{}' data_offsets [{}, {}] overlap tensor '{}' (ending at {})",
+                 path, e.name, e.begin, e.end, entries[i - 1].name, at);
+        MG_CHECK(e.begin == at, "load_safetensors: '{}': tensor '{}' starts at {}, leaving bytes [{}, {}) of the data "
+                 "section unused (a hole)", path, e.name, e.begin, at, e.begin);
+        at = e.end;
+    }
+    MG_CHECK(at == data_size, "load_safetensors: '{}': the tensors cover {} bytes, but the data section has {} "
+             "(trailing bytes)", path, at, data_size);
+
+    for (const Entry& e : entries) {
+        Tensor t = Tensor::empty(e.shape, {e.dtype, Device::cpu()});
+        in.seekg(std::streamoff(8 + n + e.begin));
+        in.read(static_cast<char*>(t.raw_data()), std::streamsize(e.end - e.begin));
+        MG_CHECK(in.good(), "load_safetensors: '{}': read error in tensor '{}'", path, e.name);
+        out.tensors.emplace_back(e.name, device.is_cpu() ? t : t.to(device));
+    }
+    return out;
+}
+
+// ---- checkpoints ----------------------------------------------------------------------------
+
+namespace {
+constexpr const char* kConfigKey = "mambagrad.config";
+constexpr const char* kTrainerKey = "mambagrad.trainer";
+constexpr const char* kOptimizerKey = "mambagrad.optimizer";
+} // namespace
+
+void save_checkpoint(const std::string& path, const NamedTensors& params, const AdamW* optimizer,
+                     const TrainerState& state, const std::string& config_json, const Metadata& extra) {
+    Metadata meta{{"format", "pt"}, {kConfigKey, config_json}};
+    nlohmann::ordered_json tr{{"epoch", state.epoch},
+                              {"step", state.step},
+                              {"cursor", state.cursor},
+                              {"rng_seed", state.rng_seed},
+                              {"rng_offset", state.rng_offset}};
+    meta[kTrainerKey] = tr.dump();
+    NamedTensors all = params;
+    if (optimizer) {
+        meta[kOptimizerKey] = optimizer->state_json();
+        for (auto& nt : optimizer->state_tensors()) all.push_back(std::move(nt));
+    }
+    for (const auto& [k, v] : extra) {
+        MG_CHECK(!meta.count(k), "save_checkpoint: '{}': metadata key '{}' is reserved", path, k);
+        meta[k] = v;
+    }
+    save_safetensors(path, all, meta);
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path, const NamedTensors& params, AdamW* optimizer,
+                                 bool allow_unexpected) {
+    SafetensorsFile f = load_safetensors(path);
+    std::map<std::string, Tensor> by_name = f.by_name();
+    LoadedCheckpoint out;
+    out.metadata = f.metadata;
+    if (auto c = f.metadata.find(kConfigKey); c != f.metadata.end()) out.config_json = c->second;
+    if (auto t = f.metadata.find(kTrainerKey); t != f.metadata.end()) {
+        try {
+            auto j = nlohmann::json::parse(t->second);
+            out.state.epoch = j.at("epoch").get<int64_t>();
+            out.state.step = j.at("step").get<int64_t>();
+            out.state.cursor = j.at("cursor").get<int64_t>();
+            out.state.rng_seed = j.at("rng_seed").get<uint64_t>();
+            out.state.rng_offset = j.at("rng_offset").get<uint64_t>();
+        } catch (const nlohmann::json::exception& e) {
+            throw Error(fmt::format("load_checkpoint: '{}': metadata '{}' is not a trainer state: {}", path, kTrainerKey,
+                                    e.what()));
+        }
+    }
+    // Check every parameter before changing anything.
+    std::set<std::string> used;
+    for (const auto& [name, p] : params) {
+        auto it = by_name.find(name);
+        MG_CHECK(it != by_name.end(), "load_checkpoint: '{}': parameter '{}' ({}) is not in the file", path, name,
+                 p.desc());
+        MG_CHECK(it->second.shape() == p.shape() && is_floating(it->second.dtype()) == is_floating(p.dtype()),
+                 "load_checkpoint: '{}': tensor '{}' is {}, expected {} like the parameter", path, name,
+                 it->second.desc(), p.desc());
+        used.insert(name);
+    }
+    auto o = f.metadata.find(kOptimizerKey);
+    if (optimizer) {
+        MG_CHECK(o != f.metadata.end(), "load_checkpoint: '{}' holds no optimizer state (metadata '{}')", path,
+                 kOptimizerKey);
+        for (const auto& st : optimizer->state_tensors()) used.insert(st.first);
+    }
+    if (!allow_unexpected)
+        for (const auto& [name, t] : f.tensors)
+            MG_CHECK(used.count(name) || (!optimizer && name.starts_with("optimizer.")),
+                     "load_checkpoint: '{}': tensor '{}' ({}) matches no parameter{}", path, name, t.desc(),
+                     optimizer ? " or optimizer state" : "");
+    if (optimizer) optimizer->load_state(by_name, o->second); // checks everything, then changes
+    autograd::NoGrad no_grad;
+    for (const auto& [name, p] : params) copy_into(p, by_name.at(name));
+    return out;
+}
+
+} // namespace mg::train

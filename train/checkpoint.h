@@ -1,0 +1,80 @@
+// train/checkpoint.h: safetensors files, and checkpoints built on them (DESIGN "Files and runs").
+//
+// ---- The safetensors format (huggingface/safetensors) ------------------------------------------
+//   bytes 0..8     N, the header length, unsigned 64-bit little-endian
+//   bytes 8..8+N   a UTF-8 JSON object (we pad it with trailing spaces to a multiple of 8 bytes
+//                  so tensor data is 8-byte aligned):
+//                    {"__metadata__": {"key": "value", ...},         (optional; strings only)
+//                     "<name>": {"dtype": "F32" | "F64" | "I32",
+//                                "shape": [d0, d1, ...],             ([] for a scalar)
+//                                "data_offsets": [begin, end]},      (bytes, from the data start)
+//                     ...}
+//   bytes 8+N..    the data section: each tensor's elements, row-major, little-endian
+// The reader enforces what the reference implementation enforces: known dtype, end - begin ==
+// numel * element size, ranges inside the data section, no overlaps, no holes, and the data
+// section ends exactly at the last range (so a truncated file is always caught).
+//
+// ---- Checkpoints ---------------------------------------------------------------------------------
+// One safetensors file holds
+//   <name>                             every model parameter under its own (mamba_ssm/HF) name
+//   optimizer.exp_avg.<name>           AdamW state (when an optimizer is given)
+//   optimizer.exp_avg_sq.<name>
+// and in __metadata__:
+//   "format": "pt"                     (so transformers / safetensors.torch accept the file)
+//   "mambagrad.config"                 the run's config JSON, verbatim
+//   "mambagrad.trainer"                JSON: {"epoch", "step", "cursor", "rng_seed", "rng_offset"}
+//   "mambagrad.optimizer"              AdamW::state_json(): hyper-parameters and step counts
+// Files are written atomically (temp file in the same directory, fsync, rename): a crash leaves
+// the previous checkpoint or the new one, never a partial file.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "tensor/tensor.h"
+#include "train/optim.h"
+
+namespace mg::train {
+
+using Metadata = std::map<std::string, std::string>;
+
+// Tensors (any device, any strides) are copied to the host and written in the given order.
+// Names must be unique and non-empty and not "__metadata__". Throws mg::Error naming the file.
+void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata = {});
+
+struct SafetensorsFile {
+    NamedTensors tensors; // in data-offset order
+    Metadata metadata;
+    std::map<std::string, Tensor> by_name() const;
+};
+// Reads and validates a file; tensors are placed on `device`. Errors name the file and, where
+// one is at fault, the tensor.
+SafetensorsFile load_safetensors(const std::string& path, Device device = Device::cpu());
+
+// Where the trainer stands, for exact resume.
+struct TrainerState {
+    int64_t epoch = 0;  // epochs completed
+    int64_t step = 0;   // optimizer steps taken (the schedule's step)
+    int64_t cursor = 0; // batches of the current epoch already consumed
+    uint64_t rng_seed = 0, rng_offset = 0; // Generator::seed(), Generator::offset()
+    bool operator==(const TrainerState&) const = default;
+};
+
+// Writes params (and optimizer state when `optimizer` is non-null) with the trainer state and
+// config. `extra` adds metadata entries (names must not clash with the ones above).
+void save_checkpoint(const std::string& path, const NamedTensors& params, const AdamW* optimizer,
+                     const TrainerState& state, const std::string& config_json, const Metadata& extra = {});
+
+struct LoadedCheckpoint {
+    TrainerState state;
+    std::string config_json; // "" when the file has none
+    Metadata metadata;       // everything in __metadata__
+};
+// Copies the file's tensors into `params` (every name must be present with the same shape;
+// float dtypes are converted) and, when `optimizer` is non-null, restores its state. Tensors in
+// the file that match nothing are an error unless allow_unexpected. Nothing is changed unless
+// every check passes.
+LoadedCheckpoint load_checkpoint(const std::string& path, const NamedTensors& params, AdamW* optimizer,
+                                 bool allow_unexpected = false);
+
+} // namespace mg::train

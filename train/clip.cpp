@@ -1,0 +1,76 @@
+// train/clip.cpp: see train/clip.h.
+#include "train/clip.h"
+
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "cuda/optim.h"
+#include "cuda/runtime.h"
+#include "ops/cat.h"
+#include "ops/dispatch.h"
+#include "ops/reduce.h"
+
+namespace mg::train {
+
+template <typename T> void clip_value_cpu(T* x, int64_t n, T c) {
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) x[i] = clip_value_apply(x[i], c);
+}
+template void clip_value_cpu<float>(float*, int64_t, float);
+template void clip_value_cpu<double>(double*, int64_t, double);
+
+std::vector<Tensor> grads_of(const NamedTensors& params) {
+    std::vector<Tensor> out;
+    for (const auto& np : params)
+        if (np.second.grad().defined()) out.push_back(np.second.grad());
+    return out;
+}
+
+void clip_grad_value(const std::vector<Tensor>& grads, double clip) {
+    MG_CHECK(clip > 0 && !std::isnan(clip), "clip_grad_value: clip is {}, expected > 0", clip);
+    for (size_t i = 0; i < grads.size(); ++i) {
+        const Tensor& g = grads[i];
+        if (!g.defined()) continue;
+        check_float("clip_grad_value", fmt::format("grads[{}]", i).c_str(), g);
+        Tensor x = g.contiguous(); // g itself when contiguous
+        const int64_t n = x.numel();
+        dispatch_float(x.dtype(), "clip_grad_value", [&]<typename T>() {
+            if (x.device().is_cpu()) {
+                clip_value_cpu<T>(x.data<T>(), n, T(clip));
+            } else {
+                MG_CUDA_ONLY(cuda::DeviceGuard dg(x.device().index); cuda::clip_value<T>(x.data<T>(), n, T(clip)));
+            }
+        });
+        if (!x.same(g)) copy_into(g, x);
+    }
+}
+
+double global_norm(const std::vector<Tensor>& grads) {
+    autograd::NoGrad no_grad;
+    std::vector<Tensor> partial; // one f64 sum of squares per tensor, shape (1)
+    for (size_t i = 0; i < grads.size(); ++i) {
+        const Tensor& g = grads[i];
+        if (!g.defined()) continue;
+        check_float("clip_grad_norm", fmt::format("grads[{}]", i).c_str(), g);
+        if (!partial.empty())
+            MG_CHECK(g.device() == partial[0].device(), "clip_grad_norm: grads[{}] is {}, but earlier gradients are on {}",
+                     i, g.desc(), partial[0].device().str());
+        partial.push_back(sum(g * g).to(DType::f64).reshape({1}));
+    }
+    if (partial.empty()) return 0.0;
+    return std::sqrt(sum(cat(partial, 0)).item());
+}
+
+double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm) {
+    MG_CHECK(max_norm > 0 && !std::isnan(max_norm), "clip_grad_norm: max_norm is {}, expected > 0", max_norm);
+    const double norm = global_norm(grads);
+    if (norm > max_norm) { // a NaN norm is left for the NaN guard to report
+        autograd::NoGrad no_grad;
+        const double coef = max_norm / (norm + 1e-6);
+        for (const Tensor& g : grads)
+            if (g.defined()) copy_into(g, g * coef);
+    }
+    return norm;
+}
+
+} // namespace mg::train

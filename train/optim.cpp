@@ -1,0 +1,192 @@
+// train/optim.cpp: see train/optim.h.
+#include "train/optim.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <set>
+
+#include "autograd/grad_mode.h"
+#include "cuda/optim.h"
+#include "cuda/runtime.h"
+#include "ops/dispatch.h"
+
+namespace mg::train {
+
+// ---- CPU kernel and reference ---------------------------------------------------------------
+
+template <typename T> void adamw_step_cpu(T* p, T* m, T* v, const T* g, int64_t n, const AdamWCoef& c) {
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) adamw_update(p[i], m[i], v[i], g[i], c);
+}
+template void adamw_step_cpu<float>(float*, float*, float*, const float*, int64_t, const AdamWCoef&);
+template void adamw_step_cpu<double>(double*, double*, double*, const double*, int64_t, const AdamWCoef&);
+
+// Written out from the formulas in optim.h, independently of adamw_update.
+void adamw_ref(std::vector<double>& p, std::vector<double>& m, std::vector<double>& v,
+               const std::vector<std::vector<double>>& grads, const AdamWOptions& o, bool decay, int64_t t0) {
+    const double wd = decay ? o.weight_decay : 0.0;
+    for (size_t s = 0; s < grads.size(); ++s) {
+        const double t = double(t0 + int64_t(s) + 1);
+        const double bc1 = 1 - std::pow(o.beta1, t), bc2 = 1 - std::pow(o.beta2, t);
+        for (size_t i = 0; i < p.size(); ++i) {
+            const double g = grads[s][i];
+            m[i] = o.beta1 * m[i] + (1 - o.beta1) * g;
+            v[i] = o.beta2 * v[i] + (1 - o.beta2) * g * g;
+            const double mhat = m[i] / bc1, vhat = v[i] / bc2;
+            if (o.style == AdamWStyle::Transformers) {
+                // eps is added to sqrt(v) before the bias correction
+                p[i] -= o.lr * mhat / (std::sqrt(vhat) + o.eps / std::sqrt(bc2));
+                p[i] -= o.lr * wd * p[i];
+            } else {
+                p[i] -= o.lr * wd * p[i];
+                p[i] -= o.lr * mhat / (std::sqrt(vhat) + o.eps);
+            }
+        }
+    }
+}
+
+// ---- names ----------------------------------------------------------------------------------
+
+bool mamba_ssm_no_decay(const std::string& name) {
+    const size_t dot = name.find_last_of('.');
+    const std::string last = dot == std::string::npos ? name : name.substr(dot + 1);
+    return last == "A_log" || last == "D";
+}
+
+std::string_view adamw_style_name(AdamWStyle s) { return s == AdamWStyle::Torch ? "torch" : "transformers"; }
+AdamWStyle parse_adamw_style(std::string_view s) {
+    if (s == "transformers") return AdamWStyle::Transformers;
+    if (s == "torch") return AdamWStyle::Torch;
+    throw Error(fmt::format("optimizer.style: '{}' is not a style, expected transformers or torch", s));
+}
+
+AdamWCoef adamw_coef(const AdamWOptions& o, int64_t t, bool decay) {
+    MG_ASSERT(t >= 1);
+    const double bc1 = 1 - std::pow(o.beta1, double(t)), bc2 = 1 - std::pow(o.beta2, double(t));
+    AdamWCoef c;
+    c.beta1 = o.beta1;
+    c.beta2 = o.beta2;
+    c.eps = o.eps;
+    c.bc2_sqrt = std::sqrt(bc2);
+    c.step_size = o.style == AdamWStyle::Transformers ? o.lr * c.bc2_sqrt / bc1 : o.lr / bc1;
+    c.decay = decay ? o.lr * o.weight_decay : 0.0;
+    c.style = o.style;
+    return c;
+}
+
+// ---- AdamW ----------------------------------------------------------------------------------
+
+AdamW::AdamW(NamedTensors params, AdamWOptions options) : params_(std::move(params)), options_(std::move(options)) {
+    const AdamWOptions& o = options_;
+    MG_CHECK(o.lr >= 0 && std::isfinite(o.lr), "AdamW: lr is {}, expected a finite value >= 0", o.lr);
+    MG_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
+             "AdamW: betas are ({}, {}), expected each in [0, 1)", o.beta1, o.beta2);
+    MG_CHECK(o.eps > 0, "AdamW: eps is {}, expected > 0", o.eps);
+    MG_CHECK(o.weight_decay >= 0, "AdamW: weight_decay is {}, expected >= 0", o.weight_decay);
+    std::set<std::string> seen;
+    for (const auto& [name, p] : params_) {
+        MG_CHECK(seen.insert(name).second, "AdamW: parameter name '{}' appears twice", name);
+        MG_CHECK(p.defined(), "AdamW: parameter '{}' is undefined", name);
+        MG_CHECK(is_floating(p.dtype()), "AdamW: parameter '{}' is {}, expected f32 or f64", name, p.desc());
+        MG_CHECK(p.is_contiguous(), "AdamW: parameter '{}' ({}) is not contiguous", name, p.desc());
+        exp_avg_.push_back(Tensor::zeros(p.shape(), p.options()));
+        exp_avg_sq_.push_back(Tensor::zeros(p.shape(), p.options()));
+        steps_.push_back(0);
+        decay_.push_back(!(o.no_decay && o.no_decay(name)));
+    }
+}
+
+void AdamW::step() {
+    autograd::NoGrad no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) {
+        const auto& [name, p] = params_[i];
+        Tensor g = p.grad();
+        if (!g.defined()) continue;
+        MG_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype() && g.device() == p.device(),
+                 "AdamW: gradient of '{}' is {}, expected {} like the parameter", name, g.desc(), p.desc());
+        g = g.contiguous();
+        const AdamWCoef c = adamw_coef(options_, ++steps_[i], decay_[i]);
+        const int64_t n = p.numel();
+        Tensor& m = exp_avg_[i];
+        Tensor& v = exp_avg_sq_[i];
+        dispatch_float(p.dtype(), "AdamW", [&]<typename T>() {
+            if (p.device().is_cpu()) {
+                adamw_step_cpu<T>(p.data<T>(), m.data<T>(), v.data<T>(), g.data<T>(), n, c);
+            } else {
+                MG_CUDA_ONLY(cuda::DeviceGuard dg(p.device().index);
+                             cuda::adamw_step<T>(p.data<T>(), m.data<T>(), v.data<T>(), g.data<T>(), n, c));
+            }
+        });
+    }
+}
+
+void AdamW::zero_grad() {
+    for (const auto& np : params_) np.second.zero_grad();
+}
+
+NamedTensors AdamW::state_tensors() const {
+    NamedTensors out;
+    for (size_t i = 0; i < params_.size(); ++i) out.emplace_back("optimizer.exp_avg." + params_[i].first, exp_avg_[i]);
+    for (size_t i = 0; i < params_.size(); ++i)
+        out.emplace_back("optimizer.exp_avg_sq." + params_[i].first, exp_avg_sq_[i]);
+    return out;
+}
+
+std::string AdamW::state_json() const {
+    nlohmann::ordered_json j;
+    j["type"] = "adamw";
+    j["style"] = adamw_style_name(options_.style);
+    j["lr"] = options_.lr;
+    j["betas"] = {options_.beta1, options_.beta2};
+    j["eps"] = options_.eps;
+    j["weight_decay"] = options_.weight_decay;
+    nlohmann::ordered_json steps = nlohmann::ordered_json::object();
+    nlohmann::ordered_json no_decay = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < params_.size(); ++i) {
+        steps[params_[i].first] = steps_[i];
+        if (!decay_[i]) no_decay.push_back(params_[i].first);
+    }
+    j["steps"] = steps;
+    j["no_decay"] = no_decay; // informative: the predicate itself is the caller's
+    return j.dump();
+}
+
+void AdamW::load_state(const std::map<std::string, Tensor>& tensors, const std::string& json) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(json);
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(fmt::format("AdamW::load_state: the optimizer state is not valid JSON: {}", e.what()));
+    }
+    MG_CHECK(j.is_object() && j.value("type", "") == "adamw",
+             "AdamW::load_state: expected an object with \"type\": \"adamw\", got {:.200}", json);
+    const auto& steps = j.find("steps");
+    MG_CHECK(steps != j.end() && steps->is_object(), "AdamW::load_state: no \"steps\" object in the optimizer state");
+    // Check everything before changing anything.
+    std::vector<int64_t> new_steps(params_.size());
+    std::vector<std::pair<Tensor, Tensor>> copies; // (live state, loaded)
+    for (size_t i = 0; i < params_.size(); ++i) {
+        const std::string& name = params_[i].first;
+        auto s = steps->find(name);
+        MG_CHECK(s != steps->end() && s->is_number_integer() && s->get<int64_t>() >= 0,
+                 "AdamW::load_state: no step count for parameter '{}'", name);
+        new_steps[i] = s->get<int64_t>();
+        for (const auto& [key, live] : {std::pair{"optimizer.exp_avg." + name, exp_avg_[i]},
+                                        std::pair{"optimizer.exp_avg_sq." + name, exp_avg_sq_[i]}}) {
+            auto it = tensors.find(key);
+            MG_CHECK(it != tensors.end(), "AdamW::load_state: tensor '{}' is missing", key);
+            MG_CHECK(it->second.shape() == live.shape() && is_floating(it->second.dtype()),
+                     "AdamW::load_state: tensor '{}' is {}, expected {}", key, it->second.desc(), live.desc());
+            copies.emplace_back(live, it->second);
+        }
+    }
+    MG_CHECK(steps->size() == params_.size(),
+             "AdamW::load_state: the state has step counts for {} parameters, this optimizer has {}",
+             steps->size(), params_.size());
+    for (auto& [live, loaded] : copies) copy_into(live, loaded);
+    steps_ = new_steps;
+    if (j.contains("lr") && j["lr"].is_number()) options_.lr = j["lr"].get<double>();
+}
+
+} // namespace mg::train
