@@ -299,6 +299,8 @@ TEST_CASE("AdamW: state round trip continues bit-identically", "[train]") {
 TEST_CASE("AdamW: bad parameters and gradients", "[train]") {
     Tensor w = Tensor::randn({4, 3});
     REQUIRE_ERROR_WITH(AdamW({{"w", w}, {"w", w}}), "AdamW", "'w' appears twice");
+    REQUIRE_ERROR_WITH(AdamW({{"emb", w}, {"lm_head", w.view({12}).view({4, 3})}}), "AdamW", "'emb' and 'lm_head'",
+                       "tied");
     REQUIRE_ERROR_WITH(AdamW({{"wt", w.transpose(0, 1)}}), "AdamW", "'wt'", "(3,4) f32 cpu", "not contiguous");
     REQUIRE_ERROR_WITH(AdamW({{"i", Tensor::zeros({2}, {DType::i32})}}), "AdamW", "'i'", "i32");
     AdamWOptions o;
@@ -529,6 +531,8 @@ TEST_CASE("safetensors: round trip is bit-exact for f32, f64, i32, scalars, empt
     }
     REQUIRE_ERROR_WITH(save_safetensors(path, {{"a", f}, {"a", d}}), "save_safetensors", "'a' appears twice");
     REQUIRE_ERROR_WITH(save_safetensors(path, {{"__metadata__", f}}), "save_safetensors", "'__metadata__'");
+    REQUIRE_ERROR_WITH(save_safetensors(path, {{"f", f}}, {{"bad", "\xff\xfe"}}), "save_safetensors", "a.safetensors",
+                       "invalid UTF-8");
 }
 
 TEST_CASE("safetensors: corrupt files give errors naming the file and the tensor", "[train]") {

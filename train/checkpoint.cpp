@@ -56,7 +56,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
         offset += nbytes;
         host.push_back(std::move(h));
     }
-    std::string text = header.dump();
+    std::string text;
+    try {
+        text = header.dump();
+    } catch (const nlohmann::json::exception& e) { // a name or metadata value that is not UTF-8
+        throw Error(fmt::format("save_safetensors: '{}': cannot encode the header: {}", path, e.what()));
+    }
     text.append((8 - (8 + text.size()) % 8) % 8, ' '); // data starts 8-byte aligned
     MG_CHECK(text.size() <= kMaxHeader, "save_safetensors: '{}': the header is {} bytes, the limit is {}", path,
              text.size(), kMaxHeader);

@@ -85,9 +85,15 @@ AdamW::AdamW(NamedTensors params, AdamWOptions options) : params_(std::move(para
     MG_CHECK(o.eps > 0, "AdamW: eps is {}, expected > 0", o.eps);
     MG_CHECK(o.weight_decay >= 0, "AdamW: weight_decay is {}, expected >= 0", o.weight_decay);
     std::set<std::string> seen;
+    std::map<const Storage*, std::string> storages;
     for (const auto& [name, p] : params_) {
         MG_CHECK(seen.insert(name).second, "AdamW: parameter name '{}' appears twice", name);
         MG_CHECK(p.defined(), "AdamW: parameter '{}' is undefined", name);
+        // tied weights (e.g. lm_head.weight = embedding.weight) must be listed once, or they
+        // would take two steps per step
+        auto [it, fresh] = storages.emplace(p.impl().storage.get(), name);
+        MG_CHECK(fresh, "AdamW: parameters '{}' and '{}' share storage (tied weights?); list each tensor once",
+                 it->second, name);
         MG_CHECK(is_floating(p.dtype()), "AdamW: parameter '{}' is {}, expected f32 or f64", name, p.desc());
         MG_CHECK(p.is_contiguous(), "AdamW: parameter '{}' ({}) is not contiguous", name, p.desc());
         exp_avg_.push_back(Tensor::zeros(p.shape(), p.options()));
