@@ -685,7 +685,7 @@ TEST_CASE("checkpoint: parameters, optimizer and trainer state resume bit-identi
     }
 }
 
-TEST_CASE("safetensors: Python's safetensors reads our files and we read its files", "[train]") {
+TEST_CASE("safetensors: Python's safetensors reads our files and we read its files", "[train][python]") {
     // Runs when python3 with numpy and safetensors is installed (pip install safetensors numpy).
     const std::string script = "tests/safetensors_compat.py";
     if (!fs::exists(script)) {
