@@ -11,11 +11,11 @@
 // Lane layout inside a warp: lane = q·8 + c (q = which 4 states, c = one of 8 channels), so the
 // 4 lanes of a channel differ in lane bits 3 and 4 and the 8 channels of a warp in bits 0..2.
 //
-// Time is processed in tiles of kScanChunk = 32 steps: the block stages Δ (bias and softplus
+// Time is processed in tiles of kScanChunk = 16 steps: the block stages Δ (bias and softplus
 // applied once per element), u, and the tile's B_t, C_t in shared memory, then each thread runs
 // its 4 states through the tile; y_t sums the 4 lanes with two xor-shuffles.
 //
-// Forward also saves the state at the end of every tile (ckpt, (B, L/32, D, N): O(B·L·D) for
+// Forward also saves the state at the end of every tile (ckpt, (B, L/16, D, N): O(B·L·D) for
 // N = 16). Backward walks tiles from last to first: it reloads the state before the tile from
 // ckpt, recomputes the tile's states into shared memory, then runs the adjoint recurrence
 // g_t = C_t dy_t + exp(Δ_{t+1} A) g_{t+1} backwards through the tile.
