@@ -41,7 +41,7 @@ void add_scan_cases(std::vector<OpCase>& cases) {
                          v[1] = Tensor::uniform({1, 1, 2}, 0.1, 1.0, o, g); // positive delta without softplus
                          return v;
                      }, bare});
-    cases.push_back({"selective_scan", "B=1 L=37 D=3 N=17, crosses a 32-step chunk and a 16-state group",
+    cases.push_back({"selective_scan", "B=1 L=37 D=3 N=17, crosses 16-step chunks and a 16-state group",
                      [](Options o, Generator& g) { return scan_inputs(o, g, 1, 37, 3, 17, true); }, full});
 }
 

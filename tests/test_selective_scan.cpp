@@ -44,7 +44,7 @@ std::string name(const ScanCase& c) {
                        c.optional ? "D+z+bias" : "bare", c.softplus ? ", softplus" : "");
 }
 
-// Sizes that straddle the CUDA kernel's 32-step chunks, 16-state groups and channel blocks.
+// Sizes that straddle the CUDA kernel's 16-step chunks, 16-state groups and 32-channel blocks.
 const ScanCase kCases[] = {
     {2, 37, 5, 16, true, true}, {1, 1, 3, 4, true, true},  {3, 64, 33, 16, false, false},
     {1, 100, 7, 17, true, true}, {2, 31, 65, 8, true, false}, {1, 129, 2, 33, true, true},
