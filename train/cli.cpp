@@ -3,6 +3,9 @@
 //   mambagrad info                          build, devices, allocator, BLAS
 //   mambagrad gradcheck --op matmul [--device cuda] [--dtype f64]
 //   mambagrad gradcheck --list
+//   mambagrad train [--config f.json] [--key value ...]   (train/trainer.h lists the keys)
+//   mambagrad eval --checkpoint f.safetensors [--variant standard,last,shuffle] [--grid 64x4,...]
+//   mambagrad data --out f.jsonl [--variant standard] [--grid 64x4] [--examples 100] [--split train]
 //
 // Every failure prints one `error: ...` line to stderr and exits with status 2.
 #include <CLI/CLI.hpp>
@@ -11,6 +14,7 @@
 
 #include "mambagrad.h"
 #include "ops/op_table.h"
+#include "train/trainer.h"
 
 using namespace mg;
 
@@ -59,6 +63,87 @@ int cmd_gradcheck(const std::string& op, const std::string& device_str, bool lis
     return failed == 0 ? 0 : 1;
 }
 
+constexpr const char* kTrainUsage = R"(usage: mambagrad train [--config FILE] [--KEY VALUE | --KEY=VALUE ...]
+
+Trains a MambaLM on MQAR, then scores the test split of every task.test_variants.
+Without --config the defaults below are used (or the checkpoint's config with --resume); each
+--KEY VALUE then sets one dotted key; VALUE is read as JSON when it parses (numbers, true,
+[[64,4]]) and as a string otherwise. Defaults:
+)";
+
+int cmd_train(const std::vector<std::string>& args) {
+    for (const std::string& a : args)
+        if (a == "--help" || a == "-h") {
+            fmt::print("{}{}\n", kTrainUsage, train::TrainConfig{}.to_json().dump(2));
+            return 0;
+        }
+    train::TrainConfig cfg = train::parse_train_args(args);
+    train::Trainer trainer(cfg, stdout);
+    trainer.train();
+    if (!cfg.task.test_variants.empty()) fmt::print("\n{}", trainer.test_table());
+    return 0;
+}
+
+// "standard,last" -> ["standard", "last"] (validated by the config).
+nlohmann::json split_list(const std::string& s) {
+    nlohmann::json out = nlohmann::json::array();
+    size_t at = 0;
+    while (at <= s.size()) {
+        size_t comma = s.find(',', at);
+        if (comma == std::string::npos) comma = s.size();
+        out.push_back(s.substr(at, comma - at));
+        at = comma + 1;
+    }
+    return out;
+}
+
+int cmd_eval(const std::string& checkpoint, const std::string& variants, const std::string& grid,
+             int64_t examples, const std::string& split_name, const std::string& device) {
+    MG_CHECK(!checkpoint.empty(), "eval: --checkpoint is required");
+    const data::Split split = data::parse_split(split_name);
+    nlohmann::json j = train::checkpoint_config(checkpoint);
+    j["device"] = device;
+    if (!variants.empty()) j["task"]["test_variants"] = split_list(variants);
+    if (!grid.empty()) train::apply_override(j, "task.grid", grid);
+    if (examples > 0) j["task"][split == data::Split::Valid ? "valid_examples" : "test_examples"] = examples;
+    train::LoadedModel m = train::load_model(checkpoint, train::TrainConfig::from_json(j));
+    const train::TaskConfig& task = m.config.task;
+    std::vector<std::pair<std::string, data::MqarScore>> cols;
+    for (data::MqarVariant v : task.test_variants) {
+        const int64_t n = split == data::Split::Test    ? task.test_examples
+                          : split == data::Split::Valid ? task.valid_examples
+                                                        : task.train_examples;
+        cols.emplace_back(std::string(data::variant_name(v)),
+                          train::evaluate_mqar(*m.model, task.generate(v, split, n).examples, m.config.batch_size).score);
+    }
+    fmt::print("{}", train::format_score_table(
+                         cols, fmt::format("query accuracy (%) on the {} split; checkpoint {} (step {}, trained on {})",
+                                           data::split_name(split), checkpoint, m.state.step,
+                                           data::variant_name(task.variant))));
+    return 0;
+}
+
+int cmd_data(const std::string& config, const std::string& out, const std::map<std::string, std::string>& task_keys,
+             int64_t examples, const std::string& split_name) {
+    MG_CHECK(!out.empty(), "data: --out FILE is required");
+    const data::Split split = data::parse_split(split_name);
+    nlohmann::json j = nlohmann::json::object();
+    if (!config.empty()) j = train::parse_train_args({"--config", config}).to_json();
+    for (const auto& [k, v] : task_keys) train::apply_override(j, "task." + k, v);
+    j["model"] = train::default_model_json(); // the data need no model; "auto" fits any task
+    const train::TaskConfig task = train::TrainConfig::from_json(j).task;
+    const int64_t n = examples > 0                      ? examples
+                      : split == data::Split::Train     ? task.train_examples
+                      : split == data::Split::Valid     ? task.valid_examples
+                                                        : task.test_examples;
+    data::MqarGridData d = task.generate(task.variant, split, n);
+    data::save_jsonl(out, d.examples);
+    fmt::print("wrote {} examples of MQAR {} ({} split) to {}\n", d.examples.size(), data::variant_name(task.variant),
+               data::split_name(split), out);
+    for (const auto& [L, N] : d.skipped) fmt::print("skipped cell {}x{}: it cannot hold this variant\n", L, N);
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -71,8 +156,41 @@ int main(int argc, char** argv) {
     gc->add_option("--op", op, "op name (see --list)");
     gc->add_option("--device", device, "cpu, cuda or cuda:N");
     gc->add_flag("--list", list, "list the ops and their cases");
-    if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "info" && std::string(argv[1]) != "gradcheck") {
-        fmt::print(stderr, "error: unknown command '{}'; expected one of: info, gradcheck\n", argv[1]);
+
+    std::string checkpoint, variants, grid, eval_split = "test", eval_device = "auto";
+    int64_t eval_examples = 0;
+    auto* ev = app.add_subcommand("eval", "score a checkpoint on MQAR variants (per-subtask query accuracy)");
+    ev->add_option("--checkpoint", checkpoint, "a checkpoint written by `mambagrad train`")->required();
+    ev->add_option("--variant", variants, "comma-separated variants (default: the run's test_variants), e.g. "
+                                          "standard,last,shuffle");
+    ev->add_option("--grid", grid, "cells LxN, e.g. 64x4,128x8, or zoology / paper (default: the run's grid)");
+    ev->add_option("--examples", eval_examples, "examples per cell (default: the run's)");
+    ev->add_option("--split", eval_split, "test, valid or train");
+    ev->add_option("--device", eval_device, "auto, cpu, cuda or cuda:N");
+
+    std::string data_config, data_out, data_split = "train";
+    int64_t data_examples = 0;
+    std::map<std::string, std::string> task_keys;
+    auto* da = app.add_subcommand("data", "write a generated MQAR dataset as JSONL (the paper's format)");
+    da->add_option("--out", data_out, "output JSONL file")->required();
+    da->add_option("--config", data_config, "take the task from a training config");
+    for (const char* key : {"variant", "grid", "vocab_size", "seed", "noise", "binding"})
+        da->add_option(std::string("--") + key, task_keys[key], std::string("task.") + key + " (see `mambagrad train --help`)");
+    da->add_option("--examples", data_examples, "examples per cell (default: the task's for the split)");
+    da->add_option("--split", data_split, "train, valid or test (the seed base and the training-only labels)");
+
+    const std::set<std::string> commands = {"info", "gradcheck", "train", "eval", "data"};
+    if (argc > 1 && argv[1][0] != '-' && !commands.count(argv[1])) {
+        fmt::print(stderr, "error: unknown command '{}'; expected one of: info, gradcheck, train, eval, data\n", argv[1]);
+        return 2;
+    }
+    try {
+        if (argc > 1 && std::string(argv[1]) == "train") return cmd_train(std::vector<std::string>(argv + 2, argv + argc));
+    } catch (const mg::Error& e) {
+        fmt::print(stderr, "error: {}\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "error: internal: {}\n", e.what());
         return 2;
     }
     try {
@@ -86,6 +204,13 @@ int main(int argc, char** argv) {
     try {
         if (*info) return cmd_info();
         if (*gc) return cmd_gradcheck(op, device, list);
+        if (*ev) return cmd_eval(checkpoint, variants, grid, eval_examples, eval_split, eval_device);
+        if (*da) {
+            std::map<std::string, std::string> given;
+            for (const auto& [k, v] : task_keys)
+                if (da->count("--" + k)) given[k] = v;
+            return cmd_data(data_config, data_out, given, data_examples, data_split);
+        }
     } catch (const mg::Error& e) {
         fmt::print(stderr, "error: {}\n", e.what());
         return 2;

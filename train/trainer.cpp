@@ -1,0 +1,833 @@
+// train/trainer.cpp: see train/trainer.h.
+#include "train/trainer.h"
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <sstream>
+
+#include "autograd/grad_mode.h"
+#include "cuda/runtime.h"
+#include "ops/cross_entropy.h"
+#include "ops/embedding.h"
+#include "ops/linear.h"
+#include "tensor/check.h"
+#include "tensor/random.h"
+#include "train/clip.h"
+#include "train/guard.h"
+#include "train/metrics.h"
+
+namespace mg::train {
+
+using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+constexpr const char* kWhere = "train config";
+
+// ---- reading a JSON section with key-naming errors --------------------------------------------
+
+// One JSON object of the config, read key by key; `prefix` is its dotted path ("" or "task.").
+class Section {
+public:
+    Section(const json& j, std::string prefix, const std::vector<std::string>& allowed) : j_(j), prefix_(std::move(prefix)) {
+        MG_CHECK(j.is_object(), "{}: {} is {}, expected a JSON object", kWhere,
+                 prefix_.empty() ? std::string("the config") : prefix_.substr(0, prefix_.size() - 1), j.dump());
+        for (const auto& [key, v] : j.items())
+            MG_CHECK(std::find(allowed.begin(), allowed.end(), key) != allowed.end(),
+                     "{}: unknown key '{}{}'; allowed keys{}: {}", kWhere, prefix_, key,
+                     prefix_.empty() ? "" : fmt::format(" in {}", prefix_.substr(0, prefix_.size() - 1)),
+                     fmt::join(allowed, ", "));
+    }
+    const json* find(const std::string& key) const {
+        auto it = j_.find(key);
+        return it == j_.end() ? nullptr : &*it;
+    }
+    std::string name(const std::string& key) const { return prefix_ + key; }
+    [[noreturn]] void fail(const std::string& key, const json& v, const std::string& expected) const {
+        throw Error(fmt::format("{}: {} is {}, expected {}", kWhere, name(key), v.dump(), expected));
+    }
+    void integer(const std::string& key, int64_t& out, int64_t min) const {
+        const json* v = find(key);
+        if (!v) return;
+        if (!v->is_number_integer() || v->get<int64_t>() < min)
+            fail(key, *v, min == 0 ? "an integer >= 0" : fmt::format("an integer >= {}", min));
+        out = v->get<int64_t>();
+    }
+    void unsigned_integer(const std::string& key, uint64_t& out) const {
+        const json* v = find(key);
+        if (!v) return;
+        if (!v->is_number_unsigned()) fail(key, *v, "an integer >= 0");
+        out = v->get<uint64_t>();
+    }
+    void number(const std::string& key, double& out, double lo, double hi, const char* range) const {
+        const json* v = find(key);
+        if (!v) return;
+        if (!v->is_number() || !(v->get<double>() >= lo && v->get<double>() <= hi))
+            fail(key, *v, fmt::format("a number {}", range));
+        out = v->get<double>();
+    }
+    void boolean(const std::string& key, bool& out) const {
+        const json* v = find(key);
+        if (!v) return;
+        if (!v->is_boolean()) fail(key, *v, "true or false");
+        out = v->get<bool>();
+    }
+    void string(const std::string& key, std::string& out) const {
+        const json* v = find(key);
+        if (!v) return;
+        if (!v->is_string()) fail(key, *v, "a string");
+        out = v->get<std::string>();
+    }
+    // One of `allowed`, returned as the string.
+    std::string choice(const std::string& key, const json& v, const std::vector<std::string>& allowed) const {
+        if (!v.is_string() || std::find(allowed.begin(), allowed.end(), v.get<std::string>()) == allowed.end())
+            fail(key, v, fmt::format("one of: {}", fmt::join(allowed, ", ")));
+        return v.get<std::string>();
+    }
+
+private:
+    const json& j_;
+    std::string prefix_;
+};
+
+std::vector<std::string> variant_names() {
+    std::vector<std::string> out;
+    for (data::MqarVariant v : data::all_variants()) out.emplace_back(data::variant_name(v));
+    return out;
+}
+
+data::MqarVariant read_variant(const Section& s, const std::string& key, const json& v) {
+    return data::parse_variant(s.choice(key, v, variant_names()));
+}
+
+// "64x4,128x8", "zoology", "paper", or [[64, 4], [128, 8]].
+std::vector<data::GridCell> read_grid(const Section& s, const std::string& key, const json& v) {
+    const char* expected = "a list of [L, N] pairs, a string like \"64x4,128x8\", \"zoology\" or \"paper\"";
+    std::vector<data::GridCell> grid;
+    if (v.is_string()) {
+        const std::string text = v.get<std::string>();
+        if (text == "zoology") return data::zoology_grid();
+        if (text == "paper") return data::paper_grid();
+        std::stringstream ss(text);
+        std::string cell;
+        while (std::getline(ss, cell, ',')) {
+            long long L = 0, N = 0;
+            char x = 0, extra = 0;
+            if (std::sscanf(cell.c_str(), " %lld %c %lld %c", &L, &x, &N, &extra) != 3 || (x != 'x' && x != 'X'))
+                s.fail(key, v, expected);
+            grid.emplace_back(L, N);
+        }
+    } else if (v.is_array()) {
+        for (const json& c : v) {
+            if (!c.is_array() || c.size() != 2 || !c[0].is_number_integer() || !c[1].is_number_integer())
+                s.fail(key, v, expected);
+            grid.emplace_back(c[0].get<int64_t>(), c[1].get<int64_t>());
+        }
+    } else {
+        s.fail(key, v, expected);
+    }
+    if (grid.empty()) s.fail(key, v, expected);
+    for (const auto& [L, N] : grid)
+        if (L < 2 || N < 1) s.fail(key, v, "cells with L >= 2 and N >= 1");
+    return grid;
+}
+
+const std::vector<std::string> kTopKeys = {
+    "model",      "task",         "seed",          "batch_size", "epochs",          "max_steps",        "shuffle",
+    "lr",         "betas",        "eps",           "weight_decay", "no_decay",      "adamw",            "schedule",
+    "warmup_fraction", "min_lr",  "clip_value",    "clip_norm",  "nan_guard",       "eval_every",       "log_every",
+    "target_accuracy", "device",  "run_dir",       "checkpoint_every", "keep_checkpoints", "resume"};
+const std::vector<std::string> kTaskKeys = {"variant",   "grid",  "train_examples", "valid_examples", "test_examples",
+                                            "vocab_size", "noise", "binding",        "seed",           "test_variants"};
+
+std::string read_text_file(const std::string& path, const char* what) {
+    std::ifstream in(path, std::ios::binary);
+    MG_CHECK(in.good(), "{}: cannot read '{}'", what, path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Fisher-Yates with the counter-based generator: a pure function of (seed, lane).
+void shuffle_in_place(std::vector<int64_t>& v, uint64_t seed, uint64_t lane, uint64_t& counter) {
+    for (size_t i = v.size(); i > 1; --i) {
+        const uint64_t j = rng::bits(seed, counter++, lane) % i;
+        std::swap(v[i - 1], v[size_t(j)]);
+    }
+}
+
+ojson score_json(const EvalResult& r) {
+    ojson subtasks = ojson::array();
+    for (const auto& s : r.score.subtasks)
+        subtasks.push_back({{"L", s.seq_len}, {"N", s.num_kv_pairs}, {"query_acc", s.query_acc()},
+                            {"token_acc", s.token_acc()}});
+    return {{"loss", r.loss},
+            {"query_acc", r.score.query_acc_mean},
+            {"token_acc", r.score.token_acc},
+            {"token_acc_mean", r.score.token_acc_mean},
+            {"subtasks", subtasks}};
+}
+
+} // namespace
+
+json default_model_json() { return json{{"preset", "zoology"}, {"d_model", 64}, {"vocab_size", "auto"}}; }
+
+// ---- task -------------------------------------------------------------------------------------------
+
+data::MqarGridData TaskConfig::generate(data::MqarVariant v, data::Split split, int64_t examples_per_cell) const {
+    data::MqarConfig base;
+    base.variant = v;
+    base.vocab_size = vocab_size;
+    base.num_examples = examples_per_cell;
+    base.split = split;
+    base.insert_noise = noise;
+    base.binding = binding;
+    if (seed) base.seed_base = *seed + (split == data::Split::Train ? 0 : split == data::Split::Valid ? 1000000 : 2000000);
+    return data::generate_mqar_grid(base, grid);
+}
+
+int64_t TaskConfig::model_vocab() const {
+    int64_t v = 0;
+    std::vector<data::MqarVariant> all = test_variants;
+    all.push_back(variant);
+    for (data::MqarVariant x : all) {
+        data::MqarConfig c;
+        c.variant = x;
+        c.vocab_size = vocab_size;
+        c.insert_noise = noise;
+        v = std::max(v, data::mqar_model_vocab(c));
+    }
+    return v;
+}
+
+// ---- config -----------------------------------------------------------------------------------------
+
+ojson TrainConfig::to_json() const {
+    ojson t;
+    t["variant"] = data::variant_name(task.variant);
+    ojson grid = ojson::array();
+    for (const auto& [L, N] : task.grid) grid.push_back({L, N});
+    t["grid"] = grid;
+    t["train_examples"] = task.train_examples;
+    t["valid_examples"] = task.valid_examples;
+    t["test_examples"] = task.test_examples;
+    t["vocab_size"] = task.vocab_size;
+    t["noise"] = task.noise;
+    t["binding"] = data::binding_name(task.binding);
+    t["seed"] = task.seed ? ojson(*task.seed) : ojson(nullptr);
+    ojson tv = ojson::array();
+    for (auto v : task.test_variants) tv.push_back(data::variant_name(v));
+    t["test_variants"] = tv;
+
+    ojson j;
+    j["model"] = ojson::parse(model.to_json());
+    j["task"] = t;
+    j["seed"] = seed;
+    j["batch_size"] = batch_size;
+    j["epochs"] = epochs;
+    j["max_steps"] = max_steps;
+    j["shuffle"] = shuffle;
+    j["lr"] = lr;
+    j["betas"] = {beta1, beta2};
+    j["eps"] = eps;
+    j["weight_decay"] = weight_decay;
+    j["no_decay"] = no_decay;
+    j["adamw"] = adamw_style_name(adamw);
+    j["schedule"] = schedule_name(schedule);
+    j["warmup_fraction"] = warmup_fraction;
+    j["min_lr"] = min_lr;
+    j["clip_value"] = clip_value;
+    j["clip_norm"] = clip_norm;
+    j["nan_guard"] = nan_guard;
+    j["eval_every"] = eval_every;
+    j["log_every"] = log_every;
+    j["target_accuracy"] = target_accuracy;
+    j["device"] = device;
+    j["run_dir"] = run_dir;
+    j["checkpoint_every"] = checkpoint_every;
+    j["keep_checkpoints"] = keep_checkpoints;
+    j["resume"] = resume;
+    return j;
+}
+
+TrainConfig TrainConfig::from_json(const json& j) {
+    TrainConfig c;
+    Section s(j, "", kTopKeys);
+
+    // task first: the model's "auto" vocabulary depends on it
+    if (const json* tj = s.find("task")) {
+        Section t(*tj, "task.", kTaskKeys);
+        if (const json* v = t.find("variant")) c.task.variant = read_variant(t, "variant", *v);
+        if (const json* v = t.find("grid")) c.task.grid = read_grid(t, "grid", *v);
+        t.integer("train_examples", c.task.train_examples, 1);
+        t.integer("valid_examples", c.task.valid_examples, 1);
+        t.integer("test_examples", c.task.test_examples, 1);
+        t.integer("vocab_size", c.task.vocab_size, 1);
+        t.boolean("noise", c.task.noise);
+        if (const json* v = t.find("binding")) c.task.binding = data::parse_binding(t.choice("binding", *v, {"pair", "first"}));
+        if (const json* v = t.find("seed")) {
+            if (v->is_null()) c.task.seed.reset();
+            else if (v->is_number_unsigned()) c.task.seed = v->get<uint64_t>();
+            else t.fail("seed", *v, "null (the paper's seeds) or an integer >= 0");
+        }
+        if (const json* v = t.find("test_variants")) {
+            if (!v->is_array()) t.fail("test_variants", *v, fmt::format("a list of variants from: {}", fmt::join(variant_names(), ", ")));
+            c.task.test_variants.clear();
+            for (const json& x : *v) c.task.test_variants.push_back(read_variant(t, "test_variants", x));
+        }
+    }
+
+    json mj = s.find("model") ? *s.find("model") : default_model_json();
+    MG_CHECK(mj.is_object(), "{}: model is {}, expected a JSON object (nn/config.h's model config)", kWhere, mj.dump());
+    bool auto_vocab = false;
+    if (auto it = mj.find("vocab_size"); it != mj.end() && it->is_string()) {
+        MG_CHECK(it->get<std::string>() == "auto", "{}: model.vocab_size is {}, expected \"auto\" or an integer",
+                 kWhere, it->dump());
+        auto_vocab = true;
+        mj.erase("vocab_size");
+    }
+    c.model = nn::MambaConfig::from_json(mj.dump());
+    if (auto_vocab) c.model.vocab_size = c.task.model_vocab();
+
+    s.unsigned_integer("seed", c.seed);
+    s.integer("batch_size", c.batch_size, 1);
+    s.integer("epochs", c.epochs, 0);
+    s.integer("max_steps", c.max_steps, 0);
+    s.boolean("shuffle", c.shuffle);
+    s.number("lr", c.lr, 0, 1e300, ">= 0");
+    if (const json* v = s.find("betas")) {
+        if (!v->is_array() || v->size() != 2 || !(*v)[0].is_number() || !(*v)[1].is_number() ||
+            !((*v)[0].get<double>() >= 0 && (*v)[0].get<double>() < 1) ||
+            !((*v)[1].get<double>() >= 0 && (*v)[1].get<double>() < 1))
+            s.fail("betas", *v, "[beta1, beta2] with both in [0, 1)");
+        c.beta1 = (*v)[0].get<double>();
+        c.beta2 = (*v)[1].get<double>();
+    }
+    s.number("eps", c.eps, 0, 1, "in [0, 1]");
+    s.number("weight_decay", c.weight_decay, 0, 1e300, ">= 0");
+    if (const json* v = s.find("no_decay")) c.no_decay = s.choice("no_decay", *v, {"none", "mamba_ssm"});
+    if (const json* v = s.find("adamw")) c.adamw = parse_adamw_style(s.choice("adamw", *v, {"transformers", "torch"}));
+    if (const json* v = s.find("schedule")) c.schedule = parse_schedule(s.choice("schedule", *v, {"cosine", "constant"}));
+    s.number("warmup_fraction", c.warmup_fraction, 0, 1, "in [0, 1]");
+    s.number("min_lr", c.min_lr, 0, 1e300, ">= 0");
+    s.number("clip_value", c.clip_value, 0, 1e300, ">= 0 (0: off)");
+    s.number("clip_norm", c.clip_norm, 0, 1e300, ">= 0 (0: off)");
+    s.boolean("nan_guard", c.nan_guard);
+    s.integer("eval_every", c.eval_every, 0);
+    s.integer("log_every", c.log_every, 1);
+    s.number("target_accuracy", c.target_accuracy, 0, 1, "in [0, 1] (0: no early stop)");
+    s.string("device", c.device);
+    s.string("run_dir", c.run_dir);
+    s.integer("checkpoint_every", c.checkpoint_every, 0);
+    s.integer("keep_checkpoints", c.keep_checkpoints, 0);
+    s.string("resume", c.resume);
+    c.validate();
+    return c;
+}
+
+TrainConfig TrainConfig::from_json_text(const std::string& text, const std::string& source) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        throw Error(fmt::format("{}: {} is not valid JSON: {}", kWhere, source, e.what()));
+    }
+    return from_json(j);
+}
+
+void TrainConfig::validate() const {
+    model.validate();
+    MG_CHECK(epochs > 0 || max_steps > 0, "{}: epochs and max_steps are both 0; set one of them", kWhere);
+    const int64_t need = task.model_vocab();
+    std::vector<std::string_view> used = {data::variant_name(task.variant)};
+    for (data::MqarVariant v : task.test_variants) used.push_back(data::variant_name(v));
+    MG_CHECK(model.vocab_size >= need,
+             "{}: model.vocab_size is {}, but the task (vocab_size {}, variants {}) emits token ids up to {}; set "
+             "model.vocab_size >= {} or \"auto\"",
+             kWhere, model.vocab_size, task.vocab_size, fmt::join(used, ", "), need - 1, need);
+    for (size_t i = 0; i < task.grid.size(); ++i) {
+        data::MqarConfig c;
+        c.variant = task.variant;
+        c.vocab_size = task.vocab_size;
+        c.seq_len = task.grid[i].first;
+        c.num_kv_pairs = task.grid[i].second;
+        c.insert_noise = task.noise;
+        try {
+            data::validate(c);
+        } catch (const Error& e) {
+            throw Error(fmt::format("{}: task.grid cell ({}, {}) cannot hold variant {}: {}", kWhere, c.seq_len,
+                                    c.num_kv_pairs, data::variant_name(task.variant), e.what()));
+        }
+    }
+    if (device != "auto") {
+        try {
+            (void)Device::parse(device);
+        } catch (const Error&) {
+            throw Error(fmt::format("{}: device is \"{}\", expected one of: auto, cpu, cuda, cuda:N", kWhere, device));
+        }
+    }
+}
+
+Device TrainConfig::resolved_device() const {
+    if (device == "auto") return cuda::device_count() > 0 ? Device::cuda(0) : Device::cpu();
+    Device d = Device::parse(device);
+    MG_CHECK(d.is_cpu() || d.index < cuda::device_count(), "{}: device is \"{}\", but {} CUDA device(s) are visible{}",
+             kWhere, device, cuda::device_count(), cuda::built_with_cuda() ? "" : " (this build has no CUDA)");
+    return d;
+}
+
+void apply_override(json& config, const std::string& key, const std::string& value) {
+    MG_CHECK(!key.empty() && key.front() != '.' && key.back() != '.' && key.find("..") == std::string::npos,
+             "{}: '--{}' is not a config key (expected e.g. --lr 1e-3 or --task.grid 64x4)", kWhere, key);
+    json v = json::parse(value, nullptr, /*allow_exceptions=*/false);
+    if (v.is_discarded()) v = value; // not JSON: a plain string
+    json* at = &config;
+    std::string path;
+    std::stringstream ss(key);
+    std::string part;
+    std::vector<std::string> parts;
+    while (std::getline(ss, part, '.')) parts.push_back(part);
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+        path += (path.empty() ? "" : ".") + parts[i];
+        if (!at->contains(parts[i])) (*at)[parts[i]] = json::object();
+        at = &(*at)[parts[i]];
+        MG_CHECK(at->is_object(), "{}: --{}: {} is {}, not an object with keys", kWhere, key, path, at->dump());
+    }
+    (*at)[parts.back()] = v;
+}
+
+json checkpoint_config(const std::string& checkpoint) {
+    SafetensorsFile f = load_safetensors(checkpoint);
+    auto it = f.metadata.find(kCheckpointConfigKey);
+    MG_CHECK(it != f.metadata.end() && !it->second.empty(), "checkpoint '{}' holds no run config (metadata '{}')",
+             checkpoint, kCheckpointConfigKey);
+    try {
+        return json::parse(it->second);
+    } catch (const json::exception& e) {
+        throw Error(fmt::format("checkpoint '{}': metadata '{}' is not JSON: {}", checkpoint, kCheckpointConfigKey,
+                                e.what()));
+    }
+}
+
+TrainConfig parse_train_args(const std::vector<std::string>& args) {
+    std::string config_path, resume;
+    std::vector<std::pair<std::string, std::string>> overrides;
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        MG_CHECK(a.size() > 2 && a.starts_with("--"), "train: unexpected argument '{}'; expected --config FILE or "
+                 "--key value", a);
+        std::string key = a.substr(2), value;
+        if (auto eq = key.find('='); eq != std::string::npos) {
+            value = key.substr(eq + 1);
+            key = key.substr(0, eq);
+        } else {
+            MG_CHECK(i + 1 < args.size(), "train: {} needs a value", a);
+            value = args[++i];
+        }
+        if (key == "config") config_path = value;
+        else overrides.emplace_back(key, value);
+        if (key == "resume") resume = value;
+    }
+    json base;
+    if (!config_path.empty()) {
+        const std::string text = read_text_file(config_path, "train: --config");
+        try {
+            base = json::parse(text);
+        } catch (const json::exception& e) {
+            throw Error(fmt::format("{}: {} is not valid JSON: {}", kWhere, config_path, e.what()));
+        }
+        MG_CHECK(base.is_object(), "{}: {} holds {}, expected a JSON object", kWhere, config_path, base.dump());
+    } else if (!resume.empty()) {
+        base = checkpoint_config(resume);
+    } else {
+        base = TrainConfig{}.to_json();
+        base["model"] = default_model_json();
+    }
+    if (!base.contains("model")) base["model"] = default_model_json();
+    for (const auto& [k, v] : overrides) apply_override(base, k, v);
+    return TrainConfig::from_json(base);
+}
+
+// ---- evaluation ---------------------------------------------------------------------------------------
+
+EvalResult evaluate_mqar(const nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size) {
+    autograd::NoGrad no_grad;
+    const Device device = model.lm_head_weight().device();
+    const Tensor W = model.lm_head_weight().detach();
+    data::MqarMetric metric;
+    double loss_sum = 0;
+    int64_t labelled = 0;
+    for (const auto& idx : data::batch_plan(examples, batch_size)) {
+        data::MqarBatch b = data::make_batch(examples, idx, device);
+        const int64_t B = b.inputs.size(0), L = b.inputs.size(1), P = b.positions.size(0);
+        std::vector<int32_t> pred(size_t(B * L), -1); // -1: no prediction (the metric reads labelled positions only)
+        if (P > 0) {
+            Tensor h = model.hidden_states(b.inputs);
+            Tensor logits = linear(embedding(b.positions, h.reshape({B * L, h.size(2)})), W); // (P, V)
+            loss_sum += cross_entropy(logits, b.targets).item() * double(P);
+            labelled += P;
+            const int64_t V = logits.size(1);
+            const std::vector<double> z = logits.to(DType::f64).to(Device::cpu()).to_vector<double>();
+            const std::vector<int32_t> pos = b.positions.to(Device::cpu()).to_vector<int32_t>();
+            for (int64_t p = 0; p < P; ++p) {
+                const double* row = z.data() + p * V;
+                pred[size_t(pos[size_t(p)])] = int32_t(std::max_element(row, row + V) - row);
+            }
+        }
+        metric.add_batch(examples, b, Tensor::from_vector(pred, {B, L}));
+    }
+    EvalResult r;
+    r.score = metric.score();
+    r.labelled = labelled;
+    r.loss = labelled ? loss_sum / double(labelled) : 0.0;
+    return r;
+}
+
+std::string format_score_table(const std::vector<std::pair<std::string, data::MqarScore>>& columns,
+                               const std::string& title) {
+    std::set<std::pair<int64_t, int64_t>> cells;
+    for (const auto& [name, s] : columns)
+        for (const auto& t : s.subtasks) cells.insert({t.seq_len, t.num_kv_pairs});
+    size_t w = 9;
+    for (const auto& [name, s] : columns) w = std::max(w, name.size() + 1);
+    std::string out = title + "\n";
+    auto it = std::back_inserter(out);
+    fmt::format_to(it, "{:>5} {:>4}  ", "L", "N");
+    for (const auto& [name, s] : columns) fmt::format_to(it, "{:>{}}", name, w);
+    out += "\n";
+    for (const auto& [L, N] : cells) {
+        fmt::format_to(it, "{:>5} {:>4}  ", L, N);
+        for (const auto& [name, s] : columns) {
+            auto t = std::find_if(s.subtasks.begin(), s.subtasks.end(),
+                                  [&](const data::MqarSubtaskScore& x) { return x.seq_len == L && x.num_kv_pairs == N; });
+            if (t == s.subtasks.end()) fmt::format_to(it, "{:>{}}", "--", w);
+            else fmt::format_to(it, "{:>{}.2f}", 100 * t->query_acc(), w);
+        }
+        out += "\n";
+    }
+    fmt::format_to(it, "{:<12}", "mean");
+    for (const auto& [name, s] : columns) fmt::format_to(it, "{:>{}.2f}", 100 * s.query_acc_mean, w);
+    out += "\n";
+    fmt::format_to(it, "{:<12}", "token acc");
+    for (const auto& [name, s] : columns) fmt::format_to(it, "{:>{}.2f}", 100 * s.token_acc, w);
+    out += "\n";
+    return out;
+}
+
+LoadedModel load_model(const std::string& checkpoint, const std::string& device) {
+    TrainConfig cfg = TrainConfig::from_json(checkpoint_config(checkpoint));
+    cfg.device = device;
+    cfg.validate();
+    return load_model(checkpoint, cfg);
+}
+
+LoadedModel load_model(const std::string& checkpoint, const TrainConfig& cfg) {
+    LoadedModel m;
+    m.config = cfg;
+    Generator gen(m.config.seed);
+    m.model = std::make_unique<nn::MambaLM>(m.config.model, Options{DType::f32, m.config.resolved_device()}, gen);
+    m.state = load_checkpoint(checkpoint, m.model->named_parameters(), nullptr).state;
+    return m;
+}
+
+// ---- the trainer ------------------------------------------------------------------------------------
+
+Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(out) {
+    cfg_.validate();
+    device_ = cfg_.resolved_device();
+
+    train_ = cfg_.task.generate(cfg_.task.variant, data::Split::Train, cfg_.task.train_examples).examples;
+    valid_ = cfg_.task.generate(cfg_.task.variant, data::Split::Valid, cfg_.task.valid_examples).examples;
+    plan_ = epoch_plan(0);
+    const int64_t per_epoch = int64_t(plan_.size());
+    total_steps_ = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * per_epoch;
+    total_epochs_ = (total_steps_ + per_epoch - 1) / per_epoch;
+    schedule_.kind = cfg_.schedule;
+    schedule_.base_lr = cfg_.lr;
+    schedule_.min_lr = cfg_.min_lr;
+    schedule_.total_steps = total_steps_;
+    schedule_.warmup_fraction = cfg_.warmup_fraction;
+
+    Generator gen(cfg_.seed);
+    model_ = std::make_unique<nn::MambaLM>(cfg_.model, Options{DType::f32, device_}, gen);
+    AdamWOptions o;
+    o.lr = cfg_.lr;
+    o.beta1 = cfg_.beta1;
+    o.beta2 = cfg_.beta2;
+    o.eps = cfg_.eps;
+    o.weight_decay = cfg_.weight_decay;
+    o.style = cfg_.adamw;
+    if (cfg_.no_decay == "mamba_ssm") o.no_decay = mamba_ssm_no_decay;
+    opt_ = std::make_unique<AdamW>(model_->named_parameters(), o);
+    state_.rng_seed = gen.seed();
+    state_.rng_offset = gen.offset();
+
+    if (!cfg_.resume.empty()) {
+        state_ = load_checkpoint(cfg_.resume, model_->named_parameters(), opt_.get()).state;
+        MG_CHECK(state_.step <= total_steps_ && state_.cursor <= per_epoch,
+                 "train: checkpoint '{}' stands at step {} (epoch {}, batch {}), past this config's {} steps of {} "
+                 "batches per epoch",
+                 cfg_.resume, state_.step, state_.epoch, state_.cursor, total_steps_, per_epoch);
+    }
+    if (!cfg_.run_dir.empty()) {
+        const std::filesystem::path p = std::filesystem::path(cfg_.run_dir).lexically_normal();
+        const std::string name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
+        const std::string root = p.filename().empty() ? p.parent_path().parent_path().string() : p.parent_path().string();
+        run_dir_ = make_run_dir(root.empty() ? "." : root, name, cfg_.to_json());
+        const std::string metrics = (std::filesystem::path(run_dir_) / "metrics.jsonl").string();
+        if (cfg_.resume.empty()) std::filesystem::remove(metrics); // a fresh run starts a fresh log
+        log_ = std::make_unique<MetricsLog>(metrics);
+    }
+    if (out_) {
+        std::string cells;
+        for (const auto& [L, N] : cfg_.task.grid) cells += fmt::format("{}{}x{}", cells.empty() ? "" : ",", L, N);
+        fmt::print(out_, "model: {} layers, d_model {}, d_state {}, vocab {}: {} parameters on {}{}\n",
+                   cfg_.model.n_layer, cfg_.model.d_model, cfg_.model.d_state, cfg_.model.padded_vocab(),
+                   model_->num_parameters(), device_.str(),
+                   device_.is_cpu() ? fmt::format(" ({} threads)", omp_get_max_threads()) : "");
+        fmt::print(out_, "task:  MQAR {} (LxN {}), W {}, {} train / {} valid examples; {} batches of {} per epoch, "
+                   "{} steps{}\n",
+                   data::variant_name(cfg_.task.variant), cells, cfg_.task.vocab_size, train_.size(), valid_.size(),
+                   per_epoch, cfg_.batch_size, total_steps_,
+                   cfg_.resume.empty() ? "" : fmt::format(" (resumed at step {})", state_.step));
+        if (!run_dir_.empty()) fmt::print(out_, "run:   {}\n", run_dir_);
+        std::fflush(out_);
+    }
+}
+
+Trainer::~Trainer() = default;
+
+std::vector<std::vector<int64_t>> Trainer::epoch_plan(int64_t epoch) const {
+    if (!cfg_.shuffle) return data::batch_plan(train_, cfg_.batch_size);
+    // batch_plan with a batch as large as the data gives the length groups, longest first.
+    uint64_t counter = 0;
+    std::vector<std::vector<int64_t>> batches;
+    for (std::vector<int64_t> group : data::batch_plan(train_, std::max<int64_t>(1, int64_t(train_.size())))) {
+        shuffle_in_place(group, cfg_.seed, uint64_t(epoch), counter);
+        for (size_t s = 0; s < group.size(); s += size_t(cfg_.batch_size))
+            batches.emplace_back(group.begin() + int64_t(s),
+                                 group.begin() + int64_t(std::min(group.size(), s + size_t(cfg_.batch_size))));
+    }
+    std::vector<int64_t> order(batches.size());
+    std::iota(order.begin(), order.end(), 0);
+    shuffle_in_place(order, cfg_.seed, uint64_t(epoch), counter);
+    std::vector<std::vector<int64_t>> out;
+    out.reserve(batches.size());
+    for (int64_t i : order) out.push_back(std::move(batches[size_t(i)]));
+    return out;
+}
+
+EvalResult Trainer::evaluate(data::MqarVariant variant, data::Split split) const {
+    if (variant == cfg_.task.variant && split == data::Split::Valid)
+        return evaluate_mqar(*model_, valid_, cfg_.batch_size);
+    const int64_t n = split == data::Split::Train  ? cfg_.task.train_examples
+                      : split == data::Split::Valid ? cfg_.task.valid_examples
+                                                    : cfg_.task.test_examples;
+    return evaluate_mqar(*model_, cfg_.task.generate(variant, split, n).examples, cfg_.batch_size);
+}
+
+std::string Trainer::test_table() {
+    std::vector<std::pair<std::string, data::MqarScore>> cols;
+    for (data::MqarVariant v : cfg_.task.test_variants) {
+        EvalResult r = evaluate(v, data::Split::Test);
+        if (log_) {
+            ojson row = {{"kind", "test"}, {"split", "test"}, {"variant", data::variant_name(v)}, {"step", state_.step}};
+            row.update(score_json(r));
+            log_->write(row);
+        }
+        cols.emplace_back(std::string(data::variant_name(v)), r.score);
+    }
+    return format_score_table(cols, fmt::format("query accuracy (%) on the test split, {} examples per cell; trained "
+                                                "on {} for {} steps",
+                                                cfg_.task.test_examples, data::variant_name(cfg_.task.variant),
+                                                state_.step));
+}
+
+void Trainer::save_checkpoint(const std::string& path) const {
+    train::save_checkpoint(path, model_->named_parameters(), opt_.get(), state_, cfg_.to_json().dump(2));
+}
+
+void Trainer::write_periodic_checkpoint() {
+    if (run_dir_.empty()) return;
+    const std::filesystem::path dir = std::filesystem::path(run_dir_) / "checkpoints";
+    std::filesystem::create_directories(dir);
+    const std::string path = (dir / fmt::format("step_{:07}.safetensors", state_.step)).string();
+    save_checkpoint(path);
+    checkpoints_.push_back(path);
+    while (cfg_.keep_checkpoints > 0 && int64_t(checkpoints_.size()) > cfg_.keep_checkpoints) {
+        std::filesystem::remove(checkpoints_.front());
+        checkpoints_.erase(checkpoints_.begin());
+    }
+}
+
+void Trainer::log_eval(const EvalResult& r, int64_t step) {
+    if (log_) {
+        ojson row = {{"kind", "eval"}, {"split", "valid"}, {"variant", data::variant_name(cfg_.task.variant)},
+                     {"step", step}, {"epoch", state_.epoch}};
+        row.update(score_json(r));
+        log_->write(row);
+    }
+    if (out_) {
+        std::string cells;
+        for (const auto& s : r.score.subtasks)
+            cells += fmt::format("{}{}x{} {:.1f}", cells.empty() ? "" : ", ", s.seq_len, s.num_kv_pairs, 100 * s.query_acc());
+        fmt::print(out_, "valid @ step {}: query acc {:.2f}% ({}), token acc {:.2f}%, loss {:.4f}\n", step,
+                   100 * r.score.query_acc_mean, cells, 100 * r.score.token_acc, r.loss);
+        std::fflush(out_);
+    }
+}
+
+TrainSummary Trainer::train(int64_t stop_after_step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const NamedTensors params = model_->named_parameters();
+    std::unique_ptr<ProgressBar> bar = out_ ? std::make_unique<ProgressBar>(out_) : nullptr;
+    TrainSummary sum;
+    const int64_t first_step = state_.step;
+    int64_t plan_epoch = 0; // the epoch plan_ belongs to
+    double window_loss = 0, window_tokens = 0;
+    int64_t window_steps = 0;
+    auto window_t0 = std::chrono::steady_clock::now();
+    bool stop = false;
+    int64_t last_eval_step = -1;
+
+    auto run_eval = [&] {
+        if (bar) bar->finish();
+        EvalResult r = evaluate_mqar(*model_, valid_, cfg_.batch_size);
+        log_eval(r, state_.step);
+        sum.last_valid = r;
+        last_eval_step = state_.step;
+        if (cfg_.target_accuracy > 0 && r.score.query_acc_mean >= cfg_.target_accuracy) {
+            sum.early_stopped = true;
+            stop = true;
+            if (out_) fmt::print(out_, "early stop: validation query accuracy {:.2f}% >= target {:.2f}%\n",
+                                 100 * r.score.query_acc_mean, 100 * cfg_.target_accuracy);
+        }
+    };
+
+    while (!stop && state_.step < total_steps_) {
+        if (plan_epoch != state_.epoch) {
+            plan_ = epoch_plan(state_.epoch);
+            plan_epoch = state_.epoch;
+        }
+        while (!stop && state_.cursor < int64_t(plan_.size()) && state_.step < total_steps_) {
+            const data::MqarBatch b = data::make_batch(train_, plan_[size_t(state_.cursor)], device_);
+            const int64_t step = state_.step + 1; // 1-based: the step being taken
+            const bool log_now = step % cfg_.log_every == 0 || step == total_steps_;
+
+            Tensor h = model_->hidden_states(b.inputs); // (B, L, d)
+            Tensor loss = cross_entropy_indexed(h, model_->lm_head_weight(), b.positions, b.targets);
+            opt_->zero_grad();
+            loss.backward();
+            const double l = loss.item();
+            if (cfg_.nan_guard) check_finite(step, l, params);
+            const std::vector<Tensor> grads = grads_of(params);
+            if (cfg_.clip_value > 0) clip_grad_value(grads, cfg_.clip_value);
+            double gnorm = NAN;
+            if (cfg_.clip_norm > 0) gnorm = clip_grad_norm(grads, cfg_.clip_norm);
+            else if (log_now) gnorm = global_norm(grads);
+            const double lr = schedule_.at(state_.step);
+            opt_->set_lr(lr);
+            opt_->step();
+
+            ++state_.step;
+            ++state_.cursor;
+            losses_.push_back({step, l});
+            window_loss += l;
+            window_tokens += double(b.inputs.numel());
+            ++window_steps;
+
+            if (log_now) {
+                // labelled-token accuracy of this batch, from the pre-step hidden states
+                double acc;
+                {
+                    autograd::NoGrad no_grad;
+                    const int64_t B = b.inputs.size(0), L = b.inputs.size(1), P = b.positions.size(0);
+                    Tensor logits = linear(embedding(b.positions, h.detach().reshape({B * L, h.size(2)})),
+                                           model_->lm_head_weight().detach());
+                    const int64_t V = logits.size(1);
+                    const std::vector<double> z = logits.to(DType::f64).to(Device::cpu()).to_vector<double>();
+                    const std::vector<int32_t> tgt = b.targets.to(Device::cpu()).to_vector<int32_t>();
+                    int64_t right = 0;
+                    for (int64_t p = 0; p < P; ++p) {
+                        const double* row = z.data() + p * V;
+                        right += (std::max_element(row, row + V) - row) == tgt[size_t(p)];
+                    }
+                    acc = P ? double(right) / double(P) : 0.0;
+                }
+                const double dt = seconds_since(window_t0), elapsed = seconds_since(t0);
+                const double tok_s = window_tokens / std::max(dt, 1e-9);
+                const double eta = elapsed / double(state_.step - first_step) * double(total_steps_ - state_.step);
+                if (log_)
+                    log_->write(ojson{{"kind", "train"},        {"step", state_.step},
+                                      {"epoch", state_.epoch},  {"loss", window_loss / double(window_steps)},
+                                      {"last_loss", l},         {"lr", lr},
+                                      {"grad_norm", gnorm},     {"acc", acc},
+                                      {"tokens_per_s", tok_s},  {"elapsed_s", elapsed}});
+                if (bar) {
+                    Progress p;
+                    p.epoch = state_.epoch + 1;
+                    p.epochs = total_epochs_;
+                    p.step = state_.step;
+                    p.total = total_steps_;
+                    p.loss = window_loss / double(window_steps);
+                    p.accuracy = acc;
+                    p.tokens_per_s = tok_s;
+                    p.eta_s = eta;
+                    bar->update(p);
+                }
+                window_loss = window_tokens = 0;
+                window_steps = 0;
+                window_t0 = std::chrono::steady_clock::now();
+            }
+            if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0) run_eval();
+            if (cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0) write_periodic_checkpoint();
+            if (state_.step == stop_after_step) {
+                if (bar) bar->finish();
+                if (!(cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0))
+                    write_periodic_checkpoint();
+                sum.steps = state_.step;
+                sum.epochs = state_.epoch;
+                sum.seconds = seconds_since(t0);
+                return sum;
+            }
+        }
+        if (state_.cursor >= int64_t(plan_.size())) {
+            ++state_.epoch;
+            state_.cursor = 0;
+            if (cfg_.eval_every == 0 && !stop) run_eval();
+        }
+    }
+    if (bar) bar->finish();
+    // a last evaluation unless one just ran at this step
+    if (last_eval_step != state_.step) run_eval();
+    if (!run_dir_.empty()) {
+        sum.final_checkpoint = (std::filesystem::path(run_dir_) / "final.safetensors").string();
+        save_checkpoint(sum.final_checkpoint);
+    }
+    sum.steps = state_.step;
+    sum.epochs = state_.epoch;
+    sum.seconds = seconds_since(t0);
+    if (out_) {
+        fmt::print(out_, "trained {} steps ({} epochs) in {:.1f} s{}\n", sum.steps - first_step,
+                   fmt::format("{:.2f}", double(state_.step) / double(plan_.size())), sum.seconds,
+                   sum.final_checkpoint.empty() ? "" : fmt::format("; checkpoint {}", sum.final_checkpoint));
+        std::fflush(out_);
+    }
+    return sum;
+}
+
+} // namespace mg::train

@@ -1,0 +1,235 @@
+// train/trainer.h: training a MambaLM on MQAR (SPEC §4-§5): the run's config, the loop, evaluation
+// and exact resume.
+//
+// ---- The config (JSON; every key optional, defaults below; unknown keys are errors) -----------
+//   {"model":  {...nn/config.h's MambaConfig JSON..., "vocab_size": "auto" | int},
+//    "task":   {"variant": "standard", "grid": [[64, 4]] | "64x4,128x8" | "zoology" | "paper",
+//               "train_examples": 4000, "valid_examples": 100, "test_examples": 100,   (per cell)
+//               "vocab_size": 256, "noise": true, "binding": "pair" | "first",
+//               "seed": null | int, "test_variants": ["standard", "last", "shuffle"]},
+//    "seed": 0, "batch_size": 32, "epochs": 8, "max_steps": 0, "shuffle": true,
+//    "lr": 3e-3, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.1,
+//    "no_decay": "none" | "mamba_ssm", "adamw": "transformers" | "torch",
+//    "schedule": "cosine" | "constant", "warmup_fraction": 0.1, "min_lr": 0,
+//    "clip_value": 1.0, "clip_norm": 0, "nan_guard": true,
+//    "eval_every": 0, "target_accuracy": 0.99, "log_every": 10,
+//    "device": "auto" | "cpu" | "cuda" | "cuda:N", "run_dir": "runs/mqar-standard",
+//    "checkpoint_every": 0, "keep_checkpoints": 2, "resume": ""}
+// model.vocab_size "auto" is the smallest vocabulary that holds every token id of the training
+// variant and the test variants (data::mqar_model_vocab). task.seed null uses the paper's seeds
+// per split (train 42, valid 1234, test 4567, + the cell's index); an integer s uses s, s + 10^6
+// and s + 2 10^6. "seed" (top level) seeds the model's initialisation and the batch order.
+// max_steps > 0 replaces epochs (the run stops after that many optimizer steps, over as many
+// epochs as that takes); clip_value / clip_norm / target_accuracy / eval_every /
+// checkpoint_every are off at 0. eval_every 0 evaluates at the end of every epoch.
+// run_dir "" writes nothing (no config.json, metrics or checkpoints).
+// Errors name the key (dotted: "task.grid") and the allowed values or type.
+//
+// ---- The loop ---------------------------------------------------------------------------------
+// Data: task.train_examples per (L, N) cell of the grid (data::generate_mqar_grid, split train),
+// cut into length-uniform batches; with shuffle, epoch e's order is a pure function of (seed, e):
+// the examples of each length are permuted, cut into batches, and the batches permuted
+// (without shuffle: data::batch_plan's longest-first order, the paper's). So (epoch, cursor =
+// batches consumed in the epoch) locates the data exactly.
+// A step: hidden = model.hidden_states(inputs) (B, L, d); loss = cross_entropy_indexed(hidden,
+// lm_head weight, labelled positions, targets), i.e. the mean cross-entropy over the labelled
+// positions only, logits built just there (labels are already shifted: data/mqar.h); backward;
+// NaN/Inf guard on the loss and every gradient (the message names the step); clip by value,
+// then by global norm; AdamW at lr = schedule(step) (warmup fraction, then cosine to min_lr).
+// Every log_every steps a metrics row and the progress line; every eval_every steps (or epoch)
+// the validation set is scored with data/metric.h; the run stops early when the validation
+// query accuracy (mean over subtasks) reaches target_accuracy. Checkpoints: see checkpoint.h,
+// in <run_dir>/checkpoints/step_<n>.safetensors (the newest keep_checkpoints kept), and
+// <run_dir>/final.safetensors at the end.
+//
+// ---- Exact resume ------------------------------------------------------------------------------
+// A checkpoint holds the parameters, AdamW's state and step counts, (epoch, step, cursor) and
+// the config. Resuming rebuilds the data from the seeds, reloads all of it and continues at the
+// cursor: the losses are bit-identical to an uninterrupted run on the same device and thread
+// count (every kernel is deterministic).
+//
+// ---- metrics.jsonl rows ------------------------------------------------------------------------
+//   {"kind":"train","step":s,"epoch":e,"loss":l (mean over the rows since the last one),
+//    "last_loss":l_s,"lr":..,"grad_norm":..,"acc":labelled-token accuracy of step s,
+//    "tokens_per_s":..,"elapsed_s":..}
+//   {"kind":"eval","split":"valid","variant":..,"step":s,"loss":..,"query_acc":mean,
+//    "token_acc":pooled,"token_acc_mean":..,"subtasks":[{"L":..,"N":..,"query_acc":..,"token_acc":..}]}
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "data/metric.h"
+#include "data/mqar.h"
+#include "nn/config.h"
+#include "nn/mamba.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+#include "train/optim.h"
+#include "train/schedule.h"
+
+namespace mg::train {
+
+struct TaskConfig {
+    data::MqarVariant variant = data::MqarVariant::Standard;
+    std::vector<data::GridCell> grid = {{64, 4}};
+    int64_t train_examples = 4000, valid_examples = 100, test_examples = 100; // per (L, N) cell
+    int64_t vocab_size = 256; // the paper's VOCAB_SIZE W (keys and values split it): data/mqar.h
+    bool noise = true;
+    data::KeyBinding binding = data::KeyBinding::Pair;
+    std::optional<uint64_t> seed;
+    std::vector<data::MqarVariant> test_variants = {data::MqarVariant::Standard, data::MqarVariant::Last,
+                                                    data::MqarVariant::Shuffle};
+
+    // The data of one variant and split over the grid (cells the variant cannot hold are skipped).
+    data::MqarGridData generate(data::MqarVariant v, data::Split split, int64_t examples_per_cell) const;
+    // The largest data::mqar_model_vocab over the training and test variants.
+    int64_t model_vocab() const;
+};
+
+struct TrainConfig {
+    nn::MambaConfig model = nn::MambaConfig::preset("zoology", 64);
+    TaskConfig task;
+    uint64_t seed = 0;
+    int64_t batch_size = 32;
+    int64_t epochs = 8, max_steps = 0;
+    bool shuffle = true;
+    double lr = 3e-3, beta1 = 0.9, beta2 = 0.95, eps = 1e-6, weight_decay = 0.1;
+    std::string no_decay = "none"; // "none" | "mamba_ssm"
+    AdamWStyle adamw = AdamWStyle::Transformers;
+    ScheduleKind schedule = ScheduleKind::Cosine;
+    double warmup_fraction = 0.1, min_lr = 0;
+    double clip_value = 1.0, clip_norm = 0;
+    bool nan_guard = true;
+    int64_t eval_every = 0, log_every = 10;
+    double target_accuracy = 0.99;
+    std::string device = "auto";
+    std::string run_dir = "runs/mqar-standard";
+    int64_t checkpoint_every = 0, keep_checkpoints = 2;
+    std::string resume;
+
+    // The config as JSON with every key (the model fully resolved, no preset): what config.json
+    // and checkpoints store; from_json(to_json()) gives the same config.
+    nlohmann::ordered_json to_json() const;
+    // Throws mg::Error "train config: <dotted key> ..." naming the key and what is allowed.
+    static TrainConfig from_json(const nlohmann::json& j);
+    static TrainConfig from_json_text(const std::string& text, const std::string& source = "config");
+    void validate() const;
+    Device resolved_device() const; // "auto": cuda when a CUDA device is visible, else cpu
+};
+
+// Sets the dotted key (e.g. "task.grid", "model.d_model", "lr") of `config` to `value`, read as
+// JSON when it parses as JSON (numbers, true/false/null, arrays, objects, "quoted strings") and
+// as a plain string otherwise. Intermediate objects are created; an unknown key is caught later
+// by TrainConfig::from_json.
+void apply_override(nlohmann::json& config, const std::string& key, const std::string& value);
+
+// The default model section: {"preset": "zoology", "d_model": 64, "vocab_size": "auto"}.
+nlohmann::json default_model_json();
+
+// The metadata key holding the run's config in checkpoints (train/checkpoint.h's layout).
+inline constexpr const char* kCheckpointConfigKey = "mambagrad.config";
+
+// ---- evaluation -----------------------------------------------------------------------------------
+struct EvalResult {
+    data::MqarScore score;
+    double loss = 0; // mean cross-entropy over every labelled position
+    int64_t labelled = 0;
+};
+// One forward pass per length-uniform batch, greedy argmax at the labelled positions (the only
+// ones the metric reads), scored with data::MqarMetric. No autograd.
+EvalResult evaluate_mqar(const nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size);
+
+// The per-subtask table: one column per (name, score), rows "L  N" in (L, N) order (a cell a
+// column lacks shows "--"), then the mean query accuracy and the pooled token accuracy, in %.
+std::string format_score_table(const std::vector<std::pair<std::string, data::MqarScore>>& columns,
+                               const std::string& title);
+
+// A trained model read back from a checkpoint, for evaluation.
+struct LoadedModel {
+    TrainConfig config;
+    std::unique_ptr<nn::MambaLM> model;
+    TrainerState state;
+};
+// The model of cfg (cfg.model on cfg.resolved_device()) with the checkpoint's parameters.
+LoadedModel load_model(const std::string& checkpoint, const TrainConfig& cfg);
+// The same with the checkpoint's own config (its device replaced by `device`).
+LoadedModel load_model(const std::string& checkpoint, const std::string& device = "auto");
+// The config JSON stored in a checkpoint (throws when it has none).
+nlohmann::json checkpoint_config(const std::string& checkpoint);
+
+// ---- the trainer ----------------------------------------------------------------------------------
+struct StepLoss {
+    int64_t step = 0; // 1-based optimizer step
+    double loss = 0;
+};
+
+struct TrainSummary {
+    int64_t steps = 0, epochs = 0; // where the run stands (optimizer steps, completed epochs)
+    bool early_stopped = false;
+    std::optional<EvalResult> last_valid;
+    double seconds = 0;
+    std::string final_checkpoint; // "" without a run_dir
+};
+
+class Trainer {
+public:
+    // Builds the model (or reloads it with the optimizer and position when cfg.resume is set),
+    // the data and the optimizer. Progress and eval lines go to `out` (nullptr: silent).
+    explicit Trainer(TrainConfig cfg, std::FILE* out = stdout);
+    ~Trainer();
+
+    // Trains until the last step, early stop, or (when stop_after_step >= 0) that step; the
+    // latter leaves the run resumable in memory and on disk (a checkpoint is written when a
+    // run_dir is set). Returns where it stands.
+    TrainSummary train(int64_t stop_after_step = -1);
+
+    // Scores `variant` on `split` over the task grid (examples from the task's seeds).
+    EvalResult evaluate(data::MqarVariant variant, data::Split split) const;
+    // The test split of every task.test_variants, as a table (format_score_table); each score
+    // also goes to metrics.jsonl as a {"kind":"test", ...} row.
+    std::string test_table();
+
+    void save_checkpoint(const std::string& path) const;
+
+    const TrainConfig& config() const { return cfg_; }
+    const nn::MambaLM& model() const { return *model_; }
+    const std::vector<StepLoss>& losses() const { return losses_; } // the steps this Trainer ran
+    const TrainerState& state() const { return state_; }
+    int64_t total_steps() const { return total_steps_; }
+    int64_t batches_per_epoch() const { return int64_t(plan_.size()); }
+    const std::string& run_dir() const { return run_dir_; }
+
+private:
+    std::vector<std::vector<int64_t>> epoch_plan(int64_t epoch) const;
+    void log_eval(const EvalResult& r, int64_t step);
+    void write_periodic_checkpoint();
+
+    TrainConfig cfg_;
+    std::FILE* out_;
+    Device device_;
+    std::unique_ptr<nn::MambaLM> model_;
+    std::unique_ptr<AdamW> opt_;
+    LrSchedule schedule_;
+    std::vector<data::MqarExample> train_, valid_;
+    std::vector<std::vector<int64_t>> plan_; // epoch 0's batches (sizes are the same every epoch)
+    int64_t total_steps_ = 0, total_epochs_ = 0;
+    TrainerState state_;
+    std::vector<StepLoss> losses_;
+    std::string run_dir_;
+    std::unique_ptr<MetricsLog> log_;
+    std::vector<std::string> checkpoints_; // written by this Trainer, oldest first
+};
+
+// Parses `mambagrad train` arguments after the subcommand: --config FILE, --key value,
+// --key=value (dotted keys, see apply_override). Without --config the defaults are used, or the
+// checkpoint's config when --resume is given. Throws mg::Error on a bad argument.
+TrainConfig parse_train_args(const std::vector<std::string>& args);
+
+} // namespace mg::train
