@@ -138,7 +138,7 @@ TEST_CASE("trainer: bad configs name the key and what is allowed", "[trainer][er
     REQUIRE_ERROR_WITH(parse(R"({"schedule": "linear"})"), "schedule is \"linear\"", "cosine", "constant");
     REQUIRE_ERROR_WITH(parse(R"({"device": "tpu"})"), "device is \"tpu\"", "auto, cpu, cuda");
     REQUIRE_ERROR_WITH(parse(R"({"betas": [0.9]})"), "betas", "[beta1, beta2]");
-    REQUIRE_ERROR_WITH(parse(R"({"model": {"preset": "tiny", "vocab_size": 100}})"), "model.vocab_size is 100",
+    REQUIRE_ERROR_WITH(parse(R"({"model": {"preset": "tiny", "vocab_size": 40}})"), "model.vocab_size is 40",
                        "\"auto\"");
     REQUIRE_ERROR_WITH(parse(R"({"epochs": 0})"), "epochs and max_steps are both 0");
     REQUIRE_ERROR_WITH(parse_train_args({"--lr"}), "--lr needs a value");
@@ -205,6 +205,26 @@ TEST_CASE("trainer: a resumed run repeats the uninterrupted run's losses exactly
         CHECK(t.state().step == 6);
         t.train();
         check_tail(t.losses(), 6);
+    }
+    SECTION("into the same run directory: metrics.jsonl keeps the rows up to the checkpoint") {
+        TrainConfig r = cfg;
+        r.resume = run + "/checkpoints/step_0000003.safetensors";
+        Trainer t(r, nullptr);
+        t.train();
+        check_tail(t.losses(), 3);
+        std::ifstream in(run + "/metrics.jsonl");
+        std::vector<int64_t> steps;
+        std::vector<double> losses;
+        for (std::string line; std::getline(in, line);) {
+            json row = json::parse(line);
+            if (row["kind"] == "train") {
+                steps.push_back(row["step"].get<int64_t>());
+                losses.push_back(row["last_loss"].get<double>());
+            }
+        }
+        CHECK(steps == std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+        REQUIRE(losses.size() == ref.size());
+        for (size_t i = 0; i < ref.size(); ++i) CHECK(losses[i] == ref[i].loss); // JSON keeps every bit
     }
     SECTION("interrupted mid-epoch, resumed from its own checkpoint through the CLI's argument parser") {
         TrainConfig a = cfg;

@@ -74,7 +74,9 @@ Without --config the defaults below are used (or the checkpoint's config with --
 int cmd_train(const std::vector<std::string>& args) {
     for (const std::string& a : args)
         if (a == "--help" || a == "-h") {
-            fmt::print("{}{}\n", kTrainUsage, train::TrainConfig{}.to_json().dump(2));
+            auto defaults = train::TrainConfig{}.to_json();
+            defaults["model"] = nlohmann::ordered_json::parse(train::default_model_json().dump());
+            fmt::print("{}{}\n", kTrainUsage, defaults.dump(2));
             return 0;
         }
     train::TrainConfig cfg = train::parse_train_args(args);

@@ -589,7 +589,19 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
         const std::string root = p.filename().empty() ? p.parent_path().parent_path().string() : p.parent_path().string();
         run_dir_ = make_run_dir(root.empty() ? "." : root, name, cfg_.to_json());
         const std::string metrics = (std::filesystem::path(run_dir_) / "metrics.jsonl").string();
-        if (cfg_.resume.empty()) std::filesystem::remove(metrics); // a fresh run starts a fresh log
+        if (cfg_.resume.empty()) {
+            std::filesystem::remove(metrics); // a fresh run starts a fresh log
+        } else if (std::filesystem::exists(metrics)) {
+            // keep the rows up to the checkpoint's step: an interrupted run may have logged past it
+            std::ifstream in(metrics);
+            std::string line, kept;
+            while (std::getline(in, line)) {
+                json row = json::parse(line, nullptr, /*allow_exceptions=*/false);
+                if (!row.is_discarded() && row.is_object() && row.value("step", int64_t(0)) <= state_.step)
+                    kept += line + "\n";
+            }
+            data::write_file_atomic(metrics, kept);
+        }
         log_ = std::make_unique<MetricsLog>(metrics);
     }
     if (out_) {
@@ -704,7 +716,9 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
     bool stop = false;
     int64_t last_eval_step = -1;
 
+    double eval_s = 0; // evaluation time inside the current logging window (not training)
     auto run_eval = [&] {
+        const auto e0 = std::chrono::steady_clock::now();
         if (bar) bar->finish();
         EvalResult r = evaluate_mqar(*model_, valid_, cfg_.batch_size);
         log_eval(r, state_.step);
@@ -716,6 +730,7 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
             if (out_) fmt::print(out_, "early stop: validation query accuracy {:.2f}% >= target {:.2f}%\n",
                                  100 * r.score.query_acc_mean, 100 * cfg_.target_accuracy);
         }
+        eval_s += seconds_since(e0);
     };
 
     while (!stop && state_.step < total_steps_) {
@@ -768,7 +783,7 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
                     }
                     acc = P ? double(right) / double(P) : 0.0;
                 }
-                const double dt = seconds_since(window_t0), elapsed = seconds_since(t0);
+                const double dt = seconds_since(window_t0) - eval_s, elapsed = seconds_since(t0);
                 const double tok_s = window_tokens / std::max(dt, 1e-9);
                 const double eta = elapsed / double(state_.step - first_step) * double(total_steps_ - state_.step);
                 if (log_)
@@ -789,7 +804,7 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
                     p.eta_s = eta;
                     bar->update(p);
                 }
-                window_loss = window_tokens = 0;
+                window_loss = window_tokens = eval_s = 0;
                 window_steps = 0;
                 window_t0 = std::chrono::steady_clock::now();
             }

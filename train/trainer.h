@@ -3,16 +3,16 @@
 //
 // ---- The config (JSON; every key optional, defaults below; unknown keys are errors) -----------
 //   {"model":  {...nn/config.h's MambaConfig JSON..., "vocab_size": "auto" | int},
-//    "task":   {"variant": "standard", "grid": [[64, 4]] | "64x4,128x8" | "zoology" | "paper",
-//               "train_examples": 4000, "valid_examples": 100, "test_examples": 100,   (per cell)
-//               "vocab_size": 256, "noise": true, "binding": "pair" | "first",
+//    "task":   {"variant": "standard", "grid": [[16, 2], [32, 2]] | "64x4,128x8" | "zoology" | "paper",
+//               "train_examples": 16384, "valid_examples": 100, "test_examples": 100,   (per cell)
+//               "vocab_size": 32, "noise": true, "binding": "pair" | "first",
 //               "seed": null | int, "test_variants": ["standard", "last", "shuffle"]},
-//    "seed": 0, "batch_size": 32, "epochs": 8, "max_steps": 0, "shuffle": true,
-//    "lr": 3e-3, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.1,
+//    "seed": 0, "batch_size": 32, "epochs": 2, "max_steps": 0, "shuffle": true,
+//    "lr": 3e-2, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.1,
 //    "no_decay": "none" | "mamba_ssm", "adamw": "transformers" | "torch",
 //    "schedule": "cosine" | "constant", "warmup_fraction": 0.1, "min_lr": 0,
 //    "clip_value": 1.0, "clip_norm": 0, "nan_guard": true,
-//    "eval_every": 0, "target_accuracy": 0.99, "log_every": 10,
+//    "eval_every": 256, "target_accuracy": 0.99, "log_every": 10,
 //    "device": "auto" | "cpu" | "cuda" | "cuda:N", "run_dir": "runs/mqar-standard",
 //    "checkpoint_every": 0, "keep_checkpoints": 2, "resume": ""}
 // model.vocab_size "auto" is the smallest vocabulary that holds every token id of the training
@@ -46,7 +46,8 @@
 // A checkpoint holds the parameters, AdamW's state and step counts, (epoch, step, cursor) and
 // the config. Resuming rebuilds the data from the seeds, reloads all of it and continues at the
 // cursor: the losses are bit-identical to an uninterrupted run on the same device and thread
-// count (every kernel is deterministic).
+// count (every kernel is deterministic). The resumed run keeps metrics.jsonl's rows up to the
+// checkpoint's step and appends its own.
 //
 // ---- metrics.jsonl rows ------------------------------------------------------------------------
 //   {"kind":"train","step":s,"epoch":e,"loss":l (mean over the rows since the last one),
@@ -78,9 +79,9 @@ namespace mg::train {
 
 struct TaskConfig {
     data::MqarVariant variant = data::MqarVariant::Standard;
-    std::vector<data::GridCell> grid = {{64, 4}};
-    int64_t train_examples = 4000, valid_examples = 100, test_examples = 100; // per (L, N) cell
-    int64_t vocab_size = 256; // the paper's VOCAB_SIZE W (keys and values split it): data/mqar.h
+    std::vector<data::GridCell> grid = {{16, 2}, {32, 2}};
+    int64_t train_examples = 16384, valid_examples = 100, test_examples = 100; // per (L, N) cell
+    int64_t vocab_size = 32; // the paper's VOCAB_SIZE W (keys and values split it): data/mqar.h
     bool noise = true;
     data::KeyBinding binding = data::KeyBinding::Pair;
     std::optional<uint64_t> seed;
@@ -98,16 +99,16 @@ struct TrainConfig {
     TaskConfig task;
     uint64_t seed = 0;
     int64_t batch_size = 32;
-    int64_t epochs = 8, max_steps = 0;
+    int64_t epochs = 2, max_steps = 0;
     bool shuffle = true;
-    double lr = 3e-3, beta1 = 0.9, beta2 = 0.95, eps = 1e-6, weight_decay = 0.1;
+    double lr = 3e-2, beta1 = 0.9, beta2 = 0.95, eps = 1e-6, weight_decay = 0.1;
     std::string no_decay = "none"; // "none" | "mamba_ssm"
     AdamWStyle adamw = AdamWStyle::Transformers;
     ScheduleKind schedule = ScheduleKind::Cosine;
     double warmup_fraction = 0.1, min_lr = 0;
     double clip_value = 1.0, clip_norm = 0;
     bool nan_guard = true;
-    int64_t eval_every = 0, log_every = 10;
+    int64_t eval_every = 256, log_every = 10;
     double target_accuracy = 0.99;
     std::string device = "auto";
     std::string run_dir = "runs/mqar-standard";
