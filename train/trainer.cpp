@@ -686,10 +686,10 @@ void Trainer::write_periodic_checkpoint() {
     }
 }
 
-void Trainer::log_eval(const EvalResult& r, int64_t step) {
+void Trainer::log_eval(const EvalResult& r, int64_t step, double train_s) {
     if (log_) {
         ojson row = {{"kind", "eval"}, {"split", "valid"}, {"variant", data::variant_name(cfg_.task.variant)},
-                     {"step", step}, {"epoch", state_.epoch}};
+                     {"step", step}, {"epoch", state_.epoch}, {"train_s", train_s}};
         row.update(score_json(r));
         log_->write(row);
     }
@@ -716,12 +716,13 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
     bool stop = false;
     int64_t last_eval_step = -1;
 
-    double eval_s = 0; // evaluation time inside the current logging window (not training)
+    double eval_s = 0;    // evaluation time inside the current logging window (not training)
+    double nontrain_s = 0; // evaluation and checkpoint time since t0: train_s excludes it
     auto run_eval = [&] {
         const auto e0 = std::chrono::steady_clock::now();
         if (bar) bar->finish();
         EvalResult r = evaluate_mqar(*model_, valid_, cfg_.batch_size);
-        log_eval(r, state_.step);
+        log_eval(r, state_.step, seconds_since(t0) - nontrain_s - seconds_since(e0));
         sum.last_valid = r;
         last_eval_step = state_.step;
         if (cfg_.target_accuracy > 0 && r.score.query_acc_mean >= cfg_.target_accuracy) {
@@ -731,6 +732,7 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
                                  100 * r.score.query_acc_mean, 100 * cfg_.target_accuracy);
         }
         eval_s += seconds_since(e0);
+        nontrain_s += seconds_since(e0);
     };
 
     while (!stop && state_.step < total_steps_) {
@@ -786,12 +788,16 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
                 const double dt = seconds_since(window_t0) - eval_s, elapsed = seconds_since(t0);
                 const double tok_s = window_tokens / std::max(dt, 1e-9);
                 const double eta = elapsed / double(state_.step - first_step) * double(total_steps_ - state_.step);
-                if (log_)
-                    log_->write(ojson{{"kind", "train"},        {"step", state_.step},
-                                      {"epoch", state_.epoch},  {"loss", window_loss / double(window_steps)},
-                                      {"last_loss", l},         {"lr", lr},
-                                      {"grad_norm", gnorm},     {"acc", acc},
-                                      {"tokens_per_s", tok_s},  {"elapsed_s", elapsed}});
+                if (log_) {
+                    ojson row{{"kind", "train"},       {"step", state_.step},
+                              {"epoch", state_.epoch}, {"loss", window_loss / double(window_steps)},
+                              {"last_loss", l},        {"lr", lr},
+                              {"grad_norm", gnorm},    {"acc", acc},
+                              {"tokens_per_s", tok_s}, {"elapsed_s", elapsed},
+                              {"train_s", elapsed - nontrain_s}};
+                    if (device_.is_cuda()) row["peak_bytes"] = cuda::memory_stats(device_.index).peak_allocated;
+                    log_->write(row);
+                }
                 if (bar) {
                     Progress p;
                     p.epoch = state_.epoch + 1;
@@ -809,7 +815,11 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
                 window_t0 = std::chrono::steady_clock::now();
             }
             if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0) run_eval();
-            if (cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0) write_periodic_checkpoint();
+            if (cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0) {
+                const auto c0 = std::chrono::steady_clock::now();
+                write_periodic_checkpoint();
+                nontrain_s += seconds_since(c0);
+            }
             if (state_.step == stop_after_step) {
                 if (bar) bar->finish();
                 if (!(cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0))

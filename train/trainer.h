@@ -52,8 +52,9 @@
 // ---- metrics.jsonl rows ------------------------------------------------------------------------
 //   {"kind":"train","step":s,"epoch":e,"loss":l (mean over the rows since the last one),
 //    "last_loss":l_s,"lr":..,"grad_norm":..,"acc":labelled-token accuracy of step s,
-//    "tokens_per_s":..,"elapsed_s":..}
-//   {"kind":"eval","split":"valid","variant":..,"step":s,"loss":..,"query_acc":mean,
+//    "tokens_per_s":..,"elapsed_s":..,"train_s":.. (elapsed minus evaluation and checkpoint time),
+//    "peak_bytes":.. (CUDA runs: the caching allocator's high-water mark)}
+//   {"kind":"eval","split":"valid","variant":..,"step":s,"train_s":..,"loss":..,"query_acc":mean,
 //    "token_acc":pooled,"token_acc_mean":..,"subtasks":[{"L":..,"N":..,"query_acc":..,"token_acc":..}]}
 #pragma once
 #include <nlohmann/json.hpp>
@@ -209,7 +210,7 @@ public:
 
 private:
     std::vector<std::vector<int64_t>> epoch_plan(int64_t epoch) const;
-    void log_eval(const EvalResult& r, int64_t step);
+    void log_eval(const EvalResult& r, int64_t step, double train_s);
     void write_periodic_checkpoint();
 
     TrainConfig cfg_;

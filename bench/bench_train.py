@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""bench/bench_train.py: end-to-end MQAR training, mambagrad against PyTorch, in one run.
+
+    python3 bench/bench_train.py --config zoology          # GPU: d_model 128, 2 layers, L 256, 16 pairs
+    python3 bench/bench_train.py --config large --time-limit 60   # d_model 768, 24 layers, L 512
+    /usr/bin/python3 bench/bench_train.py --config cpu --threads 2  # CPU: d_model 64, 2 layers, L 64
+
+Both sides train the same model (Mamba blocks as in mamba_ssm: prenorm residual, RMSNorm, in_proj,
+depthwise causal conv1d + SiLU, x_proj, dt_proj with softplus, the selective scan with D skip and
+SiLU(z) gate, out_proj, final RMSNorm, head tied to the embedding) on the same data (generated
+once by `mambagrad data` and read back here), with the same batch size, optimizer (AdamW, betas
+(0.9, 0.95), eps 1e-6, weight decay 0.1), schedule (10% warmup, cosine) and clipping (by value,
+1.0). Both compute the loss from logits at the labelled positions only. The PyTorch model is
+written below with its own sequential selective scan (the unbind loop a user without fused
+kernels writes); mamba_ssm is not installed on the benchmark machine, so its figure is the
+issue's recorded anchor.
+
+Per side it reports: training tokens/s (median over logging windows after the first, evaluation
+excluded), time to the target held-out accuracy (training time only, evaluation excluded; "not
+reached" within --time-limit), and peak memory (CUDA: the allocator's high-water mark).
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+CONFIGS = {
+    # The issue's configs. epochs sets the cosine schedule's length (both sides use the same);
+    # the run stops at the target accuracy or the time limit, whichever comes first.
+    "zoology": dict(d_model=128, n_layer=2, vocab=8192, L=256, pairs=16, batch=64, lr=1e-3,
+                    train_examples=100000, valid_examples=1000, epochs=16, eval_every=200, log_every=50),
+    "large": dict(d_model=768, n_layer=24, vocab=8192, L=512, pairs=32, batch=16, lr=1e-3,
+                  train_examples=20000, valid_examples=200, epochs=4, eval_every=500, log_every=10),
+    "cpu": dict(d_model=64, n_layer=2, vocab=256, L=64, pairs=4, batch=32, lr=1e-3,
+                train_examples=20000, valid_examples=200, epochs=8, eval_every=100, log_every=10),
+}
+
+
+# ---- data ------------------------------------------------------------------------------------------
+def generate(bin_path, out, split, cfg, examples):
+    subprocess.run([bin_path, "data", "--out", out, "--split", split, "--grid", f"{cfg['L']}x{cfg['pairs']}",
+                    "--vocab_size", str(cfg["vocab"]), "--examples", str(examples)],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def load(path, device):
+    """(inputs (n, L) int64, labels (n, L) int64 with -100 where no target: already shifted, as ours)."""
+    ids, labels = [], []
+    with open(path) as f:
+        for line in f:
+            ex = json.loads(line)
+            x = ex["input_ids"]
+            lab = [-100] * len(x)
+            for pos, tok in ex["V_id"].items():
+                lab[int(pos) - 1] = tok  # the output at p-1 predicts the token at p
+            ids.append(x)
+            labels.append(lab)
+    return torch.tensor(ids, device=device), torch.tensor(labels, device=device)
+
+
+# ---- the PyTorch model -----------------------------------------------------------------------------
+def selective_scan_sequential(u, dt, A, Bm, Cm, Dskip):
+    """u, dt (B, L, D); A (D, N); Bm, Cm (B, L, N) -> y (B, L, D). One step per token."""
+    h = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])
+    ys = []
+    for dt_t, u_t, B_t, C_t in zip(dt.unbind(1), u.unbind(1), Bm.unbind(1), Cm.unbind(1)):
+        h = torch.exp(dt_t.unsqueeze(-1) * A) * h + (dt_t * u_t).unsqueeze(-1) * B_t.unsqueeze(1)
+        ys.append((h * C_t.unsqueeze(1)).sum(-1))
+    return torch.stack(ys, 1) + u * Dskip
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps=1e-5):
+        super().__init__()
+        self.eps, self.weight = eps, nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class Mixer(nn.Module):
+    def __init__(self, d_model, n_layer, d_state=16, d_conv=4, expand=2):
+        super().__init__()
+        d_inner, R = expand * d_model, math.ceil(d_model / 16)
+        self.d_inner, self.R, self.N = d_inner, R, d_state
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
+        self.x_proj = nn.Linear(d_inner, R + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(R, d_inner)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+        with torch.no_grad():  # mamba_ssm's init: dt in [1e-3, 1e-1] log-uniform, S4D-real A, D = 1
+            dt = torch.exp(torch.rand(d_inner) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).clamp(min=1e-4)
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+            self.out_proj.weight /= math.sqrt(n_layer)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
+        self.D = nn.Parameter(torch.ones(d_inner))
+
+    def forward(self, u):
+        L = u.shape[1]
+        x, z = self.in_proj(u).chunk(2, -1)
+        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L]).transpose(1, 2)
+        dt, Bm, Cm = self.x_proj(x).split([self.R, self.N, self.N], -1)
+        dt = F.softplus(self.dt_proj(dt))
+        y = selective_scan_sequential(x, dt, -torch.exp(self.A_log), Bm, Cm, self.D)
+        return self.out_proj(y * F.silu(z))
+
+
+class MambaLM(nn.Module):
+    def __init__(self, vocab, d_model, n_layer):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, d_model)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        self.mixers = nn.ModuleList(Mixer(d_model, n_layer) for _ in range(n_layer))
+        self.norms = nn.ModuleList(RMSNorm(d_model) for _ in range(n_layer))
+        self.norm_f = RMSNorm(d_model)
+
+    def hidden(self, ids):
+        h, residual = self.embedding(ids), None
+        for mixer, norm in zip(self.mixers, self.norms):
+            residual = h if residual is None else h + residual
+            h = mixer(norm(residual))
+        return self.norm_f(h + residual)
+
+    def labelled_logits(self, ids, labels):
+        """Logits at the labelled positions only (as our indexed cross-entropy)."""
+        h = self.hidden(ids)
+        mask = labels != -100
+        return h[mask] @ self.embedding.weight.t(), labels[mask]
+
+
+def lr_at(step, total, lr):
+    warm = max(1, int(0.1 * total))
+    if step < warm:
+        return lr * (step + 1) / warm
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def train_torch(cfg, train, valid, device, time_limit, target):
+    torch.manual_seed(0)
+    vocab = int(max(train[0].max(), valid[0].max(), train[1].max())) + 1
+    model = MambaLM(vocab, cfg["d_model"], cfg["n_layer"]).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.95), eps=1e-6, weight_decay=0.1)
+    n, B = train[0].shape[0], cfg["batch"]
+    per_epoch = n // B
+    total = per_epoch * cfg["epochs"]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def evaluate():
+        model.eval()
+        right = count = 0
+        with torch.no_grad():
+            for i in range(0, valid[0].shape[0], B):
+                logits, lab = model.labelled_logits(valid[0][i:i + B], valid[1][i:i + B])
+                right += int((logits.argmax(-1) == lab).sum())
+                count += lab.numel()
+        model.train()
+        return right / count
+
+    rates, train_s, step, reached, acc = [], 0.0, 0, None, 0.0
+    window_t, window_tok = 0.0, 0
+    g = torch.Generator().manual_seed(0)
+    while step < total and reached is None and train_s < time_limit:
+        order = torch.randperm(n, generator=g)
+        for b in range(per_epoch):
+            idx = order[b * B:(b + 1) * B].to(device)
+            sync()
+            t0 = time.perf_counter()
+            logits, lab = model.labelled_logits(train[0][idx], train[1][idx])
+            loss = F.cross_entropy(logits, lab)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_value_(model.parameters(), 1.0)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, cfg["lr"])
+            opt.step()
+            sync()
+            dt = time.perf_counter() - t0
+            step += 1
+            train_s += dt
+            window_t += dt
+            window_tok += B * cfg["L"]
+            if step % cfg["log_every"] == 0:
+                rates.append(window_tok / window_t)
+                print(f"  torch step {step}: loss {loss.item():.4f}, {rates[-1] / 1e3:.1f} k tok/s", flush=True)
+                window_t, window_tok = 0.0, 0
+            if step % cfg["eval_every"] == 0:
+                acc = evaluate()
+                print(f"  torch step {step}: valid acc {100 * acc:.2f}% after {train_s:.1f} s", flush=True)
+                if acc >= target:
+                    reached = train_s
+            if reached is not None or train_s >= time_limit or step >= total:
+                break
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
+    return dict(tokens_per_s=median(rates[1:] or rates), time_to_target=reached, steps=step, train_s=train_s,
+                final_acc=acc, peak_bytes=peak)
+
+
+# ---- ours ------------------------------------------------------------------------------------------
+def train_ours(bin_path, cfg, device, time_limit, target, workdir):
+    run_dir = os.path.join(workdir, "ours")
+    n_train = cfg["train_examples"]
+    per_epoch = n_train // cfg["batch"]
+    conf = {
+        "model": {"preset": "zoology", "d_model": cfg["d_model"], "n_layer": cfg["n_layer"], "vocab_size": "auto"},
+        "task": {"grid": f"{cfg['L']}x{cfg['pairs']}", "vocab_size": cfg["vocab"], "train_examples": n_train,
+                 "valid_examples": cfg["valid_examples"], "test_examples": 1, "test_variants": []},
+        "batch_size": cfg["batch"], "epochs": cfg["epochs"], "lr": cfg["lr"], "eps": 1e-6, "weight_decay": 0.1,
+        "clip_value": 1.0, "eval_every": cfg["eval_every"], "log_every": cfg["log_every"],
+        "target_accuracy": target, "device": device, "run_dir": run_dir, "seed": 0,
+        # the time limit as a step budget is not known in advance: stop by steps estimated later
+    }
+    path = os.path.join(workdir, "ours.json")
+    with open(path, "w") as f:
+        json.dump(conf, f)
+    proc = subprocess.Popen([bin_path, "train", "--config", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    metrics = os.path.join(run_dir, "metrics.jsonl")
+    t_start = time.time()
+    killed = False
+    for line in proc.stdout:
+        if line.startswith("valid @") or line.startswith("early stop") or line.startswith("error"):
+            print("  ours " + line.rstrip(), flush=True)
+        # stop at the time limit (training time, read from the newest metrics row)
+        if os.path.exists(metrics) and time.time() - t_start > 5:
+            rows = read_rows(metrics)
+            if rows and rows[-1].get("train_s", 0) >= time_limit:
+                proc.terminate()
+                killed = True
+                break
+    proc.wait()
+    if proc.returncode not in (0, None) and not killed:
+        raise SystemExit(f"mambagrad train failed with exit code {proc.returncode}")
+    rows = read_rows(metrics)
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    reached = next((r["train_s"] for r in evals if r["query_acc"] >= target), None)
+    rates = [r["tokens_per_s"] for r in train_rows]
+    return dict(tokens_per_s=median(rates[1:] or rates), time_to_target=reached,
+                steps=train_rows[-1]["step"] if train_rows else 0,
+                train_s=train_rows[-1]["train_s"] if train_rows else 0,
+                final_acc=evals[-1]["query_acc"] if evals else 0.0,
+                peak_bytes=max((r.get("peak_bytes", 0) for r in train_rows), default=None) or None)
+
+
+def read_rows(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a row being written
+    return rows
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else float("nan")
+
+
+def fmt_time(t):
+    return f"{t:.1f} s" if t is not None else "not reached"
+
+
+def fmt_mem(b):
+    return f"{b / 2**20:.0f} MiB" if b else "-"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="zoology")
+    ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available, cpu for --config cpu)")
+    ap.add_argument("--bin", default="build/mambagrad")
+    ap.add_argument("--time-limit", type=float, default=120, help="training seconds per side")
+    ap.add_argument("--torch-time-limit", type=float, default=None, help="default: --time-limit")
+    ap.add_argument("--target", type=float, default=0.99)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--skip-ours", action="store_true")
+    args = ap.parse_args()
+    cfg = CONFIGS[args.config]
+    device = args.device or ("cpu" if args.config == "cpu" or not torch.cuda.is_available() else "cuda")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"# bench_train --config {args.config}: {cfg}\n# device {name}, torch {torch.__version__}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="mg_bench_train_") as work:
+        results = {}
+        if not args.skip_ours:
+            results["mambagrad"] = train_ours(args.bin, cfg, device, args.time_limit, args.target, work)
+            print(f"# ours: {results['mambagrad']}", flush=True)
+        if not args.skip_torch:
+            tr, va = os.path.join(work, "train.jsonl"), os.path.join(work, "valid.jsonl")
+            generate(args.bin, tr, "train", cfg, cfg["train_examples"])
+            generate(args.bin, va, "valid", cfg, cfg["valid_examples"])
+            train, valid = load(tr, device), load(va, device)
+            results["pytorch (sequential scan)"] = train_torch(cfg, train, valid, device,
+                                                               args.torch_time_limit or args.time_limit, args.target)
+            print(f"# torch: {results['pytorch (sequential scan)']}", flush=True)
+
+    base = results.get("pytorch (sequential scan)")
+    print(f"\n| side | tokens/s | vs PyTorch | time to {100 * args.target:.0f}% | final acc | steps | peak memory |")
+    print("|---|---|---|---|---|---|---|")
+    for side, r in results.items():
+        ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.1f}x" if base else "-"
+        print(f"| {side} | {r['tokens_per_s'] / 1e3:.1f} k | {ratio} | {fmt_time(r['time_to_target'])} | "
+              f"{100 * r['final_acc']:.2f}% | {r['steps']} | {fmt_mem(r['peak_bytes'])} |")
+
+
+if __name__ == "__main__":
+    main()
