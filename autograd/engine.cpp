@@ -23,8 +23,13 @@ struct AccumulateGrad : Node {
     std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
         auto impl = leaf.lock();
         if (!impl) return {};
-        Tensor g = grads[0];
-        if (!impl->grad) impl->grad = g.clone().impl_ptr();
+        Tensor g = std::move(grads[0]);
+        // The first gradient becomes .grad. A fresh contiguous buffer nothing else holds (the
+        // usual case: a kernel's output) is taken as is; anything shared (a gradient handed to
+        // several inputs, a view of another tensor, a caller's tensor) is copied, so .grad never
+        // aliases another tensor.
+        const bool sole_owner = g.impl_ptr().use_count() == 1 && g.impl().storage.use_count() == 1;
+        if (!impl->grad) impl->grad = (sole_owner && g.is_contiguous() ? g : g.clone()).impl_ptr();
         else impl->grad = (Tensor(impl->grad) + g).impl_ptr();
         return {};
     }

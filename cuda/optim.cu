@@ -1,31 +1,53 @@
-// cuda/optim.cu: fused AdamW step and clip-by-value; one thread per element, no reductions.
-#include "cuda/launch.h"
+// cuda/optim.cu: fused AdamW step, clip-by-value and the NaN/Inf probe, each over many tensors per
+// launch (cuda/multi_tensor.h); elementwise, no floating-point reductions.
+#include <cmath>
+
+#include "cuda/multi_tensor.h"
 #include "cuda/optim.h"
 
 namespace mg::cuda {
 
-template <typename T>
-__global__ void adamw_step_kernel(int64_t n, T* p, T* m, T* v, const T* g, train::AdamWCoef c) {
-    MG_GRID_LOOP(i, n) {
-        T pi = p[i], mi = m[i], vi = v[i];
-        train::adamw_update(pi, mi, vi, g[i], c);
-        p[i] = pi;
-        m[i] = mi;
-        v[i] = vi;
+template <typename T> __global__ void adamw_step_kernel(TensorBatch<AdamWSlot<T>> b) {
+    int64_t chunk;
+    const AdamWSlot<T>& s = b.slot[slot_of_block(b, int(blockIdx.x), chunk)];
+    MG_CHUNK_LOOP(i, s, chunk) {
+        T p = s.p[i], m = s.m[i], v = s.v[i];
+        train::adamw_update(p, m, v, s.g[i], s.c);
+        s.p[i] = p;
+        s.m[i] = m;
+        s.v[i] = v;
     }
 }
-template <typename T> void adamw_step(T* p, T* m, T* v, const T* g, int64_t n, const train::AdamWCoef& c) {
-    launch_linear(adamw_step_kernel<T>, n, p, m, v, g, c);
+template <typename T> void adamw_step(const std::vector<AdamWSlot<T>>& slots) {
+    for_each_batch(slots, adamw_step_kernel<T>);
 }
 
-template <typename T> __global__ void clip_value_kernel(int64_t n, T* x, T c) {
-    MG_GRID_LOOP(i, n) x[i] = train::clip_value_apply(x[i], c);
+template <typename T> __global__ void clip_value_kernel(TensorBatch<TensorSlot<T>> b, T c) {
+    int64_t chunk;
+    const TensorSlot<T>& s = b.slot[slot_of_block(b, int(blockIdx.x), chunk)];
+    MG_CHUNK_LOOP(i, s, chunk) s.x[i] = train::clip_value_apply(s.x[i], c);
 }
-template <typename T> void clip_value(T* x, int64_t n, T c) { launch_linear(clip_value_kernel<T>, n, x, c); }
+template <typename T> void clip_value(const std::vector<TensorSlot<T>>& slots, T c) {
+    for_each_batch(slots, clip_value_kernel<T>, c);
+}
+
+// Each warp votes; one lane per warp that saw a non-finite value sets the flag (an integer
+// store of the same value from any writer: the result does not depend on the order).
+template <typename T> __global__ void nonfinite_kernel(TensorBatch<FlagSlot<T>> b) {
+    int64_t chunk;
+    const FlagSlot<T>& s = b.slot[slot_of_block(b, int(blockIdx.x), chunk)];
+    bool bad = false;
+    MG_CHUNK_LOOP(i, s, chunk) bad |= !isfinite(s.x[i]);
+    if (__any_sync(0xffffffffu, bad) && (threadIdx.x & 31) == 0) atomicOr(s.flag, 1);
+}
+template <typename T> void nonfinite_flags(const std::vector<FlagSlot<T>>& slots) {
+    for_each_batch(slots, nonfinite_kernel<T>);
+}
 
 #define MG_INST(T)                                                                               \
-    template void adamw_step<T>(T*, T*, T*, const T*, int64_t, const train::AdamWCoef&);         \
-    template void clip_value<T>(T*, int64_t, T);
+    template void adamw_step<T>(const std::vector<AdamWSlot<T>>&);                               \
+    template void clip_value<T>(const std::vector<TensorSlot<T>>&, T);                           \
+    template void nonfinite_flags<T>(const std::vector<FlagSlot<T>>&);
 MG_INST(float)
 MG_INST(double)
 

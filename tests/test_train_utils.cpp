@@ -335,6 +335,50 @@ TEST_CASE("AdamW: CUDA step matches CPU in f32", "[train][parity][cuda]") {
     }
 }
 
+TEST_CASE("AdamW, clip and guard: many CUDA tensors per launch match the CPU", "[train][parity][cuda]") {
+    MG_REQUIRE_CUDA();
+    // 61 tensors (more than two multi-tensor launches of cuda::kSlotsPerLaunch), f32 and f64
+    // interleaved, sizes around the 1024-element chunk and block boundaries, one empty.
+    Generator gen(21);
+    const std::vector<int64_t> sizes = {1, 1023, 1024, 1025, 0, 4097, 31, 70001, 3, 2048};
+    NamedTensors cpu, gpu;
+    for (int k = 0; k < 61; ++k) {
+        const DType dt = k % 3 == 1 ? DType::f64 : DType::f32;
+        const int64_t n = sizes[size_t(k) % sizes.size()] + k;
+        Tensor p = Tensor::randn({n}, {dt}, gen);
+        cpu.emplace_back(fmt::format("p{}", k), p);
+        gpu.emplace_back(fmt::format("p{}", k), p.to(Device::cuda()));
+    }
+    AdamWOptions o;
+    o.weight_decay = 0.1;
+    AdamW oc(cpu, o), og(gpu, o);
+    for (int s = 0; s < 3; ++s) {
+        for (size_t k = 0; k < cpu.size(); ++k) {
+            Tensor g = Tensor::uniform(cpu[k].second.shape(), -3, 3, {cpu[k].second.dtype()}, gen);
+            set_grad(cpu[k].second, g);
+            set_grad(gpu[k].second, g.to(Device::cuda()));
+        }
+        clip_grad_value(grads_of(cpu), 1.0);
+        clip_grad_value(grads_of(gpu), 1.0);
+        for (size_t k = 0; k < cpu.size(); ++k) CHECK(same_bits(cpu[k].second.grad(), gpu[k].second.grad()));
+        check_finite(s, 0.5, gpu); // all finite
+        oc.step();
+        og.step();
+    }
+    for (size_t k = 0; k < cpu.size(); ++k)
+        require_close(gpu[k].second, cpu[k].second, 1e-6, 1e-6, fmt::format("adamw tensor {}", k));
+    // a NaN in tensor 50 (third launch) and an Inf in tensor 40 (f64, second launch): the guard
+    // names the first in list order, wherever it sits among the launches and dtypes
+    for (int k : {50, 40}) {
+        const Tensor& p = gpu[size_t(k)].second;
+        std::vector<double> v = p.to(DType::f64).to(Device::cpu()).to_vector<double>();
+        v[v.size() - 1] = k == 50 ? NAN : INFINITY;
+        set_grad(p, Tensor::from_vector(v, p.shape(), {p.dtype(), Device::cuda()}));
+    }
+    REQUIRE(gpu[40].second.dtype() == DType::f64);
+    REQUIRE_ERROR_WITH(check_finite(9, 0.5, gpu), "step 9", "gradient 'p40'", "1 non-finite value;", "inf");
+}
+
 // ==== schedules ===============================================================================
 
 TEST_CASE("schedule: warmup then cosine, values at the boundaries", "[train]") {

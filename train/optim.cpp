@@ -3,8 +3,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
+#include <type_traits>
 
 #include "autograd/grad_mode.h"
 #include "cuda/optim.h"
@@ -105,13 +107,23 @@ AdamW::AdamW(NamedTensors params, AdamWOptions options) : params_(std::move(para
 
 void AdamW::step() {
     autograd::NoGrad no_grad;
+    // CPU tensors are stepped one by one (an OpenMP loop each); CUDA tensors are collected per
+    // (device, dtype) and stepped by one multi-tensor launch per group of cuda::kSlotsPerLaunch.
+    struct CudaGroup {
+        int device;
+        DType dtype;
+        std::vector<cuda::AdamWSlot<float>> f32;
+        std::vector<cuda::AdamWSlot<double>> f64;
+    };
+    std::vector<CudaGroup> groups;
+    std::vector<Tensor> keep; // contiguous copies of strided gradients, alive until the launches
     for (size_t i = 0; i < params_.size(); ++i) {
         const auto& [name, p] = params_[i];
         Tensor g = p.grad();
         if (!g.defined()) continue;
         MG_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype() && g.device() == p.device(),
                  "AdamW: gradient of '{}' is {}, expected {} like the parameter", name, g.desc(), p.desc());
-        g = g.contiguous();
+        if (!g.is_contiguous()) keep.push_back(g = g.contiguous());
         const AdamWCoef c = adamw_coef(options_, ++steps_[i], decay_[i]);
         const int64_t n = p.numel();
         Tensor& m = exp_avg_[i];
@@ -119,11 +131,19 @@ void AdamW::step() {
         dispatch_float(p.dtype(), "AdamW", [&]<typename T>() {
             if (p.device().is_cpu()) {
                 adamw_step_cpu<T>(p.data<T>(), m.data<T>(), v.data<T>(), g.data<T>(), n, c);
-            } else {
-                MG_CUDA_ONLY(cuda::DeviceGuard dg(p.device().index);
-                             cuda::adamw_step<T>(p.data<T>(), m.data<T>(), v.data<T>(), g.data<T>(), n, c));
+                return;
             }
+            auto it = std::find_if(groups.begin(), groups.end(), [&](const CudaGroup& q) {
+                return q.device == p.device().index && q.dtype == p.dtype();
+            });
+            if (it == groups.end()) it = groups.insert(groups.end(), CudaGroup{p.device().index, p.dtype(), {}, {}});
+            cuda::AdamWSlot<T> slot{p.data<T>(), m.data<T>(), v.data<T>(), g.data<T>(), n, c};
+            if constexpr (std::is_same_v<T, float>) it->f32.push_back(slot);
+            else it->f64.push_back(slot);
         });
+    }
+    for ([[maybe_unused]] const CudaGroup& q : groups) {
+        MG_CUDA_ONLY(cuda::DeviceGuard dg(q.device); cuda::adamw_step(q.f32); cuda::adamw_step(q.f64));
     }
 }
 
