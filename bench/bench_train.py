@@ -38,7 +38,7 @@ CONFIGS = {
     "zoology": dict(d_model=128, n_layer=2, vocab=8192, L=256, pairs=16, batch=64, lr=1e-3,
                     train_examples=100000, valid_examples=1000, epochs=16, eval_every=200, log_every=50),
     "large": dict(d_model=768, n_layer=24, vocab=8192, L=512, pairs=32, batch=16, lr=1e-3,
-                  train_examples=20000, valid_examples=200, epochs=4, eval_every=500, log_every=10),
+                  train_examples=20000, valid_examples=200, epochs=4, eval_every=500, log_every=5),
     "cpu": dict(d_model=64, n_layer=2, vocab=256, L=64, pairs=4, batch=32, lr=1e-3,
                 train_examples=20000, valid_examples=200, epochs=8, eval_every=100, log_every=10),
 }
@@ -201,6 +201,8 @@ def train_torch(cfg, train, valid, device, time_limit, target):
             if reached is not None or train_s >= time_limit or step >= total:
                 break
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
+    if not rates and train_s > 0:  # fewer steps than one logging window: the whole run's rate
+        rates = [step * B * cfg["L"] / train_s]
     return dict(tokens_per_s=median(rates[1:] or rates), time_to_target=reached, steps=step, train_s=train_s,
                 final_acc=acc, peak_bytes=peak)
 
