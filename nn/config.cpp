@@ -218,10 +218,12 @@ int64_t count_parameters(const MambaConfig& c) {
                         + D * d            // out_proj
                         + d;               // norm
     int64_t total = c.n_layer * per_layer + c.padded_vocab() * d + d; // + embedding + norm_f
-    MG_CHECK(!c.global_selection.enabled || c.global_selection.kind == GlobalSelectionKind::longconv,
-             "count_parameters: global_selection.kind = flashlongconv is not implemented yet (use longconv)");
+    const int64_t K = c.global_selection.k_long;
+    const int64_t global = c.global_selection.kind == GlobalSelectionKind::longconv
+                               ? D * (K + 1)                        // weight + bias
+                               : D * K + D + 2 * D * D + 2 * D;     // kernel, D, output_linear
     for (int64_t l = 0; l < c.n_layer; ++l)
-        if (c.global_selection.applies_to(l)) total += D * (c.global_selection.k_long + 1);
+        if (c.global_selection.applies_to(l)) total += global;
     return total;
 }
 

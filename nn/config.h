@@ -32,7 +32,10 @@ namespace mg::nn {
 enum class InitScheme { mamba, paper_code };
 
 // longconv: explicit per-channel kernel of length k_long with bias (the paper's "+4M" setting).
-// flashlongconv: the paper's heavier FFT module for its largest models (not implemented yet).
+// flashlongconv: the paper's heavier FFT module for its largest models (nn/layers.h
+//                FlashLongConv): kernel of k_long taps soft-thresholded at 0.003, + u D skip,
+//                GELU, dropout 0.2 (training only), output_linear D -> 2D and GLU; `mode` picks
+//                how its conv is computed.
 enum class GlobalSelectionKind { longconv, flashlongconv };
 
 struct GlobalSelection {
@@ -81,7 +84,8 @@ struct MambaConfig {
 // alone, without building the model. Per layer, with d = d_model, D = d_inner, R = dt_rank,
 // N = d_state, k = d_conv:
 //   in_proj 2dD + conv1d D(k+1) + x_proj D(R+2N) + dt_proj (R+1)D + A_log DN + D + out_proj Dd
-//   + norm d  (+ long_conv D(k_long+1) in global-selection layers);
+//   + norm d  (+ long_conv D(k_long+1) in global-selection layers; kind flashlongconv:
+//   D k_long + D + 2D^2 + 2D);
 // plus embedding V_padded d and norm_f d.
 int64_t count_parameters(const MambaConfig& cfg);
 

@@ -4,7 +4,10 @@
 #include <cmath>
 
 #include "autograd/grad_mode.h"
+#include "ops/activation.h"
+#include "ops/cat.h"
 #include "ops/conv1d.h"
+#include "ops/elementwise.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
 #include "ops/rmsnorm.h"
@@ -74,6 +77,50 @@ Tensor Conv1d::forward(const Tensor& x, bool silu) const { return long_conv(x, k
 
 Tensor Conv1d::step(const Tensor& state, const Tensor& x_t, bool silu) const {
     return causal_conv1d_update(state, x_t, kernel(), bias, silu);
+}
+
+// ---- FlashLongConv ------------------------------------------------------------------------------
+FlashLongConv::FlashLongConv(int64_t d, int64_t k, Options o, Generator& g, LongConvMode m, double p)
+    : channels(d), kernel_size(k), mode(m), dropout_p(p),
+      D(Tensor::randn({1, d}, {o.dtype, o.device}, g)),
+      kernel(Tensor::randn({1, d, k}, {o.dtype, o.device}, g)),
+      output_linear(d, 2 * d, true, o, g) {
+    MG_CHECK(d > 0 && k > 0, "FlashLongConv: channels = {}, k_long = {}, expected both > 0", d, k);
+    MG_CHECK(p >= 0 && p < 1, "FlashLongConv: dropout = {}, expected a probability in [0, 1)", p);
+    {
+        NoGrad ng;
+        kernel = (kernel * 0.002).detach();
+    }
+    register_parameter("D", D);
+    register_parameter("kernel", kernel);
+    register_module("output_linear", output_linear);
+}
+
+Tensor FlashLongConv::conv_weight(int64_t taps) const {
+    Tensor k = kernel.reshape({channels, kernel_size}).narrow(1, 0, taps); // lags 0 .. taps-1
+    return flip(softshrink(k, kSquash), 1);                                // w[d, taps-1-j] = k[d, j]
+}
+
+Tensor FlashLongConv::glu_out(const Tensor& y) const {
+    std::vector<Tensor> ab = split(output_linear.forward(y), {channels, channels}, -1);
+    return ab[0] * sigmoid(ab[1]);
+}
+
+Tensor FlashLongConv::forward(const Tensor& u) const {
+    MG_CHECK(u.dim() == 3 && u.size(2) == channels, "FlashLongConv: u is {}, expected (B, L, D) with D = {}",
+             u.desc(), channels);
+    const int64_t B = u.size(0), L = u.size(1);
+    Tensor y = long_conv(u, conv_weight(std::max<int64_t>(1, std::min(kernel_size, L))), Tensor(), mode) + u * D;
+    y = gelu(y);
+    if (is_training() && dropout_p > 0) // one mask per (b, d): dropout of ones is mask / (1 - p)
+        y = y * dropout(Tensor::ones({B, 1, channels}, y.options()), dropout_p, gen ? *gen : default_generator());
+    return glu_out(y);
+}
+
+Tensor FlashLongConv::step(const Tensor& state, const Tensor& u_t) const {
+    NoGrad ng;
+    Tensor y = causal_conv1d_update(state, u_t, conv_weight(kernel_size)) + u_t * D;
+    return glu_out(gelu(y));
 }
 
 } // namespace mg::nn

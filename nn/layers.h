@@ -90,4 +90,52 @@ public:
         : Conv1d(channels, k_long, true, o, gen, mode) {}
 };
 
+// Global selection's heavier variant, the authors' FlashLongconv (models/modules/flashconv.py,
+// paper-code.md §4; `global_selection.kind = flashlongconv`), used for their largest models.
+// u (B, L, D) channels-last -> (B, L, D):
+//   k   = softshrink(kernel, 0.003)            = relu(|kernel| - 0.003) sign(kernel): the squash
+//   y   = causal_conv(u, k) + u * D            y[b,t,d] = sum_{j <= t, j < K} k[0,d,j] u[b,t-j,d]
+//                                                          + D[0,d] u[b,t,d]
+//   y   = dropout(gelu(y))                     exact GELU; p 0.2, training() only; one mask per
+//                                              (b, d) shared by every t (their DropoutNd, tie=True)
+//   out = a * sigmoid(b),  (a | b) = output_linear(y)     D -> 2D with bias, then GLU
+// kernel (1, D, K) with k[0,d,j] the weight of the input j steps back (their lag order, K =
+// k_long), D (1, D), output_linear (2D, D) + (2D): D K + D + 2D^2 + 2D parameters. Registered in
+// their order (D, kernel, output_linear); the authors' state dict calls output_linear's tensors
+// output_linear.0.{weight, bias} (an nn.Sequential) and their bias shape (2D, 1), ours (2D).
+// Init as theirs: D ~ N(0, 1), kernel ~ N(0, 1) * 0.002, output_linear PyTorch's default
+// U(±1/sqrt(D)), drawn in that order.
+//
+// Kernel length. The conv is the true causal linear convolution for any K: taps with j >= L
+// touch no output and are skipped (the kernel is narrowed to min(K, L) taps before the conv), a
+// kernel shorter than L acts as if zero-padded. The authors take rfft(k, n = 2L), which
+// truncates k to 2L taps and wraps taps L+1 .. 2L-1 around onto earlier outputs (inputs from the
+// future leak in when K > L + 1); we do not reproduce that. The conv runs through long_conv
+// (direct or FFT, `mode`), on the kernel flipped into the conv weight's orientation.
+//
+// Dropout masks come from `gen` when set (a trainer that checkpoints its generator resumes
+// exactly), else from default_generator().
+class FlashLongConv : public Module {
+public:
+    static constexpr double kSquash = 0.003; // the soft threshold (their kernel_lam)
+    FlashLongConv(int64_t channels, int64_t k_long, Options o, Generator& gen,
+                  LongConvMode mode = LongConvMode::automatic, double dropout = 0.2);
+    Tensor forward(const Tensor& u) const;
+    // One token: u_t (B, D) -> (B, D); state (B, D, K-1) holds the last K-1 inputs (oldest
+    // first) and is updated in place. No autograd, no dropout (generation).
+    Tensor step(const Tensor& state, const Tensor& u_t) const;
+    // The squashed kernel's first `taps` lags, flipped into the conv weight's (D, taps) order.
+    Tensor conv_weight(int64_t taps) const;
+
+    int64_t channels, kernel_size;
+    LongConvMode mode;
+    double dropout_p;
+    Generator* gen = nullptr; // dropout's generator; null: default_generator()
+    Tensor D, kernel;         // (1, D), (1, D, K)
+    Linear output_linear;     // D -> 2D, with bias
+
+private:
+    Tensor glu_out(const Tensor& y) const; // output_linear, then GLU
+};
+
 } // namespace mg::nn

@@ -16,11 +16,9 @@ namespace mg::nn {
 
 namespace {
 
-// The config a model can be built from: valid, and no unimplemented option.
+// The config a model can be built from.
 const MambaConfig& checked(const MambaConfig& cfg) {
     cfg.validate();
-    MG_CHECK(!cfg.global_selection.enabled || cfg.global_selection.kind == GlobalSelectionKind::longconv,
-             "MambaLM: global_selection.kind = flashlongconv is not implemented yet (use longconv)");
     return cfg;
 }
 
@@ -52,10 +50,15 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
       dt_rank(cfg.resolved_dt_rank()),
       in_proj(d_model, 2 * d_inner, false, o, gen),
       conv1d(d_inner, cfg.d_conv, true, o, gen),
-      long_conv(cfg.global_selection.applies_to(layer_idx)
+      long_conv(cfg.global_selection.applies_to(layer_idx) && cfg.global_selection.kind == GlobalSelectionKind::longconv
                     ? std::make_unique<LongConv>(d_inner, cfg.global_selection.k_long, o, gen,
                                                  cfg.global_selection.mode)
                     : nullptr),
+      flash_long_conv(cfg.global_selection.applies_to(layer_idx) &&
+                              cfg.global_selection.kind == GlobalSelectionKind::flashlongconv
+                          ? std::make_unique<FlashLongConv>(d_inner, cfg.global_selection.k_long, o, gen,
+                                                            cfg.global_selection.mode)
+                          : nullptr),
       x_proj(d_inner, dt_rank + 2 * d_state, false, o, gen),
       dt_proj(dt_rank, d_inner, true, o, gen), // weight U(±R^-0.5): the default bound for fan_in R
       out_proj(d_inner, d_model, false, o, gen) {
@@ -80,6 +83,7 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
     register_module("in_proj", in_proj);
     register_module("conv1d", conv1d);
     if (long_conv) register_module("long_conv", *long_conv);
+    if (flash_long_conv) register_module("long_conv", *flash_long_conv);
     register_module("x_proj", x_proj);
     register_module("dt_proj", dt_proj);
     register_module("out_proj", out_proj);
@@ -94,6 +98,7 @@ Tensor MambaMixer::forward(const Tensor& u) const {
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 2);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, L, D), no bias
     if (long_conv) dt = dt * silu(long_conv->forward(x));                 // global selection gate
+    if (flash_long_conv) dt = dt * silu(flash_long_conv->forward(x));     // (either kind)
     Tensor A = -exp(A_log);                                               // (D, N)
     Tensor y = selective_scan(xc, dt, A, dbc[1], dbc[2], D, z, dt_proj.bias).out; // softplus(dt + bias)
     return out_proj.forward(y);
@@ -108,6 +113,7 @@ Tensor MambaMixer::step(const Tensor& u_t, LayerState& st) const {
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 1);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, D)
     if (long_conv) dt = dt * silu(long_conv->step(st.long_conv_state, x));
+    if (flash_long_conv) dt = dt * silu(flash_long_conv->step(st.long_conv_state, x));
     Tensor A = -exp(A_log);
     Tensor y = selective_state_update(st.ssm_state, xc, dt, A, dbc[1], dbc[2], D, z, dt_proj.bias, true);
     return out_proj.forward(y);
@@ -119,6 +125,7 @@ LayerState MambaMixer::make_state(int64_t batch) const {
     s.conv_state = Tensor::zeros({batch, d_inner, conv1d.kernel_size - 1}, o);
     s.ssm_state = Tensor::zeros({batch, d_inner, d_state}, o);
     if (long_conv) s.long_conv_state = Tensor::zeros({batch, d_inner, long_conv->kernel_size - 1}, o);
+    if (flash_long_conv) s.long_conv_state = Tensor::zeros({batch, d_inner, flash_long_conv->kernel_size - 1}, o);
     return s;
 }
 
@@ -170,6 +177,11 @@ MambaLM::MambaLM(const MambaConfig& cfg, Options o, Generator& gen) : cfg_(check
 Tensor MambaLM::hidden_states(const Tensor& ids) const { return backbone.forward(ids); }
 
 Tensor MambaLM::forward(const Tensor& ids) const { return linear(hidden_states(ids), lm_head_weight()); }
+
+void MambaLM::set_dropout_generator(Generator* gen) {
+    for (const auto& layer : backbone.layers)
+        if (layer->mixer.flash_long_conv) layer->mixer.flash_long_conv->gen = gen;
+}
 
 InferenceState MambaLM::make_state(int64_t batch) const {
     MG_CHECK(batch >= 0, "MambaLM::make_state: batch = {}, expected >= 0", batch);

@@ -10,7 +10,8 @@
 //   xc     = silu(conv1d(x))                  depthwise causal, kernel K, with bias
 //   dt_r, Bm, Cm = split(x_proj(xc))          x_proj: D -> R + 2N, no bias
 //   dt     = dt_r @ dt_proj.weight^T          the bias is NOT added here ...
-//   dt     = dt * silu(g)                     global selection gate
+//   dt     = dt * silu(g)                     global selection gate (g from either kind of
+//                                             long conv: LongConv or FlashLongConv, nn/layers.h)
 //   y      = selective_scan(xc, dt, A = -exp(A_log), Bm, Cm, D, z,
 //                           delta_bias = dt_proj.bias, softplus)   ... but inside the scan
 //   out    = out_proj(y)                      D -> d, no bias
@@ -22,12 +23,16 @@
 // Parameter names are mamba_ssm's (checkpoints map 1:1): backbone.embedding.weight,
 // backbone.layers.{i}.mixer.{A_log, D, in_proj.weight, conv1d.weight, conv1d.bias,
 // [long_conv.weight, long_conv.bias,] x_proj.weight, dt_proj.weight, dt_proj.bias,
-// out_proj.weight}, backbone.layers.{i}.norm.weight, backbone.norm_f.weight.
+// out_proj.weight}, backbone.layers.{i}.norm.weight, backbone.norm_f.weight. With
+// global_selection.kind = flashlongconv the long_conv entries are instead long_conv.{D, kernel,
+// output_linear.weight, output_linear.bias} (nn/layers.h FlashLongConv; the authors' module
+// calls them module.{D, kernel, output_linear.0.weight, output_linear.0.bias}).
 //
 // Initialisation (cfg.init):
 //   every Linear / Conv1d: PyTorch's default U(±1/sqrt(fan_in)) (nn/layers.h), which for
 //     dt_proj.weight is mamba's U(±R^-0.5); RMSNorm weights 1; A_log[d, n] = log(n + 1);
-//     D = 1; the long conv U(±1/sqrt(K_long)) (PyTorch default, as in the authors' code);
+//     D = 1; the long conv U(±1/sqrt(K_long)) (PyTorch default, as in the authors' code), or
+//     for flashlongconv the authors' FlashLongconv init (nn/layers.h);
 //   mamba (mamba_ssm): dt_proj.bias = softplus^-1(dt) = dt + log(-expm1(-dt)) with
 //     dt = exp(U(log 1e-3, log 1e-1)) floored at 1e-4, so softplus(bias) = dt in [1e-3, 1e-1];
 //     embedding N(0, 0.02); out_proj.weight divided by sqrt(n_layer) (GPT-2's prenorm residual
@@ -39,7 +44,8 @@
 //
 // Recurrent mode: InferenceState holds per layer the short conv's state (B, D, K-1), the SSM
 // state (B, D, N) and, with global selection, the long conv's state (B, D, K_long-1) (its last
-// K_long-1 inputs, shifted by one each step). step() feeds one token per sequence and returns its
+// K_long-1 inputs, shifted by one each step; the same for both kinds). Stepping never applies
+// dropout, so it matches the parallel forward in eval() mode. step() feeds one token per sequence and returns its
 // logits; stepping through a sequence reproduces the parallel forward's logits.
 #pragma once
 #include <cstdint>
@@ -73,12 +79,15 @@ public:
     Tensor forward(const Tensor& u) const;                    // (B, L, d) -> (B, L, d)
     Tensor step(const Tensor& u_t, LayerState& state) const; // (B, d) -> (B, d); advances state
     LayerState make_state(int64_t batch) const;              // zeros, on the parameters' device
-    bool global_selection() const { return long_conv != nullptr; }
+    bool global_selection() const { return long_conv != nullptr || flash_long_conv != nullptr; }
 
     int64_t d_model, d_inner, d_state, dt_rank;
     Linear in_proj;
     Conv1d conv1d;
-    std::unique_ptr<LongConv> long_conv; // null without global selection in this layer
+    // The global-selection branch, registered as "long_conv" whichever its kind; both null
+    // without global selection in this layer, at most one set.
+    std::unique_ptr<LongConv> long_conv;             // kind longconv
+    std::unique_ptr<FlashLongConv> flash_long_conv;  // kind flashlongconv
     Linear x_proj, dt_proj, out_proj;
     Tensor A_log, D; // (D, N), (D)
 };
@@ -120,6 +129,9 @@ public:
     Tensor hidden_states(const Tensor& ids) const;
     // lm_head's weight (V, d): the embedding's (tied).
     const Tensor& lm_head_weight() const { return backbone.embedding.weight; }
+    // Where flashlongconv layers draw their dropout masks in training mode (train()/eval(), on
+    // by default like PyTorch); null (the default): default_generator(). Not owned.
+    void set_dropout_generator(Generator* gen);
 
     // Generation. make_state: zero states for `batch` sequences on the parameters'
     // device/dtype. step: ids i32 (B) -> logits (B, V) for the next position; no autograd.

@@ -23,6 +23,12 @@ struct CatBackward : autograd::Node {
     }
 };
 
+struct FlipBackward : autograd::Node {
+    int64_t dim = 0;
+    std::string name() const override { return "FlipBackward"; }
+    std::vector<Tensor> apply(std::vector<Tensor>& g) override { return {flip(g[0], dim)}; }
+};
+
 } // namespace
 
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
@@ -88,6 +94,22 @@ std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t dim) {
     std::vector<int64_t> sizes;
     for (int64_t s = 0; s < n; s += size) sizes.push_back(std::min(size, n - s));
     return split(x, sizes, dim);
+}
+
+Tensor flip(const Tensor& x, int64_t dim) {
+    check_defined("flip", "x", x);
+    MG_CHECK(x.dim() > 0, "flip: x is {}; cannot flip a 0-dim tensor", x.desc());
+    dim = wrap_dim(dim, x.dim(), "flip");
+    Tensor out = Tensor::empty(x.shape(), x.options());
+    if (x.numel() > 0) {
+        // x read backwards along dim: start at its last slice and step by the negated stride
+        Shape strides = x.strides();
+        int64_t offset = x.offset() + (x.size(dim) - 1) * strides[size_t(dim)];
+        strides[size_t(dim)] = -strides[size_t(dim)];
+        copy_into(out, make_view(x, x.shape(), strides, offset));
+    }
+    autograd::record<FlipBackward>({x}, {out}, [&](FlipBackward& n) { n.dim = dim; });
+    return out;
 }
 
 } // namespace mg

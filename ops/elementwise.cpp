@@ -45,6 +45,7 @@ const char* unary_name(UnaryOp op) {
     case UnaryOp::log: return "log";
     case UnaryOp::sqrt: return "sqrt";
     case UnaryOp::rsqrt: return "rsqrt";
+    case UnaryOp::softshrink: return "softshrink";
     default: return "pow";
     }
 }
@@ -133,7 +134,8 @@ struct UnaryBackward : autograd::Node {
     Tensor x, y;
     std::string name() const override {
         static const char* names[] = {"NegBackward", "ExpBackward", "LogBackward",
-                                      "SqrtBackward", "RsqrtBackward", "PowBackward"};
+                                      "SqrtBackward", "RsqrtBackward", "PowBackward",
+                                      "SoftshrinkBackward"};
         return names[int(op)];
     }
     void release() override { x = Tensor(); y = Tensor(); }
@@ -188,6 +190,10 @@ Tensor log(const Tensor& x) { return unary(x, UnaryOp::log); }
 Tensor sqrt(const Tensor& x) { return unary(x, UnaryOp::sqrt); }
 Tensor rsqrt(const Tensor& x) { return unary(x, UnaryOp::rsqrt); }
 Tensor pow(const Tensor& x, double p) { return unary(x, UnaryOp::pow, p); }
+Tensor softshrink(const Tensor& x, double lambda) {
+    MG_CHECK(lambda >= 0 && std::isfinite(lambda), "softshrink: lambda = {}, expected a finite value >= 0", lambda);
+    return unary(x, UnaryOp::softshrink, lambda);
+}
 
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

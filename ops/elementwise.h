@@ -14,6 +14,8 @@
 //   y = sqrt x   dx = g / (2 y)
 //   y = rsqrt x  dx = -g y^3 / 2
 //   y = x^p      dx = g p x^(p-1)
+//   y = softshrink(x, lambda) = sign(x) max(|x| - lambda, 0)   (PyTorch's F.softshrink, the
+//                soft threshold)          dx = g [|x| > lambda]   (0 at the kinks, as PyTorch)
 #pragma once
 #include <cstdint>
 
@@ -33,6 +35,7 @@ Tensor log(const Tensor& x);
 Tensor sqrt(const Tensor& x);
 Tensor rsqrt(const Tensor& x);
 Tensor pow(const Tensor& x, double p);
+Tensor softshrink(const Tensor& x, double lambda); // lambda >= 0
 
 // ---- kernels --------------------------------------------------------------------------------
 // out[i] = op(a[ia(i)], b[ib(i)]) for the n elements of the (contiguous) output. Writes (=).

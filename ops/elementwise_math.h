@@ -8,7 +8,7 @@
 namespace mg {
 
 enum class BinaryOp : int { add, sub, mul, div };
-enum class UnaryOp : int { neg, exp, log, sqrt, rsqrt, pow };
+enum class UnaryOp : int { neg, exp, log, sqrt, rsqrt, pow, softshrink };
 
 template <typename T> MG_HD T binary_apply(BinaryOp op, T a, T b) {
     switch (op) {
@@ -35,6 +35,7 @@ template <typename T> MG_HD T unary_apply(UnaryOp op, T x, T p) {
     case UnaryOp::log: return log(x);
     case UnaryOp::sqrt: return sqrt(x);
     case UnaryOp::rsqrt: return rsqrt_of(x);
+    case UnaryOp::softshrink: return x > p ? x - p : x < -p ? x + p : T(0);
     default: return pow(x, p);
     }
 }
@@ -48,6 +49,7 @@ template <typename T> MG_HD T unary_grad(UnaryOp op, T g, T x, T y, T p) {
     case UnaryOp::log: return g / x;
     case UnaryOp::sqrt: return g / (T(2) * y);
     case UnaryOp::rsqrt: return T(-0.5) * g * y * y * y;
+    case UnaryOp::softshrink: return x > p || x < -p ? g : T(0);
     default: return p == T(0) ? T(0) : g * p * pow(x, p - T(1));
     }
 }

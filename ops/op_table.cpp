@@ -52,6 +52,8 @@ std::vector<OpCase> build() {
     add_case("rsqrt", "rsqrt x (5,1)", positive_of({{5, 1}}), [](const Inputs& x) { return rsqrt(x[0]); });
     add_case("pow", "x^3 (2,5), x of both signs", randn_of({{2, 5}}), [](const Inputs& x) { return pow(x[0], 3.0); });
     add_case("pow", "x^-1.5 (7)", positive_of({{7}}), [](const Inputs& x) { return pow(x[0], -1.5); });
+    add_case("softshrink", "softshrink(x, 0.4) (3,7), x of both signs", randn_of({{3, 7}}),
+             [](const Inputs& x) { return softshrink(x[0], 0.4); });
     // reductions
     add_case("sum", "sum x (3,4,5) over dim 1", randn_of({{3, 4, 5}}), [](const Inputs& x) { return sum(x[0], {1}); });
     add_case("sum", "sum x (3,4,5) over dims 0,2 keepdim", randn_of({{3, 4, 5}}), [](const Inputs& x) { return sum(x[0], {0, 2}, true); });
@@ -75,6 +77,10 @@ std::vector<OpCase> build() {
         auto p = split(x[0], 3, 1);
         return cat({p[2], p[0], p[1] * p[1]}, 1);
     });
+    add_case("flip", "flip (3,4,5)^T(0,2) on dim 1, transposed view", randn_of({{3, 4, 5}}),
+             [](const Inputs& x) { return flip(x[0].transpose(0, 2), 1); });
+    add_case("flip", "flip (7) on dim -1, then * itself", randn_of({{7}}),
+             [](const Inputs& x) { return flip(x[0], -1) * x[0]; });
     // views
     add_case("reshape", "reshape (2,3,4) -> (4,-1)", randn_of({{2, 3, 4}}), [](const Inputs& x) { return x[0].reshape({4, -1}) * 1.0; });
     add_case("reshape", "reshape of a transposed view (3,4)^T -> (12)", randn_of({{3, 4}}),

@@ -16,10 +16,10 @@
 
 namespace mg {
 
-inline constexpr std::array<std::string_view, 34> kOpNames = {
+inline constexpr std::array<std::string_view, 36> kOpNames = {
     // foundation (ops/op_table.cpp)
-    "add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt", "pow",
-    "sum", "mean", "max", "matmul", "cat", "split",
+    "add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt", "pow", "softshrink",
+    "sum", "mean", "max", "matmul", "cat", "split", "flip",
     "reshape", "permute", "narrow", "expand", "squeeze_unsqueeze",
     // activations and layers (ops/op_table_nn.cpp)
     "silu", "softplus", "sigmoid", "gelu", "dropout",

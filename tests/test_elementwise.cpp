@@ -54,7 +54,36 @@ TEST_CASE("elementwise: unary values against std:: in double", "[elementwise]") 
     }
 }
 
+TEST_CASE("elementwise: softshrink values and gradient against the formula", "[elementwise]") {
+    for (Device dev : devices()) {
+        SECTION(dev.str()) {
+            Generator g(13);
+            // 41 values of both signs, plus the kinks +-lambda and 0 themselves
+            Tensor r = Tensor::randn({41}, {DType::f64, dev}, g);
+            Tensor x = cat({r, Tensor::from_vector(std::vector<double>{-0.3, 0.3, 0.0}, {3}).to(dev)}, 0).detach();
+            x.set_requires_grad(true);
+            const double lambda = 0.3;
+            Tensor y = softshrink(x, lambda);
+            Tensor w = Tensor::randn({44}, {DType::f64, dev}, g);
+            sum(y * w).backward();
+            auto v = x.to_vector<double>(), out = y.to_vector<double>(), dx = x.grad().to_vector<double>();
+            auto wv = w.to_vector<double>();
+            for (size_t i = 0; i < v.size(); ++i) {
+                INFO("x = " << v[i]);
+                // relu(|x| - lambda) sign(x), the authors' kernel squash written out
+                double sign = v[i] > 0 ? 1.0 : v[i] < 0 ? -1.0 : 0.0;
+                CHECK(out[i] == Approx(std::max(std::abs(v[i]) - lambda, 0.0) * sign).margin(1e-15));
+                CHECK(dx[i] == (std::abs(v[i]) > lambda ? wv[i] : 0.0));
+            }
+            CHECK(out[41] == 0.0);
+            CHECK(out[42] == 0.0);
+        }
+    }
+}
+
 TEST_CASE("elementwise: bad inputs name the op and both shapes", "[elementwise][errors]") {
+    REQUIRE_ERROR_WITH(softshrink(Tensor::zeros({2}), -0.1), "softshrink", "lambda = -0.1", ">= 0");
+    REQUIRE_ERROR_WITH(softshrink(Tensor::zeros({2}, {DType::i32}), 0.1), "softshrink", "(2) i32 cpu");
     Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4});
     REQUIRE_ERROR_WITH(a + b, "add", "(2,3)", "(4)", "cannot be broadcast");
     REQUIRE_ERROR_WITH(a * Tensor::zeros({3}, {DType::f64}), "mul", "(2,3) f32 cpu", "(3) f64 cpu", "same dtype");
