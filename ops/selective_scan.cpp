@@ -49,12 +49,14 @@ template <typename T> void selective_scan_ref(double* out, double* last_state, c
 // Both kernels give an OpenMP task one batch element and a block of kCpuBlock consecutive
 // channels (contiguous in the (B, L, D) layout). A block at the end of D is padded with channels
 // whose u (and dout) are 0: their states and gradients stay 0, so every state loop runs over
-// exactly kCpuBlock lanes with no branch and no reduction across lanes (packed SIMD), and the
-// padded lanes add exact zeros to the sums over channels. Time is cut into chunks of
-// kCpuScanChunk steps: per chunk, the per-element math (softplus of Δ, the gate) runs first as
-// vectorised loops over small buffers, then the state recurrence. The transcendental functions
-// are ops/vec_math.h's for float (branch-free, so the loops vectorise) and libm for double. The
-// float tasks are compiled twice, for baseline x86-64 and for AVX2 + FMA (vm::use_avx2() picks).
+// exactly kCpuBlock lanes with no branch (packed SIMD), and the padded lanes add exact zeros to
+// the sums over channels. Time is cut into chunks of kCpuScanChunk steps. Per chunk the task
+// copies its rows of the (B, L, D) inputs into [chunk][kCpuBlock] buffers (and prefetches the next
+// chunk's rows: a task reads 64 bytes of every 4·D-byte row, which the hardware prefetchers do not
+// follow), runs the per-element math (softplus of Δ, the gate) as flat vectorised loops, then the
+// state recurrence, and writes its output rows back. The transcendental functions are
+// ops/vec_math.h's for float (branch-free, so the loops vectorise) and libm for double. The float
+// tasks are compiled twice, for baseline x86-64 and for AVX2 + FMA (vm::use_avx2() picks).
 namespace {
 
 constexpr int64_t kCpuBlock = 16;
@@ -88,22 +90,56 @@ template <typename T> struct Scratch {
     T* thread() { return base + omp_get_thread_num() * per; }
 };
 
-// A task's channel block: batch element b, first channel d0, and nd <= kCpuBlock real channels.
+// A task's rows: batch element b, channels d0 .. d0 + nd - 1 (nd <= kCpuBlock), of a (B, L, D)
+// array, and the chunk [t0, t0 + len) being worked on.
 struct Block {
-    int64_t b, d0, nd;
-    Block(int64_t task, int64_t D) {
+    int64_t b, d0, nd, L, D;
+    Block(int64_t task, int64_t L_, int64_t D_) : L(L_), D(D_) {
         int64_t n_blocks = (D + kCpuBlock - 1) / kCpuBlock;
         b = task / n_blocks;
         d0 = (task % n_blocks) * kCpuBlock;
         nd = std::min(kCpuBlock, D - d0);
     }
+    int64_t row(int64_t t) const { return (b * L + t) * D + d0; }
+
+    // rows t0 .. t0+len-1 of src into dst [len][kCpuBlock], zeros in the padded lanes
+    template <typename T> void load(const T* src, int64_t t0, int64_t len, T* dst) const {
+        for (int64_t tt = 0; tt < len; ++tt) {
+            const T* s = src + row(t0 + tt);
+            T* d = dst + tt * kCpuBlock;
+#pragma omp simd
+            for (int64_t j = 0; j < nd; ++j) d[j] = s[j];
+            for (int64_t j = nd; j < kCpuBlock; ++j) d[j] = 0;
+        }
+    }
+    template <typename T> void store(const T* src, int64_t t0, int64_t len, T* dst) const {
+        for (int64_t tt = 0; tt < len; ++tt) {
+            T* d = dst + row(t0 + tt);
+            const T* s = src + tt * kCpuBlock;
+#pragma omp simd
+            for (int64_t j = 0; j < nd; ++j) d[j] = s[j];
+        }
+    }
+    // the first and last cache line of each row, ahead of the load (or store) that will need them
+    template <typename T> void prefetch(const T* src, int64_t t0, int64_t len) const {
+        for (int64_t tt = 0; tt < len; ++tt) {
+            __builtin_prefetch(src + row(t0 + tt));
+            __builtin_prefetch(src + row(t0 + tt) + nd - 1);
+        }
+    }
+    template <typename T> void prefetch_w(T* dst, int64_t t0, int64_t len) const {
+        for (int64_t tt = 0; tt < len; ++tt) {
+            __builtin_prefetch(dst + row(t0 + tt), 1);
+            __builtin_prefetch(dst + row(t0 + tt) + nd - 1, 1);
+        }
+    }
 };
 
-// The per-channel constants of a block: A (N·K) and A·log2 e (N·K, for exp2), delta_bias and
-// D (K each); zeros for padded channels.
+// The per-channel constants of a block: A (N·K, when Av is given) and A·log2 e (N·K, for exp2),
+// delta_bias and D (K each); zeros in the padded lanes.
 template <typename T>
-void load_block(const T* A, const T* delta_bias, const T* Dskip, int64_t N, const Block& k, T* Av, T* A2, T* bias,
-                T* Dsk) {
+void load_constants(const T* A, const T* delta_bias, const T* Dskip, int64_t N, const Block& k, T* Av, T* A2,
+                    T* bias, T* Dsk) {
     const int64_t K = kCpuBlock;
     for (int64_t n = 0; n < N; ++n)
         for (int64_t j = 0; j < K; ++j) {
@@ -117,51 +153,71 @@ void load_block(const T* A, const T* delta_bias, const T* Dskip, int64_t N, cons
     }
 }
 
-// One chunk's per-(b, t, d) inputs into [len][kCpuBlock] buffers: dt = delta + bias (the raw Δ,
-// before any softplus) and uu = u; padded channels get 0 for both.
-template <typename T>
-void load_chunk(const T* delta, const T* u, const T* bias, int64_t L, int64_t D, const Block& k, int64_t t0,
-                int64_t len, T* dt, T* uu) {
+// Δ for a chunk: dt holds delta rows; adds the bias and applies the softplus (and, when spg is
+// given, writes the softplus's gradient there: 1 without softplus).
+template <typename T> void chunk_delta(const T* bias, bool softplus, int64_t len, T* dt, T* spg) {
     const int64_t K = kCpuBlock;
-    for (int64_t tt = 0; tt < len; ++tt) {
-        const int64_t base = (k.b * L + t0 + tt) * D + k.d0;
-        T* dtt = dt + tt * K;
-        T* ut = uu + tt * K;
+    for (int64_t tt = 0; tt < len; ++tt)
 #pragma omp simd
-        for (int64_t j = 0; j < k.nd; ++j) {
-            dtt[j] = delta[base + j] + bias[j];
-            ut[j] = u[base + j];
+        for (int64_t k = 0; k < K; ++k) dt[tt * K + k] += bias[k];
+    if (softplus) {
+#pragma omp simd
+        for (int64_t i = 0; i < len * K; ++i) {
+            if (spg) spg[i] = softplus_grad_c(dt[i]);
+            dt[i] = softplus_c(dt[i]);
         }
-        for (int64_t j = k.nd; j < K; ++j) dtt[j] = ut[j] = 0;
+    } else if (spg) {
+        for (int64_t i = 0; i < len * K; ++i) spg[i] = 1;
     }
 }
 
-// Scratch per thread for the forward: h, A2 (N·K); dt, du, y (TC·K); bias, D skip (K).
-int64_t fwd_scratch(int64_t N) { return 2 * N * kCpuBlock + 3 * kCpuScanChunk * kCpuBlock + 2 * kCpuBlock; }
+// The sum of the kCpuBlock values v[0..15] as a fixed tree (halves, then quarters, ...), which
+// vectorises and gives the same bits on every instruction set.
+template <typename T> inline T sum_block(const T* v) {
+    static_assert(kCpuBlock == 16);
+    T a[8], b[4];
+    for (int j = 0; j < 8; ++j) a[j] = v[j] + v[j + 8];
+    for (int j = 0; j < 4; ++j) b[j] = a[j] + a[j + 4];
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+// Scratch per thread for the forward: h, A2 (N·K); dt, du, y, z (TC·K); bias, D skip (K).
+int64_t fwd_scratch(int64_t N) { return 2 * N * kCpuBlock + 4 * kCpuScanChunk * kCpuBlock + 2 * kCpuBlock; }
 
 template <typename T> void fwd_task(const ScanFwdArgs<T>& a, int64_t task, T* w) {
     const int64_t L = a.L, D = a.D, N = a.N, K = kCpuBlock, TC = kCpuScanChunk, n_chunks = cpu_scan_n_chunks(L);
-    T *h = w, *A2 = h + N * K, *dt = A2 + N * K, *du = dt + TC * K, *y = du + TC * K, *bias = y + TC * K, *Dsk = bias + K;
-    const Block blk(task, D);
+    T *h = w, *A2 = h + N * K, *dt = A2 + N * K, *du = dt + TC * K, *y = du + TC * K, *zb = y + TC * K;
+    T *bias = zb + TC * K, *Dsk = bias + K;
+    const Block blk(task, L, D);
     const int64_t b = blk.b, d0 = blk.d0, nd = blk.nd;
-    load_block<T>(a.A, a.delta_bias, a.Dskip, N, blk, nullptr, A2, bias, Dsk);
+    load_constants<T>(a.A, a.delta_bias, a.Dskip, N, blk, nullptr, A2, bias, Dsk);
     for (int64_t n = 0; n < N; ++n)
         for (int64_t k = 0; k < K; ++k) h[n * K + k] = k < nd && a.h0 ? a.h0[(b * D + d0 + k) * N + n] : T(0);
     for (int64_t c = 0; c < n_chunks; ++c) {
         const int64_t t0 = c * TC, len = std::min(TC, L - t0);
-        load_chunk(a.delta, a.u, bias, L, D, blk, t0, len, dt, du);
-        if (a.softplus) {
-#pragma omp simd
-            for (int64_t i = 0; i < len * K; ++i) dt[i] = softplus_c(dt[i]);
+        blk.load(a.delta, t0, len, dt);
+        blk.load(a.u, t0, len, du);
+        if (a.z) blk.load(a.z, t0, len, zb);
+        if (c + 1 < n_chunks) {
+            const int64_t t1 = t0 + TC, len1 = std::min(TC, L - t1);
+            blk.prefetch(a.delta, t1, len1);
+            blk.prefetch(a.u, t1, len1);
+            if (a.z) blk.prefetch(a.z, t1, len1);
         }
+        chunk_delta<T>(bias, a.softplus, len, dt, nullptr);
+        for (int64_t tt = 0; tt < len; ++tt)
 #pragma omp simd
-        for (int64_t i = 0; i < len * K; ++i) du[i] *= dt[i]; // Δ·u
+            for (int64_t k = 0; k < K; ++k) {
+                y[tt * K + k] = Dsk[k] * du[tt * K + k]; // y starts as the skip D·u
+                du[tt * K + k] *= dt[tt * K + k];        // Δ·u
+            }
         for (int64_t tt = 0; tt < len; ++tt) {
             const T* Bt = a.Bm + (b * L + t0 + tt) * N;
             const T* Ct = a.Cm + (b * L + t0 + tt) * N;
             const T* dtt = dt + tt * K;
             const T* dut = du + tt * K;
-            T yt[kCpuBlock] = {};
+            T yt[kCpuBlock];
+            for (int64_t k = 0; k < K; ++k) yt[k] = y[tt * K + k];
             for (int64_t n = 0; n < N; ++n) {
                 const T Bn = Bt[n], Cn = Ct[n];
                 T* hn = h + n * K;
@@ -177,20 +233,12 @@ template <typename T> void fwd_task(const ScanFwdArgs<T>& a, int64_t task, T* w)
         if (a.ckpt)
             for (int64_t k = 0; k < nd; ++k)
                 for (int64_t n = 0; n < N; ++n) a.ckpt[((b * n_chunks + c) * D + d0 + k) * N + n] = h[n * K + k];
-        for (int64_t tt = 0; tt < len; ++tt) {
-            const int64_t base = (b * L + t0 + tt) * D + d0;
-            T* yt = y + tt * K;
+        if (a.z) {
+            if (a.y) blk.store(y, t0, len, a.y);
 #pragma omp simd
-            for (int64_t k = 0; k < nd; ++k) yt[k] += Dsk[k] * a.u[base + k];
-            if (a.z) {
-                if (a.y)
-                    for (int64_t k = 0; k < nd; ++k) a.y[base + k] = yt[k];
-#pragma omp simd
-                for (int64_t k = 0; k < nd; ++k) a.out[base + k] = yt[k] * silu_c(a.z[base + k]);
-            } else {
-                for (int64_t k = 0; k < nd; ++k) a.out[base + k] = yt[k];
-            }
+            for (int64_t i = 0; i < len * K; ++i) y[i] *= silu_c(zb[i]);
         }
+        blk.store(y, t0, len, a.out);
     }
     if (a.last_state)
         for (int64_t k = 0; k < nd; ++k)
@@ -207,10 +255,10 @@ template <typename T> struct BwdPartials {
 };
 
 // Scratch per thread for the backward: hb ((TC+1)·N·K), ea (TC·N·K), A2, Av, g, dA (N·K);
-// dt, uu, dy, spg (TC·K); bias, D skip, dD, dbias (K).
+// dt, spg, uu, dy, zb, yb (TC·K); bias, D skip, dD, dbias (K).
 int64_t bwd_scratch(int64_t N) {
     const int64_t K = kCpuBlock, TC = kCpuScanChunk;
-    return (2 * TC + 5) * N * K + 4 * TC * K + 4 * K;
+    return (2 * TC + 5) * N * K + 6 * TC * K + 4 * K;
 }
 
 // Chunks from the last to the first: start from the state the forward saved at the end of the
@@ -221,41 +269,39 @@ template <typename T> void bwd_task(const ScanBwdArgs<T>& a, int64_t task, T* w,
     const int64_t L = a.L, D = a.D, N = a.N, K = kCpuBlock, TC = kCpuScanChunk, NK = N * K;
     const int64_t n_chunks = cpu_scan_n_chunks(L);
     T *hb = w, *ea = hb + (TC + 1) * NK, *A2 = ea + TC * NK, *Av = A2 + NK, *g_all = Av + NK, *dA = g_all + NK;
-    T *dt = dA + NK, *uu = dt + TC * K, *dy = uu + TC * K, *spg = dy + TC * K;
-    T *bias = spg + TC * K, *Dsk = bias + K, *dD_acc = Dsk + K, *dbias_acc = dD_acc + K;
-    const Block blk(task, D);
+    T *dt = dA + NK, *spg = dt + TC * K, *uu = spg + TC * K, *dy = uu + TC * K, *zb = dy + TC * K, *yb = zb + TC * K;
+    T *bias = yb + TC * K, *Dsk = bias + K, *dD_acc = Dsk + K, *dbias_acc = dD_acc + K;
+    const Block blk(task, L, D);
     const int64_t b = blk.b, d0 = blk.d0, nd = blk.nd;
     T* dBg = part.dB + task * L * N;
     T* dCg = part.dC + task * L * N;
-    load_block<T>(a.A, a.delta_bias, a.Dskip, N, blk, Av, A2, bias, Dsk);
+    load_constants<T>(a.A, a.delta_bias, a.Dskip, N, blk, Av, A2, bias, Dsk);
     for (int64_t i = 0; i < NK; ++i) g_all[i] = dA[i] = 0;
     for (int64_t k = 0; k < K; ++k) dD_acc[k] = dbias_acc[k] = 0;
     for (int64_t c = n_chunks - 1; c >= 0; --c) {
         const int64_t t0 = c * TC, len = std::min(TC, L - t0);
         // per element: Δ and its softplus gradient, u, and dy through the gate (dz here)
-        load_chunk(a.delta, a.u, bias, L, D, blk, t0, len, dt, uu);
-        if (a.softplus) {
+        blk.load(a.delta, t0, len, dt);
+        blk.load(a.u, t0, len, uu);
+        blk.load(a.dout, t0, len, dy);
+        if (a.z) {
+            blk.load(a.z, t0, len, zb);
+            blk.load(a.y, t0, len, yb);
+        }
+        if (c > 0) {
+            const int64_t t1 = t0 - TC;
+            for (const T* p : {a.delta, a.u, a.dout, a.z, a.y})
+                if (p) blk.prefetch(p, t1, TC);
+        }
+        chunk_delta<T>(bias, a.softplus, len, dt, spg);
+        if (a.z) {
 #pragma omp simd
             for (int64_t i = 0; i < len * K; ++i) {
-                spg[i] = softplus_grad_c(dt[i]);
-                dt[i] = softplus_c(dt[i]);
+                T zz = zb[i];
+                yb[i] = dy[i] * yb[i] * silu_grad_c(zz); // dz
+                dy[i] *= silu_c(zz);
             }
-        } else {
-            for (int64_t i = 0; i < len * K; ++i) spg[i] = 1;
-        }
-        for (int64_t tt = 0; tt < len; ++tt) {
-            const int64_t base = (b * L + t0 + tt) * D + d0;
-            T* dyt = dy + tt * K;
-            for (int64_t k = 0; k < nd; ++k) dyt[k] = a.dout[base + k];
-            for (int64_t k = nd; k < K; ++k) dyt[k] = 0;
-            if (a.z) {
-#pragma omp simd
-                for (int64_t k = 0; k < nd; ++k) {
-                    T zz = a.z[base + k];
-                    a.dz[base + k] = dyt[k] * a.y[base + k] * silu_grad_c(zz);
-                    dyt[k] *= silu_c(zz);
-                }
-            }
+            blk.store(yb, t0, len, a.dz);
         }
         // recompute the chunk's states from the checkpoint: hb[0] = h_{t0-1}, hb[tt+1] = h_{t0+tt}
         for (int64_t n = 0; n < N; ++n)
@@ -281,9 +327,11 @@ template <typename T> void bwd_task(const ScanBwdArgs<T>& a, int64_t task, T* w,
                 }
             }
         }
-        // the reverse walk through the chunk
+        // the reverse walk through the chunk; du and dΔ go to zb and yb (free again)
+        T* dub = zb;
+        T* ddb = yb;
         for (int64_t tt = len - 1; tt >= 0; --tt) {
-            const int64_t t = t0 + tt, base = (b * L + t) * D + d0;
+            const int64_t t = t0 + tt;
             const T* dtt = dt + tt * K;
             const T* ut = uu + tt * K;
             const T* dyt = dy + tt * K;
@@ -298,31 +346,32 @@ template <typename T> void bwd_task(const ScanBwdArgs<T>& a, int64_t task, T* w,
                 const T* An = Av + n * K;
                 T* gn = g_all + n * K;
                 T* dAn = dA + n * K;
-                // the sums over the block's channels: lanes, then the vectoriser's final
-                // reduction; a fixed order for a given build, the same in every thread
-                T sB = 0, sC = 0;
-#pragma omp simd reduction(+ : sB, sC)
+                T vB[kCpuBlock], vC[kCpuBlock];
+#pragma omp simd
                 for (int64_t k = 0; k < K; ++k) {
                     T e = en[k], g = Cn * dyt[k] + gn[k], eh = e * hp[k], gdt = g * dtt[k];
                     ddt[k] += g * (Bn * ut[k] + An[k] * eh);
                     dAn[k] += gdt * eh;
                     dus[k] += gdt * Bn;
-                    sB += gdt * ut[k];
-                    sC += dyt[k] * ht[k];
+                    vB[k] = gdt * ut[k];
+                    vC[k] = dyt[k] * ht[k];
                     gn[k] = e * g;
                 }
-                dBg[t * N + n] = sB;
-                dCg[t * N + n] = sC;
+                dBg[t * N + n] = sum_block(vB);
+                dCg[t * N + n] = sum_block(vC);
             }
             const T* spgt = spg + tt * K;
-            for (int64_t k = 0; k < nd; ++k) {
-                a.du[base + k] = dus[k] + Dsk[k] * dyt[k];
+#pragma omp simd
+            for (int64_t k = 0; k < K; ++k) {
+                dub[tt * K + k] = dus[k] + Dsk[k] * dyt[k];
                 T dd = ddt[k] * spgt[k];
-                a.ddelta[base + k] = dd;
+                ddb[tt * K + k] = dd;
                 dbias_acc[k] += dd;
                 dD_acc[k] += dyt[k] * ut[k];
             }
         }
+        blk.store(dub, t0, len, a.du);
+        blk.store(ddb, t0, len, a.ddelta);
     }
     for (int64_t k = 0; k < nd; ++k) {
         for (int64_t n = 0; n < N; ++n) part.dA[(b * D + d0 + k) * N + n] = dA[n * K + k];

@@ -33,28 +33,42 @@ double ulp_err(float f, double ref, double scale) {
 
 double sigmoid_d(double x) { return 1 / (1 + std::exp(-x)); }
 
+// Each function also compiled for AVX2 + FMA, as the kernels' AVX2 paths inline it (FMA
+// contraction changes the rounding, so that version is checked too, when the CPU has it).
+#if MG_VM_HAVE_AVX2
+#define MG_AVX2_DEF(f) MG_VM_AVX2_FN float f##_avx2(float x) { return vm::f(x); }
+MG_AVX2_DEF(exp) MG_AVX2_DEF(exp2) MG_AVX2_DEF(log1p) MG_AVX2_DEF(softplus) MG_AVX2_DEF(sigmoid)
+MG_AVX2_DEF(softplus_grad) MG_AVX2_DEF(silu) MG_AVX2_DEF(silu_grad)
+#undef MG_AVX2_DEF
+#define MG_AVX2_VERSION(f) f##_avx2
+#else
+#define MG_AVX2_VERSION(f) nullptr
+#endif
+
 struct Fn {
     const char* name;
     float (*f)(float);
+    float (*f_avx2)(float); // null without an AVX2 build
     double (*ref)(double);
     double bound;       // ulps
     double min_x;       // below this x, the bound is not claimed (see ops/vec_math.h)
     bool term_scale;    // measure against the larger term, not the result (a root inside)
 };
 
+#define MG_FN(f) #f, vm::f, MG_AVX2_VERSION(f)
 const Fn kFns[] = {
-    {"exp", vm::exp, [](double x) { return std::exp(x); }, 1.0, -INFINITY, false},
-    {"exp2", vm::exp2, [](double x) { return std::exp2(x); }, 1.5, -INFINITY, false},
-    {"log1p", vm::log1p, [](double x) { return std::log1p(x); }, 1.0, -INFINITY, false},
-    {"softplus", vm::softplus, [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); }, 2.0, -INFINITY, false},
-    {"sigmoid", vm::sigmoid, sigmoid_d, 2.5, -INFINITY, false},
-    {"softplus_grad", vm::softplus_grad, [](double x) { return x > 20 ? 1.0 : sigmoid_d(x); }, 2.5, -INFINITY, false},
+    {MG_FN(exp), [](double x) { return std::exp(x); }, 1.0, -INFINITY, false},
+    {MG_FN(exp2), [](double x) { return std::exp2(x); }, 1.5, -INFINITY, false},
+    {MG_FN(log1p), [](double x) { return std::log1p(x); }, 1.0, -INFINITY, false},
+    {MG_FN(softplus), [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); }, 2.0, -INFINITY, false},
+    {MG_FN(sigmoid), sigmoid_d, 2.5, -INFINITY, false},
+    {MG_FN(softplus_grad), [](double x) { return x > 20 ? 1.0 : sigmoid_d(x); }, 2.5, -INFINITY, false},
     // x e^x lands in the subnormals below -87, where e^x's own absolute error 2^-150 is scaled by |x|
-    {"silu", vm::silu, [](double x) { return x * sigmoid_d(x); }, 3.0, -87.0, false},
+    {MG_FN(silu), [](double x) { return x * sigmoid_d(x); }, 3.0, -87.0, false},
     // s (1 + x (1 - s)) has a root near x = -1.28: measured against the larger of its two terms
-    {"silu_grad", vm::silu_grad, [](double x) { double s = sigmoid_d(x); return s * (1 + x * (1 - s)); }, 4.0, -87.0,
-     true},
+    {MG_FN(silu_grad), [](double x) { double s = sigmoid_d(x); return s * (1 + x * (1 - s)); }, 4.0, -87.0, true},
 };
+#undef MG_FN
 
 float from_bits(uint32_t b) {
     float x;
@@ -62,8 +76,10 @@ float from_bits(uint32_t b) {
     return x;
 }
 
-// Checks fn on the floats with bit patterns 0, stride, 2 stride, ... (all of them for stride 1).
-void sweep(const Fn& fn, uint64_t stride) {
+// Checks fn (f, or its AVX2 build) on the floats with bit patterns 0, stride, 2 stride, ... (all
+// of them for stride 1).
+void sweep(const Fn& fn, uint64_t stride, bool avx2) {
+    float (*f)(float) = avx2 ? fn.f_avx2 : fn.f;
     double worst = 0;
     float worst_x = 0;
     for (uint64_t i = 0; i < (uint64_t(1) << 32); i += stride) {
@@ -75,10 +91,11 @@ void sweep(const Fn& fn, uint64_t stride) {
             double s = sigmoid_d(xd);
             scale = std::max(s, std::fabs(xd) * s * (1 - s));
         }
-        double e = ulp_err(fn.f(x), ref, scale);
+        double e = ulp_err(f(x), ref, scale);
         if (e > worst) { worst = e; worst_x = x; }
     }
-    INFO(fn.name << ": worst " << worst << " ulp at x = " << worst_x << " (stride " << stride << ")");
+    INFO(fn.name << (avx2 ? " (AVX2 + FMA)" : "") << ": worst " << worst << " ulp at x = " << worst_x << " (stride "
+                 << stride << ")");
     CHECK(worst <= fn.bound);
 }
 
@@ -86,11 +103,19 @@ void sweep(const Fn& fn, uint64_t stride) {
 
 TEST_CASE("vec_math: every function within its ulp bound over a sweep of all float bit patterns", "[vec_math]") {
     // 2^32 / 1021 ~ 4.2 million inputs per function, every binade of both signs
-    for (const Fn& fn : kFns) SECTION(fn.name) { sweep(fn, 1021); }
+    for (const Fn& fn : kFns)
+        SECTION(fn.name) {
+            sweep(fn, 1021, false);
+            if (vm::use_avx2()) sweep(fn, 1021, true);
+        }
 }
 
 TEST_CASE("vec_math: on all 2^32 floats (hidden; minutes)", "[.][vec_math_exhaustive]") {
-    for (const Fn& fn : kFns) SECTION(fn.name) { sweep(fn, 1); }
+    for (const Fn& fn : kFns)
+        SECTION(fn.name) {
+            sweep(fn, 1, false);
+            if (vm::use_avx2()) sweep(fn, 1, true);
+        }
 }
 
 TEST_CASE("vec_math: edge values", "[vec_math]") {
