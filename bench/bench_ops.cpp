@@ -8,7 +8,8 @@
 //   build/bench_ops --device cpu --B 4 --D 256 --L 1024
 //
 // GPU times are medians of CUDA-event intervals after warm-up; CPU times are medians of wall
-// time. bytes_* are the fewest bytes the op must move (each input read once, each output written
+// time; both also report the minimum. On the CPU the scan row also times the naive double
+// reference forward (ref_fwd_ms, one run). bytes_* are the fewest bytes the op must move (each input read once, each output written
 // once): the floor the achieved GB/s is measured against.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -31,8 +32,13 @@ using namespace mg;
 
 namespace {
 
-// Median time in ms of fn() on `dev`, after `warmup` untimed calls.
-double time_ms(Device dev, int reps, const std::function<void()>& fn, int warmup = 3) {
+struct Timing {
+    double median = 0, min = 0; // ms
+};
+
+// Median and minimum time in ms of fn() on `dev`, after `warmup` untimed calls. On a shared
+// machine the minimum is the run least disturbed by other processes; report both.
+Timing time_ms(Device dev, int reps, const std::function<void()>& fn, int warmup = 3) {
     for (int i = 0; i < warmup; ++i) fn();
     std::vector<double> ts;
     for (int i = 0; i < reps; ++i) {
@@ -58,14 +64,17 @@ double time_ms(Device dev, int reps, const std::function<void()>& fn, int warmup
         }
     }
     std::sort(ts.begin(), ts.end());
-    return ts[ts.size() / 2];
+    return {ts[ts.size() / 2], ts.front()};
 }
 
-void emit(const std::string& op, Device dev, const std::string& shape, double fwd, double fwdbwd, double bytes_fwd,
-          double bytes_fwdbwd) {
+// One JSON line; `extra` is appended as more fields (", \"key\": value").
+void emit(const std::string& op, Device dev, const std::string& shape, Timing fwd, Timing fwdbwd, double bytes_fwd,
+          double bytes_fwdbwd, const std::string& extra = "") {
     fmt::print("{{\"op\": \"{}\", \"device\": \"{}\", \"shape\": \"{}\", \"threads\": {}, \"fwd_ms\": {:.5f}, "
-               "\"fwdbwd_ms\": {:.5f}, \"bytes_fwd\": {:.0f}, \"bytes_fwdbwd\": {:.0f}}}\n",
-               op, dev.str(), shape, omp_get_max_threads(), fwd, fwdbwd, bytes_fwd, bytes_fwdbwd);
+               "\"fwdbwd_ms\": {:.5f}, \"fwd_min_ms\": {:.5f}, \"fwdbwd_min_ms\": {:.5f}, \"bytes_fwd\": {:.0f}, "
+               "\"bytes_fwdbwd\": {:.0f}{}}}\n",
+               op, dev.str(), shape, omp_get_max_threads(), fwd.median, fwdbwd.median, fwd.min, fwdbwd.min, bytes_fwd,
+               bytes_fwdbwd, extra);
     std::fflush(stdout);
 }
 
@@ -78,12 +87,23 @@ void bench_scan(Device dev, int64_t B, int64_t D, int64_t N, int64_t L, int reps
     Tensor Dk = Tensor::randn({D}, o, g), z = Tensor::randn({B, L, D}, o, g), bias = Tensor::uniform({D}, -4, -2, o, g);
     Tensor dout = Tensor::randn({B, L, D}, o, g);
     std::vector<Tensor> params = {u, delta, A, Bm, Cm, Dk, z, bias};
-    double fwd = time_ms(dev, reps, [&] {
+    Timing fwd = time_ms(dev, reps, [&] {
         NoGrad ng;
         selective_scan(u, delta, A, Bm, Cm, Dk, z, bias);
     });
+    // On the CPU, also the naive reference (selective_scan_ref: scalar loops in double, forward only)
+    std::string extra;
+    if (dev.is_cpu()) {
+        ScanFwdArgs<float> a;
+        a.u = u.data<float>(); a.delta = delta.data<float>(); a.A = A.data<float>(); a.Bm = Bm.data<float>();
+        a.Cm = Cm.data<float>(); a.Dskip = Dk.data<float>(); a.z = z.data<float>(); a.delta_bias = bias.data<float>();
+        a.softplus = true; a.B = B; a.L = L; a.D = D; a.N = N;
+        std::vector<double> ref_out(size_t(B * L * D));
+        Timing ref = time_ms(dev, 1, [&] { selective_scan_ref<float>(ref_out.data(), nullptr, a); }, 0);
+        extra = fmt::format(", \"ref_fwd_ms\": {:.5f}", ref.median);
+    }
     for (Tensor& t : params) t.set_requires_grad(true);
-    double fwdbwd = time_ms(dev, reps, [&] {
+    Timing fwdbwd = time_ms(dev, reps, [&] {
         Tensor out = selective_scan(u, delta, A, Bm, Cm, Dk, z, bias).out;
         out.backward(dout);
         for (Tensor& t : params) t.zero_grad();
@@ -91,7 +111,7 @@ void bench_scan(Device dev, int64_t B, int64_t D, int64_t N, int64_t L, int reps
     double bld = double(B * L * D) * 4, bln = double(B * L * N) * 4;
     // fwd: read u, delta, z, B, C; write out.  bwd: read u, delta, z, dout, B, C; write du, ddelta, dz, dB, dC.
     emit("selective_scan", dev, fmt::format("B={} D={} N={} L={}", B, D, N, L), fwd, fwdbwd, 4 * bld + 2 * bln,
-         4 * bld + 2 * bln + 7 * bld + 4 * bln);
+         4 * bld + 2 * bln + 7 * bld + 4 * bln, extra);
 }
 
 // Causal depthwise conv, K = 4, bias, fused SiLU: the mixer's short conv. x (B, L, D).
@@ -101,12 +121,12 @@ void bench_conv(Device dev, int64_t B, int64_t D, int64_t L, int reps) {
     const int64_t K = 4;
     Tensor x = Tensor::randn({B, L, D}, o, g), w = Tensor::randn({D, K}, o, g), bias = Tensor::randn({D}, o, g);
     Tensor dout = Tensor::randn({B, L, D}, o, g);
-    double fwd = time_ms(dev, reps, [&] {
+    Timing fwd = time_ms(dev, reps, [&] {
         NoGrad ng;
         causal_conv1d(x, w, bias, true);
     });
     for (Tensor* t : {&x, &w, &bias}) t->set_requires_grad(true);
-    double fwdbwd = time_ms(dev, reps, [&] {
+    Timing fwdbwd = time_ms(dev, reps, [&] {
         causal_conv1d(x, w, bias, true).backward(dout);
         for (Tensor* t : {&x, &w, &bias}) t->zero_grad();
     });
@@ -120,12 +140,12 @@ void bench_fft_conv(Device dev, int64_t B, int64_t D, int64_t L, int reps) {
     Options o{DType::f32, dev};
     Tensor x = Tensor::randn({B, L, D}, o, g), w = Tensor::randn({D, L}, o, g), bias = Tensor::randn({D}, o, g);
     Tensor dout = Tensor::randn({B, L, D}, o, g);
-    double fwd = time_ms(dev, reps, [&] {
+    Timing fwd = time_ms(dev, reps, [&] {
         NoGrad ng;
         fft_causal_conv(x, w, bias);
     });
     for (Tensor* t : {&x, &w, &bias}) t->set_requires_grad(true);
-    double fwdbwd = time_ms(dev, reps, [&] {
+    Timing fwdbwd = time_ms(dev, reps, [&] {
         fft_causal_conv(x, w, bias).backward(dout);
         for (Tensor* t : {&x, &w, &bias}) t->zero_grad();
     });

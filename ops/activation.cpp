@@ -5,11 +5,28 @@
 #include "cuda/activation.h"
 #include "cuda/runtime.h"
 #include "ops/dispatch.h"
+#include "ops/vec_math.h"
+
+#include <type_traits>
 
 namespace mg {
 
 // ---- CPU kernels ----------------------------------------------------------------------------
+// In float, SiLU, softplus and sigmoid use ops/vec_math.h's branch-free functions, one loop per
+// activation, so the loops vectorise; the rest (and double) use activation_math.h's formulas.
 template <typename T> void activation_forward_cpu(T* out, const T* x, int64_t n, Activation act) {
+    if constexpr (std::is_same_v<T, float>) {
+        auto each = [&](auto f) {
+#pragma omp parallel for simd if (n > kParallelGrain)
+            for (int64_t i = 0; i < n; ++i) out[i] = f(x[i]);
+        };
+        switch (act) {
+        case Activation::silu: return each([](float v) { return vm::silu(v); });
+        case Activation::softplus: return each([](float v) { return vm::softplus(v); });
+        case Activation::sigmoid: return each([](float v) { return vm::sigmoid(v); });
+        default: break;
+        }
+    }
 #pragma omp parallel for if (n > kParallelGrain)
     for (int64_t i = 0; i < n; ++i) out[i] = activation_apply(act, x[i]);
 }
@@ -17,6 +34,21 @@ template <typename T> void activation_forward_cpu(T* out, const T* x, int64_t n,
 // d act(x) / dx = see the table in ops/activation.h; the formulas live in activation_grad.
 template <typename T>
 void activation_backward_cpu(T* dx, const T* dy, const T* x, int64_t n, Activation act) {
+    if constexpr (std::is_same_v<T, float>) {
+        auto each = [&](auto f) {
+#pragma omp parallel for simd if (n > kParallelGrain)
+            for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * f(x[i]);
+        };
+        switch (act) {
+        case Activation::silu: return each([](float v) { return vm::silu_grad(v); });
+        case Activation::softplus: return each([](float v) { return vm::softplus_grad(v); });
+        case Activation::sigmoid: return each([](float v) {
+            float s = vm::sigmoid(v);
+            return s * (1.f - s);
+        });
+        default: break;
+        }
+    }
 #pragma omp parallel for if (n > kParallelGrain)
     for (int64_t i = 0; i < n; ++i) dx[i] = activation_grad(act, dy[i], x[i]);
 }

@@ -1,7 +1,11 @@
 // ops/selective_scan.cpp: see ops/selective_scan.h for the math; docs/selective_scan.md for a tour.
 #include "ops/selective_scan.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "autograd/grad_mode.h"
@@ -9,17 +13,9 @@
 #include "cuda/runtime.h"
 #include "ops/dispatch.h"
 #include "ops/scan_math.h"
+#include "ops/vec_math.h"
 
 namespace mg {
-
-namespace {
-
-// 2^x: the vectorisable polynomial for float on the CPU, std::exp2 for double.
-inline float exp2_cpu(float x) { return scan::exp2_fast(x); }
-inline double exp2_cpu(double x) { return std::exp2(x); }
-
-
-} // namespace
 
 // ---- reference ------------------------------------------------------------------------------
 template <typename T> void selective_scan_ref(double* out, double* last_state, const ScanFwdArgs<T>& a) {
@@ -50,180 +46,395 @@ template <typename T> void selective_scan_ref(double* out, double* last_state, c
 }
 
 // ---- CPU kernels ----------------------------------------------------------------------------
-// Both kernels vectorise across channels: a task owns one batch element and a block of
-// kCpuBlock consecutive channels, which are contiguous in the (B, L, D) layout. At every step the
-// innermost loops run over those channels with no reduction and no branch, so the compiler emits
-// packed SIMD (the state loop over n is the outer one). Each task also owns its partial sums of
-// dB and dC, added over tasks in a fixed order afterwards: results do not depend on the number of
-// threads.
+// Both kernels give an OpenMP task one batch element and a block of kCpuBlock consecutive
+// channels (contiguous in the (B, L, D) layout). A block at the end of D is padded with channels
+// whose u (and dout) are 0: their states and gradients stay 0, so every state loop runs over
+// exactly kCpuBlock lanes with no branch (packed SIMD), and the padded lanes add exact zeros to
+// the sums over channels. Time is cut into chunks of kCpuScanChunk steps. Per chunk the task
+// copies its rows of the (B, L, D) inputs into [chunk][kCpuBlock] buffers (and prefetches the next
+// chunk's rows: a task reads 64 bytes of every 4·D-byte row, which the hardware prefetchers do not
+// follow), runs the per-element math (softplus of Δ, the gate) as flat vectorised loops, then the
+// state recurrence, and writes its output rows back. The transcendental functions are
+// ops/vec_math.h's for float (branch-free, so the loops vectorise) and libm for double. The float
+// tasks are compiled twice, for baseline x86-64 and for AVX2 + FMA (vm::use_avx2() picks).
 namespace {
+
 constexpr int64_t kCpuBlock = 16;
+
+inline float exp2_c(float x) { return vm::exp2(x); }
+inline double exp2_c(double x) { return std::exp2(x); }
+inline float softplus_c(float x) { return vm::softplus(x); }
+inline double softplus_c(double x) { return scan::softplus(x); }
+inline float softplus_grad_c(float x) { return vm::softplus_grad(x); }
+inline double softplus_grad_c(double x) { return scan::softplus_grad(x); }
+inline float silu_c(float x) { return vm::silu(x); }
+inline double silu_c(double x) { return x * scan::sigmoid(x); }
+inline float silu_grad_c(float x) { return vm::silu_grad(x); }
+inline double silu_grad_c(double x) {
+    double s = scan::sigmoid(x);
+    return s * (1 + x * (1 - s));
 }
 
-template <typename T> void selective_scan_fwd_cpu(const ScanFwdArgs<T>& a) {
-    const int64_t L = a.L, D = a.D, N = a.N, n_blocks = (D + kCpuBlock - 1) / kCpuBlock;
-#pragma omp parallel if (a.B * D * L * N > kParallelGrain)
-    {
-        std::vector<T> h(static_cast<size_t>(N * kCpuBlock)), A2(static_cast<size_t>(N * kCpuBlock));
-#pragma omp for schedule(static)
-        for (int64_t task = 0; task < a.B * n_blocks; ++task) {
-            const int64_t b = task / n_blocks, d0 = (task % n_blocks) * kCpuBlock;
-            const int64_t nd = std::min(kCpuBlock, D - d0);
-            for (int64_t n = 0; n < N; ++n)
-                for (int64_t k = 0; k < nd; ++k) {
-                    A2[size_t(n * kCpuBlock + k)] = T(double(a.A[(d0 + k) * N + n]) * scan::kLog2e);
-                    h[size_t(n * kCpuBlock + k)] = a.h0 ? a.h0[(b * D + d0 + k) * N + n] : T(0);
-                }
-            T dt[kCpuBlock], du[kCpuBlock], y[kCpuBlock];
-            for (int64_t t = 0; t < L; ++t) {
-                const int64_t base = (b * L + t) * D + d0;
-                for (int64_t k = 0; k < nd; ++k) {
-                    T v = a.delta[base + k] + (a.delta_bias ? a.delta_bias[d0 + k] : T(0));
-                    dt[k] = a.softplus ? scan::softplus(v) : v;
-                    du[k] = dt[k] * a.u[base + k];
-                    y[k] = 0;
-                }
-                const T* Bt = a.Bm + (b * L + t) * N;
-                const T* Ct = a.Cm + (b * L + t) * N;
-                for (int64_t n = 0; n < N; ++n) {
-                    const T Bn = Bt[n], Cn = Ct[n];
-                    T* hn = h.data() + n * kCpuBlock;
-                    const T* A2n = A2.data() + n * kCpuBlock;
+// Per-thread scratch, allocated before the parallel region (so a failed allocation throws where
+// it can be caught) and 64-byte aligned per thread: whatever the vectoriser does about alignment
+// it then does in every thread alike, so results cannot depend on which thread ran a task.
+template <typename T> struct Scratch {
+    std::vector<T> buf;
+    int64_t per = 0;
+    T* base = nullptr;
+    Scratch(int threads, int64_t elems) : per((elems * int64_t(sizeof(T)) + 63) / 64 * 64 / int64_t(sizeof(T))) {
+        buf.resize(size_t(threads * per + 64 / int64_t(sizeof(T))));
+        auto addr = reinterpret_cast<uintptr_t>(buf.data());
+        base = buf.data() + ((64 - addr % 64) % 64) / sizeof(T);
+    }
+    T* thread() { return base + omp_get_thread_num() * per; }
+};
+
+// A task's rows: batch element b, channels d0 .. d0 + nd - 1 (nd <= kCpuBlock), of a (B, L, D)
+// array, and the chunk [t0, t0 + len) being worked on.
+struct Block {
+    int64_t b, d0, nd, L, D;
+    Block(int64_t task, int64_t L_, int64_t D_) : L(L_), D(D_) {
+        int64_t n_blocks = (D + kCpuBlock - 1) / kCpuBlock;
+        b = task / n_blocks;
+        d0 = (task % n_blocks) * kCpuBlock;
+        nd = std::min(kCpuBlock, D - d0);
+    }
+    int64_t row(int64_t t) const { return (b * L + t) * D + d0; }
+
+    // rows t0 .. t0+len-1 of src into dst [len][kCpuBlock], zeros in the padded lanes
+    template <typename T> void load(const T* src, int64_t t0, int64_t len, T* dst) const {
+        for (int64_t tt = 0; tt < len; ++tt) {
+            const T* s = src + row(t0 + tt);
+            T* d = dst + tt * kCpuBlock;
 #pragma omp simd
-                    for (int64_t k = 0; k < nd; ++k) {
-                        hn[k] = exp2_cpu(dt[k] * A2n[k]) * hn[k] + du[k] * Bn;
-                        y[k] += Cn * hn[k];
-                    }
-                }
-                for (int64_t k = 0; k < nd; ++k) {
-                    T yk = y[k] + (a.Dskip ? a.Dskip[d0 + k] * a.u[base + k] : T(0));
-                    if (a.z) {
-                        if (a.y) a.y[base + k] = yk;
-                        T zz = a.z[base + k];
-                        yk *= zz * scan::sigmoid(zz);
-                    }
-                    a.out[base + k] = yk;
-                }
-            }
-            if (a.last_state)
-                for (int64_t n = 0; n < N; ++n)
-                    for (int64_t k = 0; k < nd; ++k) a.last_state[(b * D + d0 + k) * N + n] = h[size_t(n * kCpuBlock + k)];
+            for (int64_t j = 0; j < nd; ++j) d[j] = s[j];
+            for (int64_t j = nd; j < kCpuBlock; ++j) d[j] = 0;
         }
+    }
+    template <typename T> void store(const T* src, int64_t t0, int64_t len, T* dst) const {
+        for (int64_t tt = 0; tt < len; ++tt) {
+            T* d = dst + row(t0 + tt);
+            const T* s = src + tt * kCpuBlock;
+#pragma omp simd
+            for (int64_t j = 0; j < nd; ++j) d[j] = s[j];
+        }
+    }
+    // the first and last cache line of each row, ahead of the load (or store) that will need them
+    template <typename T> void prefetch(const T* src, int64_t t0, int64_t len) const {
+        for (int64_t tt = 0; tt < len; ++tt) {
+            __builtin_prefetch(src + row(t0 + tt));
+            __builtin_prefetch(src + row(t0 + tt) + nd - 1);
+        }
+    }
+    template <typename T> void prefetch_w(T* dst, int64_t t0, int64_t len) const {
+        for (int64_t tt = 0; tt < len; ++tt) {
+            __builtin_prefetch(dst + row(t0 + tt), 1);
+            __builtin_prefetch(dst + row(t0 + tt) + nd - 1, 1);
+        }
+    }
+};
+
+// The per-channel constants of a block: A (N·K, when Av is given) and A·log2 e (N·K, for exp2),
+// delta_bias and D (K each); zeros in the padded lanes.
+template <typename T>
+void load_constants(const T* A, const T* delta_bias, const T* Dskip, int64_t N, const Block& k, T* Av, T* A2,
+                    T* bias, T* Dsk) {
+    const int64_t K = kCpuBlock;
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t j = 0; j < K; ++j) {
+            T v = j < k.nd ? A[(k.d0 + j) * N + n] : T(0);
+            if (Av) Av[n * K + j] = v;
+            A2[n * K + j] = T(double(v) * scan::kLog2e);
+        }
+    for (int64_t j = 0; j < K; ++j) {
+        bias[j] = j < k.nd && delta_bias ? delta_bias[k.d0 + j] : T(0);
+        Dsk[j] = j < k.nd && Dskip ? Dskip[k.d0 + j] : T(0);
     }
 }
 
-// Per task: recompute the states h_t (L·N·kCpuBlock values in a task buffer), then walk t
-// backwards carrying g'_n = exp(Δ_{t+1} A_n) g_{t+1},n per channel.
-template <typename T> void selective_scan_bwd_cpu(const ScanBwdArgs<T>& a) {
-    const int64_t B = a.B, L = a.L, D = a.D, N = a.N, n_blocks = (D + kCpuBlock - 1) / kCpuBlock;
-    const int64_t NB = N * kCpuBlock;
-    std::vector<T> dBp(size_t(B * n_blocks * L * N)), dCp(size_t(B * n_blocks * L * N));
-    std::vector<T> dA_part(size_t(B * D * N)), dD_part(size_t(B * D)), dbias_part(size_t(B * D));
-#pragma omp parallel if (B * D * L * N > kParallelGrain)
-    {
-        std::vector<T> hist(static_cast<size_t>(L * NB)), dts(static_cast<size_t>(L * kCpuBlock));
-        std::vector<T> A2(static_cast<size_t>(NB)), Av(static_cast<size_t>(NB)), g_next(static_cast<size_t>(NB)),
-            dA_acc(static_cast<size_t>(NB)), h_init(static_cast<size_t>(NB), T(0)); // h_{-1} = 0
-#pragma omp for schedule(static)
-        for (int64_t task = 0; task < B * n_blocks; ++task) {
-            const int64_t b = task / n_blocks, d0 = (task % n_blocks) * kCpuBlock;
-            const int64_t nd = std::min(kCpuBlock, D - d0);
-            T* dBg = dBp.data() + task * L * N;
-            T* dCg = dCp.data() + task * L * N;
-            for (int64_t n = 0; n < N; ++n)
-                for (int64_t k = 0; k < kCpuBlock; ++k) {
-                    bool ok = k < nd;
-                    Av[size_t(n * kCpuBlock + k)] = ok ? a.A[(d0 + k) * N + n] : T(0);
-                    A2[size_t(n * kCpuBlock + k)] = ok ? T(double(a.A[(d0 + k) * N + n]) * scan::kLog2e) : T(0);
-                    g_next[size_t(n * kCpuBlock + k)] = 0;
-                    dA_acc[size_t(n * kCpuBlock + k)] = 0;
-                }
-            // recompute the forward states
-            for (int64_t t = 0; t < L; ++t) {
-                const int64_t base = (b * L + t) * D + d0;
-                T* dt = dts.data() + t * kCpuBlock;
-                T du[kCpuBlock];
-                for (int64_t k = 0; k < nd; ++k) {
-                    T v = a.delta[base + k] + (a.delta_bias ? a.delta_bias[d0 + k] : T(0));
-                    dt[k] = a.softplus ? scan::softplus(v) : v;
-                    du[k] = dt[k] * a.u[base + k];
-                }
-                const T* Bt = a.Bm + (b * L + t) * N;
-                for (int64_t n = 0; n < N; ++n) {
-                    const T* hp = (t > 0 ? hist.data() + (t - 1) * NB : h_init.data()) + n * kCpuBlock;
-                    T* ht = hist.data() + t * NB + n * kCpuBlock;
-                    const T* A2n = A2.data() + n * kCpuBlock;
-                    const T Bn = Bt[n];
+// Δ for a chunk: dt holds delta rows; adds the bias and applies the softplus (and, when spg is
+// given, writes the softplus's gradient there: 1 without softplus).
+template <typename T> void chunk_delta(const T* bias, bool softplus, int64_t len, T* dt, T* spg) {
+    const int64_t K = kCpuBlock;
+    for (int64_t tt = 0; tt < len; ++tt)
 #pragma omp simd
-                    for (int64_t k = 0; k < nd; ++k) ht[k] = exp2_cpu(dt[k] * A2n[k]) * hp[k] + du[k] * Bn;
+        for (int64_t k = 0; k < K; ++k) dt[tt * K + k] += bias[k];
+    if (softplus) {
+#pragma omp simd
+        for (int64_t i = 0; i < len * K; ++i) {
+            if (spg) spg[i] = softplus_grad_c(dt[i]);
+            dt[i] = softplus_c(dt[i]);
+        }
+    } else if (spg) {
+        for (int64_t i = 0; i < len * K; ++i) spg[i] = 1;
+    }
+}
+
+// The sum of the kCpuBlock values v[0..15] as a fixed tree (halves, then quarters, ...), which
+// vectorises and gives the same bits on every instruction set.
+template <typename T> inline T sum_block(const T* v) {
+    static_assert(kCpuBlock == 16);
+    T a[8], b[4];
+    for (int j = 0; j < 8; ++j) a[j] = v[j] + v[j + 8];
+    for (int j = 0; j < 4; ++j) b[j] = a[j] + a[j + 4];
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+// Scratch per thread for the forward: h, A2 (N·K); dt, du, y, z (TC·K); bias, D skip (K).
+int64_t fwd_scratch(int64_t N) { return 2 * N * kCpuBlock + 4 * kCpuScanChunk * kCpuBlock + 2 * kCpuBlock; }
+
+template <typename T> void fwd_task(const ScanFwdArgs<T>& a, int64_t task, T* w) {
+    const int64_t L = a.L, D = a.D, N = a.N, K = kCpuBlock, TC = kCpuScanChunk, n_chunks = cpu_scan_n_chunks(L);
+    T *h = w, *A2 = h + N * K, *dt = A2 + N * K, *du = dt + TC * K, *y = du + TC * K, *zb = y + TC * K;
+    T *bias = zb + TC * K, *Dsk = bias + K;
+    const Block blk(task, L, D);
+    const int64_t b = blk.b, d0 = blk.d0, nd = blk.nd;
+    load_constants<T>(a.A, a.delta_bias, a.Dskip, N, blk, nullptr, A2, bias, Dsk);
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k) h[n * K + k] = k < nd && a.h0 ? a.h0[(b * D + d0 + k) * N + n] : T(0);
+    for (int64_t c = 0; c < n_chunks; ++c) {
+        const int64_t t0 = c * TC, len = std::min(TC, L - t0);
+        blk.load(a.delta, t0, len, dt);
+        blk.load(a.u, t0, len, du);
+        if (a.z) blk.load(a.z, t0, len, zb);
+        if (c + 1 < n_chunks) {
+            const int64_t t1 = t0 + TC, len1 = std::min(TC, L - t1);
+            blk.prefetch(a.delta, t1, len1);
+            blk.prefetch(a.u, t1, len1);
+            if (a.z) blk.prefetch(a.z, t1, len1);
+        }
+        chunk_delta<T>(bias, a.softplus, len, dt, nullptr);
+        for (int64_t tt = 0; tt < len; ++tt)
+#pragma omp simd
+            for (int64_t k = 0; k < K; ++k) {
+                y[tt * K + k] = Dsk[k] * du[tt * K + k]; // y starts as the skip D·u
+                du[tt * K + k] *= dt[tt * K + k];        // Δ·u
+            }
+        for (int64_t tt = 0; tt < len; ++tt) {
+            const T* Bt = a.Bm + (b * L + t0 + tt) * N;
+            const T* Ct = a.Cm + (b * L + t0 + tt) * N;
+            const T* dtt = dt + tt * K;
+            const T* dut = du + tt * K;
+            T yt[kCpuBlock];
+            for (int64_t k = 0; k < K; ++k) yt[k] = y[tt * K + k];
+            for (int64_t n = 0; n < N; ++n) {
+                const T Bn = Bt[n], Cn = Ct[n];
+                T* hn = h + n * K;
+                const T* A2n = A2 + n * K;
+#pragma omp simd
+                for (int64_t k = 0; k < K; ++k) {
+                    hn[k] = exp2_c(dtt[k] * A2n[k]) * hn[k] + dut[k] * Bn;
+                    yt[k] += Cn * hn[k];
                 }
             }
-            // the reverse walk
-            T dD_acc[kCpuBlock] = {}, dbias_acc[kCpuBlock] = {};
-            for (int64_t t = L - 1; t >= 0; --t) {
-                const int64_t base = (b * L + t) * D + d0;
-                const T* dt = dts.data() + t * kCpuBlock;
-                T uu[kCpuBlock], dy[kCpuBlock], ddt[kCpuBlock], du[kCpuBlock];
-                for (int64_t k = 0; k < nd; ++k) {
-                    uu[k] = a.u[base + k];
-                    dy[k] = a.dout[base + k];
-                    if (a.z) {
-                        T zz = a.z[base + k], sg = scan::sigmoid(zz);
-                        a.dz[base + k] = dy[k] * a.y[base + k] * sg * (T(1) + zz * (T(1) - sg));
-                        dy[k] *= zz * sg;
-                    }
-                    dD_acc[k] += dy[k] * uu[k];
-                    ddt[k] = 0;
-                    du[k] = 0;
-                }
-                const T* Bt = a.Bm + (b * L + t) * N;
-                const T* Ct = a.Cm + (b * L + t) * N;
-                T* dBt = dBg + t * N;
-                T* dCt = dCg + t * N;
-                for (int64_t n = 0; n < N; ++n) {
-                    const T Bn = Bt[n], Cn = Ct[n];
-                    const T* ht = hist.data() + t * NB + n * kCpuBlock;
-                    const T* hp = (t > 0 ? hist.data() + (t - 1) * NB : h_init.data()) + n * kCpuBlock;
-                    const T* A2n = A2.data() + n * kCpuBlock;
-                    const T* An = Av.data() + n * kCpuBlock;
-                    T* gn = g_next.data() + n * kCpuBlock;
-                    T* dAn = dA_acc.data() + n * kCpuBlock;
-                    T vB[kCpuBlock], vC[kCpuBlock];
+            for (int64_t k = 0; k < K; ++k) y[tt * K + k] = yt[k];
+        }
+        if (a.ckpt)
+            for (int64_t k = 0; k < nd; ++k)
+                for (int64_t n = 0; n < N; ++n) a.ckpt[((b * n_chunks + c) * D + d0 + k) * N + n] = h[n * K + k];
+        if (a.z) {
+            if (a.y) blk.store(y, t0, len, a.y);
 #pragma omp simd
-                    for (int64_t k = 0; k < nd; ++k) {
-                        T ea = exp2_cpu(dt[k] * A2n[k]);
-                        T g = Cn * dy[k] + gn[k];
-                        T hprev = hp[k];
-                        ddt[k] += g * (Bn * uu[k] + An[k] * ea * hprev);
-                        dAn[k] += g * dt[k] * ea * hprev;
-                        du[k] += g * dt[k] * Bn;
-                        vB[k] = g * dt[k] * uu[k];
-                        vC[k] = dy[k] * ht[k];
-                        gn[k] = ea * g;
-                    }
-                    T sB = 0, sC = 0; // over this task's channels, in channel order
-                    for (int64_t k = 0; k < nd; ++k) {
-                        sB += vB[k];
-                        sC += vC[k];
-                    }
-                    dBt[n] = sB;
-                    dCt[n] = sC;
-                }
-                for (int64_t k = 0; k < nd; ++k) {
-                    a.du[base + k] = du[k] + (a.Dskip ? a.Dskip[d0 + k] * dy[k] : T(0));
-                    T raw = a.delta[base + k] + (a.delta_bias ? a.delta_bias[d0 + k] : T(0));
-                    T dd = a.softplus ? ddt[k] * scan::softplus_grad(raw) : ddt[k];
-                    a.ddelta[base + k] = dd;
-                    dbias_acc[k] += dd;
-                }
+            for (int64_t i = 0; i < len * K; ++i) y[i] *= silu_c(zb[i]);
+        }
+        blk.store(y, t0, len, a.out);
+    }
+    if (a.last_state)
+        for (int64_t k = 0; k < nd; ++k)
+            for (int64_t n = 0; n < N; ++n) a.last_state[(b * D + d0 + k) * N + n] = h[n * K + k];
+}
+
+// Each task's share of the sums over channels, batch and time; added in a fixed order afterwards.
+template <typename T> struct BwdPartials {
+    T* dB; // (B·n_blocks, L, N): per task, summed over its channels
+    T* dC;
+    T* dA;    // (B, D, N): per batch element, summed over time
+    T* dD;    // (B, D)
+    T* dbias; // (B, D)
+};
+
+// Scratch per thread for the backward: hb ((TC+1)·N·K), ea (TC·N·K), A2, Av, g, dA (N·K);
+// dt, spg, uu, dy, zb, yb (TC·K); bias, D skip, dD, dbias (K).
+int64_t bwd_scratch(int64_t N) {
+    const int64_t K = kCpuBlock, TC = kCpuScanChunk;
+    return (2 * TC + 5) * N * K + 6 * TC * K + 4 * K;
+}
+
+// Chunks from the last to the first: start from the state the forward saved at the end of the
+// previous chunk (ckpt), recompute the chunk's states h_t and decays exp(Δ_t A) into
+// [len+1][N][K] and [len][N][K] buffers, then walk t backwards carrying g'_n = exp(Δ_{t+1} A_n)
+// g_{t+1},n per channel.
+template <typename T> void bwd_task(const ScanBwdArgs<T>& a, int64_t task, T* w, const BwdPartials<T>& part) {
+    const int64_t L = a.L, D = a.D, N = a.N, K = kCpuBlock, TC = kCpuScanChunk, NK = N * K;
+    const int64_t n_chunks = cpu_scan_n_chunks(L);
+    T *hb = w, *ea = hb + (TC + 1) * NK, *A2 = ea + TC * NK, *Av = A2 + NK, *g_all = Av + NK, *dA = g_all + NK;
+    T *dt = dA + NK, *spg = dt + TC * K, *uu = spg + TC * K, *dy = uu + TC * K, *zb = dy + TC * K, *yb = zb + TC * K;
+    T *bias = yb + TC * K, *Dsk = bias + K, *dD_acc = Dsk + K, *dbias_acc = dD_acc + K;
+    const Block blk(task, L, D);
+    const int64_t b = blk.b, d0 = blk.d0, nd = blk.nd;
+    T* dBg = part.dB + task * L * N;
+    T* dCg = part.dC + task * L * N;
+    load_constants<T>(a.A, a.delta_bias, a.Dskip, N, blk, Av, A2, bias, Dsk);
+    for (int64_t i = 0; i < NK; ++i) g_all[i] = dA[i] = 0;
+    for (int64_t k = 0; k < K; ++k) dD_acc[k] = dbias_acc[k] = 0;
+    for (int64_t c = n_chunks - 1; c >= 0; --c) {
+        const int64_t t0 = c * TC, len = std::min(TC, L - t0);
+        // per element: Δ and its softplus gradient, u, and dy through the gate (dz here)
+        blk.load(a.delta, t0, len, dt);
+        blk.load(a.u, t0, len, uu);
+        blk.load(a.dout, t0, len, dy);
+        if (a.z) {
+            blk.load(a.z, t0, len, zb);
+            blk.load(a.y, t0, len, yb);
+        }
+        if (c > 0) {
+            const int64_t t1 = t0 - TC;
+            for (const T* p : {a.delta, a.u, a.dout, a.z, a.y})
+                if (p) blk.prefetch(p, t1, TC);
+        }
+        chunk_delta<T>(bias, a.softplus, len, dt, spg);
+        if (a.z) {
+#pragma omp simd
+            for (int64_t i = 0; i < len * K; ++i) {
+                T zz = zb[i];
+                yb[i] = dy[i] * yb[i] * silu_grad_c(zz); // dz
+                dy[i] *= silu_c(zz);
             }
-            for (int64_t k = 0; k < nd; ++k) {
-                for (int64_t n = 0; n < N; ++n)
-                    dA_part[size_t((b * D + d0 + k) * N + n)] = dA_acc[size_t(n * kCpuBlock + k)];
-                dD_part[size_t(b * D + d0 + k)] = dD_acc[k];
-                dbias_part[size_t(b * D + d0 + k)] = dbias_acc[k];
+            blk.store(yb, t0, len, a.dz);
+        }
+        // recompute the chunk's states from the checkpoint: hb[0] = h_{t0-1}, hb[tt+1] = h_{t0+tt}
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t k = 0; k < K; ++k)
+                hb[n * K + k] = c > 0 && k < nd ? a.ckpt[((b * n_chunks + c - 1) * D + d0 + k) * N + n] : T(0);
+        for (int64_t tt = 0; tt < len; ++tt) {
+            const T* Bt = a.Bm + (b * L + t0 + tt) * N;
+            const T* dtt = dt + tt * K;
+            const T* ut = uu + tt * K;
+            T dut[kCpuBlock];
+#pragma omp simd
+            for (int64_t k = 0; k < K; ++k) dut[k] = ut[k] * dtt[k]; // as the forward's Δ·u
+            for (int64_t n = 0; n < N; ++n) {
+                const T Bn = Bt[n];
+                const T* A2n = A2 + n * K;
+                const T* hp = hb + (tt * N + n) * K;
+                T* ht = hb + ((tt + 1) * N + n) * K;
+                T* en = ea + (tt * N + n) * K;
+#pragma omp simd
+                for (int64_t k = 0; k < K; ++k) {
+                    en[k] = exp2_c(dtt[k] * A2n[k]);
+                    ht[k] = en[k] * hp[k] + dut[k] * Bn;
+                }
             }
         }
+        // the reverse walk through the chunk; du and dΔ go to zb and yb (free again)
+        T* dub = zb;
+        T* ddb = yb;
+        for (int64_t tt = len - 1; tt >= 0; --tt) {
+            const int64_t t = t0 + tt;
+            const T* dtt = dt + tt * K;
+            const T* ut = uu + tt * K;
+            const T* dyt = dy + tt * K;
+            T ddt[kCpuBlock] = {}, dus[kCpuBlock] = {};
+            const T* Bt = a.Bm + (b * L + t) * N;
+            const T* Ct = a.Cm + (b * L + t) * N;
+            for (int64_t n = 0; n < N; ++n) {
+                const T Bn = Bt[n], Cn = Ct[n];
+                const T* en = ea + (tt * N + n) * K;
+                const T* hp = hb + (tt * N + n) * K;
+                const T* ht = hb + ((tt + 1) * N + n) * K;
+                const T* An = Av + n * K;
+                T* gn = g_all + n * K;
+                T* dAn = dA + n * K;
+                T vB[kCpuBlock], vC[kCpuBlock];
+#pragma omp simd
+                for (int64_t k = 0; k < K; ++k) {
+                    T e = en[k], g = Cn * dyt[k] + gn[k], eh = e * hp[k], gdt = g * dtt[k];
+                    ddt[k] += g * (Bn * ut[k] + An[k] * eh);
+                    dAn[k] += gdt * eh;
+                    dus[k] += gdt * Bn;
+                    vB[k] = gdt * ut[k];
+                    vC[k] = dyt[k] * ht[k];
+                    gn[k] = e * g;
+                }
+                dBg[t * N + n] = sum_block(vB);
+                dCg[t * N + n] = sum_block(vC);
+            }
+            const T* spgt = spg + tt * K;
+#pragma omp simd
+            for (int64_t k = 0; k < K; ++k) {
+                dub[tt * K + k] = dus[k] + Dsk[k] * dyt[k];
+                T dd = ddt[k] * spgt[k];
+                ddb[tt * K + k] = dd;
+                dbias_acc[k] += dd;
+                dD_acc[k] += dyt[k] * ut[k];
+            }
+        }
+        blk.store(dub, t0, len, a.du);
+        blk.store(ddb, t0, len, a.ddelta);
+    }
+    for (int64_t k = 0; k < nd; ++k) {
+        for (int64_t n = 0; n < N; ++n) part.dA[(b * D + d0 + k) * N + n] = dA[n * K + k];
+        part.dD[b * D + d0 + k] = dD_acc[k];
+        part.dbias[b * D + d0 + k] = dbias_acc[k];
+    }
+}
+
+// The task functions as called: every helper inlined into one function per instruction set.
+template <typename T> [[gnu::flatten]] void fwd_task_base(const ScanFwdArgs<T>& a, int64_t task, T* w) {
+    fwd_task(a, task, w);
+}
+template <typename T>
+[[gnu::flatten]] void bwd_task_base(const ScanBwdArgs<T>& a, int64_t task, T* w, const BwdPartials<T>& p) {
+    bwd_task(a, task, w, p);
+}
+#if MG_VM_HAVE_AVX2
+MG_VM_AVX2_FN void fwd_task_avx2(const ScanFwdArgs<float>& a, int64_t task, float* w) { fwd_task(a, task, w); }
+MG_VM_AVX2_FN void bwd_task_avx2(const ScanBwdArgs<float>& a, int64_t task, float* w, const BwdPartials<float>& p) {
+    bwd_task(a, task, w, p);
+}
+#endif
+
+} // namespace
+
+template <typename T> void selective_scan_fwd_cpu(const ScanFwdArgs<T>& a) {
+    const int64_t n_tasks = a.B * ((a.D + kCpuBlock - 1) / kCpuBlock);
+    auto run = &fwd_task_base<T>;
+#if MG_VM_HAVE_AVX2
+    if constexpr (std::is_same_v<T, float>)
+        if (vm::use_avx2()) run = &fwd_task_avx2;
+#endif
+    const bool par = a.B * a.D * a.L * a.N > kParallelGrain;
+    Scratch<T> scratch(par ? omp_get_max_threads() : 1, fwd_scratch(a.N));
+#pragma omp parallel if (par)
+    {
+        T* w = scratch.thread();
+#pragma omp for schedule(static)
+        for (int64_t task = 0; task < n_tasks; ++task) run(a, task, w);
+    }
+}
+
+// Memory: the forward's (B, L/kCpuScanChunk, D, N) checkpoints, O(B·L·D), plus per-thread buffers
+// of O(kCpuScanChunk·N·kCpuBlock) and the per-task partial sums of dB and dC.
+template <typename T> void selective_scan_bwd_cpu(const ScanBwdArgs<T>& a) {
+    const int64_t B = a.B, L = a.L, D = a.D, N = a.N, n_blocks = (D + kCpuBlock - 1) / kCpuBlock;
+    MG_CHECK(a.ckpt || cpu_scan_n_chunks(L) == 1, "selective_scan backward: L = {} needs the forward's state checkpoints",
+             L);
+    std::vector<T> dBp(size_t(B * n_blocks * L * N)), dCp(size_t(B * n_blocks * L * N));
+    std::vector<T> dA_part(size_t(B * D * N)), dD_part(size_t(B * D)), dbias_part(size_t(B * D));
+    const BwdPartials<T> part{dBp.data(), dCp.data(), dA_part.data(), dD_part.data(), dbias_part.data()};
+    auto run = &bwd_task_base<T>;
+#if MG_VM_HAVE_AVX2
+    if constexpr (std::is_same_v<T, float>)
+        if (vm::use_avx2()) run = &bwd_task_avx2;
+#endif
+    const bool par = B * D * L * N > kParallelGrain;
+    Scratch<T> scratch(par ? omp_get_max_threads() : 1, bwd_scratch(N));
+#pragma omp parallel if (par)
+    {
+        T* w = scratch.thread();
+#pragma omp for schedule(static)
+        for (int64_t task = 0; task < B * n_blocks; ++task) run(a, task, w, part);
         // fixed-order reductions over tasks and over the batch
 #pragma omp for schedule(static)
         for (int64_t j = 0; j < B * L * N; ++j) {
@@ -341,7 +552,9 @@ ScanResult selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A,
     r.out = Tensor::empty({B, L, D}, o);
     if (opts.return_last_state) r.last_state = Tensor::empty({B, D, N}, o);
     Tensor y = grad && z.defined() ? Tensor::empty({B, L, D}, o) : Tensor();
-    Tensor ckpt = grad && u.is_cuda() ? Tensor::empty({B, cuda::scan_n_chunks(L), D, N}, o) : Tensor();
+    // the states at chunk ends, from which the backward recomputes one chunk at a time
+    Tensor ckpt = grad ? Tensor::empty({B, u.is_cuda() ? cuda::scan_n_chunks(L) : cpu_scan_n_chunks(L), D, N}, o)
+                       : Tensor();
     dispatch_float(u.dtype(), "selective_scan", [&]<typename T>() {
         ScanFwdArgs<T> a;
         a.out = r.out.data<T>(); a.y = mptr<T>(y); a.last_state = mptr<T>(r.last_state); a.ckpt = mptr<T>(ckpt);

@@ -50,7 +50,12 @@ Tensor selective_state_update(const Tensor& state, const Tensor& u_t, const Tens
                               const Tensor& z_t = {}, const Tensor& delta_bias = {}, bool delta_softplus = true);
 
 // ---- kernels --------------------------------------------------------------------------------
-// CPU forward/backward (OpenMP over (b, d)); args as in cuda/selective_scan.h (ckpt unused).
+// CPU forward/backward (OpenMP over batch × blocks of channels); args as in cuda/selective_scan.h.
+// The CPU checkpoints `ckpt` are (B, cpu_scan_n_chunks(L), D, N): the states at the end of every
+// kCpuScanChunk steps, written by the forward when non-null, needed by the backward when L is
+// longer than one chunk.
+constexpr int64_t kCpuScanChunk = 64;
+inline int64_t cpu_scan_n_chunks(int64_t L) { return (L + kCpuScanChunk - 1) / kCpuScanChunk; }
 template <typename T> void selective_scan_fwd_cpu(const ScanFwdArgs<T>& a);
 template <typename T> void selective_scan_bwd_cpu(const ScanBwdArgs<T>& a);
 // The reference: mamba_ssm's selective_scan_ref, loop by loop, in double. out (B, L, D) and

@@ -1,8 +1,12 @@
 // tests/test_selective_scan.cpp: the selective scan against mamba_ssm's reference (in double),
 // gradcheck on each device, CUDA-vs-CPU parity of outputs and all gradients, determinism,
 // the recurrent step against the parallel forward, long sequences, and bad inputs.
+#include <omp.h>
+
 #include <cmath>
 
+#include "ops/dispatch.h"
+#include "ops/vec_math.h"
 #include "tests/helpers.h"
 
 using namespace mg;
@@ -119,6 +123,53 @@ TEST_CASE("selective_scan: the backward is deterministic (bit-identical gradient
             }
         }
     }
+}
+
+TEST_CASE("selective_scan: CPU results are bit-identical on 1 and 2 threads, on each instruction set", "[scan]") {
+    // 3 chunks of kCpuScanChunk (the last partial) and 3 channel blocks (the last partial), large
+    // enough to run in parallel; both CPU code paths (baseline x86-64 and AVX2 + FMA, when this CPU
+    // has them) against the double reference, and each path against itself on 1 and 2 threads.
+    ScanCase c{2, 2 * kCpuScanChunk + 22, 37, 16, true, true};
+    REQUIRE(c.B * c.L * c.D * c.N > kParallelGrain);
+    auto v = make_inputs(c, {DType::f32, Device::cpu()}, 606);
+    ScanFwdArgs<float> a;
+    a.u = v[0].data<float>(); a.delta = v[1].data<float>(); a.A = v[2].data<float>();
+    a.Bm = v[3].data<float>(); a.Cm = v[4].data<float>(); a.Dskip = v[5].data<float>();
+    a.z = v[6].data<float>(); a.delta_bias = v[7].data<float>();
+    a.softplus = true; a.B = c.B; a.L = c.L; a.D = c.D; a.N = c.N;
+    std::vector<double> ref(size_t(c.B * c.L * c.D));
+    selective_scan_ref<float>(ref.data(), nullptr, a);
+    Generator g(7);
+    Tensor dy = Tensor::randn({c.B, c.L, c.D}, {}, g);
+    // out, then the gradients of all eight inputs
+    auto results = [&](int threads) {
+        const int saved = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        for (auto& t : v) { t.zero_grad(); t.set_requires_grad(true); }
+        Tensor o = run(v, true).out;
+        o.backward(dy);
+        omp_set_num_threads(saved);
+        std::vector<std::vector<float>> r = {o.to_vector<float>()};
+        for (auto& t : v) r.push_back(t.grad().to_vector<float>());
+        return r;
+    };
+    std::vector<bool> isas = {false};
+    if (vm::use_avx2()) isas.push_back(true);
+    std::vector<std::vector<std::vector<float>>> per_isa;
+    for (bool avx2 : isas) {
+        vm::set_avx2(avx2);
+        auto one = results(1), two = results(2);
+        vm::set_avx2(true);
+        INFO((avx2 ? "AVX2 + FMA" : "baseline"));
+        mg::test::require_close(Tensor::from_vector(std::vector<double>(one[0].begin(), one[0].end()), {c.B, c.L, c.D}),
+                                Tensor::from_vector(ref, {c.B, c.L, c.D}), 1e-4, 1e-4, "out vs reference");
+        for (size_t i = 0; i < one.size(); ++i) CHECK(one[i] == two[i]);
+        per_isa.push_back(one);
+    }
+    if (per_isa.size() == 2) // the two paths round differently (FMA), but compute the same values
+        for (size_t i = 0; i < per_isa[0].size(); ++i)
+            for (size_t j = 0; j < per_isa[0][i].size(); ++j)
+                REQUIRE(std::fabs(per_isa[0][i][j] - per_isa[1][i][j]) <= 2e-4 * (1 + std::fabs(per_isa[1][i][j])));
 }
 
 TEST_CASE("selective_scan: stepping token by token equals the parallel forward", "[scan]") {
