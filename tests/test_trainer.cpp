@@ -1,10 +1,6 @@
 // tests/test_trainer.cpp: the MQAR trainer (train/trainer.h): a tiny model learns Standard MQAR,
 // checkpoints round-trip, a resumed run repeats an uninterrupted one bit for bit, and bad configs
 // and CLI calls fail with one line naming the key.
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,24 +11,14 @@
 using namespace mg;
 using namespace mg::train;
 using nlohmann::json;
+using mg::test::require_one_error_line;
+using mg::test::Run;
+using mg::test::run_cli;
+using mg::test::TempDir;
 
 namespace {
 
 namespace fs = std::filesystem;
-
-struct TempDir {
-    fs::path path;
-    explicit TempDir(const std::string& tag) {
-        path = fs::temp_directory_path() / fmt::format("mg_test_trainer_{}_{}", tag, ::getpid());
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // A small, fast config on the CPU: no files unless a run_dir is set, no test variants.
 TrainConfig tiny_config(const std::string& extra = "{}") {
@@ -46,33 +32,6 @@ TrainConfig tiny_config(const std::string& extra = "{}") {
 }
 
 std::vector<double> host(const Tensor& t) { return t.detach().to(DType::f64).to(Device::cpu()).to_vector<double>(); }
-
-struct Run {
-    int status = -1;
-    std::string out; // stdout and stderr together
-};
-
-// The `mambagrad` program built beside the test binary (as tests/test_cli.cpp runs it).
-Run run_cli(const std::string& args) {
-    std::string bin = (fs::read_symlink("/proc/self/exe").parent_path() / "mambagrad").string();
-    REQUIRE(fs::exists(bin));
-    Run r;
-    FILE* p = popen((bin + " " + args + " 2>&1").c_str(), "r");
-    REQUIRE(p);
-    std::array<char, 4096> buf;
-    while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-    int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
-
-void require_one_error_line(const Run& r, const std::vector<std::string>& must_contain) {
-    INFO(r.out);
-    CHECK(r.status == 2);
-    CHECK(r.out.rfind("error: ", 0) == 0);
-    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
-    for (const auto& s : must_contain) CHECK(r.out.find(s) != std::string::npos);
-}
 
 } // namespace
 
