@@ -1,6 +1,8 @@
 // train/cli.cpp: the `mambagrad` command.
 //
 //   mambagrad info                          build, devices, allocator, BLAS
+//   mambagrad info [--config f.json] [--key value ...] [--json]   a model's parameter table
+//   mambagrad info --checkpoint f.safetensors [--json]            (train/info.h)
 //   mambagrad gradcheck --op matmul [--device cuda] [--dtype f64]
 //   mambagrad gradcheck --list
 //   mambagrad train [--config f.json] [--key value ...]   (train/trainer.h lists the keys)
@@ -14,6 +16,7 @@
 
 #include "mambagrad.h"
 #include "ops/op_table.h"
+#include "train/info.h"
 #include "train/trainer.h"
 
 using namespace mg;
@@ -33,6 +36,45 @@ int cmd_info() {
                    s.allocated, s.peak_allocated, s.reserved, s.num_cuda_malloc);
     }
     fmt::print("  ops with gradcheck cases: {}\n", fmt::join(kOpNames, ", "));
+    return 0;
+}
+
+constexpr const char* kInfoUsage = R"(usage: mambagrad info [--config FILE] [--KEY VALUE ...] [--json]
+       mambagrad info --checkpoint FILE.safetensors [--json]
+
+Without arguments: the build, devices, CPU GEMM and CUDA allocator. With a model (the config flags
+of `mambagrad train`, e.g. --model.preset 130m --model.global_selection.enabled true, or a
+checkpoint): the parameter table (mamba_ssm names, shapes, counts, dtypes), the totals with and
+without global selection (lm_head tied to the embedding) and the bytes in fp32; --json prints the
+same as one JSON object.
+)";
+
+int cmd_model_info(const std::vector<std::string>& args) {
+    std::string checkpoint;
+    bool as_json = false;
+    std::vector<std::string> config_args;
+    for (size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--help" || args[i] == "-h") {
+            fmt::print("{}", kInfoUsage);
+            return 0;
+        }
+        if (args[i] == "--json") as_json = true;
+        else if (args[i] == "--checkpoint") {
+            MG_CHECK(i + 1 < args.size(), "info: --checkpoint needs a file");
+            checkpoint = args[++i];
+        } else if (args[i].starts_with("--checkpoint=")) checkpoint = args[i].substr(13);
+        else config_args.push_back(args[i]);
+    }
+    if (checkpoint.empty() && config_args.empty()) {
+        MG_CHECK(!as_json, "info: --json needs a model (--config, --model.KEY VALUE or --checkpoint)");
+        return cmd_info();
+    }
+    MG_CHECK(checkpoint.empty() || config_args.empty(),
+             "info: --checkpoint takes no config flags (got {}); the model is the checkpoint's",
+             fmt::join(config_args, " "));
+    train::ModelInfo m = checkpoint.empty() ? train::model_info(train::parse_train_args(config_args).model)
+                                            : train::model_info_from_checkpoint(checkpoint);
+    fmt::print("{}", as_json ? train::model_info_json(m).dump(2) + "\n" : train::format_model_info(m));
     return 0;
 }
 
@@ -151,7 +193,7 @@ int cmd_data(const std::string& config, const std::string& out, const std::map<s
 int main(int argc, char** argv) {
     CLI::App app{"mambagrad: tensors, autograd and Mamba kernels on CPU and CUDA"};
     app.require_subcommand(1);
-    auto* info = app.add_subcommand("info", "build configuration, devices and memory");
+    app.add_subcommand("info", "build configuration, devices and memory; a model's parameter table (info --help)");
     std::string op, device = "cpu";
     bool list = false;
     auto* gc = app.add_subcommand("gradcheck", "finite-difference gradient check of an op (f64)");
@@ -188,6 +230,7 @@ int main(int argc, char** argv) {
     }
     try {
         if (argc > 1 && std::string(argv[1]) == "train") return cmd_train(std::vector<std::string>(argv + 2, argv + argc));
+        if (argc > 1 && std::string(argv[1]) == "info") return cmd_model_info(std::vector<std::string>(argv + 2, argv + argc));
     } catch (const mg::Error& e) {
         fmt::print(stderr, "error: {}\n", e.what());
         return 2;
@@ -204,7 +247,6 @@ int main(int argc, char** argv) {
         return 2;
     }
     try {
-        if (*info) return cmd_info();
         if (*gc) return cmd_gradcheck(op, device, list);
         if (*ev) return cmd_eval(checkpoint, variants, grid, eval_examples, eval_split, eval_device);
         if (*da) {

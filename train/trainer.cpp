@@ -411,9 +411,9 @@ void apply_override(json& config, const std::string& key, const std::string& val
 }
 
 json checkpoint_config(const std::string& checkpoint) {
-    SafetensorsFile f = load_safetensors(checkpoint);
-    auto it = f.metadata.find(kCheckpointConfigKey);
-    MG_CHECK(it != f.metadata.end() && !it->second.empty(), "checkpoint '{}' holds no run config (metadata '{}')",
+    const Metadata metadata = read_safetensors_header(checkpoint).metadata;
+    auto it = metadata.find(kCheckpointConfigKey);
+    MG_CHECK(it != metadata.end() && !it->second.empty(), "checkpoint '{}' holds no run config (metadata '{}')",
              checkpoint, kCheckpointConfigKey);
     try {
         return json::parse(it->second);
@@ -458,6 +458,11 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
         base["model"] = default_model_json();
     }
     if (!base.contains("model")) base["model"] = default_model_json();
+    // --model.preset on the default model section means the preset as published (its own
+    // d_model and vocabulary), not the default's zoology d_model 64 and "auto" vocabulary.
+    const bool preset_given = std::any_of(overrides.begin(), overrides.end(),
+                                          [](const auto& kv) { return kv.first == "model.preset"; });
+    if (preset_given && base["model"] == default_model_json()) base["model"] = json::object();
     for (const auto& [k, v] : overrides) apply_override(base, k, v);
     return TrainConfig::from_json(base);
 }
