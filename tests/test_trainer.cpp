@@ -113,6 +113,7 @@ TEST_CASE("trainer: checkpoint round trip", "[trainer]") {
     REQUIRE(fs::exists(s.final_checkpoint));
     CHECK(fs::exists(dir.file("run/config.json")));
     CHECK(fs::exists(dir.file("run/metrics.jsonl")));
+    for (const char* f : {"run/loss.png", "run/loss.svg", "run/accuracy.png", "run/accuracy.svg"}) CHECK(fs::exists(dir.file(f)));
 
     // mamba_ssm names, the config and the trainer state in the metadata, AdamW state beside
     SafetensorsFile f = load_safetensors(s.final_checkpoint);

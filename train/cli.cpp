@@ -7,6 +7,7 @@
 //   mambagrad gradcheck --list
 //   mambagrad train [--config f.json] [--key value ...]   (train/trainer.h lists the keys)
 //   mambagrad eval --checkpoint f.safetensors [--variant standard,last,shuffle] [--grid 64x4,...]
+//   mambagrad plot RUN_DIR                  loss/accuracy charts (PNG + SVG) from metrics.jsonl
 //   mambagrad data --out f.jsonl [--variant standard] [--grid 64x4] [--examples 100] [--split train]
 //
 // Every failure prints one `error: ...` line to stderr and exits with status 2.
@@ -17,6 +18,7 @@
 #include "mambagrad.h"
 #include "ops/op_table.h"
 #include "train/info.h"
+#include "train/plot.h"
 #include "train/trainer.h"
 
 using namespace mg;
@@ -167,6 +169,13 @@ int cmd_eval(const std::string& checkpoint, const std::string& variants, const s
     return 0;
 }
 
+int cmd_plot(const std::string& run_dir) {
+    const train::RunPlots p = train::write_run_plots(run_dir);
+    fmt::print("wrote {} from {} rows of {}/metrics.jsonl{}\n", fmt::join(p.files, ", "), p.rows, run_dir,
+               p.skipped_lines ? fmt::format(" ({} lines that are not JSON objects skipped)", p.skipped_lines) : "");
+    return 0;
+}
+
 int cmd_data(const std::string& config, const std::string& out, const std::map<std::string, std::string>& task_keys,
              int64_t examples, const std::string& split_name) {
     MG_CHECK(!out.empty(), "data: --out FILE is required");
@@ -223,9 +232,13 @@ int main(int argc, char** argv) {
     da->add_option("--examples", data_examples, "examples per cell (default: the task's for the split)");
     da->add_option("--split", data_split, "train, valid or test (the seed base and the training-only labels)");
 
-    const std::set<std::string> commands = {"info", "gradcheck", "train", "eval", "data"};
+    std::string plot_dir;
+    auto* pl = app.add_subcommand("plot", "write loss and accuracy charts (PNG and SVG) of a run from its metrics.jsonl");
+    pl->add_option("RUN_DIR", plot_dir, "a run directory of `mambagrad train`")->required();
+
+    const std::set<std::string> commands = {"info", "gradcheck", "train", "eval", "data", "plot"};
     if (argc > 1 && argv[1][0] != '-' && !commands.count(argv[1])) {
-        fmt::print(stderr, "error: unknown command '{}'; expected one of: info, gradcheck, train, eval, data\n", argv[1]);
+        fmt::print(stderr, "error: unknown command '{}'; expected one of: info, gradcheck, train, eval, data, plot\n", argv[1]);
         return 2;
     }
     try {
@@ -248,6 +261,7 @@ int main(int argc, char** argv) {
     }
     try {
         if (*gc) return cmd_gradcheck(op, device, list);
+        if (*pl) return cmd_plot(plot_dir);
         if (*ev) return cmd_eval(checkpoint, variants, grid, eval_examples, eval_split, eval_device);
         if (*da) {
             std::map<std::string, std::string> given;

@@ -24,6 +24,7 @@
 #include "train/clip.h"
 #include "train/guard.h"
 #include "train/metrics.h"
+#include "train/plot.h"
 
 namespace mg::train {
 
@@ -691,6 +692,7 @@ std::string Trainer::test_table() {
         }
         cols.emplace_back(std::string(data::variant_name(v)), r.score);
     }
+    if (log_) write_run_plots(run_dir_); // again, with the test rows
     return format_score_table(cols, fmt::format("query accuracy (%) on the test split, {} examples per cell; trained "
                                                 "on {} for {} steps",
                                                 cfg_.task.test_examples, data::variant_name(cfg_.task.variant),
@@ -869,6 +871,8 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
     if (!run_dir_.empty()) {
         sum.final_checkpoint = (std::filesystem::path(run_dir_) / "final.safetensors").string();
         save_checkpoint(sum.final_checkpoint);
+        if (out_) fmt::print(out_, "plots: {}\n", fmt::join(write_run_plots(run_dir_).files, ", "));
+        else write_run_plots(run_dir_);
     }
     sum.steps = state_.step;
     sum.epochs = state_.epoch;

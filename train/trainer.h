@@ -50,7 +50,8 @@
 // the validation set is scored with data/metric.h; the run stops early when the validation
 // query accuracy (mean over subtasks) reaches target_accuracy. Checkpoints: see checkpoint.h,
 // in <run_dir>/checkpoints/step_<n>.safetensors (the newest keep_checkpoints kept), and
-// <run_dir>/final.safetensors at the end.
+// <run_dir>/final.safetensors at the end, with loss and accuracy charts (train/plot.h:
+// loss.{png,svg}, accuracy.{png,svg}; redrawn by test_table() with the test rows).
 //
 // ---- Exact resume ------------------------------------------------------------------------------
 // A checkpoint holds the parameters, AdamW's state and step counts, (epoch, step, cursor) and
