@@ -207,23 +207,43 @@ MambaConfig MambaConfig::from_json(std::string_view text) {
     return c;
 }
 
-int64_t count_parameters(const MambaConfig& c) {
+std::vector<ParameterSpec> parameter_specs(const MambaConfig& c) {
     c.validate();
-    int64_t d = c.d_model, D = c.d_inner(), R = c.resolved_dt_rank(), N = c.d_state, k = c.d_conv;
-    int64_t per_layer = 2 * d * D          // in_proj
-                        + D * (k + 1)      // conv1d weight + bias
-                        + D * (R + 2 * N)  // x_proj
-                        + (R + 1) * D      // dt_proj weight + bias
-                        + D * N + D        // A_log, D
-                        + D * d            // out_proj
-                        + d;               // norm
-    int64_t total = c.n_layer * per_layer + c.padded_vocab() * d + d; // + embedding + norm_f
-    const int64_t K = c.global_selection.k_long;
-    const int64_t global = c.global_selection.kind == GlobalSelectionKind::longconv
-                               ? D * (K + 1)                        // weight + bias
-                               : D * K + D + 2 * D * D + 2 * D;     // kernel, D, output_linear
-    for (int64_t l = 0; l < c.n_layer; ++l)
-        if (c.global_selection.applies_to(l)) total += global;
+    const int64_t d = c.d_model, D = c.d_inner(), R = c.resolved_dt_rank(), N = c.d_state, k = c.d_conv;
+    std::vector<ParameterSpec> out = {{"backbone.embedding.weight", {c.padded_vocab(), d}}};
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const std::string p = "backbone.layers." + std::to_string(l) + ".";
+        auto add = [&](const char* name, Shape shape) { out.push_back({p + name, std::move(shape)}); };
+        add("mixer.A_log", {D, N});
+        add("mixer.D", {D});
+        add("mixer.in_proj.weight", {2 * D, d});
+        add("mixer.conv1d.weight", {D, 1, k});
+        add("mixer.conv1d.bias", {D});
+        if (c.global_selection.applies_to(l)) {
+            const int64_t K = c.global_selection.k_long;
+            if (c.global_selection.kind == GlobalSelectionKind::longconv) {
+                add("mixer.long_conv.weight", {D, 1, K});
+                add("mixer.long_conv.bias", {D});
+            } else { // flashlongconv (nn/layers.h FlashLongConv)
+                add("mixer.long_conv.D", {1, D});
+                add("mixer.long_conv.kernel", {1, D, K});
+                add("mixer.long_conv.output_linear.weight", {2 * D, D});
+                add("mixer.long_conv.output_linear.bias", {2 * D});
+            }
+        }
+        add("mixer.x_proj.weight", {R + 2 * N, D});
+        add("mixer.dt_proj.weight", {D, R});
+        add("mixer.dt_proj.bias", {D});
+        add("mixer.out_proj.weight", {d, D});
+        add("norm.weight", {d});
+    }
+    out.push_back({"backbone.norm_f.weight", {d}});
+    return out;
+}
+
+int64_t count_parameters(const MambaConfig& c) {
+    int64_t total = 0;
+    for (const ParameterSpec& p : parameter_specs(c)) total += p.numel();
     return total;
 }
 

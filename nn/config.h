@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ops/fft_conv.h"
+#include "tensor/shape.h"
 
 namespace mg::nn {
 
@@ -80,13 +81,31 @@ struct MambaConfig {
     static MambaConfig from_json(std::string_view text); // throws naming the key on any error
 };
 
-// The number of parameter elements of MambaLM(cfg) (lm_head tied: counted once), from the shapes
-// alone, without building the model. Per layer, with d = d_model, D = d_inner, R = dt_rank,
-// N = d_state, k = d_conv:
-//   in_proj 2dD + conv1d D(k+1) + x_proj D(R+2N) + dt_proj (R+1)D + A_log DN + D + out_proj Dd
-//   + norm d  (+ long_conv D(k_long+1) in global-selection layers; kind flashlongconv:
-//   D k_long + D + 2D^2 + 2D);
-// plus embedding V_padded d and norm_f d.
+// One parameter of MambaLM(cfg): its mamba_ssm name and shape.
+struct ParameterSpec {
+    std::string name;
+    Shape shape;
+    int64_t numel() const { return numel_of(shape); }
+    bool operator==(const ParameterSpec&) const = default;
+};
+
+// MambaLM(cfg)'s parameters, in named_parameters() order (lm_head tied: not listed), from the
+// config alone, without building the model (mamba-130m's would take 0.5 GB and seconds to
+// initialise). With d = d_model, D = d_inner, R = dt_rank, N = d_state, k = d_conv, per layer i:
+//   backbone.layers.i.mixer.A_log (D, N), .D (D), .in_proj.weight (2D, d),
+//   .conv1d.weight (D, 1, k), .conv1d.bias (D),
+//   [.long_conv.weight (D, 1, k_long), .long_conv.bias (D)   global-selection layers only;
+//    kind flashlongconv: .long_conv.D (1, D), .long_conv.kernel (1, D, k_long),
+//    .long_conv.output_linear.weight (2D, D), .long_conv.output_linear.bias (2D)]
+//   .x_proj.weight (R + 2N, D), .dt_proj.weight (D, R), .dt_proj.bias (D), .out_proj.weight (d, D),
+//   backbone.layers.i.norm.weight (d);
+// first backbone.embedding.weight (V_padded, d), last backbone.norm_f.weight (d).
+// A test checks names and shapes against built models.
+std::vector<ParameterSpec> parameter_specs(const MambaConfig& cfg);
+
+// The number of parameter elements of MambaLM(cfg) (lm_head tied: counted once): the sum over
+// parameter_specs(cfg). 129,135,360 for "130m"; + 4,755,456 with global selection (k_long 128)
+// in all 24 layers.
 int64_t count_parameters(const MambaConfig& cfg);
 
 std::string_view init_scheme_name(InitScheme s);

@@ -1,7 +1,13 @@
 // tests/helpers.cpp: see tests/helpers.h.
 #include "tests/helpers.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdio>
 
 #include "ops/op_table.h"
 
@@ -83,6 +89,45 @@ void parity_op(const std::string& op) {
                     require_close(gpu_in[i].grad(), cpu_in[i].grad(), 1e-5, 1e-5, fmt::format("grad of input {}", i));
         }
     }
+}
+
+TempDir::TempDir(const std::string& tag) {
+    path = std::filesystem::temp_directory_path() / fmt::format("mg_test_{}_{}", tag, ::getpid());
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+}
+
+TempDir::~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+}
+
+std::vector<std::string> TempDir::listing() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(path)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+Run run_cli(const std::string& args) {
+    std::string bin = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mambagrad").string();
+    REQUIRE(std::filesystem::exists(bin));
+    Run r;
+    FILE* p = popen((bin + " " + args + " 2>&1").c_str(), "r");
+    REQUIRE(p);
+    std::array<char, 4096> buf;
+    while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
+    int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+void require_one_error_line(const Run& r, const std::vector<std::string>& must_contain) {
+    INFO(r.out);
+    CHECK(r.status == 2);
+    CHECK(r.out.rfind("error: ", 0) == 0);
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+    for (const auto& s : must_contain) CHECK(r.out.find(s) != std::string::npos);
 }
 
 } // namespace mg::test

@@ -1,11 +1,13 @@
 // tests/helpers.h: what every test file shares: the devices to run on, skipping CUDA cases
 // without a GPU, closeness checks that say where they fail, gradcheck/parity drivers over the op
-// table, and a check that an error message names what it should.
+// table, a check that an error message names what it should, temporary directories and a way to
+// run the `mambagrad` program.
 #pragma once
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -55,5 +57,26 @@ void parity_op(const std::string& op);
             }                                                                                 \
         }                                                                                     \
     } while (0)
+
+// A fresh directory per test case, /tmp/mg_test_<tag>_<pid>, removed at the end of the case.
+struct TempDir {
+    std::filesystem::path path;
+    explicit TempDir(const std::string& tag);
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    std::string file(const std::string& name) const { return (path / name).string(); }
+    std::vector<std::string> listing() const; // file names, sorted
+};
+
+// Runs the `mambagrad` program built beside the test binary with `args` (a shell command line).
+struct Run {
+    int status = -1;
+    std::string out; // stdout and stderr together
+};
+Run run_cli(const std::string& args);
+// The run failed the CLI's way: exit status 2 and exactly one line, "error: ...", that contains
+// every one of `must_contain`.
+void require_one_error_line(const Run& r, const std::vector<std::string>& must_contain);
 
 } // namespace mg::test

@@ -1,43 +1,17 @@
 // tests/test_cli.cpp: the `mambagrad` program (built beside the test binary): it works, and a bad
-// call prints exactly one `error:` line and exits with status 2.
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
-#include <cstdio>
-#include <filesystem>
-
+// call prints exactly one `error:` line and exits with status 2; `info` prints a model's parameter
+// table (train/info.h).
 #include "tests/helpers.h"
+#include "train/checkpoint.h"
+#include "train/info.h"
+#include "train/trainer.h"
 
-namespace {
+using namespace mg;
 
-struct Run {
-    int status = -1;
-    std::string out; // stdout and stderr together
-};
-
-Run run_cli(const std::string& args) {
-    std::string bin = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mambagrad").string();
-    REQUIRE(std::filesystem::exists(bin));
-    Run r;
-    FILE* p = popen((bin + " " + args + " 2>&1").c_str(), "r");
-    REQUIRE(p);
-    std::array<char, 4096> buf;
-    while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-    int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
-
-void require_one_error_line(const Run& r, const std::string& must_contain) {
-    INFO(r.out);
-    CHECK(r.status == 2);
-    CHECK(r.out.rfind("error: ", 0) == 0);
-    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
-    CHECK(r.out.find(must_contain) != std::string::npos);
-}
-
-} // namespace
+using mg::test::require_one_error_line;
+using mg::test::run_cli;
+using mg::test::Run;
+using mg::test::TempDir;
 
 TEST_CASE("cli: info and gradcheck run", "[cli]") {
     Run info = run_cli("info");
@@ -53,9 +27,88 @@ TEST_CASE("cli: info and gradcheck run", "[cli]") {
 }
 
 TEST_CASE("cli: bad calls print one error line and exit 2", "[cli][errors]") {
-    require_one_error_line(run_cli("gradcheck --op nosuchop"), "unknown op 'nosuchop'");
-    require_one_error_line(run_cli("gradcheck --op add --device tpu"), "unknown device 'tpu'");
-    require_one_error_line(run_cli("gradcheck --op add --device cuda:9"), "cuda:9");
-    require_one_error_line(run_cli("gradcheck --bogus"), "--bogus");
-    require_one_error_line(run_cli("frobnicate"), "frobnicate");
+    require_one_error_line(run_cli("gradcheck --op nosuchop"), {"unknown op 'nosuchop'"});
+    require_one_error_line(run_cli("gradcheck --op add --device tpu"), {"unknown device 'tpu'"});
+    require_one_error_line(run_cli("gradcheck --op add --device cuda:9"), {"cuda:9"});
+    require_one_error_line(run_cli("gradcheck --bogus"), {"--bogus"});
+    require_one_error_line(run_cli("frobnicate"), {"frobnicate"});
+}
+
+// ---- info: a model's parameter table ---------------------------------------------------------------
+
+TEST_CASE("cli: info prints a model's parameter table and totals", "[cli][info]") {
+    // mamba-130m without building it: the published count, and the paper's "+4M" global selection
+    Run m = run_cli("info --model.preset 130m");
+    INFO(m.out);
+    REQUIRE(m.status == 0);
+    CHECK(m.out.find("parameters: 129,135,360 (516,541,440 bytes in fp32)") != std::string::npos);
+    CHECK(m.out.find("global selection adds 0") != std::string::npos);
+    const size_t row = m.out.find("backbone.layers.23.mixer.dt_proj.weight");
+    REQUIRE(row != std::string::npos);
+    const std::string line = m.out.substr(row, m.out.find('\n', row) - row);
+    CHECK(line.find(" (1536,48) ") != std::string::npos);
+    CHECK(line.find(" 73,728  f32") != std::string::npos);
+    Run gs = run_cli("info --model.preset 130m --model.global_selection.enabled true --model.global_selection.k_long 128");
+    INFO(gs.out);
+    REQUIRE(gs.status == 0);
+    CHECK(gs.out.find("without global selection: 129,135,360; global selection adds 4,755,456") != std::string::npos);
+    CHECK(gs.out.find("in 24 of 24 layers") != std::string::npos);
+
+    // --json: the table equals a built model's named_parameters (a small config, global selection in layer 1)
+    Run js = run_cli("info --json --model.d_model 24 --model.n_layer 3 --model.global_selection "
+                     "'{\"enabled\": true, \"k_long\": 7, \"layers\": [1]}'");
+    INFO(js.out);
+    REQUIRE(js.status == 0);
+    const nlohmann::json j = nlohmann::json::parse(js.out);
+    const train::TrainConfig cfg = train::parse_train_args(
+        {"--model.d_model", "24", "--model.n_layer", "3", "--model.global_selection", R"({"enabled": true, "k_long": 7, "layers": [1]})"});
+    Generator g(0);
+    nn::MambaLM model(cfg.model, {}, g);
+    const nn::NamedTensors np = model.named_parameters();
+    REQUIRE(j["parameters"].size() == np.size());
+    for (size_t i = 0; i < np.size(); ++i) {
+        CHECK(j["parameters"][i]["name"] == np[i].first);
+        CHECK(j["parameters"][i]["shape"].get<Shape>() == np[i].second.shape());
+        CHECK(j["parameters"][i]["count"] == np[i].second.numel());
+        CHECK(j["parameters"][i]["dtype"] == "f32");
+    }
+    CHECK(j["total"] == model.num_parameters());
+    CHECK(j["global_selection"] == 48 * 8); // D (k_long + 1) in one layer, D = 2 * 24
+    CHECK(j["bytes_fp32"] == 4 * model.num_parameters());
+    CHECK(j["config"]["n_layer"] == 3);
+}
+
+TEST_CASE("cli: info reads a checkpoint's header", "[cli][info]") {
+    TempDir dir("cli_info");
+    const train::TrainConfig cfg = train::parse_train_args(
+        {"--model.d_model", "16", "--model.n_layer", "2", "--run_dir", "", "--device", "cpu"});
+    train::Trainer t(cfg, nullptr);
+    const std::string ckpt = dir.file("c.safetensors");
+    t.save_checkpoint(ckpt);
+    Run r = run_cli("info --checkpoint " + ckpt);
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("model (" + ckpt + ")") != std::string::npos);
+    CHECK(r.out.find(fmt::format("parameters: {} ", train::group_thousands(t.model().num_parameters()))) !=
+          std::string::npos);
+    CHECK(r.out.find("checkpoint at step 0 (epoch 0, batch 0), " + std::to_string(2 * t.model().named_parameters().size()) +
+                     " optimizer tensors") != std::string::npos);
+    Run js = run_cli("info --json --checkpoint=" + ckpt);
+    REQUIRE(js.status == 0);
+    CHECK(nlohmann::json::parse(js.out)["total"] == t.model().num_parameters());
+
+    // a file whose tensors do not match its config: the parameter is named
+    train::save_checkpoint(dir.file("bad.safetensors"), {{"backbone.embedding.weight", Tensor::zeros({3, 16})}}, nullptr,
+                           {}, cfg.to_json().dump());
+    require_one_error_line(run_cli("info --checkpoint " + dir.file("bad.safetensors")),
+                           {"backbone.embedding.weight", "is (3,16) in the file"});
+}
+
+TEST_CASE("cli: info errors name the key or file", "[cli][info][errors]") {
+    require_one_error_line(run_cli("info --model.preset 7b"), {"preset", "7b"});
+    require_one_error_line(run_cli("info --checkpoint /nonexistent/x.safetensors"), {"/nonexistent/x.safetensors", "does not exist"});
+    require_one_error_line(run_cli("info --checkpoint"), {"--checkpoint needs a file"});
+    require_one_error_line(run_cli("info --model.d_modl 3"), {"d_modl"});
+    require_one_error_line(run_cli("info --json"), {"--json needs a model"});
+    require_one_error_line(run_cli("info --checkpoint x.safetensors --lr 1"), {"takes no config flags"});
 }

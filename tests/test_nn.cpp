@@ -119,6 +119,9 @@ TEST_CASE("nn: parameter counts of mamba-130m and tiny, and of built models", "[
         MambaLM model(cfg, {}, g);
         INFO(cfg.to_json());
         CHECK(model.num_parameters() == count_parameters(cfg));
+        std::vector<ParameterSpec> built;
+        for (const auto& [name, t] : model.named_parameters()) built.push_back({name, t.shape()});
+        CHECK(parameter_specs(cfg) == built); // names, order and shapes, without building
         int64_t sum = 0;
         for (const Tensor& p : model.parameters()) sum += p.numel();
         CHECK(sum == model.num_parameters());

@@ -25,31 +25,11 @@ using namespace mg;
 using namespace mg::train;
 using mg::test::devices;
 using mg::test::require_close;
+using mg::test::TempDir;
 
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh directory per test case (removed at the end of the case).
-struct TempDir {
-    fs::path path;
-    explicit TempDir(const std::string& tag) {
-        path = fs::temp_directory_path() / fmt::format("mg_test_train_{}_{}", tag, ::getpid());
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-    std::vector<std::string> listing() const {
-        std::vector<std::string> out;
-        for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-        std::sort(out.begin(), out.end());
-        return out;
-    }
-};
 
 void set_grad(const Tensor& p, const Tensor& g) { p.impl().grad = g.impl_ptr(); }
 

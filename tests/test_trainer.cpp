@@ -1,10 +1,6 @@
 // tests/test_trainer.cpp: the MQAR trainer (train/trainer.h): a tiny model learns Standard MQAR,
 // checkpoints round-trip, a resumed run repeats an uninterrupted one bit for bit, and bad configs
 // and CLI calls fail with one line naming the key.
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,24 +11,14 @@
 using namespace mg;
 using namespace mg::train;
 using nlohmann::json;
+using mg::test::require_one_error_line;
+using mg::test::Run;
+using mg::test::run_cli;
+using mg::test::TempDir;
 
 namespace {
 
 namespace fs = std::filesystem;
-
-struct TempDir {
-    fs::path path;
-    explicit TempDir(const std::string& tag) {
-        path = fs::temp_directory_path() / fmt::format("mg_test_trainer_{}_{}", tag, ::getpid());
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // A small, fast config on the CPU: no files unless a run_dir is set, no test variants.
 TrainConfig tiny_config(const std::string& extra = "{}") {
@@ -46,33 +32,6 @@ TrainConfig tiny_config(const std::string& extra = "{}") {
 }
 
 std::vector<double> host(const Tensor& t) { return t.detach().to(DType::f64).to(Device::cpu()).to_vector<double>(); }
-
-struct Run {
-    int status = -1;
-    std::string out; // stdout and stderr together
-};
-
-// The `mambagrad` program built beside the test binary (as tests/test_cli.cpp runs it).
-Run run_cli(const std::string& args) {
-    std::string bin = (fs::read_symlink("/proc/self/exe").parent_path() / "mambagrad").string();
-    REQUIRE(fs::exists(bin));
-    Run r;
-    FILE* p = popen((bin + " " + args + " 2>&1").c_str(), "r");
-    REQUIRE(p);
-    std::array<char, 4096> buf;
-    while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-    int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
-
-void require_one_error_line(const Run& r, const std::vector<std::string>& must_contain) {
-    INFO(r.out);
-    CHECK(r.status == 2);
-    CHECK(r.out.rfind("error: ", 0) == 0);
-    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
-    for (const auto& s : must_contain) CHECK(r.out.find(s) != std::string::npos);
-}
 
 } // namespace
 
@@ -154,6 +113,7 @@ TEST_CASE("trainer: checkpoint round trip", "[trainer]") {
     REQUIRE(fs::exists(s.final_checkpoint));
     CHECK(fs::exists(dir.file("run/config.json")));
     CHECK(fs::exists(dir.file("run/metrics.jsonl")));
+    for (const char* f : {"run/loss.png", "run/loss.svg", "run/accuracy.png", "run/accuracy.svg"}) CHECK(fs::exists(dir.file(f)));
 
     // mamba_ssm names, the config and the trainer state in the metadata, AdamW state beside
     SafetensorsFile f = load_safetensors(s.final_checkpoint);
@@ -274,6 +234,68 @@ TEST_CASE("trainer: a CUDA run follows the CPU run's loss curve", "[trainer][cud
     WARN("worst relative loss difference over 40 steps: " << worst << " (first loss " << a.front().loss
                                                            << ", last " << a.back().loss << ")");
     CHECK(a.back().loss < 0.8 * a.front().loss);
+}
+
+// ---- gradient accumulation ---------------------------------------------------------------------------
+
+namespace {
+// 28 examples in each of two lengths (16x2, 32x4), shuffled: with 16 examples per step each
+// length gives a step of 16 and one of 12, so with micro-batches of 8 the last step of a length is
+// 8 + 4 (unequal: the mean of the two micro-batch means would weight the 4 twice as much).
+TrainConfig accum_config(int64_t batch_size, int64_t grad_accum_steps, const std::string& extra = "{}") {
+    json j = json::parse(fmt::format(R"({{"task": {{"grid": "16x2,32x4", "train_examples": 28}}, "max_steps": 8,
+        "batch_size": {}, "grad_accum_steps": {}}})", batch_size, grad_accum_steps));
+    j.merge_patch(json::parse(extra));
+    return tiny_config(j.dump());
+}
+} // namespace
+
+TEST_CASE("trainer: k accumulated micro-batches of B are one batch of kB", "[trainer][accum]") {
+    Trainer one(accum_config(16, 1), nullptr);
+    REQUIRE(one.batches_per_epoch() == 4);
+    one.train();
+    for (auto [B, k] : {std::pair<int64_t, int64_t>{8, 2}, {4, 4}, {16, 1}}) {
+        INFO("batch_size " << B << ", grad_accum_steps " << k);
+        Trainer acc(accum_config(B, k), nullptr);
+        REQUIRE(acc.batches_per_epoch() == 4); // the same 16-example steps in the same order
+        acc.train();
+        REQUIRE(acc.losses().size() == one.losses().size());
+        for (size_t i = 0; i < one.losses().size(); ++i) {
+            INFO("step " << one.losses()[i].step);
+            CHECK(std::abs(acc.losses()[i].loss - one.losses()[i].loss) <= 1e-5 * std::abs(one.losses()[i].loss));
+            if (k == 1) CHECK(acc.losses()[i].loss == one.losses()[i].loss); // the plain path is untouched
+        }
+        const auto pa = acc.model().named_parameters(), po = one.model().named_parameters();
+        for (size_t i = 0; i < po.size(); ++i) mg::test::require_close(pa[i].second, po[i].second, 1e-4, 1e-5, po[i].first);
+    }
+    REQUIRE_ERROR_WITH(accum_config(8, 0), "grad_accum_steps is 0", "an integer >= 1");
+}
+
+TEST_CASE("trainer: a run with gradient accumulation resumes exactly", "[trainer][accum]") {
+    TempDir dir("accum_resume");
+    TrainConfig cfg = accum_config(8, 2, fmt::format(R"({{"run_dir": "{}"}})", dir.file("full")));
+    Trainer full(cfg, nullptr);
+    full.train();
+    const std::vector<StepLoss> ref = full.losses();
+    REQUIRE(ref.size() == 8);
+    TrainConfig a = cfg;
+    a.run_dir = dir.file("part");
+    Trainer first(a, nullptr);
+    first.train(/*stop_after_step=*/5); // mid-epoch: the cursor counts 16-example steps, not micro-batches
+    REQUIRE(first.state().epoch == 1);
+    REQUIRE(first.state().cursor == 1);
+    const std::string ckpt = a.run_dir + "/checkpoints/step_0000005.safetensors";
+    TrainConfig b = parse_train_args({"--resume", ckpt, "--run_dir=" + dir.file("part2")});
+    CHECK(b.grad_accum_steps == 2);
+    Trainer second(b, nullptr);
+    second.train();
+    REQUIRE(second.losses().size() == 3);
+    for (size_t i = 0; i < 3; ++i) {
+        CHECK(second.losses()[i].step == ref[5 + i].step);
+        CHECK(second.losses()[i].loss == ref[5 + i].loss); // bit-exact
+    }
+    const auto pr = second.model().named_parameters(), pf = full.model().named_parameters();
+    for (size_t i = 0; i < pf.size(); ++i) CHECK(host(pr[i].second) == host(pf[i].second));
 }
 
 TEST_CASE("trainer: the NaN guard names the step", "[trainer][errors]") {

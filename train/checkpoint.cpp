@@ -79,7 +79,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
 
 // ---- reader ---------------------------------------------------------------------------------
 
-SafetensorsFile load_safetensors(const std::string& path, Device device) {
+SafetensorsHeader read_safetensors_header(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     MG_CHECK(in.good(), "load_safetensors: cannot open '{}': {}", path, std::strerror(errno));
     in.seekg(0, std::ios::end);
@@ -109,14 +109,9 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
     MG_CHECK(header.is_object(), "load_safetensors: '{}': the header is JSON {}, expected an object", path,
              header.type_name());
 
-    struct Entry {
-        std::string name;
-        DType dtype;
-        Shape shape;
-        uint64_t begin, end;
-    };
-    SafetensorsFile out;
-    std::vector<Entry> entries;
+    SafetensorsHeader out;
+    out.data_start = 8 + n;
+    std::vector<SafetensorsEntry>& entries = out.entries;
     for (auto it = header.begin(); it != header.end(); ++it) {
         const std::string& name = it.key();
         const auto& v = it.value();
@@ -136,7 +131,7 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
         if (!v.is_object()) throw bad(fmt::format("entry is {}, expected an object", v.type_name()));
         auto dt = v.find("dtype");
         if (dt == v.end() || !dt->is_string()) throw bad("no \"dtype\" string");
-        Entry e;
+        SafetensorsEntry e;
         e.name = name;
         const std::string d = dt->get<std::string>();
         if (d == "F32") e.dtype = DType::f32;
@@ -170,12 +165,12 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
                                   e.end - e.begin, sh->dump(), d, numel * dtype_size(e.dtype)));
         entries.push_back(std::move(e));
     }
-    std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    std::sort(entries.begin(), entries.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
         return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
     });
     uint64_t at = 0;
     for (size_t i = 0; i < entries.size(); ++i) {
-        const Entry& e = entries[i];
+        const SafetensorsEntry& e = entries[i];
         MG_CHECK(e.begin >= at, "load_safetensors: '{}': tensor '{}' data_offsets [{}, {}] overlap tensor '{}' (ending at {})",
                  path, e.name, e.begin, e.end, entries[i - 1].name, at);
         MG_CHECK(e.begin == at, "load_safetensors: '{}': tensor '{}' starts at {}, leaving bytes [{}, {}) of the data "
@@ -184,10 +179,18 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
     }
     MG_CHECK(at == data_size, "load_safetensors: '{}': the tensors cover {} bytes, but the data section has {} "
              "(trailing bytes)", path, at, data_size);
+    return out;
+}
 
-    for (const Entry& e : entries) {
+SafetensorsFile load_safetensors(const std::string& path, Device device) {
+    SafetensorsHeader h = read_safetensors_header(path);
+    std::ifstream in(path, std::ios::binary);
+    MG_CHECK(in.good(), "load_safetensors: cannot open '{}': {}", path, std::strerror(errno));
+    SafetensorsFile out;
+    out.metadata = std::move(h.metadata);
+    for (const SafetensorsEntry& e : h.entries) {
         Tensor t = Tensor::empty(e.shape, {e.dtype, Device::cpu()});
-        in.seekg(std::streamoff(8 + n + e.begin));
+        in.seekg(std::streamoff(h.data_start + e.begin));
         in.read(static_cast<char*>(t.raw_data()), std::streamsize(e.end - e.begin));
         MG_CHECK(in.good(), "load_safetensors: '{}': read error in tensor '{}'", path, e.name);
         out.tensors.emplace_back(e.name, device.is_cpu() ? t : t.to(device));
@@ -224,6 +227,24 @@ void save_checkpoint(const std::string& path, const NamedTensors& params, const 
     save_safetensors(path, all, meta);
 }
 
+TrainerState read_trainer_state(const Metadata& metadata, const std::string& path) {
+    TrainerState state;
+    auto t = metadata.find(kTrainerKey);
+    if (t == metadata.end()) return state;
+    try {
+        auto j = nlohmann::json::parse(t->second);
+        state.epoch = j.at("epoch").get<int64_t>();
+        state.step = j.at("step").get<int64_t>();
+        state.cursor = j.at("cursor").get<int64_t>();
+        state.rng_seed = j.at("rng_seed").get<uint64_t>();
+        state.rng_offset = j.at("rng_offset").get<uint64_t>();
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(fmt::format("load_checkpoint: '{}': metadata '{}' is not a trainer state: {}", path, kTrainerKey,
+                                e.what()));
+    }
+    return state;
+}
+
 LoadedCheckpoint load_checkpoint(const std::string& path, const NamedTensors& params, AdamW* optimizer,
                                  bool allow_unexpected) {
     SafetensorsFile f = load_safetensors(path);
@@ -231,19 +252,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, const NamedTensors& pa
     LoadedCheckpoint out;
     out.metadata = f.metadata;
     if (auto c = f.metadata.find(kConfigKey); c != f.metadata.end()) out.config_json = c->second;
-    if (auto t = f.metadata.find(kTrainerKey); t != f.metadata.end()) {
-        try {
-            auto j = nlohmann::json::parse(t->second);
-            out.state.epoch = j.at("epoch").get<int64_t>();
-            out.state.step = j.at("step").get<int64_t>();
-            out.state.cursor = j.at("cursor").get<int64_t>();
-            out.state.rng_seed = j.at("rng_seed").get<uint64_t>();
-            out.state.rng_offset = j.at("rng_offset").get<uint64_t>();
-        } catch (const nlohmann::json::exception& e) {
-            throw Error(fmt::format("load_checkpoint: '{}': metadata '{}' is not a trainer state: {}", path, kTrainerKey,
-                                    e.what()));
-        }
-    }
+    out.state = read_trainer_state(f.metadata, path);
     // Check every parameter before changing anything.
     std::set<std::string> used;
     for (const auto& [name, p] : params) {

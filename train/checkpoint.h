@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "tensor/tensor.h"
 #include "train/optim.h"
@@ -51,6 +52,21 @@ struct SafetensorsFile {
 // one is at fault, the tensor.
 SafetensorsFile load_safetensors(const std::string& path, Device device = Device::cpu());
 
+// The header alone (every check load_safetensors makes except reading the data): what
+// `mambagrad info` and checkpoint_config read without loading gigabytes of tensors.
+struct SafetensorsEntry {
+    std::string name;
+    DType dtype = DType::f32;
+    Shape shape;
+    uint64_t begin = 0, end = 0; // byte range in the data section
+};
+struct SafetensorsHeader {
+    std::vector<SafetensorsEntry> entries; // in data-offset order
+    Metadata metadata;
+    uint64_t data_start = 0; // file offset of the data section (8 + header length)
+};
+SafetensorsHeader read_safetensors_header(const std::string& path);
+
 // Where the trainer stands, for exact resume.
 struct TrainerState {
     int64_t epoch = 0;  // epochs completed
@@ -64,6 +80,10 @@ struct TrainerState {
 // config. `extra` adds metadata entries (names must not clash with the ones above).
 void save_checkpoint(const std::string& path, const NamedTensors& params, const AdamW* optimizer,
                      const TrainerState& state, const std::string& config_json, const Metadata& extra = {});
+
+// The "mambagrad.trainer" metadata entry (a default TrainerState when absent); `path` names the
+// file in the error when the entry is malformed.
+TrainerState read_trainer_state(const Metadata& metadata, const std::string& path);
 
 struct LoadedCheckpoint {
     TrainerState state;

@@ -1,10 +1,13 @@
 // train/cli.cpp: the `mambagrad` command.
 //
 //   mambagrad info                          build, devices, allocator, BLAS
+//   mambagrad info [--config f.json] [--key value ...] [--json]   a model's parameter table
+//   mambagrad info --checkpoint f.safetensors [--json]            (train/info.h)
 //   mambagrad gradcheck --op matmul [--device cuda] [--dtype f64]
 //   mambagrad gradcheck --list
 //   mambagrad train [--config f.json] [--key value ...]   (train/trainer.h lists the keys)
 //   mambagrad eval --checkpoint f.safetensors [--variant standard,last,shuffle] [--grid 64x4,...]
+//   mambagrad plot RUN_DIR                  loss/accuracy charts (PNG + SVG) from metrics.jsonl
 //   mambagrad data --out f.jsonl [--variant standard] [--grid 64x4] [--examples 100] [--split train]
 //
 // Every failure prints one `error: ...` line to stderr and exits with status 2.
@@ -14,6 +17,8 @@
 
 #include "mambagrad.h"
 #include "ops/op_table.h"
+#include "train/info.h"
+#include "train/plot.h"
 #include "train/trainer.h"
 
 using namespace mg;
@@ -33,6 +38,45 @@ int cmd_info() {
                    s.allocated, s.peak_allocated, s.reserved, s.num_cuda_malloc);
     }
     fmt::print("  ops with gradcheck cases: {}\n", fmt::join(kOpNames, ", "));
+    return 0;
+}
+
+constexpr const char* kInfoUsage = R"(usage: mambagrad info [--config FILE] [--KEY VALUE ...] [--json]
+       mambagrad info --checkpoint FILE.safetensors [--json]
+
+Without arguments: the build, devices, CPU GEMM and CUDA allocator. With a model (the config flags
+of `mambagrad train`, e.g. --model.preset 130m --model.global_selection.enabled true, or a
+checkpoint): the parameter table (mamba_ssm names, shapes, counts, dtypes), the totals with and
+without global selection (lm_head tied to the embedding) and the bytes in fp32; --json prints the
+same as one JSON object.
+)";
+
+int cmd_model_info(const std::vector<std::string>& args) {
+    std::string checkpoint;
+    bool as_json = false;
+    std::vector<std::string> config_args;
+    for (size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--help" || args[i] == "-h") {
+            fmt::print("{}", kInfoUsage);
+            return 0;
+        }
+        if (args[i] == "--json") as_json = true;
+        else if (args[i] == "--checkpoint") {
+            MG_CHECK(i + 1 < args.size(), "info: --checkpoint needs a file");
+            checkpoint = args[++i];
+        } else if (args[i].starts_with("--checkpoint=")) checkpoint = args[i].substr(13);
+        else config_args.push_back(args[i]);
+    }
+    if (checkpoint.empty() && config_args.empty()) {
+        MG_CHECK(!as_json, "info: --json needs a model (--config, --model.KEY VALUE or --checkpoint)");
+        return cmd_info();
+    }
+    MG_CHECK(checkpoint.empty() || config_args.empty(),
+             "info: --checkpoint takes no config flags (got {}); the model is the checkpoint's",
+             fmt::join(config_args, " "));
+    train::ModelInfo m = checkpoint.empty() ? train::model_info(train::parse_train_args(config_args).model)
+                                            : train::model_info_from_checkpoint(checkpoint);
+    fmt::print("{}", as_json ? train::model_info_json(m).dump(2) + "\n" : train::format_model_info(m));
     return 0;
 }
 
@@ -125,6 +169,13 @@ int cmd_eval(const std::string& checkpoint, const std::string& variants, const s
     return 0;
 }
 
+int cmd_plot(const std::string& run_dir) {
+    const train::RunPlots p = train::write_run_plots(run_dir);
+    fmt::print("wrote {} from {} rows of {}/metrics.jsonl{}\n", fmt::join(p.files, ", "), p.rows, run_dir,
+               p.skipped_lines ? fmt::format(" ({} lines that are not JSON objects skipped)", p.skipped_lines) : "");
+    return 0;
+}
+
 int cmd_data(const std::string& config, const std::string& out, const std::map<std::string, std::string>& task_keys,
              int64_t examples, const std::string& split_name) {
     MG_CHECK(!out.empty(), "data: --out FILE is required");
@@ -151,7 +202,7 @@ int cmd_data(const std::string& config, const std::string& out, const std::map<s
 int main(int argc, char** argv) {
     CLI::App app{"mambagrad: tensors, autograd and Mamba kernels on CPU and CUDA"};
     app.require_subcommand(1);
-    auto* info = app.add_subcommand("info", "build configuration, devices and memory");
+    app.add_subcommand("info", "build configuration, devices and memory; a model's parameter table (info --help)");
     std::string op, device = "cpu";
     bool list = false;
     auto* gc = app.add_subcommand("gradcheck", "finite-difference gradient check of an op (f64)");
@@ -181,13 +232,18 @@ int main(int argc, char** argv) {
     da->add_option("--examples", data_examples, "examples per cell (default: the task's for the split)");
     da->add_option("--split", data_split, "train, valid or test (the seed base and the training-only labels)");
 
-    const std::set<std::string> commands = {"info", "gradcheck", "train", "eval", "data"};
+    std::string plot_dir;
+    auto* pl = app.add_subcommand("plot", "write loss and accuracy charts (PNG and SVG) of a run from its metrics.jsonl");
+    pl->add_option("RUN_DIR", plot_dir, "a run directory of `mambagrad train`")->required();
+
+    const std::set<std::string> commands = {"info", "gradcheck", "train", "eval", "data", "plot"};
     if (argc > 1 && argv[1][0] != '-' && !commands.count(argv[1])) {
-        fmt::print(stderr, "error: unknown command '{}'; expected one of: info, gradcheck, train, eval, data\n", argv[1]);
+        fmt::print(stderr, "error: unknown command '{}'; expected one of: info, gradcheck, train, eval, data, plot\n", argv[1]);
         return 2;
     }
     try {
         if (argc > 1 && std::string(argv[1]) == "train") return cmd_train(std::vector<std::string>(argv + 2, argv + argc));
+        if (argc > 1 && std::string(argv[1]) == "info") return cmd_model_info(std::vector<std::string>(argv + 2, argv + argc));
     } catch (const mg::Error& e) {
         fmt::print(stderr, "error: {}\n", e.what());
         return 2;
@@ -204,8 +260,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     try {
-        if (*info) return cmd_info();
         if (*gc) return cmd_gradcheck(op, device, list);
+        if (*pl) return cmd_plot(plot_dir);
         if (*ev) return cmd_eval(checkpoint, variants, grid, eval_examples, eval_split, eval_device);
         if (*da) {
             std::map<std::string, std::string> given;

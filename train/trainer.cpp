@@ -24,6 +24,7 @@
 #include "train/clip.h"
 #include "train/guard.h"
 #include "train/metrics.h"
+#include "train/plot.h"
 
 namespace mg::train {
 
@@ -143,7 +144,7 @@ std::vector<data::GridCell> read_grid(const Section& s, const std::string& key, 
 }
 
 const std::vector<std::string> kTopKeys = {
-    "model",      "task",         "seed",          "batch_size", "epochs",          "max_steps",        "shuffle",
+    "model",      "task",         "seed",          "batch_size", "grad_accum_steps", "epochs",  "max_steps",  "shuffle",
     "lr",         "betas",        "eps",           "weight_decay", "no_decay",      "adamw",            "schedule",
     "warmup_fraction", "min_lr",  "clip_value",    "clip_norm",  "nan_guard",       "eval_every",       "log_every",
     "target_accuracy", "device",  "run_dir",       "checkpoint_every", "keep_checkpoints", "resume"};
@@ -168,6 +169,23 @@ void shuffle_in_place(std::vector<int64_t>& v, uint64_t seed, uint64_t lane, uin
         const uint64_t j = rng::bits(seed, counter++, lane) % i;
         std::swap(v[i - 1], v[size_t(j)]);
     }
+}
+
+// How many labelled positions of batch b the argmax of the logits gets right; h (B, L, d) are
+// its final hidden states and W the LM head.
+int64_t count_correct(const data::MqarBatch& b, const Tensor& h, const Tensor& W) {
+    autograd::NoGrad no_grad;
+    const int64_t B = b.inputs.size(0), L = b.inputs.size(1), P = b.positions.size(0);
+    Tensor logits = linear(embedding(b.positions, h.detach().reshape({B * L, h.size(2)})), W.detach());
+    const int64_t V = logits.size(1);
+    const std::vector<double> z = logits.to(DType::f64).to(Device::cpu()).to_vector<double>();
+    const std::vector<int32_t> tgt = b.targets.to(Device::cpu()).to_vector<int32_t>();
+    int64_t right = 0;
+    for (int64_t p = 0; p < P; ++p) {
+        const double* row = z.data() + p * V;
+        right += (std::max_element(row, row + V) - row) == tgt[size_t(p)];
+    }
+    return right;
 }
 
 ojson score_json(const EvalResult& r) {
@@ -238,6 +256,7 @@ ojson TrainConfig::to_json() const {
     j["task"] = t;
     j["seed"] = seed;
     j["batch_size"] = batch_size;
+    j["grad_accum_steps"] = grad_accum_steps;
     j["epochs"] = epochs;
     j["max_steps"] = max_steps;
     j["shuffle"] = shuffle;
@@ -305,6 +324,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
 
     s.unsigned_integer("seed", c.seed);
     s.integer("batch_size", c.batch_size, 1);
+    s.integer("grad_accum_steps", c.grad_accum_steps, 1);
     s.integer("epochs", c.epochs, 0);
     s.integer("max_steps", c.max_steps, 0);
     s.boolean("shuffle", c.shuffle);
@@ -411,9 +431,9 @@ void apply_override(json& config, const std::string& key, const std::string& val
 }
 
 json checkpoint_config(const std::string& checkpoint) {
-    SafetensorsFile f = load_safetensors(checkpoint);
-    auto it = f.metadata.find(kCheckpointConfigKey);
-    MG_CHECK(it != f.metadata.end() && !it->second.empty(), "checkpoint '{}' holds no run config (metadata '{}')",
+    const Metadata metadata = read_safetensors_header(checkpoint).metadata;
+    auto it = metadata.find(kCheckpointConfigKey);
+    MG_CHECK(it != metadata.end() && !it->second.empty(), "checkpoint '{}' holds no run config (metadata '{}')",
              checkpoint, kCheckpointConfigKey);
     try {
         return json::parse(it->second);
@@ -458,6 +478,11 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
         base["model"] = default_model_json();
     }
     if (!base.contains("model")) base["model"] = default_model_json();
+    // --model.preset on the default model section means the preset as published (its own
+    // d_model and vocabulary), not the default's zoology d_model 64 and "auto" vocabulary.
+    const bool preset_given = std::any_of(overrides.begin(), overrides.end(),
+                                          [](const auto& kv) { return kv.first == "model.preset"; });
+    if (preset_given && base["model"] == default_model_json()) base["model"] = json::object();
     for (const auto& [k, v] : overrides) apply_override(base, k, v);
     return TrainConfig::from_json(base);
 }
@@ -614,7 +639,10 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
         fmt::print(out_, "task:  MQAR {} (LxN {}), W {}, {} train / {} valid examples; {} batches of {} per epoch, "
                    "{} steps{}\n",
                    data::variant_name(cfg_.task.variant), cells, cfg_.task.vocab_size, train_.size(), valid_.size(),
-                   per_epoch, cfg_.batch_size, total_steps_,
+                   per_epoch,
+                   cfg_.grad_accum_steps > 1 ? fmt::format("{} micro-batches of {}", cfg_.grad_accum_steps, cfg_.batch_size)
+                                             : std::to_string(cfg_.batch_size),
+                   total_steps_,
                    cfg_.resume.empty() ? "" : fmt::format(" (resumed at step {})", state_.step));
         if (!run_dir_.empty()) fmt::print(out_, "run:   {}\n", run_dir_);
         std::fflush(out_);
@@ -624,15 +652,16 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
 Trainer::~Trainer() = default;
 
 std::vector<std::vector<int64_t>> Trainer::epoch_plan(int64_t epoch) const {
-    if (!cfg_.shuffle) return data::batch_plan(train_, cfg_.batch_size);
+    const int64_t step_batch = cfg_.batch_size * cfg_.grad_accum_steps; // examples per optimizer step
+    if (!cfg_.shuffle) return data::batch_plan(train_, step_batch);
     // batch_plan with a batch as large as the data gives the length groups, longest first.
     uint64_t counter = 0;
     std::vector<std::vector<int64_t>> batches;
     for (std::vector<int64_t> group : data::batch_plan(train_, std::max<int64_t>(1, int64_t(train_.size())))) {
         shuffle_in_place(group, cfg_.seed, uint64_t(epoch), counter);
-        for (size_t s = 0; s < group.size(); s += size_t(cfg_.batch_size))
+        for (size_t s = 0; s < group.size(); s += size_t(step_batch))
             batches.emplace_back(group.begin() + int64_t(s),
-                                 group.begin() + int64_t(std::min(group.size(), s + size_t(cfg_.batch_size))));
+                                 group.begin() + int64_t(std::min(group.size(), s + size_t(step_batch))));
     }
     std::vector<int64_t> order(batches.size());
     std::iota(order.begin(), order.end(), 0);
@@ -663,6 +692,7 @@ std::string Trainer::test_table() {
         }
         cols.emplace_back(std::string(data::variant_name(v)), r.score);
     }
+    if (log_) write_run_plots(run_dir_); // again, with the test rows
     return format_score_table(cols, fmt::format("query accuracy (%) on the test split, {} examples per cell; trained "
                                                 "on {} for {} steps",
                                                 cfg_.task.test_examples, data::variant_name(cfg_.task.variant),
@@ -741,15 +771,30 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
             plan_epoch = state_.epoch;
         }
         while (!stop && state_.cursor < int64_t(plan_.size()) && state_.step < total_steps_) {
-            const data::MqarBatch b = data::make_batch(train_, plan_[size_t(state_.cursor)], device_);
             const int64_t step = state_.step + 1; // 1-based: the step being taken
             const bool log_now = step % cfg_.log_every == 0 || step == total_steps_;
-
-            Tensor h = model_->hidden_states(b.inputs); // (B, L, d)
-            Tensor loss = cross_entropy_indexed(h, model_->lm_head_weight(), b.positions, b.targets);
+            // The step's examples in micro-batches of batch_size; each one's mean cross-entropy
+            // weighted by its share of the step's labelled positions (trainer.h).
+            const std::vector<int64_t>& idx = plan_[size_t(state_.cursor)];
+            std::vector<data::MqarBatch> micro;
+            for (size_t s = 0; s < idx.size(); s += size_t(cfg_.batch_size))
+                micro.push_back(data::make_batch(
+                    train_, std::vector<int64_t>(idx.begin() + int64_t(s),
+                                                 idx.begin() + int64_t(std::min(idx.size(), s + size_t(cfg_.batch_size)))),
+                    device_));
+            int64_t labelled = 0, right = 0;
+            for (const data::MqarBatch& b : micro) labelled += b.positions.size(0);
             opt_->zero_grad();
-            loss.backward();
-            const double l = loss.item();
+            double l = 0;
+            for (const data::MqarBatch& b : micro) {
+                Tensor h = model_->hidden_states(b.inputs); // (B, L, d)
+                Tensor loss = cross_entropy_indexed(h, model_->lm_head_weight(), b.positions, b.targets);
+                if (micro.size() > 1) loss = loss * (double(b.positions.size(0)) / double(labelled));
+                loss.backward(); // adds into .grad
+                l += loss.item();
+                window_tokens += double(b.inputs.numel());
+                if (log_now) right += count_correct(b, h, model_->lm_head_weight());
+            }
             if (cfg_.nan_guard) check_finite(step, l, params);
             const std::vector<Tensor> grads = grads_of(params);
             if (cfg_.clip_value > 0) clip_grad_value(grads, cfg_.clip_value);
@@ -764,27 +809,11 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
             ++state_.cursor;
             losses_.push_back({step, l});
             window_loss += l;
-            window_tokens += double(b.inputs.numel());
             ++window_steps;
 
             if (log_now) {
-                // labelled-token accuracy of this batch, from the pre-step hidden states
-                double acc;
-                {
-                    autograd::NoGrad no_grad;
-                    const int64_t B = b.inputs.size(0), L = b.inputs.size(1), P = b.positions.size(0);
-                    Tensor logits = linear(embedding(b.positions, h.detach().reshape({B * L, h.size(2)})),
-                                           model_->lm_head_weight().detach());
-                    const int64_t V = logits.size(1);
-                    const std::vector<double> z = logits.to(DType::f64).to(Device::cpu()).to_vector<double>();
-                    const std::vector<int32_t> tgt = b.targets.to(Device::cpu()).to_vector<int32_t>();
-                    int64_t right = 0;
-                    for (int64_t p = 0; p < P; ++p) {
-                        const double* row = z.data() + p * V;
-                        right += (std::max_element(row, row + V) - row) == tgt[size_t(p)];
-                    }
-                    acc = P ? double(right) / double(P) : 0.0;
-                }
+                // labelled-token accuracy of this step's examples, from the pre-step hidden states
+                const double acc = labelled ? double(right) / double(labelled) : 0.0;
                 const double dt = seconds_since(window_t0) - eval_s, elapsed = seconds_since(t0);
                 const double tok_s = window_tokens / std::max(dt, 1e-9);
                 const double eta = elapsed / double(state_.step - first_step) * double(total_steps_ - state_.step);
@@ -842,6 +871,8 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
     if (!run_dir_.empty()) {
         sum.final_checkpoint = (std::filesystem::path(run_dir_) / "final.safetensors").string();
         save_checkpoint(sum.final_checkpoint);
+        if (out_) fmt::print(out_, "plots: {}\n", fmt::join(write_run_plots(run_dir_).files, ", "));
+        else write_run_plots(run_dir_);
     }
     sum.steps = state_.step;
     sum.epochs = state_.epoch;

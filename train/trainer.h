@@ -7,7 +7,7 @@
 //               "train_examples": 16384, "valid_examples": 100, "test_examples": 100,   (per cell)
 //               "vocab_size": 32, "noise": true, "binding": "pair" | "first",
 //               "seed": null | int, "test_variants": ["standard", "last", "shuffle"]},
-//    "seed": 0, "batch_size": 32, "epochs": 2, "max_steps": 0, "shuffle": true,
+//    "seed": 0, "batch_size": 32, "grad_accum_steps": 1, "epochs": 2, "max_steps": 0, "shuffle": true,
 //    "lr": 3e-2, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.1,
 //    "no_decay": "none" | "mamba_ssm", "adamw": "transformers" | "torch",
 //    "schedule": "cosine" | "constant", "warmup_fraction": 0.1, "min_lr": 0,
@@ -27,20 +27,31 @@
 //
 // ---- The loop ---------------------------------------------------------------------------------
 // Data: task.train_examples per (L, N) cell of the grid (data::generate_mqar_grid, split train),
-// cut into length-uniform batches; with shuffle, epoch e's order is a pure function of (seed, e):
-// the examples of each length are permuted, cut into batches, and the batches permuted
-// (without shuffle: data::batch_plan's longest-first order, the paper's). So (epoch, cursor =
-// batches consumed in the epoch) locates the data exactly.
-// A step: hidden = model.hidden_states(inputs) (B, L, d); loss = cross_entropy_indexed(hidden,
-// lm_head weight, labelled positions, targets), i.e. the mean cross-entropy over the labelled
-// positions only, logits built just there (labels are already shifted: data/mqar.h); backward;
-// NaN/Inf guard on the loss and every gradient (the message names the step); clip by value,
-// then by global norm; AdamW at lr = schedule(step) (warmup fraction, then cosine to min_lr).
+// cut into length-uniform batches of batch_size * grad_accum_steps examples, one per optimizer
+// step; with shuffle, epoch e's order is a pure function of (seed, e): the examples of each length
+// are permuted, cut into batches, and the batches permuted (without shuffle: data::batch_plan's
+// longest-first order, the paper's). So (epoch, cursor = batches consumed in the epoch, i.e.
+// optimizer steps taken in it) locates the data exactly, whatever grad_accum_steps is.
+// Gradient accumulation: a step's batch is run as micro-batches of batch_size (a length group's
+// last step may have fewer, and a smaller last one), one forward/backward each, the gradients
+// adding up in .grad.
+// Micro-batch j's mean cross-entropy is weighted by P_j / P, its share of the step's labelled
+// positions, so the step's loss and gradient are those of the mean over ALL the step's labelled
+// positions: exactly one batch of batch_size * grad_accum_steps (up to float rounding), not the
+// mean of the micro-batch means (which differ when the micro-batches have unequal sizes).
+// A step: per micro-batch, hidden = model.hidden_states(inputs) (B, L, d); loss =
+// cross_entropy_indexed(hidden, lm_head weight, labelled positions, targets), i.e. the mean
+// cross-entropy over the labelled positions only, logits built just there (labels are already
+// shifted: data/mqar.h), weighted as above; backward. Then, on the accumulated gradient: NaN/Inf
+// guard on the loss and every gradient (the message names the step); clip by value, then by global
+// norm; AdamW at lr = schedule(step) (warmup fraction, then cosine to min_lr). Steps, the schedule,
+// log_every, eval_every and checkpoint_every all count optimizer steps.
 // Every log_every steps a metrics row and the progress line; every eval_every steps (or epoch)
 // the validation set is scored with data/metric.h; the run stops early when the validation
 // query accuracy (mean over subtasks) reaches target_accuracy. Checkpoints: see checkpoint.h,
 // in <run_dir>/checkpoints/step_<n>.safetensors (the newest keep_checkpoints kept), and
-// <run_dir>/final.safetensors at the end.
+// <run_dir>/final.safetensors at the end, with loss and accuracy charts (train/plot.h:
+// loss.{png,svg}, accuracy.{png,svg}; redrawn by test_table() with the test rows).
 //
 // ---- Exact resume ------------------------------------------------------------------------------
 // A checkpoint holds the parameters, AdamW's state and step counts, (epoch, step, cursor) and
@@ -51,7 +62,7 @@
 //
 // ---- metrics.jsonl rows ------------------------------------------------------------------------
 //   {"kind":"train","step":s,"epoch":e,"loss":l (mean over the rows since the last one),
-//    "last_loss":l_s,"lr":..,"grad_norm":..,"acc":labelled-token accuracy of step s,
+//    "last_loss":l_s,"lr":..,"grad_norm":..,"acc":labelled-token accuracy of step s (all its micro-batches),
 //    "tokens_per_s":..,"elapsed_s":..,"train_s":.. (elapsed minus evaluation and checkpoint time),
 //    "peak_bytes":.. (CUDA runs: the caching allocator's high-water mark)}
 //   {"kind":"eval","split":"valid","variant":..,"step":s,"train_s":..,"loss":..,"query_acc":mean,
@@ -99,7 +110,8 @@ struct TrainConfig {
     nn::MambaConfig model = nn::MambaConfig::preset("zoology", 64);
     TaskConfig task;
     uint64_t seed = 0;
-    int64_t batch_size = 32;
+    int64_t batch_size = 32;      // examples per forward/backward (micro-batch)
+    int64_t grad_accum_steps = 1; // micro-batches per optimizer step (see "The loop")
     int64_t epochs = 2, max_steps = 0;
     bool shuffle = true;
     double lr = 3e-2, beta1 = 0.9, beta2 = 0.95, eps = 1e-6, weight_decay = 0.1;

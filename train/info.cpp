@@ -1,0 +1,135 @@
+// train/info.cpp: see train/info.h.
+#include "train/info.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+
+#include "tensor/check.h"
+#include "train/trainer.h"
+
+namespace mg::train {
+
+namespace {
+
+ModelInfo info_of(const nn::MambaConfig& cfg, const std::string& source) {
+    ModelInfo info;
+    info.source = source;
+    info.config = cfg;
+    for (const nn::ParameterSpec& p : nn::parameter_specs(cfg)) info.parameters.push_back({p.name, p.shape, p.numel()});
+    info.total = nn::count_parameters(cfg);
+    nn::MambaConfig plain = cfg;
+    plain.global_selection.enabled = false;
+    info.without_global_selection = nn::count_parameters(plain);
+    info.embedding = info.parameters.front().count; // backbone.embedding.weight comes first
+    return info;
+}
+
+std::string global_selection_text(const nn::MambaConfig& c) {
+    const nn::GlobalSelection& gs = c.global_selection;
+    if (!gs.enabled) return "off";
+    int64_t layers = 0;
+    for (int64_t l = 0; l < c.n_layer; ++l) layers += gs.applies_to(l);
+    return fmt::format("longconv, k_long {}, mode {}, in {} of {} layers{}", gs.k_long, nn::long_conv_mode_name(gs.mode),
+                       layers, c.n_layer, gs.layers.empty() ? " (all)" : fmt::format(" ({})", fmt::join(gs.layers, ", ")));
+}
+
+} // namespace
+
+int64_t ModelInfo::bytes_stored() const {
+    int64_t b = 0;
+    for (const Row& r : parameters) b += r.count * int64_t(dtype_size(r.dtype));
+    return b;
+}
+
+std::string group_thousands(int64_t v) {
+    std::string digits = std::to_string(v < 0 ? -v : v), out;
+    for (size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return v < 0 ? "-" + out : out;
+}
+
+ModelInfo model_info(const nn::MambaConfig& cfg) { return info_of(cfg, "config"); }
+
+ModelInfo model_info_from_checkpoint(const std::string& path) {
+    MG_CHECK(std::filesystem::is_regular_file(path), "info: checkpoint '{}' does not exist (or is not a file)", path);
+    SafetensorsHeader h = read_safetensors_header(path);
+    ModelInfo info = info_of(TrainConfig::from_json(checkpoint_config(path)).model, path);
+    std::map<std::string, const SafetensorsEntry*> by_name;
+    for (const SafetensorsEntry& e : h.entries) by_name[e.name] = &e;
+    for (ModelInfo::Row& r : info.parameters) {
+        auto it = by_name.find(r.name);
+        MG_CHECK(it != by_name.end(), "info: checkpoint '{}': parameter '{}' {} of its config is not in the file", path,
+                 r.name, shape_str(r.shape));
+        MG_CHECK(it->second->shape == r.shape, "info: checkpoint '{}': tensor '{}' is {} in the file, its config says {}",
+                 path, r.name, shape_str(it->second->shape), shape_str(r.shape));
+        r.dtype = it->second->dtype;
+    }
+    info.optimizer_tensors =
+        std::count_if(h.entries.begin(), h.entries.end(), [](const SafetensorsEntry& e) { return e.name.starts_with("optimizer."); });
+    info.state = read_trainer_state(h.metadata, path);
+    return info;
+}
+
+std::string format_model_info(const ModelInfo& info) {
+    const nn::MambaConfig& c = info.config;
+    std::string out;
+    auto it = std::back_inserter(out);
+    fmt::format_to(it, "model ({}): MambaLM, d_model {}, n_layer {}, d_inner {}, d_state {}, d_conv {}, dt_rank {}{}\n",
+                   info.source, c.d_model, c.n_layer, c.d_inner(), c.d_state, c.d_conv, c.resolved_dt_rank(),
+                   c.dt_rank > 0 ? "" : " (auto)");
+    fmt::format_to(it, "  vocab {} (padded to {}), norm_eps {:g}, init {}, global selection {}\n", c.vocab_size,
+                   c.padded_vocab(), c.norm_eps, nn::init_scheme_name(c.init), global_selection_text(c));
+    if (info.state)
+        fmt::format_to(it, "  checkpoint at step {} (epoch {}, batch {}), {} optimizer tensors\n", info.state->step,
+                       info.state->epoch, info.state->cursor, info.optimizer_tensors);
+    size_t wn = 4, ws = 5, wc = 10;
+    for (const auto& r : info.parameters) {
+        wn = std::max(wn, r.name.size());
+        ws = std::max(ws, shape_str(r.shape).size());
+        wc = std::max(wc, group_thousands(r.count).size());
+    }
+    fmt::format_to(it, "\n  {:<{}}  {:<{}}  {:>{}}  {}\n", "name", wn, "shape", ws, "parameters", wc, "dtype");
+    for (const auto& r : info.parameters)
+        fmt::format_to(it, "  {:<{}}  {:<{}}  {:>{}}  {}\n", r.name, wn, shape_str(r.shape), ws, group_thousands(r.count),
+                       wc, dtype_name(r.dtype));
+    fmt::format_to(it, "\nparameters: {} ({} bytes in fp32", group_thousands(info.total),
+                   group_thousands(info.bytes_fp32()));
+    if (info.bytes_stored() != info.bytes_fp32()) fmt::format_to(it, ", {} as stored", group_thousands(info.bytes_stored()));
+    fmt::format_to(it, ")\n");
+    fmt::format_to(it, "  without global selection: {}; global selection adds {}\n",
+                   group_thousands(info.without_global_selection),
+                   group_thousands(info.total - info.without_global_selection));
+    fmt::format_to(it, "  embedding {} (lm_head.weight is tied to it and counted once); the rest {}\n",
+                   group_thousands(info.embedding), group_thousands(info.total - info.embedding));
+    return out;
+}
+
+nlohmann::ordered_json model_info_json(const ModelInfo& info) {
+    using ojson = nlohmann::ordered_json;
+    ojson params = ojson::array();
+    for (const auto& r : info.parameters)
+        params.push_back({{"name", r.name}, {"shape", r.shape}, {"count", r.count}, {"dtype", dtype_name(r.dtype)}});
+    ojson j = {{"source", info.source},
+               {"config", ojson::parse(info.config.to_json())},
+               {"parameters", params},
+               {"total", info.total},
+               {"total_without_global_selection", info.without_global_selection},
+               {"global_selection", info.total - info.without_global_selection},
+               {"embedding", info.embedding},
+               {"tied_embeddings", true},
+               {"bytes_fp32", info.bytes_fp32()},
+               {"bytes_stored", info.bytes_stored()}};
+    if (info.state)
+        j["checkpoint"] = {{"step", info.state->step},
+                           {"epoch", info.state->epoch},
+                           {"cursor", info.state->cursor},
+                           {"optimizer_tensors", info.optimizer_tensors}};
+    return j;
+}
+
+} // namespace mg::train
