@@ -100,7 +100,7 @@ TextBatch sample_text_batch(std::span<const int32_t> tokens, int64_t batch, int6
              seq_len + 1);
     MG_CHECK(int64_t(int32_t(batch * seq_len)) == batch * seq_len,
              "sample_text_batch: batch {} x seq_len {} positions do not fit i32", batch, seq_len);
-    std::vector<int64_t> starts(size_t(batch));
+    std::vector<int64_t> starts(static_cast<size_t>(batch));
     for (int64_t b = 0; b < batch; ++b) starts[size_t(b)] = sample_window_start(n, seq_len, seed, step, b, batch);
     return make_text_batch(tokens, seq_len, starts, device);
 }
@@ -118,7 +118,7 @@ TextBatch text_windows(std::span<const int32_t> tokens, int64_t seq_len, int64_t
              first + count - 1, tokens.size(), total, seq_len);
     MG_CHECK(int64_t(int32_t(count * seq_len)) == count * seq_len,
              "text_windows: {} windows x seq_len {} positions do not fit i32", count, seq_len);
-    std::vector<int64_t> starts(size_t(count));
+    std::vector<int64_t> starts(static_cast<size_t>(count));
     for (int64_t k = 0; k < count; ++k) starts[size_t(k)] = (first + k) * seq_len;
     return make_text_batch(tokens, seq_len, starts, device);
 }

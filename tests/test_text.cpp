@@ -22,7 +22,7 @@ std::vector<int32_t> ints(const Tensor& t) { return t.to(Device::cpu()).to_vecto
 
 // 0, 1, 2, ...: a stream where a token's value is its position, so windows show where they start.
 std::vector<int32_t> iota_stream(int64_t n) {
-    std::vector<int32_t> v(size_t(n));
+    std::vector<int32_t> v(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) v[size_t(i)] = int32_t(i);
     return v;
 }

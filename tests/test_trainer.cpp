@@ -398,11 +398,12 @@ TEST_CASE("trainer lm: a resumed run repeats the uninterrupted run's losses exac
     const std::vector<StepLoss> ref = full.losses();
     REQUIRE(ref.size() == 24);
     for (int64_t at : {4, 20}) { // step 20 is past the first epoch's 18 steps
-        DYNAMIC_SECTION("from the checkpoint at step " << at) {
+        {
             TrainConfig b = parse_train_args({"--resume", run + fmt::format("/checkpoints/step_{:07}.safetensors", at),
                                               "--run_dir=" + fx.dir.file(fmt::format("resumed{}", at))});
             CHECK(b.task.is_lm());
             Trainer t(b, nullptr);
+            INFO("resumed from the checkpoint at step " << at);
             CHECK(t.state().step == at);
             t.train();
             REQUIRE(t.losses().size() == size_t(24 - at));
@@ -513,8 +514,7 @@ TEST_CASE("generate: seeded sampling is deterministic; top_k and temperature do 
     CHECK(std::abs(counts['a'] / 2000.0 - 0.625) < 0.04); // 0.5 / (0.5 + 0.3)
     counts.clear();
     for (int i = 0; i < 2000; ++i) ++counts[sample_token(z, {.temperature = 0.25}, uint64_t(i))];
-    CHECK(counts['a'] > 1800); // p^(1/T): 0.5^4 / (0.5^4 + 0.3^4 + 0.2^4) = 0.87
-    CHECK(counts['a'] < 1900);
+    CHECK(std::abs(counts['a'] / 2000.0 - 0.8657) < 0.03); // p^(1/T): 0.5^4 / (0.5^4 + 0.3^4 + 0.2^4)
 
     nn::MambaConfig mc = nn::MambaConfig::preset("zoology", 16);
     mc.n_layer = 1;
