@@ -69,7 +69,9 @@ int cmd_gradcheck(const std::string& op, const std::string& device_str, bool lis
 
 constexpr const char* kTrainUsage = R"(usage: mambagrad train [--config FILE] [--KEY VALUE | --KEY=VALUE ...]
 
-Trains a MambaLM on MQAR, then scores the test split of every task.test_variants.
+Trains a MambaLM on MQAR, then scores the test split of every task.test_variants; with
+task.kind lm (e.g. --config configs/lm_kjv.json) a byte-level language model instead, then
+reports the test split's bits per byte and prints a sample.
 Without --config the defaults below are used (or the checkpoint's config with --resume); each
 --KEY VALUE then sets one dotted key; VALUE is read as JSON when it parses (numbers, true,
 [[64,4]]) and as a string otherwise. Defaults:
