@@ -24,7 +24,10 @@ int32_t sample_token(std::span<const double> logits, const GenerateOptions& o, u
     std::vector<int32_t> cand(256);
     std::iota(cand.begin(), cand.end(), 0);
     cand.push_back(data::kTextEos);
-    auto better = [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b); };
+    auto better = [&](int32_t a, int32_t b) { // larger logit first; the smaller id on a tie
+        const double za = logits[size_t(a)], zb = logits[size_t(b)];
+        return za > zb || (za == zb && a < b);
+    };
     if (o.temperature == 0) return *std::min_element(cand.begin(), cand.end(), better);
     if (o.top_k > 0 && o.top_k < int64_t(cand.size())) {
         std::partial_sort(cand.begin(), cand.begin() + o.top_k, cand.end(), better);
