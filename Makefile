@@ -4,6 +4,8 @@
 #   make test         build and run the whole test suite (CUDA cases run when a GPU is present)
 #   make test SANITIZE=1   the CPU suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make train        train a small Mamba on Standard MQAR, then score Standard, Last and Shuffle
+#   make corpus       the LM corpus data/corpus/kjv.txt (the King James Bible, public domain) from
+#                     Debian's bible-kjv-text (installs bible-kjv with apt-get when run as root)
 #   make vendor       copy the header-only dependencies into third_party/ (ignored by git) so the
 #                     tree builds on a machine with no package manager (the GPU machine)
 #   make clean
@@ -94,7 +96,7 @@ TEST_BIN := $(BUILD)/mg_tests
 BENCH_OBJ := $(BUILD)/bench/bench_ops.o
 BENCH_BIN := $(BUILD)/bench_ops
 
-.PHONY: all test vendor clean bench train
+.PHONY: all test vendor clean bench train corpus
 all: $(LIB) $(BIN)
 
 $(BUILD)/%.o: %.cpp
@@ -133,6 +135,23 @@ test: $(TEST_BIN) $(BIN)
 # spinning threads made training 5x slower.
 train: $(BIN)
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} ./$(BIN) train $(TRAIN_ARGS)
+
+# The LM corpus (train/trainer.h "Language modelling"; configs/lm_kjv.json): data/prepare_kjv.sh
+# prints the Bible with bible-kjv's `bible` program and keeps one verse per line. The file is
+# ignored by git; the GPU machine has no package manager: prepare it here and carry data/corpus.
+CORPUS := data/corpus/kjv.txt
+corpus: $(CORPUS)
+$(CORPUS): data/prepare_kjv.sh
+	@if ! command -v bible >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "mambagrad: installing Debian packages: bible-kjv bible-kjv-text"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bible-kjv bible-kjv-text) >/dev/null 2>&1 \
+	      || { echo "missing dependency: apt-get could not install bible-kjv bible-kjv-text" >&2; exit 1; }; \
+	  else \
+	    echo "missing dependency: install the Debian packages bible-kjv bible-kjv-text (sudo apt-get install bible-kjv bible-kjv-text)" >&2; exit 1; \
+	  fi; \
+	fi
+	sh data/prepare_kjv.sh $@
 
 vendor:
 	@mkdir -p third_party/include

@@ -4,8 +4,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <numbers>
 
 #include "tests/helpers.h"
+#include "train/generate.h"
 #include "train/trainer.h"
 
 using namespace mg;
@@ -340,4 +342,277 @@ TEST_CASE("trainer: the CLI trains, evaluates and writes data; bad calls print o
                            {"task.test_variants", "standard"});
     require_one_error_line(run_cli(fmt::format("data --out {} --grid 64x", jsonl)), {"task.grid"});
     require_one_error_line(run_cli("data"), {"--out"});
+}
+
+// ---- language modelling (task.kind lm) -------------------------------------------------------------
+
+namespace {
+
+// About 6 KB of plain English, the same every time: sentences built from short word lists.
+std::string tiny_text() {
+    const std::vector<std::string> who = {"The king", "A shepherd", "His servant", "The people", "My brother"};
+    const std::vector<std::string> did = {"went up to", "came down from", "looked upon", "dwelt in", "spake unto"};
+    const std::vector<std::string> what = {"the city.", "the mountain.", "the house of the Lord.", "the river.",
+                                           "the land of Egypt."};
+    std::string text;
+    for (int i = 0; text.size() < 6000; ++i)
+        text += who[size_t(i % 5)] + " " + did[size_t((i / 5) % 5)] + " " + what[size_t((i * 3 + i / 25) % 5)] +
+                (i % 4 == 3 ? "\n" : " ");
+    return text;
+}
+
+// A tiny LM config on `corpus` (CPU, no files unless a run_dir is set).
+TrainConfig tiny_lm_config(const std::string& corpus, const std::string& extra = "{}") {
+    json j = {{"model", {{"preset", "zoology"}, {"d_model", 32}, {"n_layer", 1}, {"d_state", 4}, {"vocab_size", "auto"}}},
+              {"task", {{"kind", "lm"}, {"corpus", corpus}, {"seq_len", 32}, {"valid_fraction", 0.1},
+                        {"test_fraction", 0.1}}},
+              {"batch_size", 8}, {"max_steps", 60}, {"lr", 1e-2}, {"eval_every", 0}, {"device", "cpu"},
+              {"run_dir", ""}, {"log_every", 1}};
+    j.merge_patch(json::parse(extra));
+    return TrainConfig::from_json(j);
+}
+
+struct LmFixture {
+    TempDir dir{"lm"};
+    std::string corpus = dir.file("tiny.txt");
+    LmFixture() { std::ofstream(corpus, std::ios::binary) << tiny_text(); }
+};
+
+} // namespace
+
+TEST_CASE("trainer lm: a tiny byte-level model learns a small text", "[trainer][lm]") {
+    LmFixture fx;
+    TrainConfig cfg = tiny_lm_config(fx.corpus);
+    CHECK(cfg.model.vocab_size == data::kTextVocab); // "auto"
+    CHECK(cfg.model.padded_vocab() == 264);
+    Trainer t(cfg, nullptr);
+    // 6025 bytes + BOS + EOS: 4823 train tokens, 8 x 32 per batch: 18 steps per epoch
+    CHECK(t.batches_per_epoch() == 18);
+    const EvalResult before = t.evaluate_lm_split(data::Split::Valid);
+    // an untrained model is close to uniform over the 264 logits: ln 264 = 5.58 nats
+    CHECK(before.loss > 5.0);
+    TrainSummary s = t.train();
+    CHECK(s.steps == 60);
+    REQUIRE(s.last_valid);
+    const std::vector<StepLoss>& l = t.losses();
+    double first = 0, last = 0;
+    for (size_t i = 0; i < 5; ++i) first += l[i].loss / 5, last += l[l.size() - 1 - i].loss / 5;
+    INFO("train loss " << first << " -> " << last << ", valid bpb " << before.bits_per_byte() << " -> "
+                       << s.last_valid->bits_per_byte());
+    CHECK(last < first - 1.5);
+    CHECK(s.last_valid->bits_per_byte() < before.bits_per_byte() - 2.5);
+    // the reported numbers are one quantity: bpb = loss / ln 2, perplexity = e^loss; the
+    // valid split (602 tokens) in stride-32 windows: 18 windows of 32 targets
+    CHECK(s.last_valid->labelled == 18 * 32);
+    CHECK(s.last_valid->bits_per_byte() == s.last_valid->loss / std::numbers::ln2);
+    CHECK(s.last_valid->perplexity() == std::exp(s.last_valid->loss));
+    // evaluation is deterministic
+    CHECK(t.evaluate_lm_split(data::Split::Valid).loss == s.last_valid->loss);
+}
+
+TEST_CASE("trainer lm: a resumed run repeats the uninterrupted run's losses exactly", "[trainer][lm]") {
+    LmFixture fx;
+    const std::string run = fx.dir.file("full");
+    TrainConfig cfg = tiny_lm_config(fx.corpus, fmt::format(R"({{"run_dir": "{}", "max_steps": 24, "checkpoint_every": 4,
+                                                                "keep_checkpoints": 0}})", run));
+    Trainer full(cfg, nullptr);
+    full.train();
+    const std::vector<StepLoss> ref = full.losses();
+    REQUIRE(ref.size() == 24);
+    for (int64_t at : {4, 20}) { // step 20 is past the first epoch's 18 steps
+        {
+            TrainConfig b = parse_train_args({"--resume", run + fmt::format("/checkpoints/step_{:07}.safetensors", at),
+                                              "--run_dir=" + fx.dir.file(fmt::format("resumed{}", at))});
+            CHECK(b.task.is_lm());
+            Trainer t(b, nullptr);
+            INFO("resumed from the checkpoint at step " << at);
+            CHECK(t.state().step == at);
+            t.train();
+            REQUIRE(t.losses().size() == size_t(24 - at));
+            for (size_t i = 0; i < t.losses().size(); ++i) {
+                INFO("step " << t.losses()[i].step);
+                CHECK(t.losses()[i].step == ref[size_t(at) + i].step);
+                CHECK(t.losses()[i].loss == ref[size_t(at) + i].loss); // bit-exact
+            }
+        }
+    }
+    // metrics rows: train rows carry bpb, eval rows loss / bpb / perplexity
+    std::ifstream in(run + "/metrics.jsonl");
+    int evals = 0, trains = 0;
+    for (std::string line; std::getline(in, line);) {
+        json row = json::parse(line);
+        if (row["kind"] == "train") {
+            ++trains;
+            CHECK(row["bpb"].get<double>() == data::bits_per_byte(row["loss"].get<double>()));
+        } else if (row["kind"] == "eval") {
+            ++evals;
+            CHECK(row["split"] == "valid");
+            CHECK(row["bpb"].get<double>() == data::bits_per_byte(row["loss"].get<double>()));
+            CHECK(row["perplexity"].get<double>() == std::exp(row["loss"].get<double>()));
+            CHECK(row["tokens"].get<int64_t>() == 18 * 32);
+        }
+    }
+    CHECK(trains == 24);
+    CHECK(evals == 2); // eval_every 0: at the end of the first epoch and at the end
+}
+
+TEST_CASE("trainer lm: bad LM configs name the key", "[trainer][lm][errors]") {
+    LmFixture fx;
+    auto parse = [](const std::string& text) { return TrainConfig::from_json(json::parse(text)); };
+    REQUIRE_ERROR_WITH(parse(R"({"task": {"kind": "chat"}})"), "task.kind is \"chat\"", "mqar, lm");
+    REQUIRE_ERROR_WITH(parse(R"({"task": {"kind": "lm", "grid": "16x2"}})"), "unknown key 'task.grid'", "seq_len",
+                       "corpus");
+    REQUIRE_ERROR_WITH(parse(R"({"task": {"kind": "lm", "seq_len": 0}})"), "task.seq_len is 0", "an integer >= 1");
+    REQUIRE_ERROR_WITH(parse(R"({"task": {"kind": "lm", "valid_fraction": 0.9}})"), "task.valid_fraction is 0.9",
+                       "in [0, 0.5]");
+    REQUIRE_ERROR_WITH(parse(R"({"task": {"kind": "lm"}, "model": {"preset": "zoology", "vocab_size": 256}})"),
+                       "model.vocab_size is 256", "258");
+    REQUIRE_ERROR_WITH(Trainer(tiny_lm_config(fx.dir.file("nope.txt")), nullptr), "cannot read", "nope.txt");
+    REQUIRE_ERROR_WITH(Trainer(tiny_lm_config(fx.corpus, R"({"task": {"seq_len": 5000}})"), nullptr), "train split",
+                       "task.seq_len + 1 = 5001");
+    REQUIRE_ERROR_WITH(Trainer(tiny_lm_config(fx.corpus, R"({"task": {"valid_fraction": 0.001}})"), nullptr),
+                       "task.valid_fraction gives 6 tokens", "set it to 0");
+    // --task.kind on the command line switches the whole task section (and the default run_dir)
+    TrainConfig c = parse_train_args({"--task.kind", "lm", "--task.corpus", fx.corpus});
+    CHECK(c.task.is_lm());
+    CHECK(c.run_dir == "runs/lm");
+    CHECK(TrainConfig::from_json(c.to_json()).to_json() == c.to_json());
+}
+
+TEST_CASE("generate: greedy recurrent generation is the parallel model's argmax, token by token", "[trainer][lm]") {
+    // f64, so the recurrent and parallel logits agree to ~1e-12 and no argmax can flip
+    nn::MambaConfig mc = nn::MambaConfig::preset("zoology", 16);
+    mc.n_layer = 2;
+    mc.d_state = 4;
+    mc.vocab_size = data::kTextVocab;
+    Generator gen(11);
+    nn::MambaLM model(mc, {DType::f64, Device::cpu()}, gen);
+    const std::string prompt = "The king ";
+    GenerateOptions o;
+    o.temperature = 0;
+    o.max_new_tokens = 24;
+    std::vector<int32_t> streamed;
+    const std::vector<int32_t> out = generate_ids(model, data::encode_bytes(prompt), o,
+                                                  [&](int32_t id) { streamed.push_back(id); });
+    CHECK(streamed == out);
+    std::vector<int32_t> ids = {data::kTextBos};
+    for (int32_t c : data::encode_bytes(prompt)) ids.push_back(c);
+    const size_t prompt_len = ids.size();
+    for (size_t i = 0; i <= out.size() && i < size_t(o.max_new_tokens); ++i) {
+        const int64_t n = int64_t(ids.size());
+        const std::vector<double> z = host(model.forward(Tensor::from_vector(ids, {1, n})).narrow(1, n - 1, 1));
+        int32_t best = 0; // argmax over the bytes and EOS
+        for (int32_t v = 1; v < data::kTextVocab; ++v)
+            if (v != data::kTextBos && z[size_t(v)] > z[size_t(best)]) best = v;
+        INFO("generated token " << i);
+        if (i == out.size()) {
+            CHECK(best == data::kTextEos); // generation stopped early: EOS was the argmax
+        } else {
+            CHECK(out[i] == best);
+            ids.push_back(best);
+        }
+    }
+    CHECK(ids.size() - prompt_len == out.size());
+}
+
+TEST_CASE("generate: seeded sampling is deterministic; top_k and temperature do what they say", "[trainer][lm]") {
+    // sample_token on hand-made logits: three live candidates with probabilities 0.5, 0.3, 0.2
+    std::vector<double> z(264, -1e30);
+    z['a'] = std::log(0.5), z['b'] = std::log(0.3), z[data::kTextEos] = std::log(0.2);
+    z[data::kTextBos] = 100;      // never drawn: not a candidate
+    z[data::kTextVocab + 1] = 100; // padding: never drawn
+    GenerateOptions o;
+    CHECK(sample_token(z, {.temperature = 0}, 0) == 'a');
+    std::map<int32_t, int> counts;
+    const int draws = 20000;
+    for (int i = 0; i < draws; ++i) ++counts[sample_token(z, o, uint64_t(i))];
+    CHECK(counts.size() == 3);
+    CHECK(std::abs(counts['a'] / double(draws) - 0.5) < 0.015);
+    CHECK(std::abs(counts['b'] / double(draws) - 0.3) < 0.015);
+    CHECK(std::abs(counts[data::kTextEos] / double(draws) - 0.2) < 0.015);
+    counts.clear();
+    for (int i = 0; i < 2000; ++i) ++counts[sample_token(z, {.temperature = 1, .top_k = 2}, uint64_t(i))];
+    CHECK((counts.size() == 2 && counts.count('a') && counts.count('b')));
+    CHECK(std::abs(counts['a'] / 2000.0 - 0.625) < 0.04); // 0.5 / (0.5 + 0.3)
+    counts.clear();
+    for (int i = 0; i < 2000; ++i) ++counts[sample_token(z, {.temperature = 0.25}, uint64_t(i))];
+    CHECK(std::abs(counts['a'] / 2000.0 - 0.8657) < 0.03); // p^(1/T): 0.5^4 / (0.5^4 + 0.3^4 + 0.2^4)
+
+    nn::MambaConfig mc = nn::MambaConfig::preset("zoology", 16);
+    mc.n_layer = 1;
+    mc.vocab_size = data::kTextVocab;
+    Generator gen(3);
+    nn::MambaLM model(mc, {DType::f32, Device::cpu()}, gen);
+    const std::vector<int32_t> prompt = data::encode_bytes("And ");
+    GenerateOptions s{.max_new_tokens = 40, .temperature = 1.0, .top_k = 0, .seed = 5};
+    const std::vector<int32_t> a = generate_ids(model, prompt, s), b = generate_ids(model, prompt, s);
+    CHECK(a == b);
+    s.seed = 6;
+    CHECK(generate_ids(model, prompt, s) != a);
+    GenerateOptions k1{.max_new_tokens = 20, .temperature = 1.0, .top_k = 1, .seed = 9};
+    GenerateOptions greedy{.max_new_tokens = 20, .temperature = 0};
+    CHECK(generate_ids(model, prompt, k1) == generate_ids(model, prompt, greedy));
+    CHECK(generate_ids(model, prompt, {.max_new_tokens = 0}).empty());
+
+    REQUIRE_ERROR_WITH(generate_ids(model, prompt, {.temperature = -1}), "--temperature is -1");
+    REQUIRE_ERROR_WITH(generate_ids(model, prompt, {.top_k = -2}), "--top_k is -2");
+    std::vector<int32_t> bad_prompt = {'a', 300};
+    REQUIRE_ERROR_WITH(generate_ids(model, bad_prompt, greedy), "prompt id 300 at index 1");
+    mc.vocab_size = 64;
+    nn::MambaLM small(mc, {DType::f32, Device::cpu()}, gen);
+    REQUIRE_ERROR_WITH(generate_ids(small, prompt, greedy), "vocab_size is 64", "language model");
+}
+
+TEST_CASE("trainer lm: the CLI trains, evaluates and generates; bad calls print one error line", "[trainer][lm][cli]") {
+    LmFixture fx;
+    const std::string run = fx.dir.file("run"), cfg = fx.dir.file("lm.json");
+    std::ofstream(cfg) << tiny_lm_config(fx.corpus, R"({"max_steps": 6})").to_json().dump();
+    Run tr = run_cli(fmt::format("train --config {} --run_dir {}", cfg, run));
+    INFO(tr.out);
+    REQUIRE(tr.status == 0);
+    CHECK(tr.out.find("byte-level LM") != std::string::npos);
+    CHECK(tr.out.find("bits/byte") != std::string::npos);
+    CHECK(tr.out.find("test split after 6 steps") != std::string::npos);
+    CHECK(tr.out.find("sample (temperature 0.8") != std::string::npos);
+    const std::string ckpt = run + "/final.safetensors";
+
+    Run ev = run_cli(fmt::format("eval --checkpoint {} --device cpu", ckpt));
+    INFO(ev.out);
+    CHECK(ev.status == 0);
+    CHECK(ev.out.find("valid split of") != std::string::npos);
+    CHECK(ev.out.find("bits/byte") != std::string::npos);
+    CHECK(ev.out.find("(576 bytes)") != std::string::npos); // 18 windows of 32
+    Run ev_test = run_cli(fmt::format("eval --checkpoint {} --split test --device cpu", ckpt));
+    CHECK(ev_test.status == 0);
+    CHECK(ev_test.out.find("test split of") != std::string::npos);
+
+    // generation: the prompt, then the sample; the same seed gives the same text
+    const std::string gen = fmt::format("generate --checkpoint {} --prompt 'The king' --max_new_tokens 30 --seed 3", ckpt);
+    Run g1 = run_cli(gen), g2 = run_cli(gen + " --device cpu");
+    INFO(g1.out);
+    CHECK(g1.status == 0);
+    CHECK(g1.out.rfind("The king", 0) == 0);
+    CHECK(g1.out.size() <= 8 + 30 + 1);
+    CHECK(g1.out == g2.out);
+    Run greedy = run_cli(fmt::format("generate --checkpoint {} --temperature 0 --max_new_tokens 10", ckpt));
+    CHECK(greedy.status == 0);
+
+    // an MQAR checkpoint for the error paths
+    const std::string mqar_run = fx.dir.file("mqar");
+    TrainConfig m = tiny_config(fmt::format(R"({{"run_dir": "{}", "max_steps": 1}})", mqar_run));
+    Trainer(m, nullptr).train();
+    const std::string mqar_ckpt = mqar_run + "/final.safetensors";
+    require_one_error_line(run_cli("generate --checkpoint " + mqar_ckpt), {"task.kind mqar", "not a language model"});
+    require_one_error_line(run_cli("generate --checkpoint /nonexistent.safetensors"), {"/nonexistent.safetensors"});
+    require_one_error_line(run_cli("generate"), {"--checkpoint"});
+    require_one_error_line(run_cli(fmt::format("generate --checkpoint {} --temperature -1", ckpt)),
+                           {"--temperature is -1"});
+    require_one_error_line(run_cli(fmt::format("eval --checkpoint {} --variant standard", ckpt)),
+                           {"language model", "--variant"});
+    require_one_error_line(run_cli(fmt::format("eval --checkpoint {} --corpus {}", mqar_ckpt, fx.corpus)),
+                           {"--corpus", "MQAR"});
+    require_one_error_line(run_cli(fmt::format("eval --checkpoint {} --corpus /nonexistent.txt", ckpt)),
+                           {"cannot read", "/nonexistent.txt"});
+    require_one_error_line(run_cli(fmt::format("train --task.kind lm --task.corpus {} --task.grid 16x2", fx.corpus)),
+                           {"unknown key 'task.grid'"});
 }

@@ -7,6 +7,9 @@
 //   mambagrad gradcheck --list
 //   mambagrad train [--config f.json] [--key value ...]   (train/trainer.h lists the keys)
 //   mambagrad eval --checkpoint f.safetensors [--variant standard,last,shuffle] [--grid 64x4,...]
+//   mambagrad eval --checkpoint lm.safetensors [--split valid] [--corpus FILE]   (an LM checkpoint)
+//   mambagrad generate --checkpoint lm.safetensors [--prompt TEXT] [--max_new_tokens 256]
+//                      [--temperature 1] [--top_k 0] [--seed 0] [--device auto]
 //   mambagrad plot RUN_DIR                  loss/accuracy charts (PNG + SVG) from metrics.jsonl
 //   mambagrad data --out f.jsonl [--variant standard] [--grid 64x4] [--examples 100] [--split train]
 //
@@ -17,6 +20,7 @@
 
 #include "mambagrad.h"
 #include "ops/op_table.h"
+#include "train/generate.h"
 #include "train/info.h"
 #include "train/plot.h"
 #include "train/trainer.h"
@@ -109,7 +113,9 @@ int cmd_gradcheck(const std::string& op, const std::string& device_str, bool lis
 
 constexpr const char* kTrainUsage = R"(usage: mambagrad train [--config FILE] [--KEY VALUE | --KEY=VALUE ...]
 
-Trains a MambaLM on MQAR, then scores the test split of every task.test_variants.
+Trains a MambaLM on MQAR, then scores the test split of every task.test_variants; with
+task.kind lm (e.g. --config configs/lm_kjv.json) a byte-level language model instead, then
+reports the test split's bits per byte and prints a sample.
 Without --config the defaults below are used (or the checkpoint's config with --resume); each
 --KEY VALUE then sets one dotted key; VALUE is read as JSON when it parses (numbers, true,
 [[64,4]]) and as a string otherwise. Defaults:
@@ -126,7 +132,60 @@ int cmd_train(const std::vector<std::string>& args) {
     train::TrainConfig cfg = train::parse_train_args(args);
     train::Trainer trainer(cfg, stdout);
     trainer.train();
-    if (!cfg.task.test_variants.empty()) fmt::print("\n{}", trainer.test_table());
+    if (cfg.task.is_lm()) {
+        fmt::print("{}", trainer.test_table());
+        train::GenerateOptions o;
+        o.max_new_tokens = 200;
+        o.temperature = 0.8;
+        fmt::print("sample (temperature {}, seed {}):\n{}\n", o.temperature, o.seed,
+                   data::decode_bytes(train::generate_ids(trainer.model(), {}, o)));
+    } else if (!cfg.task.test_variants.empty()) {
+        fmt::print("\n{}", trainer.test_table());
+    }
+    return 0;
+}
+
+// The config of a checkpoint that must be a language model (`what` names the command).
+nlohmann::json lm_checkpoint_config(const std::string& checkpoint, const char* what) {
+    nlohmann::json j = train::checkpoint_config(checkpoint);
+    const std::string kind = j.contains("task") ? j["task"].value("kind", std::string("mqar")) : "mqar";
+    MG_CHECK(kind == "lm", "{}: checkpoint '{}' was trained on task.kind {}, not a language model (task.kind lm)",
+             what, checkpoint, kind);
+    return j;
+}
+
+int cmd_eval_lm(const std::string& checkpoint, const std::string& split_name, const std::string& corpus,
+                const std::string& device) {
+    const data::Split split = data::parse_split(split_name);
+    nlohmann::json j = lm_checkpoint_config(checkpoint, "eval");
+    j["device"] = device;
+    if (!corpus.empty()) j["task"]["corpus"] = corpus;
+    train::LoadedModel m = train::load_model(checkpoint, train::TrainConfig::from_json(j));
+    const train::TaskConfig& task = m.config.task;
+    const data::TextSplits text = data::load_text_corpus(task.corpus, task.valid_fraction, task.test_fraction).splits;
+    const std::vector<int32_t>& tokens = split == data::Split::Train   ? text.train
+                                         : split == data::Split::Valid ? text.valid
+                                                                       : text.test;
+    MG_CHECK(!tokens.empty(), "eval: the {} split of '{}' is empty (task.{}_fraction is 0 in this checkpoint)",
+             data::split_name(split), task.corpus, data::split_name(split));
+    train::EvalResult r = train::evaluate_lm(*m.model, tokens, task.seq_len, m.config.batch_size);
+    fmt::print("{} split of {} (seq_len {}), checkpoint {} (step {}): {}\n", data::split_name(split), task.corpus,
+               task.seq_len, checkpoint, m.state.step, train::format_lm_result(r));
+    return 0;
+}
+
+int cmd_generate(const std::string& checkpoint, const std::string& prompt, const train::GenerateOptions& o,
+                 const std::string& device) {
+    train::validate(o);
+    nlohmann::json j = lm_checkpoint_config(checkpoint, "generate");
+    j["device"] = device;
+    train::LoadedModel m = train::load_model(checkpoint, train::TrainConfig::from_json(j));
+    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+    train::generate_ids(*m.model, data::encode_bytes(prompt), o, [](int32_t id) {
+        std::fputc(id, stdout);
+        std::fflush(stdout);
+    });
+    std::fputc('\n', stdout);
     return 0;
 }
 
@@ -148,6 +207,9 @@ int cmd_eval(const std::string& checkpoint, const std::string& variants, const s
     MG_CHECK(!checkpoint.empty(), "eval: --checkpoint is required");
     const data::Split split = data::parse_split(split_name);
     nlohmann::json j = train::checkpoint_config(checkpoint);
+    MG_CHECK(!(j.contains("task") && j["task"].value("kind", std::string("mqar")) == "lm"),
+             "eval: checkpoint '{}' is a language model (task.kind lm): --variant, --grid and --examples apply to "
+             "MQAR checkpoints", checkpoint);
     j["device"] = device;
     if (!variants.empty()) j["task"]["test_variants"] = split_list(variants);
     if (!grid.empty()) train::apply_override(j, "task.grid", grid);
@@ -185,6 +247,7 @@ int cmd_data(const std::string& config, const std::string& out, const std::map<s
     for (const auto& [k, v] : task_keys) train::apply_override(j, "task." + k, v);
     j["model"] = train::default_model_json(); // the data need no model; "auto" fits any task
     const train::TaskConfig task = train::TrainConfig::from_json(j).task;
+    MG_CHECK(!task.is_lm(), "data: writes MQAR datasets; the config's task.kind is lm (its corpus is the data)");
     const int64_t n = examples > 0                      ? examples
                       : split == data::Split::Train     ? task.train_examples
                       : split == data::Split::Valid     ? task.valid_examples
@@ -212,7 +275,9 @@ int main(int argc, char** argv) {
 
     std::string checkpoint, variants, grid, eval_split = "test", eval_device = "auto";
     int64_t eval_examples = 0;
-    auto* ev = app.add_subcommand("eval", "score a checkpoint on MQAR variants (per-subtask query accuracy)");
+    std::string eval_corpus;
+    auto* ev = app.add_subcommand("eval", "score a checkpoint: MQAR variants (per-subtask query accuracy) or an LM "
+                                          "split (loss, bits per byte, perplexity)");
     ev->add_option("--checkpoint", checkpoint, "a checkpoint written by `mambagrad train`")->required();
     ev->add_option("--variant", variants, "comma-separated variants (default: the run's test_variants), e.g. "
                                           "standard,last,shuffle");
@@ -220,6 +285,18 @@ int main(int argc, char** argv) {
     ev->add_option("--examples", eval_examples, "examples per cell (default: the run's)");
     ev->add_option("--split", eval_split, "test, valid or train");
     ev->add_option("--device", eval_device, "auto, cpu, cuda or cuda:N");
+    ev->add_option("--corpus", eval_corpus, "LM checkpoints: score this text file instead of the run's task.corpus");
+
+    std::string gen_checkpoint, gen_prompt, gen_device = "auto";
+    train::GenerateOptions gen;
+    auto* ge = app.add_subcommand("generate", "sample text from a language-model checkpoint (recurrent mode)");
+    ge->add_option("--checkpoint", gen_checkpoint, "a checkpoint of a task.kind lm run")->required();
+    ge->add_option("--prompt", gen_prompt, "text the sample continues (default: none, the text's start)");
+    ge->add_option("--max_new_tokens", gen.max_new_tokens, "bytes to draw at most (stops early at EOS)");
+    ge->add_option("--temperature", gen.temperature, "softmax temperature; 0: greedy (argmax)");
+    ge->add_option("--top_k", gen.top_k, "draw among the k most likely tokens only (0: all)");
+    ge->add_option("--seed", gen.seed, "the sampling seed: the same seed gives the same text");
+    ge->add_option("--device", gen_device, "auto, cpu, cuda or cuda:N");
 
     std::string data_config, data_out, data_split = "train";
     int64_t data_examples = 0;
@@ -236,9 +313,10 @@ int main(int argc, char** argv) {
     auto* pl = app.add_subcommand("plot", "write loss and accuracy charts (PNG and SVG) of a run from its metrics.jsonl");
     pl->add_option("RUN_DIR", plot_dir, "a run directory of `mambagrad train`")->required();
 
-    const std::set<std::string> commands = {"info", "gradcheck", "train", "eval", "data", "plot"};
+    const std::set<std::string> commands = {"info", "gradcheck", "train", "eval", "generate", "data", "plot"};
     if (argc > 1 && argv[1][0] != '-' && !commands.count(argv[1])) {
-        fmt::print(stderr, "error: unknown command '{}'; expected one of: info, gradcheck, train, eval, data, plot\n", argv[1]);
+        fmt::print(stderr, "error: unknown command '{}'; expected one of: info, gradcheck, train, eval, generate, "
+                   "data, plot\n", argv[1]);
         return 2;
     }
     try {
@@ -262,7 +340,16 @@ int main(int argc, char** argv) {
     try {
         if (*gc) return cmd_gradcheck(op, device, list);
         if (*pl) return cmd_plot(plot_dir);
-        if (*ev) return cmd_eval(checkpoint, variants, grid, eval_examples, eval_split, eval_device);
+        if (*ev) {
+            const nlohmann::json j = train::checkpoint_config(checkpoint);
+            if (j.contains("task") && j["task"].value("kind", std::string("mqar")) == "lm" && !ev->count("--variant") &&
+                !ev->count("--grid") && !ev->count("--examples"))
+                return cmd_eval_lm(checkpoint, ev->count("--split") ? eval_split : "valid", eval_corpus, eval_device);
+            MG_CHECK(eval_corpus.empty(), "eval: --corpus applies to language-model checkpoints; '{}' is MQAR",
+                     checkpoint);
+            return cmd_eval(checkpoint, variants, grid, eval_examples, eval_split, eval_device);
+        }
+        if (*ge) return cmd_generate(gen_checkpoint, gen_prompt, gen, gen_device);
         if (*da) {
             std::map<std::string, std::string> given;
             for (const auto& [k, v] : task_keys)

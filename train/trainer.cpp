@@ -148,8 +148,10 @@ const std::vector<std::string> kTopKeys = {
     "lr",         "betas",        "eps",           "weight_decay", "no_decay",      "adamw",            "schedule",
     "warmup_fraction", "min_lr",  "clip_value",    "clip_norm",  "nan_guard",       "eval_every",       "log_every",
     "target_accuracy", "device",  "run_dir",       "checkpoint_every", "keep_checkpoints", "resume"};
-const std::vector<std::string> kTaskKeys = {"variant",   "grid",  "train_examples", "valid_examples", "test_examples",
-                                            "vocab_size", "noise", "binding",        "seed",           "test_variants"};
+const std::vector<std::string> kTaskKeys = {"kind",       "variant", "grid", "train_examples", "valid_examples",
+                                            "test_examples", "vocab_size", "noise", "binding", "seed", "test_variants"};
+const std::vector<std::string> kLmTaskKeys = {"kind",           "corpus",        "seq_len",
+                                              "valid_fraction", "test_fraction", "eval_batches"};
 
 std::string read_text_file(const std::string& path, const char* what) {
     std::ifstream in(path, std::ios::binary);
@@ -171,15 +173,15 @@ void shuffle_in_place(std::vector<int64_t>& v, uint64_t seed, uint64_t lane, uin
     }
 }
 
-// How many labelled positions of batch b the argmax of the logits gets right; h (B, L, d) are
-// its final hidden states and W the LM head.
-int64_t count_correct(const data::MqarBatch& b, const Tensor& h, const Tensor& W) {
+// How many labelled positions (b*L + t, with their targets) the argmax of the logits gets right;
+// h (B, L, d) are the batch's final hidden states and W the LM head.
+int64_t count_correct(const Tensor& positions, const Tensor& targets, const Tensor& h, const Tensor& W) {
     autograd::NoGrad no_grad;
-    const int64_t B = b.inputs.size(0), L = b.inputs.size(1), P = b.positions.size(0);
-    Tensor logits = linear(embedding(b.positions, h.detach().reshape({B * L, h.size(2)})), W.detach());
+    const int64_t B = h.size(0), L = h.size(1), P = positions.size(0);
+    Tensor logits = linear(embedding(positions, h.detach().reshape({B * L, h.size(2)})), W.detach());
     const int64_t V = logits.size(1);
     const std::vector<double> z = logits.to(DType::f64).to(Device::cpu()).to_vector<double>();
-    const std::vector<int32_t> tgt = b.targets.to(Device::cpu()).to_vector<int32_t>();
+    const std::vector<int32_t> tgt = targets.to(Device::cpu()).to_vector<int32_t>();
     int64_t right = 0;
     for (int64_t p = 0; p < P; ++p) {
         const double* row = z.data() + p * V;
@@ -198,6 +200,10 @@ ojson score_json(const EvalResult& r) {
             {"token_acc", r.score.token_acc},
             {"token_acc_mean", r.score.token_acc_mean},
             {"subtasks", subtasks}};
+}
+
+ojson lm_score_json(const EvalResult& r) {
+    return {{"loss", r.loss}, {"bpb", r.bits_per_byte()}, {"perplexity", r.perplexity()}, {"tokens", r.labelled}};
 }
 
 } // namespace
@@ -219,6 +225,7 @@ data::MqarGridData TaskConfig::generate(data::MqarVariant v, data::Split split, 
 }
 
 int64_t TaskConfig::model_vocab() const {
+    if (is_lm()) return data::kTextVocab;
     int64_t v = 0;
     std::vector<data::MqarVariant> all = test_variants;
     all.push_back(variant);
@@ -236,20 +243,29 @@ int64_t TaskConfig::model_vocab() const {
 
 ojson TrainConfig::to_json() const {
     ojson t;
-    t["variant"] = data::variant_name(task.variant);
-    ojson grid = ojson::array();
-    for (const auto& [L, N] : task.grid) grid.push_back({L, N});
-    t["grid"] = grid;
-    t["train_examples"] = task.train_examples;
-    t["valid_examples"] = task.valid_examples;
-    t["test_examples"] = task.test_examples;
-    t["vocab_size"] = task.vocab_size;
-    t["noise"] = task.noise;
-    t["binding"] = data::binding_name(task.binding);
-    t["seed"] = task.seed ? ojson(*task.seed) : ojson(nullptr);
-    ojson tv = ojson::array();
-    for (auto v : task.test_variants) tv.push_back(data::variant_name(v));
-    t["test_variants"] = tv;
+    t["kind"] = task.is_lm() ? "lm" : "mqar";
+    if (task.is_lm()) {
+        t["corpus"] = task.corpus;
+        t["seq_len"] = task.seq_len;
+        t["valid_fraction"] = task.valid_fraction;
+        t["test_fraction"] = task.test_fraction;
+        t["eval_batches"] = task.eval_batches;
+    } else {
+        t["variant"] = data::variant_name(task.variant);
+        ojson grid = ojson::array();
+        for (const auto& [L, N] : task.grid) grid.push_back({L, N});
+        t["grid"] = grid;
+        t["train_examples"] = task.train_examples;
+        t["valid_examples"] = task.valid_examples;
+        t["test_examples"] = task.test_examples;
+        t["vocab_size"] = task.vocab_size;
+        t["noise"] = task.noise;
+        t["binding"] = data::binding_name(task.binding);
+        t["seed"] = task.seed ? ojson(*task.seed) : ojson(nullptr);
+        ojson tv = ojson::array();
+        for (auto v : task.test_variants) tv.push_back(data::variant_name(v));
+        t["test_variants"] = tv;
+    }
 
     ojson j;
     j["model"] = ojson::parse(model.to_json());
@@ -289,7 +305,20 @@ TrainConfig TrainConfig::from_json(const json& j) {
 
     // task first: the model's "auto" vocabulary depends on it
     if (const json* tj = s.find("task")) {
-        Section t(*tj, "task.", kTaskKeys);
+        if (tj->is_object() && tj->contains("kind")) {
+            const json& k = (*tj)["kind"];
+            if (!k.is_string() || (k != "mqar" && k != "lm"))
+                throw Error(fmt::format("{}: task.kind is {}, expected one of: mqar, lm", kWhere, k.dump()));
+            c.task.kind = k == "lm" ? TaskKind::Lm : TaskKind::Mqar;
+        }
+        Section t(*tj, "task.", c.task.is_lm() ? kLmTaskKeys : kTaskKeys);
+        if (c.task.is_lm()) {
+            t.string("corpus", c.task.corpus);
+            t.integer("seq_len", c.task.seq_len, 1);
+            t.number("valid_fraction", c.task.valid_fraction, 0, 0.5, "in [0, 0.5]");
+            t.number("test_fraction", c.task.test_fraction, 0, 0.5, "in [0, 0.5]");
+            t.integer("eval_batches", c.task.eval_batches, 0);
+        }
         if (const json* v = t.find("variant")) c.task.variant = read_variant(t, "variant", *v);
         if (const json* v = t.find("grid")) c.task.grid = read_grid(t, "grid", *v);
         t.integer("train_examples", c.task.train_examples, 1);
@@ -373,24 +402,34 @@ void TrainConfig::validate() const {
     model.validate();
     MG_CHECK(epochs > 0 || max_steps > 0, "{}: epochs and max_steps are both 0; set one of them", kWhere);
     const int64_t need = task.model_vocab();
-    std::vector<std::string_view> used = {data::variant_name(task.variant)};
-    for (data::MqarVariant v : task.test_variants) used.push_back(data::variant_name(v));
-    MG_CHECK(model.vocab_size >= need,
-             "{}: model.vocab_size is {}, but the task (vocab_size {}, variants {}) emits token ids up to {}; set "
-             "model.vocab_size >= {} or \"auto\"",
-             kWhere, model.vocab_size, task.vocab_size, fmt::join(used, ", "), need - 1, need);
-    for (size_t i = 0; i < task.grid.size(); ++i) {
-        data::MqarConfig c;
-        c.variant = task.variant;
-        c.vocab_size = task.vocab_size;
-        c.seq_len = task.grid[i].first;
-        c.num_kv_pairs = task.grid[i].second;
-        c.insert_noise = task.noise;
-        try {
-            data::validate(c);
-        } catch (const Error& e) {
-            throw Error(fmt::format("{}: task.grid cell ({}, {}) cannot hold variant {}: {}", kWhere, c.seq_len,
-                                    c.num_kv_pairs, data::variant_name(task.variant), e.what()));
+    if (task.is_lm()) {
+        MG_CHECK(model.vocab_size >= need,
+                 "{}: model.vocab_size is {}, but byte-level LM tokens go up to {} (data/text.h); set "
+                 "model.vocab_size >= {} or \"auto\"",
+                 kWhere, model.vocab_size, need - 1, need);
+        MG_CHECK(!task.corpus.empty(), "{}: task.corpus is \"\", expected a text file", kWhere);
+        MG_CHECK(task.valid_fraction + task.test_fraction < 1, "{}: task.valid_fraction {} + task.test_fraction {} "
+                 "leave no training text", kWhere, task.valid_fraction, task.test_fraction);
+    } else {
+        std::vector<std::string_view> used = {data::variant_name(task.variant)};
+        for (data::MqarVariant v : task.test_variants) used.push_back(data::variant_name(v));
+        MG_CHECK(model.vocab_size >= need,
+                 "{}: model.vocab_size is {}, but the task (vocab_size {}, variants {}) emits token ids up to {}; set "
+                 "model.vocab_size >= {} or \"auto\"",
+                 kWhere, model.vocab_size, task.vocab_size, fmt::join(used, ", "), need - 1, need);
+        for (size_t i = 0; i < task.grid.size(); ++i) {
+            data::MqarConfig c;
+            c.variant = task.variant;
+            c.vocab_size = task.vocab_size;
+            c.seq_len = task.grid[i].first;
+            c.num_kv_pairs = task.grid[i].second;
+            c.insert_noise = task.noise;
+            try {
+                data::validate(c);
+            } catch (const Error& e) {
+                throw Error(fmt::format("{}: task.grid cell ({}, {}) cannot hold variant {}: {}", kWhere, c.seq_len,
+                                        c.num_kv_pairs, data::variant_name(task.variant), e.what()));
+            }
         }
     }
     if (device != "auto") {
@@ -483,7 +522,16 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
     const bool preset_given = std::any_of(overrides.begin(), overrides.end(),
                                           [](const auto& kv) { return kv.first == "model.preset"; });
     if (preset_given && base["model"] == default_model_json()) base["model"] = json::object();
-    for (const auto& [k, v] : overrides) apply_override(base, k, v);
+    for (const auto& [k, v] : overrides) {
+        // --task.kind switching kinds starts the task section afresh (the other kind's keys would be
+        // unknown keys), and the default run_dir follows the kind
+        if (k == "task.kind" && base.contains("task") && base["task"].is_object() &&
+            base["task"].value("kind", std::string("mqar")) != v) {
+            base["task"] = json::object();
+            if (base.value("run_dir", std::string()) == TrainConfig{}.run_dir && v == "lm") base["run_dir"] = "runs/lm";
+        }
+        apply_override(base, k, v);
+    }
     return TrainConfig::from_json(base);
 }
 
@@ -520,6 +568,40 @@ EvalResult evaluate_mqar(const nn::MambaLM& model, const std::vector<data::MqarE
     r.labelled = labelled;
     r.loss = labelled ? loss_sum / double(labelled) : 0.0;
     return r;
+}
+
+double EvalResult::perplexity() const { return std::exp(loss); }
+
+EvalResult evaluate_lm(const nn::MambaLM& model, std::span<const int32_t> tokens, int64_t seq_len,
+                       int64_t batch_size, int64_t max_batches) {
+    MG_CHECK(batch_size >= 1 && max_batches >= 0, "evaluate_lm: batch_size {} must be >= 1 and max_batches {} >= 0",
+             batch_size, max_batches);
+    autograd::NoGrad no_grad;
+    const Device device = model.lm_head_weight().device();
+    const int64_t windows = data::num_text_windows(int64_t(tokens.size()), seq_len);
+    MG_CHECK(windows > 0, "evaluate_lm: {} tokens hold no window of seq_len + 1 = {} tokens", tokens.size(),
+             seq_len + 1);
+    double loss_sum = 0;
+    int64_t scored = 0, batches = 0;
+    for (int64_t first = 0; first < windows && (max_batches == 0 || batches < max_batches); first += batch_size) {
+        const int64_t count = std::min(batch_size, windows - first);
+        const data::TextBatch b = data::text_windows(tokens, seq_len, first, count, device);
+        // the training loss's call (every position labelled): the mean over count * seq_len targets
+        Tensor loss = cross_entropy_indexed(model.hidden_states(b.inputs), model.lm_head_weight(), b.positions,
+                                            b.targets);
+        loss_sum += loss.item() * double(count * seq_len);
+        scored += count * seq_len;
+        ++batches;
+    }
+    EvalResult r;
+    r.labelled = scored;
+    r.loss = loss_sum / double(scored);
+    return r;
+}
+
+std::string format_lm_result(const EvalResult& r) {
+    return fmt::format("loss {:.4f} nats/byte, {:.4f} bits/byte, perplexity {:.3f} ({} bytes)", r.loss,
+                       r.bits_per_byte(), r.perplexity(), r.labelled);
 }
 
 std::string format_score_table(const std::vector<std::pair<std::string, data::MqarScore>>& columns,
@@ -575,10 +657,25 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
     cfg_.validate();
     device_ = cfg_.resolved_device();
 
-    train_ = cfg_.task.generate(cfg_.task.variant, data::Split::Train, cfg_.task.train_examples).examples;
-    valid_ = cfg_.task.generate(cfg_.task.variant, data::Split::Valid, cfg_.task.valid_examples).examples;
-    plan_ = epoch_plan(0);
-    const int64_t per_epoch = int64_t(plan_.size());
+    if (cfg_.task.is_lm()) {
+        const TaskConfig& t = cfg_.task;
+        text_ = data::load_text_corpus(t.corpus, t.valid_fraction, t.test_fraction).splits;
+        const int64_t n = int64_t(text_.train.size());
+        MG_CHECK(n > t.seq_len + 1, "train: the train split of task.corpus '{}' has {} tokens, fewer than a window of "
+                 "task.seq_len + 1 = {}", t.corpus, n, t.seq_len + 1);
+        using Held = std::pair<const std::vector<int32_t>*, const char*>;
+        for (auto [split, fraction] : {Held{&text_.valid, "valid_fraction"}, Held{&text_.test, "test_fraction"}})
+            MG_CHECK(split->empty() || data::num_text_windows(int64_t(split->size()), t.seq_len) > 0,
+                     "train: task.{} gives {} tokens of '{}', fewer than a window of task.seq_len + 1 = {}; raise it "
+                     "or set it to 0", fraction, split->size(), t.corpus, t.seq_len + 1);
+        per_epoch_ = std::max<int64_t>(1, n / (cfg_.batch_size * cfg_.grad_accum_steps * t.seq_len));
+    } else {
+        train_ = cfg_.task.generate(cfg_.task.variant, data::Split::Train, cfg_.task.train_examples).examples;
+        valid_ = cfg_.task.generate(cfg_.task.variant, data::Split::Valid, cfg_.task.valid_examples).examples;
+        plan_ = epoch_plan(0);
+        per_epoch_ = int64_t(plan_.size());
+    }
+    const int64_t per_epoch = per_epoch_;
     total_steps_ = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * per_epoch;
     total_epochs_ = (total_steps_ + per_epoch - 1) / per_epoch;
     schedule_.kind = cfg_.schedule;
@@ -636,14 +733,20 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
                    cfg_.model.n_layer, cfg_.model.d_model, cfg_.model.d_state, cfg_.model.padded_vocab(),
                    model_->num_parameters(), device_.str(),
                    device_.is_cpu() ? fmt::format(" ({} threads)", omp_get_max_threads()) : "");
-        fmt::print(out_, "task:  MQAR {} (LxN {}), W {}, {} train / {} valid examples; {} batches of {} per epoch, "
-                   "{} steps{}\n",
-                   data::variant_name(cfg_.task.variant), cells, cfg_.task.vocab_size, train_.size(), valid_.size(),
-                   per_epoch,
-                   cfg_.grad_accum_steps > 1 ? fmt::format("{} micro-batches of {}", cfg_.grad_accum_steps, cfg_.batch_size)
-                                             : std::to_string(cfg_.batch_size),
-                   total_steps_,
-                   cfg_.resume.empty() ? "" : fmt::format(" (resumed at step {})", state_.step));
+        const std::string resumed = cfg_.resume.empty() ? "" : fmt::format(" (resumed at step {})", state_.step);
+        const std::string batch = cfg_.grad_accum_steps > 1
+                                      ? fmt::format("{} micro-batches of {}", cfg_.grad_accum_steps, cfg_.batch_size)
+                                      : std::to_string(cfg_.batch_size);
+        if (cfg_.task.is_lm())
+            fmt::print(out_, "task:  byte-level LM on {} ({} / {} / {} train / valid / test tokens), seq_len {}; {} "
+                       "batches of {} per epoch, {} steps{}\n",
+                       cfg_.task.corpus, text_.train.size(), text_.valid.size(), text_.test.size(), cfg_.task.seq_len,
+                       per_epoch, batch, total_steps_, resumed);
+        else
+            fmt::print(out_, "task:  MQAR {} (LxN {}), W {}, {} train / {} valid examples; {} batches of {} per epoch, "
+                       "{} steps{}\n",
+                       data::variant_name(cfg_.task.variant), cells, cfg_.task.vocab_size, train_.size(), valid_.size(),
+                       per_epoch, batch, total_steps_, resumed);
         if (!run_dir_.empty()) fmt::print(out_, "run:   {}\n", run_dir_);
         std::fflush(out_);
     }
@@ -672,6 +775,36 @@ std::vector<std::vector<int64_t>> Trainer::epoch_plan(int64_t epoch) const {
     return out;
 }
 
+std::vector<Trainer::Batch> Trainer::next_batches() const {
+    std::vector<Batch> out;
+    if (cfg_.task.is_lm()) {
+        // micro-batch j of step s is draw s * grad_accum_steps + j of the (seed, draw) sampler
+        for (int64_t j = 0; j < cfg_.grad_accum_steps; ++j) {
+            data::TextBatch b = data::sample_text_batch(text_.train, cfg_.batch_size, cfg_.task.seq_len, cfg_.seed,
+                                                        uint64_t(state_.step * cfg_.grad_accum_steps + j), device_);
+            out.push_back({b.inputs, b.positions, b.targets});
+        }
+        return out;
+    }
+    // the step's examples (plan_[cursor]) in micro-batches of batch_size
+    const std::vector<int64_t>& idx = plan_[size_t(state_.cursor)];
+    for (size_t s = 0; s < idx.size(); s += size_t(cfg_.batch_size)) {
+        const size_t e = std::min(idx.size(), s + size_t(cfg_.batch_size));
+        data::MqarBatch b = data::make_batch(
+            train_, std::vector<int64_t>(idx.begin() + int64_t(s), idx.begin() + int64_t(e)), device_);
+        out.push_back({b.inputs, b.positions, b.targets});
+    }
+    return out;
+}
+
+EvalResult Trainer::evaluate_lm_split(data::Split split) const {
+    MG_CHECK(cfg_.task.is_lm(), "Trainer::evaluate_lm_split: the task is MQAR, not lm");
+    const std::vector<int32_t>& tokens = split == data::Split::Train   ? text_.train
+                                         : split == data::Split::Valid ? text_.valid
+                                                                       : text_.test;
+    return evaluate_lm(*model_, tokens, cfg_.task.seq_len, cfg_.batch_size, cfg_.task.eval_batches);
+}
+
 EvalResult Trainer::evaluate(data::MqarVariant variant, data::Split split) const {
     if (variant == cfg_.task.variant && split == data::Split::Valid)
         return evaluate_mqar(*model_, valid_, cfg_.batch_size);
@@ -682,6 +815,16 @@ EvalResult Trainer::evaluate(data::MqarVariant variant, data::Split split) const
 }
 
 std::string Trainer::test_table() {
+    if (cfg_.task.is_lm()) {
+        if (text_.test.empty()) return "";
+        EvalResult r = evaluate_lm_split(data::Split::Test);
+        if (log_) {
+            ojson row = {{"kind", "test"}, {"split", "test"}, {"step", state_.step}};
+            row.update(lm_score_json(r));
+            log_->write(row);
+        }
+        return fmt::format("test split after {} steps: {}\n", state_.step, format_lm_result(r));
+    }
     std::vector<std::pair<std::string, data::MqarScore>> cols;
     for (data::MqarVariant v : cfg_.task.test_variants) {
         EvalResult r = evaluate(v, data::Split::Test);
@@ -717,6 +860,18 @@ void Trainer::write_periodic_checkpoint() {
 }
 
 void Trainer::log_eval(const EvalResult& r, int64_t step, double train_s) {
+    if (cfg_.task.is_lm()) {
+        if (log_) {
+            ojson row = {{"kind", "eval"}, {"split", "valid"}, {"step", step}, {"epoch", state_.epoch}, {"train_s", train_s}};
+            row.update(lm_score_json(r));
+            log_->write(row);
+        }
+        if (out_) {
+            fmt::print(out_, "valid @ step {}: {}\n", step, format_lm_result(r));
+            std::fflush(out_);
+        }
+        return;
+    }
     if (log_) {
         ojson row = {{"kind", "eval"}, {"split", "valid"}, {"variant", data::variant_name(cfg_.task.variant)},
                      {"step", step}, {"epoch", state_.epoch}, {"train_s", train_s}};
@@ -751,11 +906,13 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
     auto run_eval = [&] {
         const auto e0 = std::chrono::steady_clock::now();
         if (bar) bar->finish();
-        EvalResult r = evaluate_mqar(*model_, valid_, cfg_.batch_size);
+        last_eval_step = state_.step;
+        if (cfg_.task.is_lm() && text_.valid.empty()) return; // valid_fraction 0: nothing to score
+        EvalResult r = cfg_.task.is_lm() ? evaluate_lm_split(data::Split::Valid)
+                                         : evaluate_mqar(*model_, valid_, cfg_.batch_size);
         log_eval(r, state_.step, seconds_since(t0) - nontrain_s - seconds_since(e0));
         sum.last_valid = r;
-        last_eval_step = state_.step;
-        if (cfg_.target_accuracy > 0 && r.score.query_acc_mean >= cfg_.target_accuracy) {
+        if (!cfg_.task.is_lm() && cfg_.target_accuracy > 0 && r.score.query_acc_mean >= cfg_.target_accuracy) {
             sum.early_stopped = true;
             stop = true;
             if (out_) fmt::print(out_, "early stop: validation query accuracy {:.2f}% >= target {:.2f}%\n",
@@ -766,34 +923,28 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
     };
 
     while (!stop && state_.step < total_steps_) {
-        if (plan_epoch != state_.epoch) {
+        if (!cfg_.task.is_lm() && plan_epoch != state_.epoch) {
             plan_ = epoch_plan(state_.epoch);
             plan_epoch = state_.epoch;
         }
-        while (!stop && state_.cursor < int64_t(plan_.size()) && state_.step < total_steps_) {
+        while (!stop && state_.cursor < per_epoch_ && state_.step < total_steps_) {
             const int64_t step = state_.step + 1; // 1-based: the step being taken
             const bool log_now = step % cfg_.log_every == 0 || step == total_steps_;
-            // The step's examples in micro-batches of batch_size; each one's mean cross-entropy
-            // weighted by its share of the step's labelled positions (trainer.h).
-            const std::vector<int64_t>& idx = plan_[size_t(state_.cursor)];
-            std::vector<data::MqarBatch> micro;
-            for (size_t s = 0; s < idx.size(); s += size_t(cfg_.batch_size))
-                micro.push_back(data::make_batch(
-                    train_, std::vector<int64_t>(idx.begin() + int64_t(s),
-                                                 idx.begin() + int64_t(std::min(idx.size(), s + size_t(cfg_.batch_size)))),
-                    device_));
+            // The step's micro-batches; each one's mean cross-entropy weighted by its share of the
+            // step's labelled positions (trainer.h).
+            const std::vector<Batch> micro = next_batches();
             int64_t labelled = 0, right = 0;
-            for (const data::MqarBatch& b : micro) labelled += b.positions.size(0);
+            for (const Batch& b : micro) labelled += b.positions.size(0);
             opt_->zero_grad();
             double l = 0;
-            for (const data::MqarBatch& b : micro) {
+            for (const Batch& b : micro) {
                 Tensor h = model_->hidden_states(b.inputs); // (B, L, d)
                 Tensor loss = cross_entropy_indexed(h, model_->lm_head_weight(), b.positions, b.targets);
                 if (micro.size() > 1) loss = loss * (double(b.positions.size(0)) / double(labelled));
                 loss.backward(); // adds into .grad
                 l += loss.item();
                 window_tokens += double(b.inputs.numel());
-                if (log_now) right += count_correct(b, h, model_->lm_head_weight());
+                if (log_now) right += count_correct(b.positions, b.targets, h, model_->lm_head_weight());
             }
             if (cfg_.nan_guard) check_finite(step, l, params);
             const std::vector<Tensor> grads = grads_of(params);
@@ -825,6 +976,7 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
                               {"tokens_per_s", tok_s}, {"elapsed_s", elapsed},
                               {"train_s", elapsed - nontrain_s}};
                     if (device_.is_cuda()) row["peak_bytes"] = cuda::memory_stats(device_.index).peak_allocated;
+                    if (cfg_.task.is_lm()) row["bpb"] = data::bits_per_byte(window_loss / double(window_steps));
                     log_->write(row);
                 }
                 if (bar) {
@@ -859,7 +1011,7 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
                 return sum;
             }
         }
-        if (state_.cursor >= int64_t(plan_.size())) {
+        if (state_.cursor >= per_epoch_) {
             ++state_.epoch;
             state_.cursor = 0;
             if (cfg_.eval_every == 0 && !stop) run_eval();
@@ -879,7 +1031,7 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
     sum.seconds = seconds_since(t0);
     if (out_) {
         fmt::print(out_, "trained {} steps ({} epochs) in {:.1f} s{}\n", sum.steps - first_step,
-                   fmt::format("{:.2f}", double(state_.step) / double(plan_.size())), sum.seconds,
+                   fmt::format("{:.2f}", double(state_.step) / double(per_epoch_)), sum.seconds,
                    sum.final_checkpoint.empty() ? "" : fmt::format("; checkpoint {}", sum.final_checkpoint));
         std::fflush(out_);
     }

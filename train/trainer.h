@@ -1,12 +1,15 @@
-// train/trainer.h: training a MambaLM on MQAR (SPEC §4-§5): the run's config, the loop, evaluation
-// and exact resume.
+// train/trainer.h: training a MambaLM on MQAR or byte-level language modelling (SPEC §4-§5): the
+// run's config, the loop, evaluation and exact resume.
 //
 // ---- The config (JSON; every key optional, defaults below; unknown keys are errors) -----------
 //   {"model":  {...nn/config.h's MambaConfig JSON..., "vocab_size": "auto" | int},
-//    "task":   {"variant": "standard", "grid": [[16, 2], [32, 2]] | "64x4,128x8" | "zoology" | "paper",
+//    "task":   {"kind": "mqar",
+//               "variant": "standard", "grid": [[16, 2], [32, 2]] | "64x4,128x8" | "zoology" | "paper",
 //               "train_examples": 16384, "valid_examples": 100, "test_examples": 100,   (per cell)
 //               "vocab_size": 32, "noise": true, "binding": "pair" | "first",
-//               "seed": null | int, "test_variants": ["standard", "last", "shuffle"]},
+//               "seed": null | int, "test_variants": ["standard", "last", "shuffle"]}
+//          or {"kind": "lm", "corpus": "data/corpus/kjv.txt", "seq_len": 256,
+//              "valid_fraction": 0.05, "test_fraction": 0.05, "eval_batches": 0},
 //    "seed": 0, "batch_size": 32, "grad_accum_steps": 1, "epochs": 2, "max_steps": 0, "shuffle": true,
 //    "lr": 3e-2, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.1,
 //    "no_decay": "none" | "mamba_ssm", "adamw": "transformers" | "torch",
@@ -24,6 +27,20 @@
 // checkpoint_every are off at 0. eval_every 0 evaluates at the end of every epoch.
 // run_dir "" writes nothing (no config.json, metrics or checkpoints).
 // Errors name the key (dotted: "task.grid") and the allowed values or type.
+//
+// ---- Language modelling (task.kind "lm", SPEC §4 "LM") -----------------------------------------
+// Byte-level next-token prediction on a plain-text corpus (data/text.h: tokens, the contiguous
+// train/valid/test split by valid_fraction / test_fraction, windows). The task keys are then
+// only kind, corpus, seq_len, valid_fraction, test_fraction and eval_batches (an MQAR key is an
+// unknown key); model.vocab_size "auto" is data::kTextVocab (258, padded to 264). A step draws
+// batch_size windows of seq_len + 1 tokens from the train split, a pure function of (seed,
+// step) (data::sample_text_batch; with grad_accum_steps k, k draws per step); an "epoch" is
+// floor(train tokens / (batch_size k seq_len))
+// steps (shuffle has no effect). The loss is the same cross_entropy_indexed call as MQAR's with
+// every position labelled: the mean over all B*L positions. Evaluation (evaluate_lm) tiles the
+// valid split with stride-seq_len windows (each byte a target once), the first eval_batches
+// batches of them (0: all), and reports loss (nats/byte), bits per byte and perplexity;
+// target_accuracy (early stop) applies to MQAR only.
 //
 // ---- The loop ---------------------------------------------------------------------------------
 // Data: task.train_examples per (L, N) cell of the grid (data::generate_mqar_grid, split train),
@@ -67,6 +84,9 @@
 //    "peak_bytes":.. (CUDA runs: the caching allocator's high-water mark)}
 //   {"kind":"eval","split":"valid","variant":..,"step":s,"train_s":..,"loss":..,"query_acc":mean,
 //    "token_acc":pooled,"token_acc_mean":..,"subtasks":[{"L":..,"N":..,"query_acc":..,"token_acc":..}]}
+// LM runs: train rows also carry "bpb" (of "loss"); "acc" is next-byte accuracy; eval and test
+// rows are {"kind":"eval"|"test","split":..,"step":s,["train_s":.. (eval),]"loss":..,"bpb":..,"perplexity":..,
+//  "tokens":n}.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -74,12 +94,14 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "data/metric.h"
 #include "data/mqar.h"
+#include "data/text.h"
 #include "nn/config.h"
 #include "nn/mamba.h"
 #include "train/checkpoint.h"
@@ -89,7 +111,11 @@
 
 namespace mg::train {
 
+enum class TaskKind { Mqar, Lm };
+
 struct TaskConfig {
+    TaskKind kind = TaskKind::Mqar;
+    // ---- kind mqar
     data::MqarVariant variant = data::MqarVariant::Standard;
     std::vector<data::GridCell> grid = {{16, 2}, {32, 2}};
     int64_t train_examples = 16384, valid_examples = 100, test_examples = 100; // per (L, N) cell
@@ -99,11 +125,17 @@ struct TaskConfig {
     std::optional<uint64_t> seed;
     std::vector<data::MqarVariant> test_variants = {data::MqarVariant::Standard, data::MqarVariant::Last,
                                                     data::MqarVariant::Shuffle};
+    // ---- kind lm (data/text.h)
+    std::string corpus = "data/corpus/kjv.txt";
+    int64_t seq_len = 256;
+    double valid_fraction = 0.05, test_fraction = 0.05;
+    int64_t eval_batches = 0; // batches of the held-out split per evaluation; 0: all of it
 
     // The data of one variant and split over the grid (cells the variant cannot hold are skipped).
     data::MqarGridData generate(data::MqarVariant v, data::Split split, int64_t examples_per_cell) const;
-    // The largest data::mqar_model_vocab over the training and test variants.
+    // The largest data::mqar_model_vocab over the training and test variants; kTextVocab for lm.
     int64_t model_vocab() const;
+    bool is_lm() const { return kind == TaskKind::Lm; }
 };
 
 struct TrainConfig {
@@ -153,12 +185,23 @@ inline constexpr const char* kCheckpointConfigKey = "mambagrad.config";
 // ---- evaluation -----------------------------------------------------------------------------------
 struct EvalResult {
     data::MqarScore score;
-    double loss = 0; // mean cross-entropy over every labelled position
+    double loss = 0; // mean cross-entropy over every labelled position (nats)
     int64_t labelled = 0;
+    // LM: every target is a byte (data/text.h), so these are per byte.
+    double bits_per_byte() const { return data::bits_per_byte(loss); }
+    double perplexity() const;
 };
 // One forward pass per length-uniform batch, greedy argmax at the labelled positions (the only
 // ones the metric reads), scored with data::MqarMetric. No autograd.
 EvalResult evaluate_mqar(const nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size);
+
+// LM: the mean cross-entropy over the stride-seq_len windows of `tokens` (data::text_windows),
+// batch_size windows per forward pass, the first max_batches batches (0: all). No autograd;
+// score is left empty, labelled counts the targets.
+EvalResult evaluate_lm(const nn::MambaLM& model, std::span<const int32_t> tokens, int64_t seq_len,
+                       int64_t batch_size, int64_t max_batches = 0);
+// "loss 1.2345 nats/byte, 1.7810 bits/byte, perplexity 3.44 (n bytes)".
+std::string format_lm_result(const EvalResult& r);
 
 // The per-subtask table: one column per (name, score), rows "L  N" in (L, N) order (a cell a
 // column lacks shows "--"), then the mean query accuracy and the pooled token accuracy, in %.
@@ -206,8 +249,11 @@ public:
 
     // Scores `variant` on `split` over the task grid (examples from the task's seeds).
     EvalResult evaluate(data::MqarVariant variant, data::Split split) const;
-    // The test split of every task.test_variants, as a table (format_score_table); each score
-    // also goes to metrics.jsonl as a {"kind":"test", ...} row.
+    // LM: evaluate_lm on the corpus's `split` (task.eval_batches batches).
+    EvalResult evaluate_lm_split(data::Split split) const;
+    // The test split of every task.test_variants, as a table (format_score_table); LM: the test
+    // split's loss, bits per byte and perplexity (one line; "" when test_fraction is 0). Each
+    // score also goes to metrics.jsonl as a {"kind":"test", ...} row.
     std::string test_table();
 
     void save_checkpoint(const std::string& path) const;
@@ -217,11 +263,17 @@ public:
     const std::vector<StepLoss>& losses() const { return losses_; } // the steps this Trainer ran
     const TrainerState& state() const { return state_; }
     int64_t total_steps() const { return total_steps_; }
-    int64_t batches_per_epoch() const { return int64_t(plan_.size()); }
+    int64_t batches_per_epoch() const { return per_epoch_; }
     const std::string& run_dir() const { return run_dir_; }
 
 private:
     std::vector<std::vector<int64_t>> epoch_plan(int64_t epoch) const;
+    struct Batch {
+        Tensor inputs, positions, targets; // (B, L); the labelled positions b*L + t and their targets
+    };
+    // The next step's micro-batches: MQAR plan_[cursor] cut into batch_size pieces; LM
+    // grad_accum_steps sampled batches of batch_size windows.
+    std::vector<Batch> next_batches() const;
     void log_eval(const EvalResult& r, int64_t step, double train_s);
     void write_periodic_checkpoint();
 
@@ -233,7 +285,8 @@ private:
     LrSchedule schedule_;
     std::vector<data::MqarExample> train_, valid_;
     std::vector<std::vector<int64_t>> plan_; // epoch 0's batches (sizes are the same every epoch)
-    int64_t total_steps_ = 0, total_epochs_ = 0;
+    data::TextSplits text_;                  // LM: the corpus's splits
+    int64_t per_epoch_ = 0, total_steps_ = 0, total_epochs_ = 0;
     TrainerState state_;
     std::vector<StepLoss> losses_;
     std::string run_dir_;
@@ -243,7 +296,8 @@ private:
 
 // Parses `mambagrad train` arguments after the subcommand: --config FILE, --key value,
 // --key=value (dotted keys, see apply_override). Without --config the defaults are used, or the
-// checkpoint's config when --resume is given. Throws mg::Error on a bad argument.
+// checkpoint's config when --resume is given. --task.kind that changes the kind starts the task
+// section afresh (and the default run_dir becomes runs/lm). Throws mg::Error on a bad argument.
 TrainConfig parse_train_args(const std::vector<std::string>& args);
 
 } // namespace mg::train

@@ -1,0 +1,78 @@
+// train/generate.cpp: see train/generate.h.
+#include "train/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "data/text.h"
+#include "tensor/check.h"
+#include "tensor/random.h"
+
+namespace mg::train {
+
+void validate(const GenerateOptions& o) {
+    MG_CHECK(o.max_new_tokens >= 0, "generate: --max_new_tokens is {}, expected an integer >= 0", o.max_new_tokens);
+    MG_CHECK(std::isfinite(o.temperature) && o.temperature >= 0,
+             "generate: --temperature is {}, expected a number >= 0 (0: greedy)", o.temperature);
+    MG_CHECK(o.top_k >= 0, "generate: --top_k is {}, expected an integer >= 0 (0: no limit)", o.top_k);
+}
+
+int32_t sample_token(std::span<const double> logits, const GenerateOptions& o, uint64_t draw) {
+    MG_CHECK(int64_t(logits.size()) >= data::kTextVocab, "generate: the model has {} logits, fewer than the {} "
+             "byte-level tokens (data/text.h); is it a language model?", logits.size(), data::kTextVocab);
+    std::vector<int32_t> cand(256);
+    std::iota(cand.begin(), cand.end(), 0);
+    cand.push_back(data::kTextEos);
+    auto better = [&](int32_t a, int32_t b) { // larger logit first; the smaller id on a tie
+        const double za = logits[size_t(a)], zb = logits[size_t(b)];
+        return za > zb || (za == zb && a < b);
+    };
+    if (o.temperature == 0) return *std::min_element(cand.begin(), cand.end(), better);
+    if (o.top_k > 0 && o.top_k < int64_t(cand.size())) {
+        std::partial_sort(cand.begin(), cand.begin() + o.top_k, cand.end(), better);
+        cand.resize(size_t(o.top_k));
+        std::sort(cand.begin(), cand.end());
+    }
+    double zmax = -INFINITY;
+    for (int32_t c : cand) zmax = std::max(zmax, logits[size_t(c)]);
+    std::vector<double> p(cand.size());
+    double sum = 0;
+    for (size_t i = 0; i < cand.size(); ++i) sum += p[i] = std::exp((logits[size_t(cand[i])] - zmax) / o.temperature);
+    const double u = rng::uniform01(o.seed, draw, kSampleLane) * sum;
+    double acc = 0;
+    for (size_t i = 0; i < cand.size(); ++i) {
+        acc += p[i];
+        if (u < acc) return cand[i];
+    }
+    return cand.back(); // u within rounding of the total
+}
+
+std::vector<int32_t> generate_ids(const nn::MambaLM& model, std::span<const int32_t> prompt, const GenerateOptions& o,
+                                  const std::function<void(int32_t)>& on_token) {
+    validate(o);
+    MG_CHECK(model.config().vocab_size >= data::kTextVocab,
+             "generate: the model's vocab_size is {}, but byte-level text needs {} ids (data/text.h); is the "
+             "checkpoint a language model?", model.config().vocab_size, data::kTextVocab);
+    for (size_t i = 0; i < prompt.size(); ++i)
+        MG_CHECK(prompt[i] >= 0 && prompt[i] < 256, "generate: prompt id {} at index {} is not a byte", prompt[i], i);
+    const Device device = model.lm_head_weight().device();
+    nn::InferenceState state = model.make_state(1);
+    auto feed = [&](int32_t id) {
+        Tensor logits = model.step(Tensor::from_vector(std::vector<int32_t>{id}, {1}, {DType::i32, device}), state);
+        return logits.to(DType::f64).to(Device::cpu()).to_vector<double>();
+    };
+    std::vector<double> z = feed(data::kTextBos);
+    for (int32_t id : prompt) z = feed(id);
+    std::vector<int32_t> out;
+    for (int64_t i = 0; i < o.max_new_tokens; ++i) {
+        const int32_t next = sample_token(z, o, uint64_t(i));
+        if (next == data::kTextEos) break;
+        out.push_back(next);
+        if (on_token) on_token(next);
+        if (i + 1 < o.max_new_tokens) z = feed(next);
+    }
+    return out;
+}
+
+} // namespace mg::train

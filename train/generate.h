@@ -1,0 +1,44 @@
+// train/generate.h: sampling text from a byte-level language model (data/text.h's tokens) in
+// recurrent mode (nn/mamba.h's MambaLM::step): one token at a time, O(1) work and memory per
+// token whatever the length so far.
+//
+// generate_ids: a fresh state for one sequence; BOS, then the prompt's tokens are fed one by
+// one (the logits after the last one give the first new token); then up to max_new_tokens
+// tokens are drawn, each fed back. Drawing stops early at EOS (not returned).
+// sample_token, from the logits z of one position (host, f64):
+//   candidates: the bytes 0..255 and EOS (never BOS, never the model's padding ids);
+//   temperature 0: the candidate with the largest z (the first one on a tie: greedy);
+//   temperature T > 0: keep the top_k candidates by z (0: all; ties keep the smaller id), draw
+//     from softmax(z / T) over them with u = rng::uniform01(seed, draw, kSampleLane) by inverse
+//     CDF in id order. So the text is a pure function of (model, prompt, options).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "nn/mamba.h"
+
+namespace mg::train {
+
+struct GenerateOptions {
+    int64_t max_new_tokens = 256;
+    double temperature = 1.0; // 0: greedy
+    int64_t top_k = 0;        // 0: every candidate
+    uint64_t seed = 0;
+};
+
+inline constexpr uint64_t kSampleLane = 0x5A3B1E; // the sampler's RNG sub-stream
+
+// Throws mg::Error naming the option when temperature < 0, top_k < 0 or max_new_tokens < 0.
+void validate(const GenerateOptions& o);
+
+// One draw (the `draw`-th of a generation) from logits over the model's padded vocabulary.
+int32_t sample_token(std::span<const double> logits, const GenerateOptions& o, uint64_t draw);
+
+// The new tokens (not the prompt, no EOS). on_token, when set, sees each one as it is drawn.
+// The model's vocabulary must hold data::kTextVocab ids; prompt ids must be bytes (0..255).
+std::vector<int32_t> generate_ids(const nn::MambaLM& model, std::span<const int32_t> prompt,
+                                  const GenerateOptions& o, const std::function<void(int32_t)>& on_token = {});
+
+} // namespace mg::train
