@@ -92,4 +92,19 @@ private:
     bool training_ = true;
 };
 
+// Eval mode for a scope: the module (recursively) in eval() from construction, its previous
+// train/eval flag restored on destruction, also when an exception leaves the scope. Evaluation
+// code takes one so that dropout is off whatever mode the caller left the model in.
+class EvalScope {
+public:
+    explicit EvalScope(Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
+    ~EvalScope() { m_.train(was_training_); }
+    EvalScope(const EvalScope&) = delete;
+    EvalScope& operator=(const EvalScope&) = delete;
+
+private:
+    Module& m_;
+    bool was_training_;
+};
+
 } // namespace mg::nn

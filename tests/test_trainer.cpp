@@ -300,6 +300,50 @@ TEST_CASE("trainer: a run with gradient accumulation resumes exactly", "[trainer
     for (size_t i = 0; i < pf.size(); ++i) CHECK(host(pr[i].second) == host(pf[i].second));
 }
 
+// flashlongconv's dropout (p 0.2, one mask per (b, d)) is on in training mode only.
+TEST_CASE("trainer: evaluation turns dropout off; a run with dropout resumes exactly", "[trainer][flash]") {
+    TempDir dir("flash");
+    const std::string gs = R"("model": {"preset": "zoology", "d_model": 16, "n_layer": 1, "d_state": 4,
+        "vocab_size": "auto", "global_selection": {"enabled": true, "kind": "flashlongconv", "k_long": 8}})";
+    TrainConfig cfg = tiny_config(fmt::format(R"({{{}, "run_dir": "{}", "max_steps": 6, "checkpoint_every": 3,
+        "keep_checkpoints": 0}})", gs, dir.file("full")));
+    Trainer full(cfg, nullptr);
+    const auto ex = cfg.task.generate(data::MqarVariant::Standard, data::Split::Test, 8).examples;
+
+    SECTION("evaluation: the same loss every call, as in eval mode, and the training flag restored") {
+        REQUIRE(full.model().is_training());
+        const double a = evaluate_mqar(full.model(), ex, 8).loss, b = evaluate_mqar(full.model(), ex, 8).loss;
+        CHECK(a == b);
+        CHECK(full.model().is_training());
+        full.model().eval();
+        CHECK(evaluate_mqar(full.model(), ex, 8).loss == a);
+        full.model().train();
+        // the training forward does draw masks: two calls differ
+        autograd::NoGrad no_grad;
+        const data::MqarBatch batch = data::make_batch(ex, {0, 1, 2, 3}, Device::cpu());
+        CHECK(host(full.model().hidden_states(batch.inputs)) != host(full.model().hidden_states(batch.inputs)));
+    }
+    SECTION("resume: the dropout generator's state travels in the checkpoint") {
+        full.train();
+        const std::vector<StepLoss> ref = full.losses();
+        REQUIRE(ref.size() == 6);
+        const NamedTensors p = full.model().named_parameters();
+        const TrainerState s3 = load_checkpoint(dir.file("full/checkpoints/step_0000003.safetensors"), p, nullptr).state;
+        const TrainerState s6 = load_checkpoint(dir.file("full/checkpoints/step_0000006.safetensors"), p, nullptr).state;
+        CHECK(s3.rng_offset < s6.rng_offset); // masks were drawn from it between the saves
+        TrainConfig r = cfg;
+        r.run_dir = dir.file("resumed");
+        r.resume = dir.file("full/checkpoints/step_0000003.safetensors");
+        Trainer t(r, nullptr);
+        t.train();
+        REQUIRE(t.losses().size() == 3);
+        for (size_t i = 0; i < 3; ++i) {
+            INFO("step " << t.losses()[i].step);
+            CHECK(t.losses()[i].loss == ref[3 + i].loss); // bit-exact
+        }
+    }
+}
+
 TEST_CASE("trainer: the NaN guard names the step", "[trainer][errors]") {
     TrainConfig cfg = tiny_config(R"({"lr": 1e200, "max_steps": 4, "clip_value": 0, "weight_decay": 0})");
     Trainer t(cfg, nullptr);

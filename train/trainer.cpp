@@ -537,8 +537,9 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
 
 // ---- evaluation ---------------------------------------------------------------------------------------
 
-EvalResult evaluate_mqar(const nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size) {
+EvalResult evaluate_mqar(nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size) {
     autograd::NoGrad no_grad;
+    nn::EvalScope eval_mode(model);
     const Device device = model.lm_head_weight().device();
     const Tensor W = model.lm_head_weight().detach();
     data::MqarMetric metric;
@@ -572,11 +573,12 @@ EvalResult evaluate_mqar(const nn::MambaLM& model, const std::vector<data::MqarE
 
 double EvalResult::perplexity() const { return std::exp(loss); }
 
-EvalResult evaluate_lm(const nn::MambaLM& model, std::span<const int32_t> tokens, int64_t seq_len,
+EvalResult evaluate_lm(nn::MambaLM& model, std::span<const int32_t> tokens, int64_t seq_len,
                        int64_t batch_size, int64_t max_batches) {
     MG_CHECK(batch_size >= 1 && max_batches >= 0, "evaluate_lm: batch_size {} must be >= 1 and max_batches {} >= 0",
              batch_size, max_batches);
     autograd::NoGrad no_grad;
+    nn::EvalScope eval_mode(model);
     const Device device = model.lm_head_weight().device();
     const int64_t windows = data::num_text_windows(int64_t(tokens.size()), seq_len);
     MG_CHECK(windows > 0, "evaluate_lm: {} tokens hold no window of seq_len + 1 = {} tokens", tokens.size(),
@@ -705,6 +707,8 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
                  "batches per epoch",
                  cfg_.resume, state_.step, state_.epoch, state_.cursor, total_steps_, per_epoch);
     }
+    dropout_gen_.set_state(state_.rng_seed, state_.rng_offset);
+    model_->set_dropout_generator(&dropout_gen_);
     if (!cfg_.run_dir.empty()) {
         const std::filesystem::path p = std::filesystem::path(cfg_.run_dir).lexically_normal();
         const std::string name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
@@ -843,7 +847,10 @@ std::string Trainer::test_table() {
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {
-    train::save_checkpoint(path, model_->named_parameters(), opt_.get(), state_, cfg_.to_json().dump(2));
+    TrainerState st = state_;
+    st.rng_seed = dropout_gen_.seed();
+    st.rng_offset = dropout_gen_.offset();
+    train::save_checkpoint(path, model_->named_parameters(), opt_.get(), st, cfg_.to_json().dump(2));
 }
 
 void Trainer::write_periodic_checkpoint() {

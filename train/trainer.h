@@ -192,13 +192,14 @@ struct EvalResult {
     double perplexity() const;
 };
 // One forward pass per length-uniform batch, greedy argmax at the labelled positions (the only
-// ones the metric reads), scored with data::MqarMetric. No autograd.
-EvalResult evaluate_mqar(const nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size);
+// ones the metric reads), scored with data::MqarMetric. No autograd; the model in eval mode
+// (dropout off) for the call, its train/eval flag restored after.
+EvalResult evaluate_mqar(nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size);
 
 // LM: the mean cross-entropy over the stride-seq_len windows of `tokens` (data::text_windows),
 // batch_size windows per forward pass, the first max_batches batches (0: all). No autograd;
-// score is left empty, labelled counts the targets.
-EvalResult evaluate_lm(const nn::MambaLM& model, std::span<const int32_t> tokens, int64_t seq_len,
+// score is left empty, labelled counts the targets. Eval mode as evaluate_mqar.
+EvalResult evaluate_lm(nn::MambaLM& model, std::span<const int32_t> tokens, int64_t seq_len,
                        int64_t batch_size, int64_t max_batches = 0);
 // "loss 1.2345 nats/byte, 1.7810 bits/byte, perplexity 3.44 (n bytes)".
 std::string format_lm_result(const EvalResult& r);
@@ -260,6 +261,7 @@ public:
 
     const TrainConfig& config() const { return cfg_; }
     const nn::MambaLM& model() const { return *model_; }
+    nn::MambaLM& model() { return *model_; }
     const std::vector<StepLoss>& losses() const { return losses_; } // the steps this Trainer ran
     const TrainerState& state() const { return state_; }
     int64_t total_steps() const { return total_steps_; }
@@ -288,6 +290,10 @@ private:
     data::TextSplits text_;                  // LM: the corpus's splits
     int64_t per_epoch_ = 0, total_steps_ = 0, total_epochs_ = 0;
     TrainerState state_;
+    // Where flashlongconv's dropout draws its masks: the init generator's state after the model
+    // was built, or the checkpoint's (state_.rng_seed/rng_offset, written back before each save),
+    // so a resumed run draws the masks the uninterrupted one would have.
+    Generator dropout_gen_;
     std::vector<StepLoss> losses_;
     std::string run_dir_;
     std::unique_ptr<MetricsLog> log_;
