@@ -7,7 +7,8 @@
 
 namespace mg::cuda {
 
-template <typename T> __global__ void adamw_step_kernel(TensorBatch<AdamWSlot<T>> b) {
+template <typename T> __global__ void adamw_step_kernel(TensorBatch<AdamWSlot<T>> b, const unsigned long long* skip) {
+    if (skip && *skip) return;
     int64_t chunk;
     const AdamWSlot<T>& s = b.slot[slot_of_block(b, int(blockIdx.x), chunk)];
     MG_CHUNK_LOOP(i, s, chunk) {
@@ -18,8 +19,8 @@ template <typename T> __global__ void adamw_step_kernel(TensorBatch<AdamWSlot<T>
         s.v[i] = v;
     }
 }
-template <typename T> void adamw_step(const std::vector<AdamWSlot<T>>& slots) {
-    for_each_batch(slots, adamw_step_kernel<T>);
+template <typename T> void adamw_step(const std::vector<AdamWSlot<T>>& slots, const unsigned long long* skip) {
+    for_each_batch(slots, adamw_step_kernel<T>, skip);
 }
 
 template <typename T> __global__ void clip_value_kernel(TensorBatch<TensorSlot<T>> b, T c) {
@@ -31,23 +32,44 @@ template <typename T> void clip_value(const std::vector<TensorSlot<T>>& slots, T
     for_each_batch(slots, clip_value_kernel<T>, c);
 }
 
-// Each warp votes; one lane per warp that saw a non-finite value sets the flag (an integer
-// store of the same value from any writer: the result does not depend on the order).
-template <typename T> __global__ void nonfinite_kernel(TensorBatch<FlagSlot<T>> b) {
-    int64_t chunk;
-    const FlagSlot<T>& s = b.slot[slot_of_block(b, int(blockIdx.x), chunk)];
-    bool bad = false;
-    MG_CHUNK_LOOP(i, s, chunk) bad |= !isfinite(s.x[i]);
-    if (__any_sync(0xffffffffu, bad) && (threadIdx.x & 31) == 0) atomicOr(s.flag, 1);
+void probe_init(unsigned long long* words, int64_t count) {
+    CUDA_CHECK(cudaMemsetAsync(words, 0, size_t(1 + count) * sizeof(unsigned long long), 0));
+    CUDA_CHECK(cudaMemsetAsync(words + 1 + count, 0xff, size_t(count) * sizeof(unsigned long long), 0));
 }
-template <typename T> void nonfinite_flags(const std::vector<FlagSlot<T>>& slots) {
-    for_each_batch(slots, nonfinite_kernel<T>);
+
+// Each thread counts its non-finite values and keeps the smallest code; the warp combines them
+// with shuffles, and one lane per warp that saw any adds the count and takes the min.
+template <typename T> __global__ void nonfinite_probe_kernel(TensorBatch<ProbeSlot<T>> b) {
+    int64_t chunk;
+    const ProbeSlot<T>& s = b.slot[slot_of_block(b, int(blockIdx.x), chunk)];
+    unsigned long long count = 0, first = ~0ull;
+    MG_CHUNK_LOOP(i, s, chunk) {
+        const T x = s.x[i];
+        if (!isfinite(x)) {
+            ++count;
+            const int kind = isnan(x) ? kProbeNan : x > 0 ? kProbePosInf : kProbeNegInf;
+            first = min(first, (unsigned long long)(i) << 2 | (unsigned long long)(kind));
+        }
+    }
+    if (!__any_sync(0xffffffffu, count != 0)) return;
+    for (int o = 16; o > 0; o >>= 1) {
+        count += __shfl_xor_sync(0xffffffffu, count, o);
+        first = min(first, __shfl_xor_sync(0xffffffffu, first, o));
+    }
+    if ((threadIdx.x & 31) == 0) {
+        atomicAdd(s.count, count);
+        atomicMin(s.first, first);
+        atomicOr(s.any, 1ull);
+    }
+}
+template <typename T> void nonfinite_probe(const std::vector<ProbeSlot<T>>& slots) {
+    for_each_batch(slots, nonfinite_probe_kernel<T>);
 }
 
 #define MG_INST(T)                                                                               \
-    template void adamw_step<T>(const std::vector<AdamWSlot<T>>&);                               \
+    template void adamw_step<T>(const std::vector<AdamWSlot<T>>&, const unsigned long long*);     \
     template void clip_value<T>(const std::vector<TensorSlot<T>>&, T);                           \
-    template void nonfinite_flags<T>(const std::vector<FlagSlot<T>>&);
+    template void nonfinite_probe<T>(const std::vector<ProbeSlot<T>>&);
 MG_INST(float)
 MG_INST(double)
 

@@ -10,14 +10,17 @@
 
 namespace mg::cuda {
 
-// One AdamW step (train/optim_math.h) on p, m, v in place, n elements each, contiguous.
+// One AdamW step (train/optim_math.h) on p, m, v in place, n elements each, contiguous. With
+// `skip` (a device word) non-zero when the kernels run, nothing changes: the trainer passes the
+// NaN/Inf probe's "any" word, so a step whose gradients are not finite never reaches the
+// parameters, although the host learns of it only later.
 template <typename T> struct AdamWSlot {
     T *p, *m, *v;
     const T* g;
     int64_t n;
     train::AdamWCoef c;
 };
-template <typename T> void adamw_step(const std::vector<AdamWSlot<T>>& slots);
+template <typename T> void adamw_step(const std::vector<AdamWSlot<T>>& slots, const unsigned long long* skip = nullptr);
 
 // x[i] = clamp(x[i], -c, c) in place, n elements, contiguous.
 template <typename T> struct TensorSlot {
@@ -26,12 +29,20 @@ template <typename T> struct TensorSlot {
 };
 template <typename T> void clip_value(const std::vector<TensorSlot<T>>& slots, T c);
 
-// flags[k] (device ints, zeroed by the caller) becomes 1 when slot k holds a NaN or Inf.
-template <typename T> struct FlagSlot {
+// The NaN/Inf probe over `count` tensors, into the device words (unsigned 64-bit)
+//   words[0]              "any": 1 when some slot holds a non-finite value, else 0
+//   words[1 + k]          slot k's number of non-finite values
+//   words[1 + count + k]  slot k's first one: min over them of (flat index << 2 | kind), kind
+//                         1 NaN, 2 +Inf, 3 -Inf; all ones when there is none
+// probe_init() sets the words to "nothing seen" (two memsets); nonfinite_probe() adds slots'
+// findings (integer atomics: add and min, so the result does not depend on the order).
+inline constexpr int kProbeNan = 1, kProbePosInf = 2, kProbeNegInf = 3;
+template <typename T> struct ProbeSlot {
     const T* x;
     int64_t n;
-    int* flag;
+    unsigned long long *count, *first, *any;
 };
-template <typename T> void nonfinite_flags(const std::vector<FlagSlot<T>>& slots);
+void probe_init(unsigned long long* words, int64_t count);
+template <typename T> void nonfinite_probe(const std::vector<ProbeSlot<T>>& slots);
 
 } // namespace mg::cuda

@@ -2,6 +2,8 @@
 #include <cublas_v2.h>
 #include <cufft.h>
 
+#include <algorithm>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
@@ -231,10 +233,91 @@ void empty_cache() {
     for (int d = 0; d < device_count(); ++d) a.release_cached(d);
 }
 
+// ---- pinned host blocks ----------------------------------------------------------------------
+// Pinned (page-locked) host memory with an event that marks when the device is done with it.
+// cudaHostAlloc is slow (tens of microseconds or more), so blocks are pooled per device and
+// reused for the life of the process.
+namespace {
+
+struct PinnedBlock {
+    void* host = nullptr;
+    cudaEvent_t event = nullptr;
+    size_t capacity = 0;
+};
+
+class PinnedPool {
+public:
+    // A block of at least n bytes for `device` whose previous use is finished.
+    PinnedBlock take(size_t n, int device) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            auto& free = free_[device];
+            for (size_t i = 0; i < free.size(); ++i)
+                if (free[i].capacity >= n) {
+                    PinnedBlock b = free[i];
+                    free.erase(free.begin() + std::ptrdiff_t(i));
+                    return b;
+                }
+        }
+        PinnedBlock b;
+        b.capacity = std::max<size_t>(n, 4096);
+        DeviceGuard g(device);
+        CUDA_CHECK(cudaHostAlloc(&b.host, b.capacity, cudaHostAllocPortable));
+        CUDA_CHECK(cudaEventCreateWithFlags(&b.event, cudaEventDisableTiming));
+        return b;
+    }
+    // Back to the pool. The caller has made sure, or `event` will tell, that the device is done.
+    void give(PinnedBlock b, int device) {
+        std::lock_guard<std::mutex> lock(mu_);
+        free_[device].push_back(b);
+    }
+
+private:
+    std::mutex mu_;
+    std::map<int, std::vector<PinnedBlock>> free_;
+};
+
+PinnedPool& pinned_pool() {
+    static PinnedPool* p = new PinnedPool; // never destroyed: blocks may outlive static teardown
+    return *p;
+}
+
+// Staging for small host-to-device copies: a ring of pinned slots per device. A slot is reused
+// only after its event says the copy that last read it is done (normally long ago).
+class StagingRing {
+public:
+    static constexpr int kSlots = 16;
+    void copy(void* dst, const void* src, size_t n, int device) {
+        std::lock_guard<std::mutex> lock(mu_);
+        std::vector<PinnedBlock>& ring = rings_[device];
+        if (ring.empty())
+            for (int i = 0; i < kSlots; ++i) ring.push_back(pinned_pool().take(kStagedCopyBytes, device));
+        size_t& next = next_[device];
+        PinnedBlock& b = ring[next];
+        next = (next + 1) % ring.size();
+        CUDA_CHECK(cudaEventSynchronize(b.event)); // the slot's previous copy has read it
+        std::memcpy(b.host, src, n);
+        CUDA_CHECK(cudaMemcpyAsync(dst, b.host, n, cudaMemcpyHostToDevice, 0));
+        CUDA_CHECK(cudaEventRecord(b.event, 0));
+    }
+
+private:
+    std::mutex mu_;
+    std::map<int, std::vector<PinnedBlock>> rings_;
+    std::map<int, size_t> next_;
+};
+
+} // namespace
+
 // ---- copies ---------------------------------------------------------------------------------
 void copy_h2d(void* dst, const void* src, size_t n, int device) {
     if (n == 0) return;
     DeviceGuard g(device);
+    if (n <= kStagedCopyBytes) {
+        static StagingRing* ring = new StagingRing;
+        ring->copy(dst, src, n, device);
+        return;
+    }
     CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice));
 }
 void copy_d2h(void* dst, const void* src, size_t n, int device) {
@@ -250,6 +333,43 @@ void copy_d2d(void* dst, int dst_device, const void* src, int src_device, size_t
     } else {
         CUDA_CHECK(cudaMemcpyPeer(dst, dst_device, src, src_device, n));
     }
+}
+
+// ---- PendingRead --------------------------------------------------------------------------------
+PendingRead::PendingRead(const void* device_src, size_t n, int device) : nbytes_(n), device_(device) {
+    PinnedBlock b = pinned_pool().take(n, device);
+    host_ = b.host;
+    event_ = b.event;
+    capacity_ = b.capacity;
+    DeviceGuard g(device);
+    if (n) CUDA_CHECK(cudaMemcpyAsync(host_, device_src, n, cudaMemcpyDeviceToHost, 0));
+    CUDA_CHECK(cudaEventRecord(cudaEvent_t(event_), 0));
+}
+PendingRead::PendingRead(PendingRead&& o) noexcept
+    : host_(o.host_), event_(o.event_), capacity_(o.capacity_), nbytes_(o.nbytes_), device_(o.device_) {
+    o.host_ = nullptr;
+}
+PendingRead& PendingRead::operator=(PendingRead&& o) noexcept {
+    if (this != &o) {
+        release();
+        host_ = o.host_, event_ = o.event_, capacity_ = o.capacity_, nbytes_ = o.nbytes_, device_ = o.device_;
+        o.host_ = nullptr;
+    }
+    return *this;
+}
+PendingRead::~PendingRead() { release(); }
+void PendingRead::release() {
+    if (!host_) return;
+    // the copy may still be in flight: the block is reused only after its event (the pool's
+    // next user queues its own copy behind it on the same stream, and the staging ring waits)
+    cudaEventSynchronize(cudaEvent_t(event_)); // no throw from a destructor; an error resurfaces later
+    pinned_pool().give(PinnedBlock{host_, cudaEvent_t(event_), capacity_}, device_);
+    host_ = nullptr;
+}
+const void* PendingRead::wait() {
+    if (!host_) throw Error("PendingRead::wait: nothing was queued");
+    CUDA_CHECK(cudaEventSynchronize(cudaEvent_t(event_)));
+    return host_;
 }
 
 } // namespace mg::cuda

@@ -44,9 +44,43 @@ MemoryStats memory_stats(int device);
 void reset_peak_memory(int device);
 void empty_cache(); // returns every cached (unused) block to the driver
 
-// ---- copies (synchronous with respect to the host) ------------------------------------------
+// ---- copies -----------------------------------------------------------------------------------
+// All three are ordered with the device's work (one stream per device). copy_d2h returns when the
+// bytes are on the host, so it waits for the work queued before it. copy_h2d returns once `src`
+// has been read: a copy of at most kStagedCopyBytes goes through a pinned staging buffer and an
+// asynchronous copy (the host does not wait for queued kernels, which a pageable cudaMemcpy
+// would: that wait made every training batch a device-wide sync); a larger one is a plain
+// synchronous copy. copy_d2d never waits.
+inline constexpr size_t kStagedCopyBytes = size_t(1) << 20;
 void copy_h2d(void* dst, const void* src, size_t nbytes, int device);
 void copy_d2h(void* dst, const void* src, size_t nbytes, int device);
 void copy_d2d(void* dst, int dst_device, const void* src, int src_device, size_t nbytes);
+
+// A device-to-host copy that the host queues now and reads later: the bytes land in pinned host
+// memory in stream order, and wait() blocks only until that copy is done, not for work queued
+// after it. The trainer reads each step's loss and NaN/Inf flags this way one step late, so
+// the host never drains the GPU's queue in the middle of training. Move-only; the pinned block
+// returns to a per-device pool when the object dies.
+class PendingRead {
+public:
+    PendingRead() = default;
+    PendingRead(const void* device_src, size_t nbytes, int device); // queues the copy
+    PendingRead(PendingRead&& o) noexcept;
+    PendingRead& operator=(PendingRead&& o) noexcept;
+    PendingRead(const PendingRead&) = delete;
+    PendingRead& operator=(const PendingRead&) = delete;
+    ~PendingRead();
+
+    bool valid() const { return host_ != nullptr; }
+    size_t size() const { return nbytes_; }
+    const void* wait(); // blocks until the copy is done; returns the host bytes (nbytes)
+
+private:
+    void release();
+    void* host_ = nullptr;
+    void* event_ = nullptr; // cudaEvent_t
+    size_t capacity_ = 0, nbytes_ = 0;
+    int device_ = -1;
+};
 
 } // namespace mg::cuda

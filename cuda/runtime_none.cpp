@@ -27,5 +27,11 @@ void empty_cache() {}
 void copy_h2d(void*, const void*, size_t, int) { no_cuda("copy_h2d"); }
 void copy_d2h(void*, const void*, size_t, int) { no_cuda("copy_d2h"); }
 void copy_d2d(void*, int, const void*, int, size_t) { no_cuda("copy_d2d"); }
+PendingRead::PendingRead(const void*, size_t, int) { no_cuda("PendingRead"); }
+PendingRead::PendingRead(PendingRead&&) noexcept {}
+PendingRead& PendingRead::operator=(PendingRead&&) noexcept { return *this; }
+PendingRead::~PendingRead() {}
+const void* PendingRead::wait() { no_cuda("PendingRead::wait"); }
+void PendingRead::release() {}
 
 } // namespace mg::cuda

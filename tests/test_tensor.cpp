@@ -1,5 +1,6 @@
 // tests/test_tensor.cpp: construction, views, copies across dtypes and devices, factories and the
 // random stream, printing, the CUDA caching allocator, and bad calls at the tensor boundary.
+#include "ops/dispatch.h"
 #include "tests/helpers.h"
 
 using namespace mg;
@@ -147,6 +148,44 @@ TEST_CASE("tensor: the CUDA caching allocator reuses blocks and reports current 
     CHECK(cuda::memory_stats(0).num_cuda_malloc - mallocs <= 2); // steady state: no cudaMalloc per op
     cuda::empty_cache();
     CHECK(cuda::memory_stats(0).reserved <= s2.reserved);
+}
+
+TEST_CASE("tensor: staged host-to-device copies and pending reads keep stream order", "[tensor][cuda]") {
+    MG_REQUIRE_CUDA();
+    Generator gen(41);
+    // More small uploads than the staging ring has slots, each from a host buffer that dies at
+    // once, each followed by a kernel that reads it: every value must arrive in order.
+    std::vector<Tensor> up;
+    std::vector<std::vector<float>> want;
+    for (int i = 0; i < 40; ++i) {
+        const int64_t n = 1 + 997 * i; // odd sizes, 4 B .. 156 KB
+        std::vector<float> v = Tensor::uniform({n}, -1, 1, {}, gen).to_vector<float>();
+        up.push_back(Tensor::from_vector(v, {n}).to(Device::cuda(0)) * 2.0);
+        for (float& x : v) x *= 2;
+        want.push_back(v);
+    }
+    // a large one takes the synchronous path
+    const int64_t big = int64_t(cuda::kStagedCopyBytes / 4) + 3;
+    std::vector<float> vb = Tensor::uniform({big}, -1, 1, {}, gen).to_vector<float>();
+    CHECK(Tensor::from_vector(vb, {big}).to(Device::cuda(0)).to_vector<float>() == vb);
+    for (size_t i = 0; i < up.size(); ++i) {
+        INFO("upload " << i);
+        CHECK(up[i].to_vector<float>() == want[i]);
+    }
+
+    // A pending read sees the value at its place in the stream, not later writes; wait() is
+    // idempotent; a moved-from read is invalid.
+    Tensor x = Tensor::full({3}, 1.5, {DType::f32, Device::cuda(0)});
+    cuda::PendingRead r(x.raw_data(), 3 * sizeof(float), 0);
+    copy_into(x, Tensor::full({3}, 6.0, {DType::f32, Device::cuda(0)})); // queued after the read
+    cuda::PendingRead r2 = std::move(r);
+    CHECK_FALSE(r.valid());
+    REQUIRE(r2.valid());
+    const float* h = static_cast<const float*>(r2.wait());
+    CHECK(std::vector<float>(h, h + 3) == std::vector<float>{1.5f, 1.5f, 1.5f});
+    CHECK(r2.wait() == h);
+    CHECK(x.to_vector<float>() == std::vector<float>{6, 6, 6});
+    REQUIRE_ERROR_WITH(r.wait(), "PendingRead::wait", "nothing was queued");
 }
 
 TEST_CASE("tensor: bad calls name the op, the tensor and what was expected", "[tensor][errors]") {

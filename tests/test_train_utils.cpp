@@ -359,6 +359,41 @@ TEST_CASE("AdamW, clip and guard: many CUDA tensors per launch match the CPU", "
     REQUIRE_ERROR_WITH(check_finite(9, 0.5, gpu), "step 9", "gradient 'p40'", "1 non-finite value;", "inf");
 }
 
+TEST_CASE("guard: a CUDA probe's skip word keeps AdamW from applying a non-finite step", "[train][cuda]") {
+    MG_REQUIRE_CUDA();
+    Generator gen(5);
+    const Options o{DType::f32, Device::cuda(0)};
+    NamedTensors params = {{"a", Tensor::randn({5, 3}, o, gen)}, {"b", Tensor::randn({7}, o, gen)}};
+    for (auto& [n, p] : params) p.set_requires_grad(true);
+    AdamW opt(params);
+    auto host = [](const Tensor& t) { return t.detach().to(Device::cpu()).to_vector<float>(); };
+    const std::vector<float> a0 = host(params[0].second), b0 = host(params[1].second);
+
+    // finite gradients: the probe passes and the step is applied
+    set_grad(params[0].second, Tensor::randn({5, 3}, o, gen));
+    set_grad(params[1].second, Tensor::randn({7}, o, gen));
+    FiniteProbe ok(1, named_grads(params));
+    opt.step(ok.skip_words());
+    ok.check();
+    const std::vector<float> a1 = host(params[0].second), b1 = host(params[1].second);
+    CHECK(a1 != a0);
+    CHECK(b1 != b0);
+
+    // a NaN in b's gradient: nothing moves, on either tensor, although check() runs after step()
+    std::vector<float> g(7, 0.5f);
+    g[4] = NAN;
+    g[6] = -INFINITY;
+    set_grad(params[0].second, Tensor::randn({5, 3}, o, gen));
+    set_grad(params[1].second, Tensor::from_vector(g, {7}, o));
+    FiniteProbe bad(2, named_grads(params));
+    REQUIRE(bad.skip_words().size() == 1);
+    opt.step(bad.skip_words());
+    REQUIRE_ERROR_WITH(bad.check(), "step 2", "gradient 'b'", "2 non-finite values", "nan at index (4)", "flat 4");
+    CHECK(host(params[0].second) == a1);
+    CHECK(host(params[1].second) == b1);
+    REQUIRE_ERROR_WITH(opt.step({Tensor::zeros({1}, {DType::f32, Device::cuda(0)})}), "AdamW::step", "skip word");
+}
+
 // ==== schedules ===============================================================================
 
 TEST_CASE("schedule: warmup then cosine, values at the boundaries", "[train]") {

@@ -348,6 +348,16 @@ TEST_CASE("trainer: the NaN guard names the step", "[trainer][errors]") {
     TrainConfig cfg = tiny_config(R"({"lr": 1e200, "max_steps": 4, "clip_value": 0, "weight_decay": 0})");
     Trainer t(cfg, nullptr);
     REQUIRE_ERROR_WITH(t.train(), "NaN/Inf guard: step ");
+    if (cuda::available()) {
+        // the CUDA run checks each step one step late (train/guard.h) but names the same step
+        std::string cpu_msg, cuda_msg;
+        try { Trainer(cfg, nullptr).train(); } catch (const Error& e) { cpu_msg = e.what(); }
+        cfg.device = "cuda";
+        try { Trainer(cfg, nullptr).train(); } catch (const Error& e) { cuda_msg = e.what(); }
+        INFO(cpu_msg << " | " << cuda_msg);
+        REQUIRE(cpu_msg.find("NaN/Inf guard: step ") == 0);
+        CHECK(cuda_msg.substr(0, cuda_msg.find(':', 16)) == cpu_msg.substr(0, cpu_msg.find(':', 16)));
+    }
 }
 
 TEST_CASE("trainer: the CLI trains, evaluates and writes data; bad calls print one error line", "[trainer][cli]") {

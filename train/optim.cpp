@@ -105,7 +105,7 @@ AdamW::AdamW(NamedTensors params, AdamWOptions options) : params_(std::move(para
     }
 }
 
-void AdamW::step() {
+void AdamW::step(const std::vector<Tensor>& skip_words) {
     autograd::NoGrad no_grad;
     // CPU tensors are stepped one by one (an OpenMP loop each); CUDA tensors are collected per
     // (device, dtype) and stepped by one multi-tensor launch per group of cuda::kSlotsPerLaunch.
@@ -143,7 +143,15 @@ void AdamW::step() {
         });
     }
     for ([[maybe_unused]] const CudaGroup& q : groups) {
-        MG_CUDA_ONLY(cuda::DeviceGuard dg(q.device); cuda::adamw_step(q.f32); cuda::adamw_step(q.f64));
+        const unsigned long long* skip = nullptr;
+        for (const Tensor& w : skip_words)
+            if (w.device() == Device::cuda(q.device)) {
+                MG_CHECK(w.dtype() == DType::i32 && w.numel() >= 2 && w.is_contiguous(),
+                         "AdamW::step: skip word is {}, expected a contiguous i32 tensor of at least 2 elements (one "
+                         "64-bit word)", w.desc());
+                skip = reinterpret_cast<const unsigned long long*>(w.data<int32_t>());
+            }
+        MG_CUDA_ONLY(cuda::DeviceGuard dg(q.device); cuda::adamw_step(q.f32, skip); cuda::adamw_step(q.f64, skip));
     }
 }
 

@@ -53,7 +53,10 @@ public:
     explicit AdamW(NamedTensors params, AdamWOptions options = {});
 
     // One step over every parameter with a defined gradient. Runs without recording a graph.
-    void step();
+    // skip_words: device tensors (FiniteProbe::skip_words()); the kernels for a device with one
+    // leave everything unchanged when its first 64-bit word is non-zero at run time (the step
+    // counts still advance: a run that sees it stops).
+    void step(const std::vector<Tensor>& skip_words = {});
     // Sets every parameter's gradient to undefined.
     void zero_grad();
 

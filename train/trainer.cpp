@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 
 #include "autograd/grad_mode.h"
 #include "cuda/runtime.h"
+#include "ops/cat.h"
 #include "ops/cross_entropy.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
@@ -908,9 +910,50 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
     bool stop = false;
     int64_t last_eval_step = -1;
 
+    // Steps in flight: a CUDA step's loss and NaN/Inf findings come back by an asynchronous copy
+    // (cuda::PendingRead) and are read one step later, so the host queues step s+1 while the GPU
+    // still runs step s and never drains the queue mid-epoch. A step whose gradients are not
+    // finite leaves the parameters alone on the device (AdamW's skip word) and is reported, with
+    // its own step number, when it is settled. Everything is settled before a log line, an
+    // evaluation, a checkpoint and the end. On the CPU each step is settled at once.
+    struct InFlight {
+        int64_t step;
+        Tensor losses; // the micro-batches' (weighted) losses, f32/f64, on the device
+        cuda::PendingRead read;
+        FiniteProbe probe;
+    };
+    std::deque<InFlight> inflight;
+    const size_t max_inflight = device_.is_cuda() ? 1 : 0;
+    double last_loss = NAN;
+    auto settle_one = [&] {
+        InFlight& f = inflight.front();
+        f.probe.check(); // throws on NaN/Inf, naming f.step
+        std::vector<double> v;
+        if (f.read.valid()) {
+            const void* h = f.read.wait();
+            const int64_t n = f.losses.numel();
+            for (int64_t i = 0; i < n; ++i)
+                v.push_back(f.losses.dtype() == DType::f64 ? static_cast<const double*>(h)[i]
+                                                            : double(static_cast<const float*>(h)[i]));
+        } else {
+            v = f.losses.to(DType::f64).to_vector<double>();
+        }
+        double l = 0;
+        for (double x : v) l += x;
+        if (cfg_.nan_guard) MG_CHECK(std::isfinite(l), "NaN/Inf guard: step {}: the loss is {}", f.step, l);
+        losses_.push_back({f.step, l});
+        window_loss += l;
+        last_loss = l;
+        inflight.pop_front();
+    };
+    auto settle_all = [&] {
+        while (!inflight.empty()) settle_one();
+    };
+
     double eval_s = 0;    // evaluation time inside the current logging window (not training)
     double nontrain_s = 0; // evaluation and checkpoint time since t0: train_s excludes it
     auto run_eval = [&] {
+        settle_all();
         const auto e0 = std::chrono::steady_clock::now();
         if (bar) bar->finish();
         last_eval_step = state_.step;
@@ -943,17 +986,19 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
             int64_t labelled = 0, right = 0;
             for (const Batch& b : micro) labelled += b.positions.size(0);
             opt_->zero_grad();
-            double l = 0;
+            std::vector<Tensor> micro_losses;
             for (const Batch& b : micro) {
                 Tensor h = model_->hidden_states(b.inputs); // (B, L, d)
                 Tensor loss = cross_entropy_indexed(h, model_->lm_head_weight(), b.positions, b.targets);
                 if (micro.size() > 1) loss = loss * (double(b.positions.size(0)) / double(labelled));
                 loss.backward(); // adds into .grad
-                l += loss.item();
+                micro_losses.push_back(loss.detach().reshape({1}));
                 window_tokens += double(b.inputs.numel());
                 if (log_now) right += count_correct(b.positions, b.targets, h, model_->lm_head_weight());
             }
-            if (cfg_.nan_guard) check_finite(step, l, params);
+            InFlight f{step, micro_losses.size() == 1 ? micro_losses[0] : cat(micro_losses, 0), {}, {}};
+            if (cfg_.nan_guard) f.probe = FiniteProbe(step, named_grads(params), "gradient", f.losses);
+            if (device_.is_cpu()) f.probe.check(); // before the step: the parameters stay as they were
             const std::vector<Tensor> grads = grads_of(params);
             if (cfg_.clip_value > 0) clip_grad_value(grads, cfg_.clip_value);
             double gnorm = NAN;
@@ -961,15 +1006,20 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
             else if (log_now) gnorm = global_norm(grads);
             const double lr = schedule_.at(state_.step);
             opt_->set_lr(lr);
-            opt_->step();
+            opt_->step(f.probe.skip_words());
+            if (f.losses.device().is_cuda())
+                f.read = cuda::PendingRead(f.losses.raw_data(), size_t(f.losses.numel()) * dtype_size(f.losses.dtype()),
+                                           f.losses.device().index);
+            inflight.push_back(std::move(f));
 
             ++state_.step;
             ++state_.cursor;
-            losses_.push_back({step, l});
-            window_loss += l;
             ++window_steps;
+            while (inflight.size() > max_inflight) settle_one();
 
             if (log_now) {
+                settle_all();
+                const double l = last_loss;
                 // labelled-token accuracy of this step's examples, from the pre-step hidden states
                 const double acc = labelled ? double(right) / double(labelled) : 0.0;
                 const double dt = seconds_since(window_t0) - eval_s, elapsed = seconds_since(t0);
@@ -1004,11 +1054,13 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
             }
             if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0) run_eval();
             if (cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0) {
+                settle_all();
                 const auto c0 = std::chrono::steady_clock::now();
                 write_periodic_checkpoint();
                 nontrain_s += seconds_since(c0);
             }
             if (state_.step == stop_after_step) {
+                settle_all();
                 if (bar) bar->finish();
                 if (!(cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0))
                     write_periodic_checkpoint();
@@ -1024,6 +1076,7 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
             if (cfg_.eval_every == 0 && !stop) run_eval();
         }
     }
+    settle_all();
     if (bar) bar->finish();
     // a last evaluation unless one just ran at this step
     if (last_eval_step != state_.step) run_eval();
