@@ -23,6 +23,16 @@ struct CatBackward : autograd::Node {
     }
 };
 
+// One node for all the pieces: their gradients (zeros for a piece that got none, filled by the
+// engine) concatenated back. Recording one narrow per piece instead would make each piece's
+// backward a zero tensor of x's full size plus a copy, and the engine would then add the k
+// full-size gradients: k times the memory traffic and 3k - 1 kernels instead of k copies.
+struct SplitBackward : autograd::Node {
+    int64_t dim = 0;
+    std::string name() const override { return "SplitBackward"; }
+    std::vector<Tensor> apply(std::vector<Tensor>& g) override { return {cat(g, dim)}; }
+};
+
 struct FlipBackward : autograd::Node {
     int64_t dim = 0;
     std::string name() const override { return "FlipBackward"; }
@@ -80,9 +90,12 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
     std::vector<Tensor> out;
     int64_t start = 0;
     for (int64_t s : sizes) {
-        out.push_back(x.narrow(dim, start, s));
+        Shape shape = x.shape();
+        shape[size_t(dim)] = s;
+        out.push_back(make_view(x, shape, x.strides(), x.offset() + start * x.strides()[size_t(dim)]));
         start += s;
     }
+    autograd::record<SplitBackward>({x}, out, [&](SplitBackward& n) { n.dim = dim; });
     return out;
 }
 

@@ -3,7 +3,7 @@
 //   y = cat([x_0 .. x_n], dim)      dx_i = the slice of dy that x_i occupies
 //   [y_0 .. y_n] = split(x, sizes)  dx = cat(dy_0 .. dy_n) (pieces with no gradient give zeros)
 //   y = flip(x, dim)                y[.., i, ..] = x[.., n-1-i, ..] (n = x.size(dim));  dx = flip(dy, dim)
-// split returns views (narrow) that share x's storage; cat and flip copy into a new tensor
+// split returns views that share x's storage, recorded as one node (one cat in backward); cat and flip copy into a new tensor
 // (flip reads x through a view with a negated stride that never leaves the op).
 #pragma once
 #include <vector>

@@ -8,6 +8,7 @@
 #include "cuda/conv1d.h"
 #include "cuda/runtime.h"
 #include "ops/dispatch.h"
+#include "ops/vec_math.h"
 
 namespace mg {
 
@@ -21,6 +22,55 @@ template <typename T> std::vector<T> taps_major(const T* weight, int64_t D, int6
     return wt;
 }
 constexpr int64_t kChannelBlock = 64; // channels per task of the weight-gradient reduction
+
+// v = silu(v + bias) over one row of D channels, and g = dy * dsilu(pre) over n values. Float
+// uses vm::silu / vm::silu_grad (vectorisable; the AVX2 + FMA copy when the CPU has it), double
+// uses libm through conv_silu. A scalar libm call per element cost more than the convolution.
+template <typename T> void bias_silu_row(T* v, const T* bias, int64_t D, bool silu) {
+    for (int64_t d = 0; d < D; ++d) {
+        T x = v[d] + (bias ? bias[d] : T(0));
+        v[d] = silu ? conv_silu(x) : x;
+    }
+}
+template <typename T> void dsilu_mul(T* g, const T* dy, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) g[i] = dy[i] * conv_dsilu(g[i]);
+}
+template <typename F> void bias_silu_row_f32(float* v, const float* bias, int64_t D, bool silu, F act) {
+    if (bias)
+#pragma omp simd
+        for (int64_t d = 0; d < D; ++d) v[d] += bias[d];
+    if (silu)
+#pragma omp simd
+        for (int64_t d = 0; d < D; ++d) v[d] = act(v[d]);
+}
+void bias_silu_row_base(float* v, const float* bias, int64_t D, bool silu) {
+    bias_silu_row_f32(v, bias, D, silu, [](float x) { return vm::silu(x); });
+}
+void dsilu_mul_base(float* g, const float* dy, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) g[i] = dy[i] * vm::silu_grad(g[i]);
+}
+#if MG_VM_HAVE_AVX2
+MG_VM_AVX2_FN void bias_silu_row_avx2(float* v, const float* bias, int64_t D, bool silu) {
+    bias_silu_row_f32(v, bias, D, silu, [](float x) { return vm::silu(x); });
+}
+MG_VM_AVX2_FN void dsilu_mul_avx2(float* g, const float* dy, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) g[i] = dy[i] * vm::silu_grad(g[i]);
+}
+#endif
+template <> void bias_silu_row<float>(float* v, const float* bias, int64_t D, bool silu) {
+#if MG_VM_HAVE_AVX2
+    if (vm::use_avx2()) return bias_silu_row_avx2(v, bias, D, silu);
+#endif
+    bias_silu_row_base(v, bias, D, silu);
+}
+template <> void dsilu_mul<float>(float* g, const float* dy, int64_t n) {
+#if MG_VM_HAVE_AVX2
+    if (vm::use_avx2()) return dsilu_mul_avx2(g, dy, n);
+#endif
+    dsilu_mul_base(g, dy, n);
+}
 } // namespace
 
 // One output row (b,t) at a time: y[b,t,:] = sum over the taps that see t >= 0, then bias, silu.
@@ -39,10 +89,7 @@ void causal_conv1d_forward_cpu(T* y, const T* x, const T* weight, const T* bias,
             const T* wk = wt.data() + k * D;
             for (int64_t d = 0; d < D; ++d) yr[d] += wk[d] * xr[d];
         }
-        for (int64_t d = 0; d < D; ++d) {
-            T v = yr[d] + (bias ? bias[d] : T(0));
-            yr[d] = silu ? conv_silu(v) : v;
-        }
+        bias_silu_row(yr, bias, D, silu);
     }
 }
 
@@ -61,8 +108,9 @@ void causal_conv1d_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const 
     if (silu) {
         gbuf.resize(size_t(n));
         causal_conv1d_forward_cpu(gbuf.data(), x, weight, bias, B, L, D, K, false); // pre
+        const int64_t chunk = 4096;
 #pragma omp parallel for if (n > kParallelGrain)
-        for (int64_t i = 0; i < n; ++i) gbuf[size_t(i)] = dy[i] * conv_dsilu(gbuf[size_t(i)]);
+        for (int64_t i = 0; i < n; i += chunk) dsilu_mul(gbuf.data() + i, dy + i, std::min(chunk, n - i));
         g = gbuf.data();
     }
     std::vector<T> wt = taps_major(weight, D, K);

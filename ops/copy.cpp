@@ -50,8 +50,15 @@ static void copy_strided_cpu(D* dst, const StridedIndexer& di, const S* src, con
         for (int64_t i = 0; i < n; ++i) dst[i] = D(src[i]);
         return;
     }
-#pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) dst[di.offset(i)] = D(src[si.offset(i)]);
+    const int64_t ds = di.inner_stride(), ss = si.inner_stride();
+    for_each_row(n, di.row_length(), kParallelGrain, [&](int64_t first, int64_t len) {
+        D* d = dst + di.offset(first);
+        const S* s = src + si.offset(first);
+        if (ds == 1 && ss == 1)
+            for (int64_t j = 0; j < len; ++j) d[j] = D(s[j]);
+        else
+            for (int64_t j = 0; j < len; ++j) d[j * ds] = D(s[j * ss]);
+    });
 }
 
 // Moves a tensor's data to another device as a contiguous tensor of the same dtype.

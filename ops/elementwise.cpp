@@ -13,8 +13,27 @@ namespace mg {
 template <typename T>
 void binary_forward_cpu(T* out, const T* a, const StridedIndexer& ia, const T* b,
                         const StridedIndexer& ib, int64_t n, BinaryOp op) {
-#pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) out[i] = binary_apply(op, a[ia.offset(i)], b[ib.offset(i)]);
+    // rows of the output (contiguous); each operand by its own row offset and inner stride, which
+    // is 0 along a broadcast dim
+    // (the op is a template argument so that the inner loops hold no switch and vectorise)
+    const int64_t sa = ia.inner_stride(), sb = ib.inner_stride();
+    auto run = [&]<BinaryOp OP>() {
+        for_each_row(n, ia.row_length(), kParallelGrain, [&](int64_t first, int64_t len) {
+            T* o = out + first;
+            const T* x = a + ia.offset(first);
+            const T* y = b + ib.offset(first);
+            if (sa == 1 && sb == 1)
+                for (int64_t j = 0; j < len; ++j) o[j] = binary_apply(OP, x[j], y[j]);
+            else
+                for (int64_t j = 0; j < len; ++j) o[j] = binary_apply(OP, x[j * sa], y[j * sb]);
+        });
+    };
+    switch (op) {
+    case BinaryOp::add: run.template operator()<BinaryOp::add>(); break;
+    case BinaryOp::sub: run.template operator()<BinaryOp::sub>(); break;
+    case BinaryOp::mul: run.template operator()<BinaryOp::mul>(); break;
+    default: run.template operator()<BinaryOp::div>(); break;
+    }
 }
 
 template <typename T> void unary_forward_cpu(T* out, const T* x, int64_t n, UnaryOp op, T p) {
