@@ -77,6 +77,12 @@ FB_UNROLL
     }
 }
 
+// Shared-memory index of point i: one float2 of padding after every 16, so that the first pass's
+// stores (stride R points between lanes) do not all fall in one bank. The buffer needs
+// smem_points(N) float2.
+FB_HD int spad(int i) { return i + (i >> 4); }
+constexpr int smem_points(int n) { return n + n / 16 + 1; }
+
 FB_HD float2 load_tw(const float2* p) {
 #ifdef __CUDA_ARCH__
     return __ldg(p);
@@ -115,7 +121,7 @@ FB_UNROLL
     for (int q = 0; q < NB; ++q) {
         const int j = tid + q * T, k = j & (NS - 1), base = (j - k) * R + k;
 FB_UNROLL
-        for (int r = 0; r < R; ++r) s[base + r * NS] = a[q * R + r];
+        for (int r = 0; r < R; ++r) s[spad(base + r * NS)] = a[q * R + r];
     }
 }
 
@@ -128,13 +134,20 @@ FB_UNROLL
         const int j = tid + q * T, k = j & (NS - 1);
         float2 b[R];
 FB_UNROLL
-        for (int r = 0; r < R; ++r) b[r] = s[j + r * (N / R)];
+        for (int r = 0; r < R; ++r) b[r] = s[spad(j + r * (N / R))];
+        // w^r for r < R from the table entries w^1, w^2, w^4, w^8 (products at most 3 deep)
+        float2 wp[R];
+        wp[0] = make_float2(1.0f, 0.0f);
 FB_UNROLL
-        for (int r = 1; r < R; ++r) {
-            float2 w = load_tw(tw + r * k * STEP);
-            if (INV) w.y = -w.y;
-            b[r] = cmul(b[r], w);
+        for (int r = 1; r < R; r *= 2) {
+            wp[r] = load_tw(tw + r * k * STEP);
+            if (INV) wp[r].y = -wp[r].y;
         }
+FB_UNROLL
+        for (int r = 3; r < R; ++r)
+            if (r & (r - 1)) wp[r] = cmul(wp[r & (r - 1)], wp[r & -r]); // (r minus its lowest bit) times (its lowest bit)
+FB_UNROLL
+        for (int r = 1; r < R; ++r) b[r] = cmul(b[r], wp[r]);
         dft<R, INV>(b);
 FB_UNROLL
         for (int r = 0; r < R; ++r) a[q * R + r] = b[r];
@@ -166,8 +179,8 @@ __device__ __forceinline__ void passes_rest(float2 (&v)[E], float2 (&a)[E], floa
     }
 }
 
-// In-place FFT of the block's N points held as v[i] = point tid + i*T (see the top). s: N
-// points of shared scratch, free on entry (the first write is behind a barrier); on exit other
+// In-place FFT of the block's N points held as v[i] = point tid + i*T (see the top). s:
+// smem_points(N) points of shared scratch, free on entry (the first write is behind a barrier); on exit other
 // threads may still read s until the caller's next barrier. All T threads must call it.
 template <int N, int E, bool INV> __device__ __forceinline__ void block_fft(float2 (&v)[E], float2* s, const float2* tw) {
     using S = Schedule<N, E>;

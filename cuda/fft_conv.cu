@@ -302,7 +302,7 @@ void unpack(T* out, const T* in, const T* bias, int64_t B, int64_t L, int64_t D,
 // One block of n/E threads per transform (cuda/fft_block.cuh); thread tid owns the points
 // tid + i*T, i < E, in time and in frequency alike, so loads, pointwise products and stores all
 // happen in registers and each transform crosses shared memory only between its passes.
-constexpr int kFusedMaxN = 16384; // n points of float2 = 128 KiB of shared memory per block
+constexpr int kFusedMaxN = 16384; // n (+ n/16 padding) points of float2 = 136 KiB of shared memory per block
 
 // Points per thread: 16 (so n/16 threads), 32 at n = 16384 (512 threads; 16 would need 1024
 // threads capped at 64 registers, and spill). Blocks per SM asked of the register allocator:
@@ -395,7 +395,7 @@ __global__ void __launch_bounds__(N / fused_e<N>(), fused_min_blocks<N>()) fused
 //   the kernel gradient, the correlation of gp_b with x_b).
 // With silu, pre = IFFT(FFT(x_b) H) first (one more transform pair), gp = dy dsilu(pre + bias).
 // dxt may alias gt (row b of g is read whole before row b of dx is written, by the same threads).
-// Shared memory: N points of scratch, then K floats of the dh sum.
+// Shared memory: smem_points(N) points of scratch, then K floats of the dh sum.
 template <int N>
 __global__ void __launch_bounds__(N / fused_e<N>(), fused_min_blocks<N>()) fused_backward_kernel(float* dxt, float* dw, float* dbias,
                                                                           const float* gt, const float* xt,
@@ -404,7 +404,7 @@ __global__ void __launch_bounds__(N / fused_e<N>(), fused_min_blocks<N>()) fused
                                                                           bool silu) {
     constexpr int E = fused_e<N>(), T = N / E;
     extern __shared__ float2 s[];
-    float* acc = reinterpret_cast<float*>(s + N); // dh_d[j], j < K
+    float* acc = reinterpret_cast<float*>(s + fftb::smem_points(N)); // dh_d[j], j < K
     const int tid = int(threadIdx.x);
     const int64_t d = blockIdx.x;
     const float2* Hrow = Hh + d * (N / 2 + 1);
@@ -526,7 +526,7 @@ void fused_prepare(float2* Hh, float2* tw, const float* w, int64_t D, int64_t K,
     launch_linear(twiddle_kernel, n, tw);
     with_fused_n(n, [&]<int N>() {
         constexpr int T = N / fused_e<N>();
-        const size_t smem = N * sizeof(float2);
+        const size_t smem = fftb::smem_points(N) * sizeof(float2);
         allow_smem(fused_spectrum_kernel<N>, smem);
         fused_spectrum_kernel<N><<<unsigned(D), T, smem>>>(Hh, w, tw, int(K));
         CUDA_CHECK_LAUNCH();
@@ -552,7 +552,7 @@ void fused_forward(float* y, void* work, const float* x, const float* weight, co
     fused_prepare(Hh, tw, weight, D, K, n);
     with_fused_n(n, [&]<int N>() {
         constexpr int T = N / fused_e<N>();
-        const size_t smem = N * sizeof(float2);
+        const size_t smem = fftb::smem_points(N) * sizeof(float2);
         allow_smem(fused_forward_kernel<N>, smem);
         fused_forward_kernel<N><<<unsigned((B + 1) / 2 * D), T, smem>>>(xt, xt, Hh, tw, int(B), int(L));
         CUDA_CHECK_LAUNCH();
@@ -573,7 +573,7 @@ void fused_backward(float* dx, float* dweight, float* dbias, void* work, const f
     fused_prepare(Hh, tw, weight, D, K, n);
     with_fused_n(n, [&]<int N>() {
         constexpr int T = N / fused_e<N>();
-        const size_t smem = N * sizeof(float2) + size_t(K) * sizeof(float);
+        const size_t smem = fftb::smem_points(N) * sizeof(float2) + size_t(K) * sizeof(float);
         allow_smem(fused_backward_kernel<N>, smem);
         fused_backward_kernel<N><<<unsigned(D), T, smem>>>(gt, dweight, dbias, gt, xt, Hh, tw, bias, int(B), int(L),
                                                            int(K), silu);
