@@ -40,7 +40,9 @@
 #include <cufft.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
+#include <string>
 #include <mutex>
 #include <type_traits>
 
@@ -304,10 +306,10 @@ void unpack(T* out, const T* in, const T* bias, int64_t B, int64_t L, int64_t D,
 // happen in registers and each transform crosses shared memory only between its passes.
 constexpr int kFusedMaxN = 16384; // n (+ n/16 padding) points of float2 = 136 KiB of shared memory per block
 
-// Points per thread: 16 (so n/16 threads), 32 at n = 16384 (512 threads; 16 would need 1024
-// threads capped at 64 registers, and spill). Blocks per SM asked of the register allocator:
-// enough for about 512 threads, so a thread gets up to 128 registers (fewer spill).
-template <int N> constexpr int fused_e() { return N < 16 ? N : N == 16384 ? 32 : 16; }
+// Points per thread: 16, so n/16 threads (1024 at n = 16384, capped at 64 registers; 32 points
+// and 512 threads spilled 3x more there). Blocks per SM asked of the register allocator: enough
+// for about 512 threads, so a thread gets up to 128 registers (fewer spill).
+template <int N> constexpr int fused_e() { return N < 16 ? N : 16; }
 template <int N> constexpr int fused_min_blocks() {
     constexpr int T = N / fused_e<N>(), b = 512 / T;
     return b < 1 ? 1 : b > 16 ? 16 : b;
@@ -533,8 +535,19 @@ void fused_prepare(float2* Hh, float2* tw, const float* w, int64_t D, int64_t K,
     });
 }
 
+// MG_FFT_CONV_PATH=cufft|fused overrides `automatic` (benchmarks of one path against the other).
+FftConvPath env_path() {
+    static const FftConvPath p = [] {
+        const char* e = std::getenv("MG_FFT_CONV_PATH");
+        std::string v = e ? e : "";
+        return v == "cufft" ? FftConvPath::cufft : v == "fused" ? FftConvPath::fused : FftConvPath::automatic;
+    }();
+    return p;
+}
+
 bool use_fused(FftConvPath path, bool is_float, int64_t L, int64_t K) {
     const bool ok = is_float && fft_conv_size(L, K) <= kFusedMaxN;
+    if (path == FftConvPath::automatic && ok) path = env_path();
     if (path == FftConvPath::fused && !ok)
         throw Error("fft_causal_conv: the fused path takes f32 and n <= " + std::to_string(kFusedMaxN) +
                     " (n = " + std::to_string(fft_conv_size(L, K)) + ")");
