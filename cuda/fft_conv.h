@@ -1,13 +1,14 @@
 // cuda/fft_conv.h: CUDA launchers for ops/fft_conv.h: a fused block-FFT path (f32, n <= 16384) and
-// a cuFFT path (everything else). Same formulas as the CPU kernels; contiguous inputs, bias may
+// a cuFFT path (everything else; also the default for n > 8192). Same formulas as the CPU kernels; contiguous inputs, bias may
 // be null; default stream.
 #pragma once
 #include <cstdint>
 
 namespace mg::cuda {
 
-// Which implementation runs: automatic (fused where supported, else cuFFT), or one forced (tests,
-// benchmarks). Forcing `fused` where it is not supported throws.
+// Which implementation runs: automatic (fused for f32 with n <= 8192, else cuFFT; the environment
+// variable MG_FFT_CONV_PATH=fused|cufft overrides it where the fused path is supported), or one
+// forced (tests, benchmarks). Forcing `fused` where it is not supported throws.
 enum class FftConvPath { automatic, fused, cufft };
 
 // True when the fused path covers this size and type: f32 and n = fft_conv_size(L, K) <= 16384.
