@@ -24,7 +24,8 @@
 // complex transform (x_b + i x_{b+1}): h is real, so the real and imaginary parts of the result
 // are the two rows' outputs; and Re IFFT(sum Zg conj(Zx)) is exactly the sum over both rows of
 // the cross-correlations. OpenMP over channels d (each thread owns whole channels: its sums over
-// b are sequential). GPU: cuFFT (cuda/fft_conv.cu), see there for layout and memory.
+// b are sequential). GPU (cuda/fft_conv.cu, see there for layout and memory): f32 with n <= 8192
+// by fused kernels around our own block FFT (cuda/fft_block.cuh); f64 and larger n by cuFFT.
 #pragma once
 #include <complex>
 #include <cstdint>

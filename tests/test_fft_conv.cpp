@@ -1,8 +1,9 @@
 // tests/test_fft_conv.cpp: the FFT long convolution. Our radix-2 FFT against the O(n^2) DFT; the
 // CPU and CUDA kernels (called directly, outputs poisoned) against the direct double reference
 // causal_conv1d_ref at awkward sizes (L = 1, K = L, K > L, L not a power of two, odd B for the
-// paired-row trick, odd D); gradcheck; parity; deterministic CUDA backward; long_conv's direct and
-// FFT paths agree in values and gradients; bad inputs.
+// paired-row trick, odd D); on CUDA both paths, the fused block FFT (f32, every n from 2 to
+// 16384) and cuFFT; gradcheck; parity; deterministic CUDA backward on both paths; long_conv's
+// direct and FFT paths agree in values and gradients; bad inputs.
 #include <cmath>
 #include <complex>
 
@@ -28,7 +29,25 @@ const ConvSize kSizes[] = {
 
 Tensor from_ref(const std::vector<double>& v, const Shape& shape) { return Tensor::from_vector(v, shape); }
 
-template <typename T> void check_kernels(const ConvSize& s, bool has_bias, bool silu, Device dev) {
+// Sizes whose n = fft_conv_size(L, K) covers the fused kernels' larger instantiations: n = 2048,
+// 4096 (K = L), 8192 (a radix-2 first pass) and 16384 (1024 threads, K > L).
+const ConvSize kLongSizes[] = {{2, 700, 3, 400}, {3, 2048, 2, 2048}, {2, 2500, 3, 2500}, {1, 5000, 2, 6000}};
+
+using cuda::FftConvPath;
+
+// The CUDA paths to test for type T: both for f32 (where the fused kernels cover n), cuFFT only for f64.
+template <typename T> std::vector<FftConvPath> cuda_paths(int64_t L, int64_t K) {
+#ifdef MG_CUDA
+    if (cuda::fft_conv_fused_supported<T>(L, K)) return {FftConvPath::fused, FftConvPath::cufft};
+#endif
+    (void)L, (void)K;
+    return {FftConvPath::cufft};
+}
+
+const char* path_name(FftConvPath p) { return p == FftConvPath::fused ? "fused" : p == FftConvPath::cufft ? "cufft" : "auto"; }
+
+template <typename T>
+void check_kernels(const ConvSize& s, bool has_bias, bool silu, Device dev, FftConvPath path = FftConvPath::automatic) {
     const auto [B, L, D, K] = s;
     Options host{dtype_of<T>}, o{dtype_of<T>, dev};
     Generator gen(static_cast<uint64_t>(B * 7919 + L * 104729 + D * 13 + K));
@@ -52,18 +71,18 @@ template <typename T> void check_kernels(const ConvSize& s, bool has_bias, bool 
                                  D, K, silu);
     } else {
 #ifdef MG_CUDA
-        Tensor wf = Tensor::full({cuda::fft_conv_work<T>(B, L, D, K, false)}, NAN, o);
-        Tensor wb = Tensor::full({cuda::fft_conv_work<T>(B, L, D, K, true)}, NAN, o);
-        cuda::fft_conv_forward<T>(y.data<T>(), wf.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu);
+        Tensor wf = Tensor::full({cuda::fft_conv_work<T>(B, L, D, K, false, path)}, NAN, o);
+        Tensor wb = Tensor::full({cuda::fft_conv_work<T>(B, L, D, K, true, path)}, NAN, o);
+        cuda::fft_conv_forward<T>(y.data<T>(), wf.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu, path);
         cuda::fft_conv_backward<T>(dx.data<T>(), dw.data<T>(), pdb, wb.data<T>(), dyd.data<T>(), xd.data<T>(),
-                                   wd.data<T>(), pb, B, L, D, K, silu);
+                                   wd.data<T>(), pb, B, L, D, K, silu, path);
 #endif
     }
-    std::string what = fmt::format("fft_conv(B={}, L={}, D={}, K={}, bias={}, silu={}, {}, {})", B, L, D, K, has_bias,
-                                   silu, dev.str(), dtype_name(dtype_of<T>));
+    std::string what = fmt::format("fft_conv(B={}, L={}, D={}, K={}, bias={}, silu={}, {}, {}, path {})", B, L, D, K,
+                                   has_bias, silu, dev.str(), dtype_name(dtype_of<T>), path_name(path));
     // The FFT spreads rounding over the whole row: errors scale with eps log2(n) times the size of
     // the sums (about sqrt(K) for y and dx, sqrt(B L) for dw and dbias, inputs N(0,1)). The CPU
-    // transforms in double; cuFFT f32 in f32.
+    // transforms in double; cuFFT f32 and the fused kernels in f32.
     bool f32 = std::is_same_v<T, float>;
     double eps = f32 ? 1e-6 : 1e-13, logn = std::log2(double(fft_conv_size(L, K)));
     double tol_k = eps * 4 * logn * std::sqrt(double(K) + 1), tol_bl = eps * 4 * logn * std::sqrt(double(B * L * K) + 1);
@@ -110,9 +129,30 @@ TEST_CASE("fft_conv: kernels against the direct double reference at awkward size
         for (const ConvSize& s : kSizes)
             for (bool has_bias : {false, true})
                 for (bool silu : {false, true}) {
-                    check_kernels<float>(s, has_bias, silu, dev);
-                    check_kernels<double>(s, has_bias, silu, dev);
+                    if (dev.is_cpu()) {
+                        check_kernels<float>(s, has_bias, silu, dev);
+                        check_kernels<double>(s, has_bias, silu, dev);
+                        continue;
+                    }
+                    for (FftConvPath p : cuda_paths<float>(s.L, s.K)) check_kernels<float>(s, has_bias, silu, dev, p);
+                    for (FftConvPath p : cuda_paths<double>(s.L, s.K)) check_kernels<double>(s, has_bias, silu, dev, p);
                 }
+}
+
+TEST_CASE("fft_conv: cuda fused and cuFFT paths at long sizes, against the double reference", "[fft_conv][cuda]") {
+    MG_REQUIRE_CUDA();
+#ifdef MG_CUDA
+    for (const ConvSize& s : kLongSizes)
+        for (bool silu : {false, true}) {
+            REQUIRE(cuda::fft_conv_fused_supported<float>(s.L, s.K));
+            for (FftConvPath p : cuda_paths<float>(s.L, s.K)) check_kernels<float>(s, true, silu, Device::cuda(0), p);
+        }
+    // sizes beyond the fused kernels: automatic goes to cuFFT, a forced fused path or f64 throws
+    CHECK_FALSE(cuda::fft_conv_fused_supported<float>(8193, 8193));
+    CHECK_FALSE(cuda::fft_conv_fused_supported<double>(100, 100));
+    REQUIRE_THROWS(cuda::fft_conv_work<double>(1, 100, 1, 100, false, FftConvPath::fused));
+    REQUIRE_THROWS(cuda::fft_conv_work<float>(1, 9000, 1, 9000, false, FftConvPath::fused));
+#endif
 }
 
 TEST_CASE("fft_conv: cuda backward is deterministic (bit-identical runs)", "[fft_conv][cuda]") {
@@ -132,6 +172,25 @@ TEST_CASE("fft_conv: cuda backward is deterministic (bit-identical runs)", "[fft
     CHECK(g1[0] == g2[0]);
     CHECK(g1[1] == g2[1]);
     CHECK(g1[2] == g2[2]);
+#ifdef MG_CUDA
+    // the launchers on each path, at a size where the fused backward loops over 5 rows per channel
+    const int64_t B = 5, L = 1500, D = 3, K = 1500;
+    Tensor x2 = Tensor::randn({B, L, D}, o, gen), w2 = Tensor::randn({D, K}, o, gen);
+    Tensor b2 = Tensor::randn({D}, o, gen), dy2 = Tensor::randn({B, L, D}, o, gen);
+    for (FftConvPath p : {FftConvPath::fused, FftConvPath::cufft}) {
+        auto run = [&]() {
+            Tensor dx = Tensor::empty({B, L, D}, o), dw = Tensor::empty({D, K}, o), db = Tensor::empty({D}, o);
+            Tensor work = Tensor::empty({cuda::fft_conv_work<float>(B, L, D, K, true, p)}, o);
+            cuda::fft_conv_backward<float>(dx.data<float>(), dw.data<float>(), db.data<float>(), work.data<float>(),
+                                           dy2.data<float>(), x2.data<float>(), w2.data<float>(), b2.data<float>(), B,
+                                           L, D, K, true, p);
+            return std::vector<std::vector<float>>{dx.to_vector<float>(), dw.to_vector<float>(), db.to_vector<float>()};
+        };
+        auto r1 = run(), r2 = run();
+        INFO("path " << path_name(p));
+        CHECK(r1 == r2);
+    }
+#endif
 }
 
 TEST_CASE("fft_conv: long_conv's direct and FFT paths agree in values and gradients", "[fft_conv]") {
