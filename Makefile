@@ -95,6 +95,7 @@ TEST_OBJ := $(patsubst %.cpp,$(BUILD)/%.o,$(wildcard tests/*.cpp))
 TEST_BIN := $(BUILD)/mg_tests
 BENCH_OBJ := $(BUILD)/bench/bench_ops.o
 BENCH_BIN := $(BUILD)/bench_ops
+STEP_BIN := $(BUILD)/bench_step
 
 .PHONY: all test vendor clean bench train corpus
 all: $(LIB) $(BIN)
@@ -120,8 +121,12 @@ $(TEST_BIN): $(TEST_OBJ) $(LIB)
 $(BENCH_BIN): $(BENCH_OBJ) $(LIB)
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-# Benchmarks run on the GPU machine: bench/bench_ops.py times PyTorch beside build/bench_ops.
-bench: $(BENCH_BIN)
+$(STEP_BIN): $(BUILD)/bench/bench_step.o $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Benchmarks run on the GPU machine: bench/bench_ops.py times PyTorch beside build/bench_ops;
+# build/bench_step splits a training step's time by phase and by backward node.
+bench: $(BENCH_BIN) $(STEP_BIN)
 
 # The suite prints one line `N passed, N failed` last (tests/main.cpp counts test cases).
 # TEST_ARGS passes Catch2 arguments, e.g. make test TEST_ARGS='[matmul]'.

@@ -83,6 +83,9 @@ static std::shared_ptr<Node> node_of(const Tensor& t) {
     return t.grad_fn() ? t.grad_fn() : accumulator_of(t);
 }
 
+static NodeObserver* g_observer = nullptr;
+void set_node_observer(NodeObserver* observer) { g_observer = observer; }
+
 static void accumulate(std::vector<Tensor>& slot_vec, uint32_t slot, const Tensor& g) {
     Tensor& s = slot_vec[slot];
     s = s.defined() ? s + g : g;
@@ -156,7 +159,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                     const OutputMeta& m = n->outputs[k];
                     out_grads[k] = Tensor::zeros(m.shape, {m.dtype, m.device});
                 }
+            if (g_observer) g_observer->before(*n);
             in_grads = n->apply(out_grads);
+            if (g_observer) g_observer->after(*n);
             if (!n->is_accumulator()) {
                 MG_ASSERT(in_grads.size() == n->next.size());
                 if (!retain_graph) {

@@ -63,6 +63,15 @@ void record(const std::vector<Tensor>& inputs, const std::vector<Tensor>& output
     connect(node, inputs, outputs);
 }
 
+// For profilers (bench/bench_step.cpp): called around every Node::apply of a backward pass.
+// At most one is installed; null (the default) costs one branch per node.
+struct NodeObserver {
+    virtual ~NodeObserver() = default;
+    virtual void before(const Node& n) = 0;
+    virtual void after(const Node& n) = 0;
+};
+void set_node_observer(NodeObserver* observer);
+
 // Runs backward from `roots` with the given gradients (engine.cpp).
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                   bool retain_graph);
