@@ -10,8 +10,13 @@ __global__ void copy_strided_kernel(int64_t n, D* dst, StridedIndexer di, const 
     MG_GRID_LOOP(i, n) dst[di.offset(i)] = D(src[si.offset(i)]);
 }
 template <typename D, typename S>
+__global__ void copy_strided32_kernel(int64_t n, D* dst, StridedIndexer di, const S* src, StridedIndexer si) {
+    MG_GRID_LOOP(i, n) dst[di.offset32(uint32_t(i))] = D(src[si.offset32(uint32_t(i))]);
+}
+template <typename D, typename S>
 void copy_strided(D* dst, const StridedIndexer& di, const S* src, const StridedIndexer& si, int64_t n) {
-    launch_linear(copy_strided_kernel<D, S>, n, dst, di, src, si);
+    if (n < (int64_t(1) << 31)) launch_linear(copy_strided32_kernel<D, S>, n, dst, di, src, si);
+    else launch_linear(copy_strided_kernel<D, S>, n, dst, di, src, si);
 }
 
 template <typename T> __global__ void fill_kernel(int64_t n, T* out, T value) {

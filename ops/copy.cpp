@@ -41,6 +41,29 @@ StridedIndexer make_indexer(const Shape& shape, const Shape& strides) {
     return ix;
 }
 
+void coalesce_dims(Shape& shape, std::initializer_list<Shape*> strides) {
+    Shape out_shape;
+    std::vector<Shape> out(strides.size());
+    for (size_t d = 0; d < shape.size(); ++d) {
+        if (shape[d] == 1) continue;
+        bool merge = !out_shape.empty();
+        size_t k = 0;
+        for (const Shape* st : strides) merge = merge && out[k++].back() == (*st)[d] * shape[d];
+        if (merge) {
+            out_shape.back() *= shape[d];
+            k = 0;
+            for (const Shape* st : strides) out[k++].back() = (*st)[d];
+        } else {
+            out_shape.push_back(shape[d]);
+            k = 0;
+            for (const Shape* st : strides) out[k++].push_back((*st)[d]);
+        }
+    }
+    shape = out_shape;
+    size_t k = 0;
+    for (Shape* st : strides) *st = out[k++];
+}
+
 // ---- copy_into ------------------------------------------------------------------------------
 template <typename D, typename S>
 static void copy_strided_cpu(D* dst, const StridedIndexer& di, const S* src, const StridedIndexer& si,
@@ -81,7 +104,9 @@ void copy_into(const Tensor& dst, const Tensor& src) {
     Tensor s = src.device() == dst.device() ? src : move_to_device(src, dst.device());
     int64_t n = dst.numel();
     if (n == 0) return;
-    StridedIndexer di = make_indexer(dst), si = make_indexer(s);
+    Shape shape = dst.shape(), ds = dst.strides(), ss = s.strides();
+    coalesce_dims(shape, {&ds, &ss});
+    StridedIndexer di = make_indexer(shape, ds), si = make_indexer(shape, ss);
     bool contig = dst.is_contiguous() && s.is_contiguous();
     dispatch_all(dst.dtype(), [&]<typename D>() {
         dispatch_all(s.dtype(), [&]<typename S>() {

@@ -80,8 +80,10 @@ Tensor binary_raw(const Tensor& a, const Tensor& b, BinaryOp op) {
     int64_t n = out.numel();
     if (n == 0) return out;
     [[maybe_unused]] bool contig = a.is_contiguous() && b.is_contiguous() && a.shape() == shape && b.shape() == shape;
-    StridedIndexer ia = make_indexer(shape, broadcast_strides(a.shape(), a.strides(), shape));
-    StridedIndexer ib = make_indexer(shape, broadcast_strides(b.shape(), b.strides(), shape));
+    Shape walk = shape, sa = broadcast_strides(a.shape(), a.strides(), shape),
+          sb = broadcast_strides(b.shape(), b.strides(), shape);
+    coalesce_dims(walk, {&sa, &sb});
+    StridedIndexer ia = make_indexer(walk, sa), ib = make_indexer(walk, sb);
     dispatch_float(a.dtype(), name, [&]<typename T>() {
         if (a.device().is_cpu()) {
             binary_forward_cpu<T>(out.data<T>(), a.data<T>(), ia, b.data<T>(), ib, n, op);

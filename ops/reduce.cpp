@@ -132,28 +132,41 @@ struct MaxBackward : autograd::Node {
     }
 };
 
-Tensor reduce(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, ReduceOp op) {
-    const char* name = reduce_name(op);
+// The reduction without a graph: the values, and for max the first argmax of each group (i32,
+// one per output element). x is permuted so the reduced dims are innermost and contiguous.
+struct Reduced {
+    Tensor out, argmax, xp;
+    Plan p;
+};
+Reduced reduce_raw(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, ReduceOp op, const char* name) {
     check_float(name, "x", x);
-    Plan p = make_plan(x, dims, keepdim, name);
+    Reduced r;
+    r.p = make_plan(x, dims, keepdim, name);
+    const Plan& p = r.p;
     MG_CHECK(op != ReduceOp::max || p.inner > 0 || p.outer == 0,
-             "max: cannot reduce {} over dims ({}): a reduced dim is empty", x.desc(), fmt::join(dims, ","));
+             "{}: cannot reduce {} over dims ({}): a reduced dim is empty", name, x.desc(), fmt::join(dims, ","));
     MG_CHECK(p.inner <= std::numeric_limits<int32_t>::max(), "{}: {} elements per reduced group in "
              "{} exceed the 2^31 limit", name, p.inner, x.desc());
-    Tensor xp = x.detach().permute(p.perm).contiguous();
-    Tensor out = Tensor::empty(p.out_shape, x.options());
-    Tensor argmax;
-    if (op == ReduceOp::max) argmax = Tensor::empty({p.outer}, {DType::i32, x.device()});
-    int32_t* am = argmax.defined() ? argmax.data<int32_t>() : nullptr;
+    r.xp = x.detach().permute(p.perm).contiguous();
+    r.out = Tensor::empty(p.out_shape, x.options());
+    if (op == ReduceOp::max) r.argmax = Tensor::empty({p.outer}, {DType::i32, x.device()});
+    int32_t* am = r.argmax.defined() ? r.argmax.data<int32_t>() : nullptr;
     dispatch_float(x.dtype(), name, [&]<typename T>() {
         if (x.device().is_cpu()) {
-            if (p.inner == 0) std::fill_n(out.data<T>(), p.outer, T(0));
-            else reduce_rows_cpu<T>(out.data<T>(), am, xp.data<T>(), p.outer, p.inner, op);
+            if (p.inner == 0) std::fill_n(r.out.data<T>(), p.outer, T(0));
+            else reduce_rows_cpu<T>(r.out.data<T>(), am, r.xp.data<T>(), p.outer, p.inner, op);
         } else {
             MG_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
-                         cuda::reduce_rows<T>(out.data<T>(), am, xp.data<T>(), p.outer, p.inner, op));
+                         cuda::reduce_rows<T>(r.out.data<T>(), am, r.xp.data<T>(), p.outer, p.inner, op));
         }
     });
+    return r;
+}
+
+Tensor reduce(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, ReduceOp op) {
+    Reduced r = reduce_raw(x, dims, keepdim, op, reduce_name(op));
+    const Plan& p = r.p;
+    Tensor out = r.out, argmax = r.argmax, xp = r.xp;
     if (op == ReduceOp::max) {
         autograd::record<MaxBackward>({x}, {out}, [&](MaxBackward& n) {
             n.argmax = argmax;
@@ -180,6 +193,10 @@ Tensor reduce(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, R
 Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim) { return reduce(x, dims, keepdim, ReduceOp::sum); }
 Tensor mean(const Tensor& x, std::vector<int64_t> dims, bool keepdim) { return reduce(x, dims, keepdim, ReduceOp::mean); }
 Tensor max(const Tensor& x, std::vector<int64_t> dims, bool keepdim) { return reduce(x, dims, keepdim, ReduceOp::max); }
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+    Reduced r = reduce_raw(x, {dim}, keepdim, ReduceOp::max, "argmax");
+    return r.argmax.reshape(r.p.out_shape);
+}
 
 Tensor sum_to(const Tensor& g, const Shape& shape) {
     if (g.shape() == shape) return g;

@@ -1,4 +1,4 @@
-// ops/reduce.h: sum, mean and max over dims.
+// ops/reduce.h: sum, mean and max over dims, and argmax along one.
 //
 // Shapes: x (d0, ..., dn); `dims` lists the reduced dims (negative counts from the end; empty
 // means all). The result keeps reduced dims as size 1 when keepdim, else drops them.
@@ -14,6 +14,9 @@ Tensor mean(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = fals
 // Max over dims; the gradient flows to the first maximal element of each reduced group
 // (ties broken by the lowest index, so the backward is deterministic).
 Tensor max(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);
+// The index (i32) of the first maximum along `dim`, the same element max() picks; no gradient.
+// Lets a caller score predictions on the device and copy back one index per row, not the row.
+Tensor argmax(const Tensor& x, int64_t dim = -1, bool keepdim = false);
 
 // Sums g down to `shape` (the inverse of broadcasting g's source to g.shape()): used by every
 // backward whose forward broadcast an input.

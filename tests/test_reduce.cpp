@@ -51,6 +51,45 @@ TEST_CASE("reduce: max breaks ties by the lowest index, in both directions", "[r
     }
 }
 
+TEST_CASE("reduce: argmax is the first maximum along a dim, on every device", "[reduce]") {
+    for (Device dev : devices()) {
+        SECTION(dev.str()) {
+            Generator g(77);
+            // few distinct values, so rows have ties; odd sizes, and a row longer than a CUDA block
+            for (Shape shape : {Shape{5, 7}, Shape{3, 1000, 2}, Shape{1, 1}}) {
+                Tensor x = (Tensor::uniform(shape, 0, 4, {DType::f32}, g).to(DType::i32).to(DType::f32)).to(dev);
+                const std::vector<float> v = x.to(Device::cpu()).to_vector<float>();
+                for (int64_t dim = 0; dim < int64_t(shape.size()); ++dim) {
+                    INFO("shape " << shape_str(shape) << " dim " << dim);
+                    Tensor a = argmax(x, dim);
+                    REQUIRE(a.dtype() == DType::i32);
+                    Shape want_shape = shape;
+                    want_shape.erase(want_shape.begin() + dim);
+                    CHECK(a.shape() == want_shape);
+                    CHECK(argmax(x, dim, true).shape()[size_t(dim)] == 1);
+                    // naive: walk each group in order, keep the first strictly larger value
+                    const std::vector<int32_t> got = a.to(Device::cpu()).to_vector<int32_t>();
+                    const Shape st = contiguous_strides(shape);
+                    int64_t outer = 1, inner = 1;
+                    for (int64_t d = 0; d < dim; ++d) outer *= shape[size_t(d)];
+                    for (int64_t d = dim + 1; d < int64_t(shape.size()); ++d) inner *= shape[size_t(d)];
+                    for (int64_t o = 0; o < outer; ++o)
+                        for (int64_t i = 0; i < inner; ++i) {
+                            const int64_t base = o * shape[size_t(dim)] * inner + i;
+                            int32_t best = 0;
+                            for (int64_t k = 1; k < shape[size_t(dim)]; ++k)
+                                if (v[size_t(base + k * st[size_t(dim)])] > v[size_t(base + best * st[size_t(dim)])])
+                                    best = int32_t(k);
+                            CHECK(got[size_t(o * inner + i)] == best);
+                        }
+                }
+            }
+        }
+    }
+    REQUIRE_ERROR_WITH(argmax(Tensor::zeros({2, 0}), 1), "argmax", "(2,0) f32 cpu", "empty");
+    REQUIRE_ERROR_WITH(argmax(Tensor::zeros({2, 3}), 2), "argmax", "dim 2 out of range");
+}
+
 TEST_CASE("reduce: bad inputs", "[reduce][errors]") {
     Tensor x = Tensor::zeros({2, 3});
     REQUIRE_ERROR_WITH(sum(x, {2}), "sum", "dim 2 out of range", "2 dims");

@@ -188,6 +188,31 @@ TEST_CASE("tensor: staged host-to-device copies and pending reads keep stream or
     REQUIRE_ERROR_WITH(r.wait(), "PendingRead::wait", "nothing was queued");
 }
 
+TEST_CASE("tensor: coalesce_dims merges only what every operand allows", "[tensor]") {
+    // a narrow along the last dim of a contiguous (4, 5, 8) into a contiguous (4, 5, 3): the
+    // first two dims merge for both, the last stays
+    Shape shape{4, 5, 3}, dst{40, 8, 1}, src{15, 3, 1};
+    coalesce_dims(shape, {&dst, &src});
+    CHECK(shape == Shape{20, 3});
+    CHECK(dst == Shape{8, 1});
+    CHECK(src == Shape{3, 1});
+    // both contiguous: one dim; size-1 dims vanish; a broadcast (stride 0) dim merges only with
+    // another broadcast dim
+    Shape s2{2, 1, 3, 4}, a{12, 12, 4, 1}, b{0, 0, 0, 1};
+    coalesce_dims(s2, {&a, &b});
+    CHECK(s2 == Shape{6, 4});
+    CHECK(a == Shape{4, 1});
+    CHECK(b == Shape{0, 1});
+    // a transpose does not merge; all size-1 gives a 0-dim walk
+    Shape s3{3, 2}, t{1, 3};
+    coalesce_dims(s3, {&t});
+    CHECK(s3 == Shape{3, 2});
+    Shape s4{1, 1}, u{1, 1};
+    coalesce_dims(s4, {&u});
+    CHECK(s4.empty());
+    CHECK(u.empty());
+}
+
 TEST_CASE("tensor: bad calls name the op, the tensor and what was expected", "[tensor][errors]") {
     Tensor x = Tensor::zeros({2, 3});
     REQUIRE_ERROR_WITH(x.reshape({4, 2}), "reshape", "(2,3)", "(4,2)");

@@ -21,6 +21,7 @@
 #include "ops/cross_entropy.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"
+#include "ops/reduce.h"
 #include "tensor/check.h"
 #include "tensor/random.h"
 #include "train/clip.h"
@@ -181,14 +182,11 @@ int64_t count_correct(const Tensor& positions, const Tensor& targets, const Tens
     autograd::NoGrad no_grad;
     const int64_t B = h.size(0), L = h.size(1), P = positions.size(0);
     Tensor logits = linear(embedding(positions, h.detach().reshape({B * L, h.size(2)})), W.detach());
-    const int64_t V = logits.size(1);
-    const std::vector<double> z = logits.to(DType::f64).to(Device::cpu()).to_vector<double>();
+    // the greedy prediction on the device: P indices come back, not P x V logits
+    const std::vector<int32_t> pred = argmax(logits, 1).to(Device::cpu()).to_vector<int32_t>();
     const std::vector<int32_t> tgt = targets.to(Device::cpu()).to_vector<int32_t>();
     int64_t right = 0;
-    for (int64_t p = 0; p < P; ++p) {
-        const double* row = z.data() + p * V;
-        right += (std::max_element(row, row + V) - row) == tgt[size_t(p)];
-    }
+    for (int64_t p = 0; p < P; ++p) right += pred[size_t(p)] == tgt[size_t(p)];
     return right;
 }
 
@@ -556,13 +554,9 @@ EvalResult evaluate_mqar(nn::MambaLM& model, const std::vector<data::MqarExample
             Tensor logits = linear(embedding(b.positions, h.reshape({B * L, h.size(2)})), W); // (P, V)
             loss_sum += cross_entropy(logits, b.targets).item() * double(P);
             labelled += P;
-            const int64_t V = logits.size(1);
-            const std::vector<double> z = logits.to(DType::f64).to(Device::cpu()).to_vector<double>();
+            const std::vector<int32_t> best = argmax(logits, 1).to(Device::cpu()).to_vector<int32_t>();
             const std::vector<int32_t> pos = b.positions.to(Device::cpu()).to_vector<int32_t>();
-            for (int64_t p = 0; p < P; ++p) {
-                const double* row = z.data() + p * V;
-                pred[size_t(pos[size_t(p)])] = int32_t(std::max_element(row, row + V) - row);
-            }
+            for (int64_t p = 0; p < P; ++p) pred[size_t(pos[size_t(p)])] = best[size_t(p)];
         }
         metric.add_batch(examples, b, Tensor::from_vector(pred, {B, L}));
     }
