@@ -21,7 +21,7 @@ template <typename T> std::vector<T> taps_major(const T* weight, int64_t D, int6
         for (int64_t k = 0; k < K; ++k) wt[size_t(k * D + d)] = weight[d * K + k];
     return wt;
 }
-constexpr int64_t kChannelBlock = 64; // channels per task of the weight-gradient reduction
+constexpr int64_t kChannelBlock = 16; // channels per task of the weight-gradient reduction
 
 // v = silu(v + bias) over one row of D channels, and g = dy * dsilu(pre) over n values. Float
 // uses vm::silu / vm::silu_grad (vectorisable; the AVX2 + FMA copy when the CPU has it), double
@@ -87,6 +87,7 @@ void causal_conv1d_forward_cpu(T* y, const T* x, const T* weight, const T* bias,
         for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
             const T* xr = x + (r - (K - 1) + k) * D; // x[b, t-(K-1)+k, :], same batch since that time >= 0
             const T* wk = wt.data() + k * D;
+#pragma omp simd
             for (int64_t d = 0; d < D; ++d) yr[d] += wk[d] * xr[d];
         }
         bias_silu_row(yr, bias, D, silu);
@@ -122,6 +123,7 @@ void causal_conv1d_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const 
         for (int64_t k = std::max<int64_t>(0, s + K - L); k < K; ++k) {
             const T* gr = g + (r + (K - 1) - k) * D; // gp[b, s+(K-1)-k, :], inside the sequence
             const T* wk = wt.data() + k * D;
+#pragma omp simd
             for (int64_t d = 0; d < D; ++d) dxr[d] += wk[d] * gr[d];
         }
     }
@@ -136,9 +138,11 @@ void causal_conv1d_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const 
             for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
                 const T* xr = x + (r - (K - 1) + k) * D + d0;
                 double* a = acc.data() + k * dn;
+#pragma omp simd
                 for (int64_t j = 0; j < dn; ++j) a[j] += double(gr[j]) * double(xr[j]);
             }
             double* a = acc.data() + K * dn;
+#pragma omp simd
             for (int64_t j = 0; j < dn; ++j) a[j] += double(gr[j]);
         }
         for (int64_t j = 0; j < dn; ++j) {
