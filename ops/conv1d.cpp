@@ -35,41 +35,36 @@ template <typename T> void bias_silu_row(T* v, const T* bias, int64_t D, bool si
 template <typename T> void dsilu_mul(T* g, const T* dy, int64_t n) {
     for (int64_t i = 0; i < n; ++i) g[i] = dy[i] * conv_dsilu(g[i]);
 }
-template <typename F> void bias_silu_row_f32(float* v, const float* bias, int64_t D, bool silu, F act) {
+// The float bodies, compiled twice: as is, and inside the AVX2 + FMA wrappers below.
+inline void bias_silu_row_f32(float* v, const float* bias, int64_t D, bool silu) {
     if (bias)
 #pragma omp simd
         for (int64_t d = 0; d < D; ++d) v[d] += bias[d];
     if (silu)
 #pragma omp simd
-        for (int64_t d = 0; d < D; ++d) v[d] = act(v[d]);
+        for (int64_t d = 0; d < D; ++d) v[d] = vm::silu(v[d]);
 }
-void bias_silu_row_base(float* v, const float* bias, int64_t D, bool silu) {
-    bias_silu_row_f32(v, bias, D, silu, [](float x) { return vm::silu(x); });
-}
-void dsilu_mul_base(float* g, const float* dy, int64_t n) {
+inline void dsilu_mul_f32(float* g, const float* dy, int64_t n) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) g[i] = dy[i] * vm::silu_grad(g[i]);
 }
 #if MG_VM_HAVE_AVX2
 MG_VM_AVX2_FN void bias_silu_row_avx2(float* v, const float* bias, int64_t D, bool silu) {
-    bias_silu_row_f32(v, bias, D, silu, [](float x) { return vm::silu(x); });
+    bias_silu_row_f32(v, bias, D, silu);
 }
-MG_VM_AVX2_FN void dsilu_mul_avx2(float* g, const float* dy, int64_t n) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) g[i] = dy[i] * vm::silu_grad(g[i]);
-}
+MG_VM_AVX2_FN void dsilu_mul_avx2(float* g, const float* dy, int64_t n) { dsilu_mul_f32(g, dy, n); }
 #endif
 template <> void bias_silu_row<float>(float* v, const float* bias, int64_t D, bool silu) {
 #if MG_VM_HAVE_AVX2
     if (vm::use_avx2()) return bias_silu_row_avx2(v, bias, D, silu);
 #endif
-    bias_silu_row_base(v, bias, D, silu);
+    bias_silu_row_f32(v, bias, D, silu);
 }
 template <> void dsilu_mul<float>(float* g, const float* dy, int64_t n) {
 #if MG_VM_HAVE_AVX2
     if (vm::use_avx2()) return dsilu_mul_avx2(g, dy, n);
 #endif
-    dsilu_mul_base(g, dy, n);
+    dsilu_mul_f32(g, dy, n);
 }
 } // namespace
 
