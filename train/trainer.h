@@ -63,6 +63,10 @@
 // guard on the loss and every gradient (the message names the step); clip by value, then by global
 // norm; AdamW at lr = schedule(step) (warmup fraction, then cosine to min_lr). Steps, the schedule,
 // log_every, eval_every and checkpoint_every all count optimizer steps.
+// On CUDA a step queues without waiting for the GPU: its loss and the guard's findings are read
+// one step later (train/guard.h), and AdamW skips a non-finite step on the device, so the error
+// still names the right step and the parameters never see it; clip_norm > 0 reads the norm back
+// and so waits every step. Everything is settled before a log line, an evaluation or a checkpoint.
 // Every log_every steps a metrics row and the progress line; every eval_every steps (or epoch)
 // the validation set is scored with data/metric.h; the run stops early when the validation
 // query accuracy (mean over subtasks) reaches target_accuracy. Checkpoints: see checkpoint.h,
