@@ -8,14 +8,16 @@
 //      in order, summing each run. A run that starts and ends inside the chunk is a complete row:
 //      write it to dweight. A run cut by the chunk's start goes to head[chunk], one cut by its
 //      end to tail[chunk].
-//   3. pass 2, one block per row v: find v's run [a, b) by binary search; an empty run writes
-//      zeros, a run inside one chunk was written by pass 1, and a run over chunks c0 < c1 is
-//      tail[c0] + head[c0+1] + ... + head[c1], in that order.
+//   3. dweight starts as zeros (one memset): rows never seen stay zero.
+//   4. pass 2, one block per chunk: a run that starts in chunk c0 and goes on into later chunks
+//      up to c1 is finished by block c0 as tail[c0] + head[c0+1] + ... + head[c1], in that order.
 // Every sum has a fixed order, so the result is bit-identical from run to run; no atomics.
-// Cost: the sort (~tens of us at N = 64k), one read of dout, one write of dweight, and for a
-// row seen m times ~m / kChunk partial reads in pass 2 (balanced even if one id, e.g. padding,
-// fills most positions). For comparison, one block per (vocab chunk, D chunk) scanning all ids
-// would reread the ids V/chunk times (~1 GB of L2 traffic at V = 50280, N = 64k).
+// Cost: the sort (over the ids' bits only: 2 radix passes at V <= 65536), a memset of dweight,
+// one read of dout, one write of the rows seen, and for a row seen m times ~m / kChunk partial
+// reads in pass 2 (balanced even if one id, e.g. padding, fills most positions). Pass 1 loads
+// kBatch rows ahead, so each thread has that many loads in flight while it walks its chunk in
+// order. For comparison, one block per (vocab chunk, D chunk) scanning all ids would reread the
+// ids V/chunk times (~1 GB of L2 traffic at V = 50280, N = 64k).
 #include <cub/device/device_radix_sort.cuh>
 
 #include <limits>
@@ -28,7 +30,8 @@ namespace mg::cuda {
 
 namespace {
 
-constexpr int kChunk = 128;       // sorted slots per pass-1 block
+constexpr int kChunk = 64;        // sorted slots per pass-1 block
+constexpr int kBatch = 8;         // pass 1: rows loaded ahead
 constexpr int kRowThreads = 128;  // threads (columns) per block in both passes
 constexpr size_t kAlign = 256;
 
@@ -108,55 +111,45 @@ __global__ void embedding_chunk_kernel(T* dweight, T* head, T* tail, const T* do
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
         T acc = T(0);
         int run_start = 0;
-        for (int k = 0; k < len; ++k) {
-            acc += dout[int64_t(s_pos[k]) * D + d];
-            if (k + 1 < len && s_id[k + 1] == s_id[k]) continue; // the run goes on
-            int32_t id = s_id[k];
-            bool from_prev = run_start == 0 && has_prev && prev_id == id;
-            bool into_next = k == len - 1 && has_next && next_id == id;
-            if (from_prev) head[c * D + d] = acc;
-            else if (into_next) tail[c * D + d] = acc;
-            else if (id >= 0 && id < V) dweight[int64_t(id) * D + d] = acc;
-            acc = T(0);
-            run_start = k + 1;
+        for (int k0 = 0; k0 < len; k0 += kBatch) {
+            T v[kBatch];
+#pragma unroll
+            for (int i = 0; i < kBatch; ++i) v[i] = k0 + i < len ? dout[int64_t(s_pos[k0 + i]) * D + d] : T(0);
+#pragma unroll
+            for (int i = 0; i < kBatch; ++i) {
+                const int k = k0 + i;
+                if (k >= len) break;
+                acc += v[i];
+                if (k + 1 < len && s_id[k + 1] == s_id[k]) continue; // the run goes on
+                int32_t id = s_id[k];
+                bool from_prev = run_start == 0 && has_prev && prev_id == id;
+                bool into_next = k == len - 1 && has_next && next_id == id;
+                if (from_prev) head[c * D + d] = acc;
+                else if (into_next) tail[c * D + d] = acc;
+                else if (id >= 0 && id < V) dweight[int64_t(id) * D + d] = acc;
+                acc = T(0);
+                run_start = k + 1;
+            }
         }
     }
 }
 
-// First index in sorted[0, n) whose value is >= v.
-__device__ int64_t lower_bound(const int32_t* sorted, int64_t n, int64_t v) {
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        int64_t mid = (lo + hi) / 2;
-        if (int64_t(sorted[mid]) < v) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
-// Pass 2: block v finishes row v.
+// Pass 2: block c finishes the run that starts in chunk c and goes on past its end, if any.
 template <typename T>
-__global__ void embedding_row_kernel(T* dweight, const T* head, const T* tail, const int32_t* sid, int64_t N,
-                                     int64_t D) {
-    __shared__ int64_t s_run[2];
-    int64_t v = blockIdx.x;
-    if (threadIdx.x == 0) {
-        s_run[0] = lower_bound(sid, N, v);
-        s_run[1] = lower_bound(sid, N, v + 1);
-    }
-    __syncthreads();
-    int64_t a = s_run[0], b = s_run[1];
-    T* row = dweight + v * D;
-    if (a == b) { // id v never occurs
-        for (int64_t d = threadIdx.x; d < D; d += blockDim.x) row[d] = T(0);
-        return;
-    }
-    int64_t c0 = a / kChunk, c1 = (b - 1) / kChunk;
-    if (c0 == c1) return; // complete inside one chunk: pass 1 wrote it
+__global__ void embedding_cross_kernel(T* dweight, const T* head, const T* tail, const int32_t* sid, int64_t N,
+                                       int64_t V, int64_t D) {
+    const int64_t c = blockIdx.x, begin = c * kChunk, end = begin + kChunk;
+    if (end >= N) return; // the last chunk: nothing goes on past it
+    const int32_t id = sid[end - 1];
+    if (sid[end] != id) return;                                // the last run ends inside the chunk
+    if (begin > 0 && sid[begin] == id && sid[begin - 1] == id) return; // started earlier: not ours
+    if (id < 0 || id >= V) return;
+    int64_t c1 = c + 1; // the chunk where the run ends
+    while ((c1 + 1) * kChunk < N && sid[(c1 + 1) * kChunk - 1] == id && sid[(c1 + 1) * kChunk] == id) ++c1;
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
-        T acc = tail[c0 * D + d];
-        for (int64_t c = c0 + 1; c <= c1; ++c) acc += head[c * D + d];
-        row[d] = acc;
+        T acc = tail[c * D + d];
+        for (int64_t cc = c + 1; cc <= c1; ++cc) acc += head[cc * D + d];
+        dweight[int64_t(id) * D + d] = acc;
     }
 }
 
@@ -175,11 +168,17 @@ void embedding_backward(T* dweight, const T* dout, const int32_t* ids, const int
     auto* head = reinterpret_cast<T*>(ws + lay.head);
     auto* tail = reinterpret_cast<T*>(ws + lay.tail);
     size_t temp_bytes = lay.sort_bytes;
-    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ws + lay.sort_temp, temp_bytes, ids, sid, positions, spos, int(N)));
-    embedding_chunk_kernel<T><<<unsigned(ceil_div(N, kChunk)), kRowThreads>>>(dweight, head, tail, dout, sid, spos,
-                                                                               N, V, D);
+    // only the bits an id in [0, V) can have (a stable sort on them orders valid ids exactly;
+    // out-of-range ids were reported by the forward and are never written)
+    int end_bit = 1;
+    while (end_bit < 31 && (int64_t(1) << end_bit) < V) ++end_bit;
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ws + lay.sort_temp, temp_bytes, ids, sid, positions, spos, int(N), 0,
+                                               end_bit));
+    CUDA_CHECK(cudaMemsetAsync(dweight, 0, size_t(V * D) * sizeof(T)));
+    const unsigned chunks = unsigned(ceil_div(N, kChunk));
+    embedding_chunk_kernel<T><<<chunks, kRowThreads>>>(dweight, head, tail, dout, sid, spos, N, V, D);
     CUDA_CHECK_LAUNCH();
-    embedding_row_kernel<T><<<unsigned(V), kRowThreads>>>(dweight, head, tail, sid, N, D);
+    embedding_cross_kernel<T><<<chunks, kRowThreads>>>(dweight, head, tail, sid, N, V, D);
     CUDA_CHECK_LAUNCH();
 }
 

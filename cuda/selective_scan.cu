@@ -473,6 +473,7 @@ __global__ void scan_reduce_dbc_kernel(int64_t total, T* dB, T* dC, const T* wor
         const T* src = work + w.part + ((b * w.n_blocks * L + t) * w.groups + n / kStates) * kBCVals + v;
         const int64_t stride = L * w.groups * kBCVals;
         T s = 0;
+#pragma unroll 8
         for (int64_t blk = 0; blk < w.n_blocks; ++blk) s += src[blk * stride];
         if (col < N) dB[bt * N + col] = s;
         else dC[bt * N + col - N] = s;
@@ -486,10 +487,12 @@ __global__ void scan_reduce_params_kernel(int64_t total, T* dA, T* dD, T* dbias,
     MG_GRID_LOOP(j, total) { // j over (d, n)
         int64_t d = j / N, n = j % N;
         T s = 0;
+#pragma unroll 8 // loads in flight: the sum is over the whole batch, in order
         for (int64_t b = 0; b < B; ++b) s += work[w.dA + (b * D + d) * N + n];
         dA[j] = s;
         if (n == 0) {
             T sD = 0, sb = 0;
+#pragma unroll 8
             for (int64_t b = 0; b < B; ++b) {
                 sD += work[w.dD + b * D + d];
                 sb += work[w.dbias + b * D + d];
