@@ -56,7 +56,7 @@ struct Profile : autograd::NodeObserver {
 int main(int argc, char** argv) {
     CLI::App app{"mambagrad: the time of one training step, by phase and by backward node"};
     std::string device_s = "cuda";
-    int64_t d_model = 128, n_layer = 2, vocab = 8192, B = 64, L = 256, labels = 16, steps = 200, d_state = 16;
+    int64_t d_model = 128, n_layer = 2, vocab = 8192, B = 64, L = 256, labels = 16, steps = 200, d_state = 16, warmup = 20;
     app.add_option("--device", device_s, "cpu or cuda");
     app.add_option("--d_model", d_model);
     app.add_option("--n_layer", n_layer);
@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
     app.add_option("--L", L);
     app.add_option("--labels", labels, "labelled positions per sequence");
     app.add_option("--steps", steps);
+    app.add_option("--warmup", warmup, "untimed steps first (allocator, plans, cuBLAS); fewer when profiling with ncu");
     CLI11_PARSE(app, argc, argv);
     try {
         const Device dev = Device::parse(device_s);
@@ -115,7 +116,7 @@ int main(int argc, char** argv) {
             h_opt += ms_since(t);
             return probe;
         };
-        for (int i = 0; i < 20; ++i) step(false).check(); // warm-up: allocator, plans, cuBLAS
+        for (int64_t i = 0; i < warmup; ++i) step(false).check(); // warm-up: allocator, plans, cuBLAS
         prof.sync();
 
         fmt::print("bench_step: {} d_model {} n_layer {} d_state {} vocab {} B {} L {} ({} tokens), {} labels\n",

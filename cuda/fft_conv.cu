@@ -354,6 +354,18 @@ __global__ void __launch_bounds__(N / fused_e<N>(), fused_min_blocks<N>()) fused
     }
 }
 
+// v <- IFFT(FFT(v) · H): the block's points (E per thread, natural order) convolved with the
+// kernel whose half spectrum is Hrow (the forward, and the backward's recomputed pre-activation).
+template <int N, int E>
+__device__ __forceinline__ void convolve_block(float2 (&v)[E], float2* s, const float2* tw, const float2* Hrow) {
+    constexpr int T = N / E;
+    const int tid = int(threadIdx.x);
+    fftb::block_fft<N, E, false>(v, s, tw);
+#pragma unroll
+    for (int i = 0; i < E; ++i) v[i] = fftb::cmul(v[i], spectrum_at<N>(Hrow, tid + i * T));
+    fftb::block_fft<N, E, true>(v, s, tw);
+}
+
 // Forward, two rows b, b+1 of channel d per block as one complex signal z = x_b + i x_(b+1):
 // h is real, so IFFT(FFT(z) H) = y_b + i y_(b+1). yt may alias xt (each block reads its two rows
 // whole before it writes them). Grid: ceil(B/2) * D blocks, pairs of one channel adjacent (they
@@ -374,11 +386,7 @@ __global__ void __launch_bounds__(N / fused_e<N>(), fused_min_blocks<N>()) fused
         const int t = tid + i * T;
         v[i] = t < L ? make_float2(xt[row0 + t], two ? xt[row1 + t] : 0.0f) : make_float2(0.0f, 0.0f);
     }
-    fftb::block_fft<N, E, false>(v, s, tw);
-    const float2* Hrow = Hh + d * (N / 2 + 1);
-#pragma unroll
-    for (int i = 0; i < E; ++i) v[i] = fftb::cmul(v[i], spectrum_at<N>(Hrow, tid + i * T));
-    fftb::block_fft<N, E, true>(v, s, tw);
+    convolve_block<N, E>(v, s, tw, Hh + d * (N / 2 + 1));
 #pragma unroll
     for (int i = 0; i < E; ++i) {
         const int t = tid + i * T;
@@ -422,10 +430,7 @@ __global__ void __launch_bounds__(N / fused_e<N>(), fused_min_blocks<N>()) fused
                 const int t = tid + i * T;
                 v[i] = make_float2(t < L ? xt[row + t] : 0.0f, 0.0f);
             }
-            fftb::block_fft<N, E, false>(v, s, tw);
-#pragma unroll
-            for (int i = 0; i < E; ++i) v[i] = fftb::cmul(v[i], spectrum_at<N>(Hrow, tid + i * T));
-            fftb::block_fft<N, E, true>(v, s, tw);
+            convolve_block<N, E>(v, s, tw, Hrow);
 #pragma unroll
             for (int i = 0; i < E; ++i) {
                 const int t = tid + i * T;

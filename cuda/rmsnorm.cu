@@ -104,14 +104,19 @@ __global__ void rmsnorm_dweight_partial_kernel(T* partial, const T* dout, const 
     partial[group * D + j] = acc;
 }
 
-// dweight[j] = sum over groups (in order) of partial[group, j].
+// dweight[j] = sum over groups of partial[group, j]: one warp per column; lane l sums groups
+// l, l + 32, ... in order, then a butterfly over the lanes (a + b == b + a, so every lane ends
+// with the same bits, and the same inputs always give the same result).
 template <typename T>
-__global__ void rmsnorm_dweight_final_kernel(int64_t D, T* dweight, const T* partial, int64_t groups) {
-    MG_GRID_LOOP(j, D) {
-        T acc = T(0);
-        for (int64_t g = 0; g < groups; ++g) acc += partial[g * D + j];
-        dweight[j] = acc;
-    }
+__global__ void rmsnorm_dweight_final_kernel(T* dweight, const T* partial, int64_t D, int64_t groups) {
+    const int64_t j = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = int(threadIdx.x % 32);
+    if (j >= D) return; // the whole warp leaves together
+    T acc = T(0);
+    for (int64_t g = lane; g < groups; g += 32) acc += partial[g * D + j];
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) dweight[j] = acc;
 }
 
 size_t rmsnorm_backward_workspace(int64_t N, int64_t D, size_t elem_size) {
@@ -136,7 +141,9 @@ void rmsnorm_backward(T* dx, T* dweight, const T* dout, const T* dh, const T* h,
     dim3 grid(unsigned(ceil_div(D, kColTile)), unsigned(groups));
     rmsnorm_dweight_partial_kernel<T><<<grid, kColTile>>>(partial, dout, h, rstd, N, D, rows);
     CUDA_CHECK_LAUNCH();
-    launch_linear(rmsnorm_dweight_final_kernel<T>, D, dweight, partial, groups);
+    constexpr int kFinalThreads = 256; // 8 columns (warps) per block
+    rmsnorm_dweight_final_kernel<T><<<unsigned(ceil_div(D * 32, kFinalThreads)), kFinalThreads>>>(dweight, partial, D, groups);
+    CUDA_CHECK_LAUNCH();
 }
 
 #define MG_INST(T)                                                                                          \

@@ -487,12 +487,12 @@ __global__ void scan_reduce_params_kernel(int64_t total, T* dA, T* dD, T* dbias,
     MG_GRID_LOOP(j, total) { // j over (d, n)
         int64_t d = j / N, n = j % N;
         T s = 0;
-#pragma unroll 8 // loads in flight: the sum is over the whole batch, in order
+#pragma unroll 16 // loads in flight: the sum is over the whole batch, in order
         for (int64_t b = 0; b < B; ++b) s += work[w.dA + (b * D + d) * N + n];
         dA[j] = s;
         if (n == 0) {
             T sD = 0, sb = 0;
-#pragma unroll 8
+#pragma unroll 16
             for (int64_t b = 0; b < B; ++b) {
                 sD += work[w.dD + b * D + d];
                 sb += work[w.dbias + b * D + d];

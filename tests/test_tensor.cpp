@@ -1,5 +1,8 @@
 // tests/test_tensor.cpp: construction, views, copies across dtypes and devices, factories and the
 // random stream, printing, the CUDA caching allocator, and bad calls at the tensor boundary.
+#include <cmath>
+#include <functional>
+
 #include "ops/dispatch.h"
 #include "tests/helpers.h"
 
@@ -186,6 +189,46 @@ TEST_CASE("tensor: staged host-to-device copies and pending reads keep stream or
     CHECK(r2.wait() == h);
     CHECK(x.to_vector<float>() == std::vector<float>{6, 6, 6});
     REQUIRE_ERROR_WITH(r.wait(), "PendingRead::wait", "nothing was queued");
+}
+
+TEST_CASE("tensor: strided copies on cuda equal the cpu's: long rows, short rows, transposes, conversions", "[tensor][cuda]") {
+    MG_REQUIRE_CUDA();
+    Generator g(43);
+    Tensor base = Tensor::randn({3, 37, 258}, {DType::f64}, g);
+    // views of a (3, 37, 258) base: rows of >= 64 elements take the row kernel, the rest the
+    // element kernel (cuda/copy.cu)
+    struct Case { const char* what; std::function<Tensor(const Tensor&)> view; };
+    const Case cases[] = {
+        {"narrow: rows of 129 at a stride of 258 (a split piece)", [](const Tensor& t) { return t.narrow(2, 129, 129); }},
+        {"narrow: rows of 64 from offset 3", [](const Tensor& t) { return t.narrow(2, 3, 64); }},
+        {"narrow: rows of 63", [](const Tensor& t) { return t.narrow(2, 5, 63); }},
+        {"transpose: inner stride 258", [](const Tensor& t) { return t.narrow(2, 0, 100).transpose(1, 2); }},
+        {"narrow in the middle dim: rows of 258", [](const Tensor& t) { return t.narrow(1, 1, 30); }},
+    };
+    const Tensor base_g = base.to(Device::cuda(0));
+    for (const Case& c : cases) {
+        for (DType to : {DType::f64, DType::f32}) {
+            std::string what = fmt::format("{} to {}", c.what, dtype_name(to));
+            Tensor want = c.view(base).to(to).contiguous();
+            Tensor got = c.view(base_g).to(to).contiguous();
+            REQUIRE(got.shape() == want.shape());
+            mg::test::require_close(got.to(Device::cpu()), want, 0, 0, what); // copies are exact
+        }
+        // into a strided destination: a NaN-poisoned (3, 37, 258) whose view receives the copy;
+        // every element outside the view must stay NaN
+        Tensor dst = Tensor::full({3, 37, 258}, NAN, {DType::f32, Device::cuda(0)});
+        Tensor src = c.view(base).to(DType::f32).contiguous();
+        copy_into(c.view(dst), src.to(Device::cuda(0)));
+        Tensor back = dst.to(Device::cpu());
+        mg::test::require_close(c.view(back).contiguous(), src, 0, 0, std::string(c.what) + " into a strided view");
+        Tensor expect = Tensor::full({3, 37, 258}, NAN, {DType::f32});
+        copy_into(c.view(expect), src);
+        std::vector<float> b = back.to_vector<float>(), e = expect.to_vector<float>();
+        size_t wrong = 0;
+        for (size_t i = 0; i < b.size(); ++i) wrong += std::isnan(e[i]) != std::isnan(b[i]);
+        INFO(c.what);
+        CHECK(wrong == 0);
+    }
 }
 
 TEST_CASE("tensor: coalesce_dims merges only what every operand allows", "[tensor]") {
