@@ -54,7 +54,7 @@ CXX ?= g++
 OPT := $(if $(filter 1,$(DEBUG)),-O0 -g,-O2 -g)
 CPPFLAGS := -I. -isystem third_party/include -DFMT_HEADER_ONLY
 # -fno-trapping-math: we never enable floating-point traps, and it lets GCC if-convert float
-# selects so the CPU kernels' `omp simd` loops vectorise (e.g. the clamp in scan::exp2_fast).
+# selects so the CPU kernels' `omp simd` loops vectorise (e.g. the clamps in vm::exp2_decay).
 CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -fno-trapping-math -MMD -MP
 LDFLAGS := -fopenmp
 LDLIBS :=

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -61,8 +62,35 @@ namespace {
 
 constexpr int64_t kCpuBlock = 16;
 
-inline float exp2_c(float x) { return vm::exp2(x); }
-inline double exp2_c(double x) { return std::exp2(x); }
+// The state loops work on whole vectors of 32 bytes (8 floats or 4 doubles; GCC's vector
+// extension: one AVX register in the AVX2 build, two SSE registers in the baseline build), so
+// that their per-step accumulators stay in registers across the loop over states: written as
+// `omp simd` loops over arrays, GCC kept them in memory, a store-to-load chain per state.
+#pragma GCC diagnostic ignored "-Wpsabi" // vectors by value, always inlined: see ops/vec_math.h
+template <typename T> struct Packed {
+    typedef T type __attribute__((vector_size(32)));
+};
+template <typename T> using Vec = typename Packed<T>::type;
+template <typename T> constexpr int kLanes = int(sizeof(Vec<T>) / sizeof(T));
+template <typename T> constexpr int kVecs = int(kCpuBlock) / kLanes<T>; // vectors per block of channels
+template <typename T> inline Vec<T> vload(const T* p) {
+    Vec<T> v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+template <typename T> inline void vstore(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof v); }
+template <typename T> inline Vec<T> splat(T x) { // x in every lane: one broadcast
+    Vec<T> v;
+    for (int i = 0; i < kLanes<T>; ++i) v[i] = x;
+    return v;
+}
+
+// The decay 2^x: vm::exp2_decay for float (range-limited, cheap), libm for double.
+inline Vec<float> exp2_c(Vec<float> x) { return vm::exp2_decay(x); }
+inline Vec<double> exp2_c(Vec<double> x) {
+    for (int i = 0; i < kLanes<double>; ++i) x[i] = std::exp2(x[i]);
+    return x;
+}
 inline float softplus_c(float x) { return vm::softplus(x); }
 inline double softplus_c(double x) { return scan::softplus(x); }
 inline float softplus_grad_c(float x) { return vm::softplus_grad(x); }
@@ -75,17 +103,32 @@ inline double silu_grad_c(double x) {
     return s * (1 + x * (1 - s));
 }
 
+// Working memory kept between calls in `buf`, a thread_local of the calling function: each layer's
+// backward runs on the same thread, so a model's layers share it. A fresh buffer per call (8 MB
+// of dB/dC partials at B=4, L=1024, D=256) was zeroed by std::vector on one thread before the
+// parallel region, and its pages faulted in again every call: milliseconds of a 30 ms
+// forward+backward. Grows to the largest call seen, never shrinks; the contents are not
+// initialised (every element used is written first).
+template <typename T> T* reuse(std::vector<T>& buf, int64_t elems) {
+    if (int64_t(buf.size()) < elems) {
+        buf.clear();
+        buf.shrink_to_fit();
+        buf.resize(size_t(elems));
+    }
+    return buf.data();
+}
+
 // Per-thread scratch, allocated before the parallel region (so a failed allocation throws where
 // it can be caught) and 64-byte aligned per thread: whatever the vectoriser does about alignment
 // it then does in every thread alike, so results cannot depend on which thread ran a task.
 template <typename T> struct Scratch {
-    std::vector<T> buf;
     int64_t per = 0;
     T* base = nullptr;
-    Scratch(int threads, int64_t elems) : per((elems * int64_t(sizeof(T)) + 63) / 64 * 64 / int64_t(sizeof(T))) {
-        buf.resize(size_t(threads * per + 64 / int64_t(sizeof(T))));
-        auto addr = reinterpret_cast<uintptr_t>(buf.data());
-        base = buf.data() + ((64 - addr % 64) % 64) / sizeof(T);
+    Scratch(std::vector<T>& buf, int threads, int64_t elems)
+        : per((elems * int64_t(sizeof(T)) + 63) / 64 * 64 / int64_t(sizeof(T))) {
+        T* mem = reuse(buf, threads * per + 64 / int64_t(sizeof(T)));
+        auto addr = reinterpret_cast<uintptr_t>(mem);
+        base = mem + ((64 - addr % 64) % 64) / sizeof(T);
     }
     T* thread() { return base + omp_get_thread_num() * per; }
 };
@@ -102,8 +145,15 @@ struct Block {
     }
     int64_t row(int64_t t) const { return (b * L + t) * D + d0; }
 
-    // rows t0 .. t0+len-1 of src into dst [len][kCpuBlock], zeros in the padded lanes
+    // rows t0 .. t0+len-1 of src into dst [len][kCpuBlock], zeros in the padded lanes. A full
+    // block (every block but perhaps the last) copies a fixed kCpuBlock values per row: a few
+    // vector moves, where the loop over nd channels costs its loop control and tail per row.
     template <typename T> void load(const T* src, int64_t t0, int64_t len, T* dst) const {
+        if (nd == kCpuBlock) {
+            for (int64_t tt = 0; tt < len; ++tt)
+                std::memcpy(dst + tt * kCpuBlock, src + row(t0 + tt), sizeof(T) * kCpuBlock);
+            return;
+        }
         for (int64_t tt = 0; tt < len; ++tt) {
             const T* s = src + row(t0 + tt);
             T* d = dst + tt * kCpuBlock;
@@ -113,6 +163,11 @@ struct Block {
         }
     }
     template <typename T> void store(const T* src, int64_t t0, int64_t len, T* dst) const {
+        if (nd == kCpuBlock) {
+            for (int64_t tt = 0; tt < len; ++tt)
+                std::memcpy(dst + row(t0 + tt), src + tt * kCpuBlock, sizeof(T) * kCpuBlock);
+            return;
+        }
         for (int64_t tt = 0; tt < len; ++tt) {
             T* d = dst + row(t0 + tt);
             const T* s = src + tt * kCpuBlock;
@@ -181,11 +236,45 @@ template <typename T> inline T sum_block(const T* v) {
     return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
+// out[n] = sum_block(v + n·kCpuBlock) for n < count. Floats go eight blocks at a time, transposing
+// as they add: after the halves are added (a_n, 8 lanes each), the quarters of four pairs of
+// blocks are swapped so that one addition does the next level of the tree for two blocks, and so
+// on, ending with the eight sums in one vector. It is the same tree as sum_block, so the same
+// bits, in about a third of the instructions of eight separate sums.
+template <typename T> void sum_blocks(const T* v, int64_t count, T* out) {
+    int64_t n = 0;
+    if constexpr (std::is_same_v<T, float>) {
+        static_assert(kLanes<float> == 8 && kCpuBlock == 16);
+        using V = Vec<float>;
+        for (; n + 8 <= count; n += 8) {
+            V a[8], z[4];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; ++i) a[i] = vload(v + (n + i) * kCpuBlock) + vload(v + (n + i) * kCpuBlock + 8);
+            // z_i = [b_i | b_{i+4}], b_i[j] = a_i[j] + a_i[j + 4]
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; ++i)
+                z[i] = __builtin_shufflevector(a[i], a[i + 4], 0, 1, 2, 3, 8, 9, 10, 11) +
+                       __builtin_shufflevector(a[i], a[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+            // w = [c_0 c_1 | c_4 c_5] and [c_2 c_3 | c_6 c_7], c_i = (b_i[0] + b_i[2], b_i[1] + b_i[3])
+            V w01 = __builtin_shufflevector(z[0], z[1], 0, 1, 8, 9, 4, 5, 12, 13) +
+                    __builtin_shufflevector(z[0], z[1], 2, 3, 10, 11, 6, 7, 14, 15);
+            V w23 = __builtin_shufflevector(z[2], z[3], 0, 1, 8, 9, 4, 5, 12, 13) +
+                    __builtin_shufflevector(z[2], z[3], 2, 3, 10, 11, 6, 7, 14, 15);
+            // s_i = c_i[0] + c_i[1], in order 0..7
+            vstore(out + n, __builtin_shufflevector(w01, w23, 0, 2, 8, 10, 4, 6, 12, 14) +
+                                __builtin_shufflevector(w01, w23, 1, 3, 9, 11, 5, 7, 13, 15));
+        }
+    }
+    for (; n < count; ++n) out[n] = sum_block(v + n * kCpuBlock);
+}
+
 // Scratch per thread for the forward: h, A2 (N·K); dt, du, y, z (TC·K); bias, D skip (K).
 int64_t fwd_scratch(int64_t N) { return 2 * N * kCpuBlock + 4 * kCpuScanChunk * kCpuBlock + 2 * kCpuBlock; }
 
 template <typename T> void fwd_task(const ScanFwdArgs<T>& a, int64_t task, T* w) {
     const int64_t L = a.L, D = a.D, N = a.N, K = kCpuBlock, TC = kCpuScanChunk, n_chunks = cpu_scan_n_chunks(L);
+    using V = Vec<T>;
+    constexpr int W = kLanes<T>, NV = kVecs<T>;
     T *h = w, *A2 = h + N * K, *dt = A2 + N * K, *du = dt + TC * K, *y = du + TC * K, *zb = y + TC * K;
     T *bias = zb + TC * K, *Dsk = bias + K;
     const Block blk(task, L, D);
@@ -214,21 +303,26 @@ template <typename T> void fwd_task(const ScanFwdArgs<T>& a, int64_t task, T* w)
         for (int64_t tt = 0; tt < len; ++tt) {
             const T* Bt = a.Bm + (b * L + t0 + tt) * N;
             const T* Ct = a.Cm + (b * L + t0 + tt) * N;
-            const T* dtt = dt + tt * K;
-            const T* dut = du + tt * K;
-            T yt[kCpuBlock];
-            for (int64_t k = 0; k < K; ++k) yt[k] = y[tt * K + k];
+            V dtt[NV], dut[NV], yt[NV];
+#pragma GCC unroll 4
+            for (int i = 0; i < NV; ++i) {
+                dtt[i] = vload(dt + tt * K + i * W);
+                dut[i] = vload(du + tt * K + i * W);
+                yt[i] = vload(y + tt * K + i * W);
+            }
             for (int64_t n = 0; n < N; ++n) {
-                const T Bn = Bt[n], Cn = Ct[n];
+                const V Bn = splat(Bt[n]), Cn = splat(Ct[n]);
                 T* hn = h + n * K;
                 const T* A2n = A2 + n * K;
-#pragma omp simd
-                for (int64_t k = 0; k < K; ++k) {
-                    hn[k] = exp2_c(dtt[k] * A2n[k]) * hn[k] + dut[k] * Bn;
-                    yt[k] += Cn * hn[k];
+#pragma GCC unroll 4
+                for (int i = 0; i < NV; ++i) {
+                    V hv = exp2_c(dtt[i] * vload(A2n + i * W)) * vload(hn + i * W) + dut[i] * Bn;
+                    vstore(hn + i * W, hv);
+                    yt[i] += Cn * hv;
                 }
             }
-            for (int64_t k = 0; k < K; ++k) y[tt * K + k] = yt[k];
+#pragma GCC unroll 4
+            for (int i = 0; i < NV; ++i) vstore(y + tt * K + i * W, yt[i]);
         }
         if (a.ckpt)
             for (int64_t k = 0; k < nd; ++k)
@@ -254,11 +348,11 @@ template <typename T> struct BwdPartials {
     T* dbias; // (B, D)
 };
 
-// Scratch per thread for the backward: hb ((TC+1)·N·K), ea (TC·N·K), A2, Av, g, dA (N·K);
-// dt, spg, uu, dy, zb, yb (TC·K); bias, D skip, dD, dbias (K).
+// Scratch per thread for the backward: hb ((TC+1)·N·K), ea (TC·N·K), A2, Av, g, dA, and one
+// step's dB and dC terms (N·K each); dt, spg, uu, dy, zb, yb (TC·K); bias, D skip, dD, dbias (K).
 int64_t bwd_scratch(int64_t N) {
     const int64_t K = kCpuBlock, TC = kCpuScanChunk;
-    return (2 * TC + 5) * N * K + 6 * TC * K + 4 * K;
+    return (2 * TC + 7) * N * K + 6 * TC * K + 4 * K;
 }
 
 // Chunks from the last to the first: start from the state the forward saved at the end of the
@@ -267,9 +361,12 @@ int64_t bwd_scratch(int64_t N) {
 // g_{t+1},n per channel.
 template <typename T> void bwd_task(const ScanBwdArgs<T>& a, int64_t task, T* w, const BwdPartials<T>& part) {
     const int64_t L = a.L, D = a.D, N = a.N, K = kCpuBlock, TC = kCpuScanChunk, NK = N * K;
+    using V = Vec<T>;
+    constexpr int W = kLanes<T>, NV = kVecs<T>;
     const int64_t n_chunks = cpu_scan_n_chunks(L);
     T *hb = w, *ea = hb + (TC + 1) * NK, *A2 = ea + TC * NK, *Av = A2 + NK, *g_all = Av + NK, *dA = g_all + NK;
-    T *dt = dA + NK, *spg = dt + TC * K, *uu = spg + TC * K, *dy = uu + TC * K, *zb = dy + TC * K, *yb = zb + TC * K;
+    T *vB = dA + NK, *vC = vB + NK;
+    T *dt = vC + NK, *spg = dt + TC * K, *uu = spg + TC * K, *dy = uu + TC * K, *zb = dy + TC * K, *yb = zb + TC * K;
     T *bias = yb + TC * K, *Dsk = bias + K, *dD_acc = Dsk + K, *dbias_acc = dD_acc + K;
     const Block blk(task, L, D);
     const int64_t b = blk.b, d0 = blk.d0, nd = blk.nd;
@@ -309,21 +406,23 @@ template <typename T> void bwd_task(const ScanBwdArgs<T>& a, int64_t task, T* w,
                 hb[n * K + k] = c > 0 && k < nd ? a.ckpt[((b * n_chunks + c - 1) * D + d0 + k) * N + n] : T(0);
         for (int64_t tt = 0; tt < len; ++tt) {
             const T* Bt = a.Bm + (b * L + t0 + tt) * N;
-            const T* dtt = dt + tt * K;
-            const T* ut = uu + tt * K;
-            T dut[kCpuBlock];
-#pragma omp simd
-            for (int64_t k = 0; k < K; ++k) dut[k] = ut[k] * dtt[k]; // as the forward's Δ·u
+            V dtt[NV], dut[NV];
+#pragma GCC unroll 4
+            for (int i = 0; i < NV; ++i) {
+                dtt[i] = vload(dt + tt * K + i * W);
+                dut[i] = vload(uu + tt * K + i * W) * dtt[i]; // as the forward's Δ·u
+            }
             for (int64_t n = 0; n < N; ++n) {
-                const T Bn = Bt[n];
+                const V Bn = splat(Bt[n]);
                 const T* A2n = A2 + n * K;
                 const T* hp = hb + (tt * N + n) * K;
                 T* ht = hb + ((tt + 1) * N + n) * K;
                 T* en = ea + (tt * N + n) * K;
-#pragma omp simd
-                for (int64_t k = 0; k < K; ++k) {
-                    en[k] = exp2_c(dtt[k] * A2n[k]);
-                    ht[k] = en[k] * hp[k] + dut[k] * Bn;
+#pragma GCC unroll 4
+                for (int i = 0; i < NV; ++i) {
+                    V e = exp2_c(dtt[i] * vload(A2n + i * W));
+                    vstore(en + i * W, e);
+                    vstore(ht + i * W, e * vload(hp + i * W) + dut[i] * Bn);
                 }
             }
         }
@@ -332,33 +431,46 @@ template <typename T> void bwd_task(const ScanBwdArgs<T>& a, int64_t task, T* w,
         T* ddb = yb;
         for (int64_t tt = len - 1; tt >= 0; --tt) {
             const int64_t t = t0 + tt;
-            const T* dtt = dt + tt * K;
             const T* ut = uu + tt * K;
             const T* dyt = dy + tt * K;
-            T ddt[kCpuBlock] = {}, dus[kCpuBlock] = {};
+            V dtv[NV], uv[NV], dyv[NV], ddtv[NV], dusv[NV];
+#pragma GCC unroll 4
+            for (int i = 0; i < NV; ++i) {
+                dtv[i] = vload(dt + tt * K + i * W);
+                uv[i] = vload(ut + i * W);
+                dyv[i] = vload(dyt + i * W);
+                ddtv[i] = dusv[i] = V{};
+            }
             const T* Bt = a.Bm + (b * L + t) * N;
             const T* Ct = a.Cm + (b * L + t) * N;
             for (int64_t n = 0; n < N; ++n) {
-                const T Bn = Bt[n], Cn = Ct[n];
+                const V Bn = splat(Bt[n]), Cn = splat(Ct[n]);
                 const T* en = ea + (tt * N + n) * K;
                 const T* hp = hb + (tt * N + n) * K;
                 const T* ht = hb + ((tt + 1) * N + n) * K;
                 const T* An = Av + n * K;
                 T* gn = g_all + n * K;
                 T* dAn = dA + n * K;
-                T vB[kCpuBlock], vC[kCpuBlock];
-#pragma omp simd
-                for (int64_t k = 0; k < K; ++k) {
-                    T e = en[k], g = Cn * dyt[k] + gn[k], eh = e * hp[k], gdt = g * dtt[k];
-                    ddt[k] += g * (Bn * ut[k] + An[k] * eh);
-                    dAn[k] += gdt * eh;
-                    dus[k] += gdt * Bn;
-                    vB[k] = gdt * ut[k];
-                    vC[k] = dyt[k] * ht[k];
-                    gn[k] = e * g;
+#pragma GCC unroll 4
+                for (int i = 0; i < NV; ++i) {
+                    const int o = i * W;
+                    V e = vload(en + o), g = Cn * dyv[i] + vload(gn + o), eh = e * vload(hp + o), gdt = g * dtv[i];
+                    ddtv[i] += g * (Bn * uv[i] + vload(An + o) * eh);
+                    vstore(dAn + o, vload(dAn + o) + gdt * eh);
+                    dusv[i] += gdt * Bn;
+                    vstore(vB + n * K + o, gdt * uv[i]);
+                    vstore(vC + n * K + o, dyv[i] * vload(ht + o));
+                    vstore(gn + o, e * g);
                 }
-                dBg[t * N + n] = sum_block(vB);
-                dCg[t * N + n] = sum_block(vC);
+            }
+            // the step's dB and dC: each term summed over the block's channels
+            sum_blocks(vB, N, dBg + t * N);
+            sum_blocks(vC, N, dCg + t * N);
+            T ddt[kCpuBlock], dus[kCpuBlock];
+#pragma GCC unroll 4
+            for (int i = 0; i < NV; ++i) {
+                vstore(ddt + i * W, ddtv[i]);
+                vstore(dus + i * W, dusv[i]);
             }
             const T* spgt = spg + tt * K;
 #pragma omp simd
@@ -405,7 +517,8 @@ template <typename T> void selective_scan_fwd_cpu(const ScanFwdArgs<T>& a) {
         if (vm::use_avx2()) run = &fwd_task_avx2;
 #endif
     const bool par = a.B * a.D * a.L * a.N > kParallelGrain;
-    Scratch<T> scratch(par ? omp_get_max_threads() : 1, fwd_scratch(a.N));
+    thread_local std::vector<T> buf;
+    Scratch<T> scratch(buf, par ? omp_get_max_threads() : 1, fwd_scratch(a.N));
 #pragma omp parallel if (par)
     {
         T* w = scratch.thread();
@@ -420,32 +533,43 @@ template <typename T> void selective_scan_bwd_cpu(const ScanBwdArgs<T>& a) {
     const int64_t B = a.B, L = a.L, D = a.D, N = a.N, n_blocks = (D + kCpuBlock - 1) / kCpuBlock;
     MG_CHECK(a.ckpt || cpu_scan_n_chunks(L) == 1, "selective_scan backward: L = {} needs the forward's state checkpoints",
              L);
-    std::vector<T> dBp(size_t(B * n_blocks * L * N)), dCp(size_t(B * n_blocks * L * N));
-    std::vector<T> dA_part(size_t(B * D * N)), dD_part(size_t(B * D)), dbias_part(size_t(B * D));
-    const BwdPartials<T> part{dBp.data(), dCp.data(), dA_part.data(), dD_part.data(), dbias_part.data()};
+    thread_local std::vector<T> part_buf, scratch_buf;
+    const int64_t n_bc = B * n_blocks * L * N;
+    T* dBp = reuse(part_buf, 2 * n_bc + B * D * N + 2 * B * D);
+    T *dCp = dBp + n_bc, *dA_part = dCp + n_bc, *dD_part = dA_part + B * D * N, *dbias_part = dD_part + B * D;
+    const BwdPartials<T> part{dBp, dCp, dA_part, dD_part, dbias_part};
     auto run = &bwd_task_base<T>;
 #if MG_VM_HAVE_AVX2
     if constexpr (std::is_same_v<T, float>)
         if (vm::use_avx2()) run = &bwd_task_avx2;
 #endif
     const bool par = B * D * L * N > kParallelGrain;
-    Scratch<T> scratch(par ? omp_get_max_threads() : 1, bwd_scratch(N));
+    Scratch<T> scratch(scratch_buf, par ? omp_get_max_threads() : 1, bwd_scratch(N));
 #pragma omp parallel if (par)
     {
         T* w = scratch.thread();
 #pragma omp for schedule(static)
         for (int64_t task = 0; task < B * n_blocks; ++task) run(a, task, w, part);
         // fixed-order reductions over tasks and over the batch
+        // dB and dC by tiles of (b, t, n): each tile runs through the blocks' partials in order,
+        // a contiguous stream added into the tile (the same order of additions as one element at
+        // a time, but streaming, where n_blocks partials 4·L·N bytes apart defeat the prefetchers)
+        const int64_t LN = L * N, tile = 1024, n_tiles = (LN + tile - 1) / tile;
 #pragma omp for schedule(static)
-        for (int64_t j = 0; j < B * L * N; ++j) {
-            int64_t b = j / (L * N), tn = j % (L * N);
-            T sb = 0, sc = 0;
+        for (int64_t bt = 0; bt < B * n_tiles; ++bt) {
+            const int64_t b = bt / n_tiles, j0 = bt % n_tiles * tile, len = std::min(tile, LN - j0);
+            T* sb = a.dB + b * LN + j0;
+            T* sc = a.dC + b * LN + j0;
+            for (int64_t i = 0; i < len; ++i) sb[i] = sc[i] = 0;
             for (int64_t blk = 0; blk < n_blocks; ++blk) {
-                sb += dBp[size_t((b * n_blocks + blk) * L * N + tn)];
-                sc += dCp[size_t((b * n_blocks + blk) * L * N + tn)];
+                const T* pb = dBp + (b * n_blocks + blk) * LN + j0;
+                const T* pc = dCp + (b * n_blocks + blk) * LN + j0;
+#pragma omp simd
+                for (int64_t i = 0; i < len; ++i) {
+                    sb[i] += pb[i];
+                    sc[i] += pc[i];
+                }
             }
-            a.dB[j] = sb;
-            a.dC[j] = sc;
         }
 #pragma omp for schedule(static)
         for (int64_t d = 0; d < D; ++d) {

@@ -7,6 +7,8 @@
 //
 //   exp, exp2         <= 1 ulp (including the subnormal results), exactly 0 below the range,
 //                     inf above it, exp(-inf) = 0, NaN -> NaN
+//   exp2_decay        <= 1.5 ulp for x in [-126, 127.5); within 2^-150 on [-126.5, -126),
+//                     0 below, inf from 127.5 up, NaN -> NaN
 //   log1p             <= 2 ulp on (-1, inf]; -1 -> -inf, < -1 -> NaN, subnormals returned as is
 //   softplus          <= 2 ulp; x itself above 20 (PyTorch's threshold)
 //   sigmoid           <= 2 ulp, over the whole float range (subnormal results included)
@@ -102,6 +104,52 @@ inline float exp2(float x) {
     float e = detail::scale2(q * f + 1.f, int32_t(fn));
     return x == x ? e : x;
 }
+
+// 8 packed floats (GCC's vector extension): one AVX register in an AVX2 build, two SSE registers
+// in the baseline build. Kernels that must keep values in registers across a loop (GCC keeps
+// arrays in memory there) use these; exp2_decay below also takes them.
+//
+// Passed by value in the baseline build, GCC warns (-Wpsabi) that AVX would pass them differently.
+// The functions here are inline, as should be their callers (so that no call passes one): the
+// warning is silenced here, and callers silence it too.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+using f32x8 = float __attribute__((vector_size(32)));
+using u32x8 = uint32_t __attribute__((vector_size(32)));
+
+namespace detail {
+template <typename F> struct bits_of { using type = uint32_t; };
+template <> struct bits_of<f32x8> { using type = u32x8; };
+} // namespace detail
+
+// 2^x for the selective scan's decays 2^(Δ A log2 e), for a float or an f32x8, cheaper than exp2
+// above. It gives up most subnormal results (x in [-126.5, -126) still gives a subnormal within
+// 2^-150 of 2^x; below that it gives 0, "fully decayed") and the last half binade before overflow
+// (x in [127.5, 128) gives inf, where 2^x is still just below FLT_MAX). In exchange, 2^n for n in
+// [-127, 128] is one integer shift and add: the rounding constant leaves n in the low mantissa
+// bits of t = x + 1.5·2^23, and shifting t's bits left by 23 moves them into the exponent field
+// (the constant's own bits shift out); n = -127 comes out as +0 and n = 128 as inf. The clamps are
+// written as `c > x ? c : x` so that a NaN x passes through them and comes out as NaN; ±inf give
+// inf and 0. Same polynomial as exp2, so <= 1.5 ulp where the result is normal. Both forms compute
+// the same operations, so a lane of the f32x8 gives the float's bits.
+template <typename F> inline F exp2_decay(F x) {
+    using U = typename detail::bits_of<F>::type;
+    const F lo = F{} - 127.f, hi = F{} + 128.f; // F{} + c: c in every lane
+    F xc = lo > x ? lo : x;
+    xc = hi < xc ? hi : xc;
+    F t = xc + 12582912.f;
+    F f = xc - (t - 12582912.f);
+    F q = F{} + 1.535336188319500e-4f;
+    q = q * f + 1.339887440266574e-3f;
+    q = q * f + 9.618437357674640e-3f;
+    q = q * f + 5.550332471162809e-2f;
+    q = q * f + 2.402264791363012e-1f;
+    q = q * f + 6.931472028550421e-1f;
+    // unsigned: the shift and add wrap modulo 2^32 by design (n = -127 gives the bits of +0)
+    F scale = std::bit_cast<F>((std::bit_cast<U>(t) << 23) + (127u << 23));
+    return (q * f + 1.f) * scale;
+}
+#pragma GCC diagnostic pop
 
 // ln(1 + x): u = fl(1 + x) loses the low bits of x; c = (x - (u - 1)) / u puts them back to first
 // order (u - 1 and x - (u - 1) are exact for u < 2^24), so log1p(x) = log(u) + c, with the

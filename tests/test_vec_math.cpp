@@ -37,12 +37,29 @@ double sigmoid_d(double x) { return 1 / (1 + std::exp(-x)); }
 // contraction changes the rounding, so that version is checked too, when the CPU has it).
 #if MG_VM_HAVE_AVX2
 #define MG_AVX2_DEF(f) MG_VM_AVX2_FN float f##_avx2(float x) { return vm::f(x); }
-MG_AVX2_DEF(exp) MG_AVX2_DEF(exp2) MG_AVX2_DEF(log1p) MG_AVX2_DEF(softplus) MG_AVX2_DEF(sigmoid)
+MG_AVX2_DEF(exp) MG_AVX2_DEF(exp2) MG_AVX2_DEF(exp2_decay) MG_AVX2_DEF(log1p) MG_AVX2_DEF(softplus) MG_AVX2_DEF(sigmoid)
 MG_AVX2_DEF(softplus_grad) MG_AVX2_DEF(silu) MG_AVX2_DEF(silu_grad)
 #undef MG_AVX2_DEF
 #define MG_AVX2_VERSION(f) f##_avx2
 #else
 #define MG_AVX2_VERSION(f) nullptr
+#endif
+
+// exp2_decay on 8 packed floats, from and to arrays (in each build, as the scan kernels use it)
+#pragma GCC diagnostic ignored "-Wpsabi" // f32x8 by value, inlined: see ops/vec_math.h
+void exp2_decay_x8(const float* in, float* out) {
+    vm::f32x8 v;
+    std::memcpy(&v, in, sizeof v);
+    v = vm::exp2_decay(v);
+    std::memcpy(out, &v, sizeof v);
+}
+#if MG_VM_HAVE_AVX2
+MG_VM_AVX2_FN void exp2_decay_x8_avx2(const float* in, float* out) {
+    vm::f32x8 v;
+    std::memcpy(&v, in, sizeof v);
+    v = vm::exp2_decay(v);
+    std::memcpy(out, &v, sizeof v);
+}
 #endif
 
 struct Fn {
@@ -53,12 +70,15 @@ struct Fn {
     double bound;       // ulps
     double min_x;       // below this x, the bound is not claimed (see ops/vec_math.h)
     bool term_scale;    // measure against the larger term, not the result (a root inside)
+    double max_x = INFINITY; // from this x on, the bound is not claimed
 };
 
 #define MG_FN(f) #f, vm::f, MG_AVX2_VERSION(f)
 const Fn kFns[] = {
     {MG_FN(exp), [](double x) { return std::exp(x); }, 1.0, -INFINITY, false},
     {MG_FN(exp2), [](double x) { return std::exp2(x); }, 1.5, -INFINITY, false},
+    // normal results only (the edges are checked in "edge values")
+    {MG_FN(exp2_decay), [](double x) { return std::exp2(x); }, 1.5, -126.0, false, 127.5},
     {MG_FN(log1p), [](double x) { return std::log1p(x); }, 1.0, -INFINITY, false},
     {MG_FN(softplus), [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); }, 2.0, -INFINITY, false},
     {MG_FN(sigmoid), sigmoid_d, 2.5, -INFINITY, false},
@@ -84,7 +104,7 @@ void sweep(const Fn& fn, uint64_t stride, bool avx2) {
     float worst_x = 0;
     for (uint64_t i = 0; i < (uint64_t(1) << 32); i += stride) {
         float x = from_bits(uint32_t(i));
-        if (!(x >= fn.min_x) && !std::isnan(x)) continue;
+        if (!(x >= fn.min_x && x < fn.max_x) && !std::isnan(x)) continue;
         double xd = x, ref = fn.ref(xd);
         double scale = ref;
         if (fn.term_scale) {
@@ -145,6 +165,15 @@ TEST_CASE("vec_math: edge values", "[vec_math]") {
     CHECK(vm::exp2(-inf) == 0.f);
     CHECK(vm::exp2(inf) == inf);
     CHECK(std::isnan(vm::exp2(nan)));
+    // exp2_decay: exact at integers over the normal range, 0 from -127 down, inf from 127.5 up,
+    // the subnormal results of (-126.5, -126) kept within 2^-150, those below flushed to 0
+    for (int n = -126; n <= 127; ++n) CHECK(vm::exp2_decay(float(n)) == std::ldexp(1.f, n));
+    for (float x : {-127.f, -127.5f, -200.f, -fmax, -inf}) CHECK(vm::exp2_decay(x) == 0.f);
+    for (float x : {127.5f, 128.f, 1000.f, fmax, inf}) CHECK(vm::exp2_decay(x) == inf);
+    CHECK(std::fabs(double(vm::exp2_decay(-126.25f)) - std::exp2(-126.25)) <= 0x1p-150);
+    CHECK(vm::exp2_decay(-126.75f) == 0.f);
+    CHECK(std::isnan(vm::exp2_decay(nan)));
+    CHECK(std::isnan(vm::exp2_decay(-nan)));
     // log1p: x itself for tiny x (subnormals, ±0 with its sign), -inf at -1, NaN below it
     for (float x : {tiny, -tiny, 1e-30f, -1e-30f, 1e-8f})
         CHECK(vm::log1p(x) == x);
@@ -181,7 +210,7 @@ TEST_CASE("vec_math: edge values", "[vec_math]") {
 TEST_CASE("vec_math: a vectorised loop gives the scalar calls' bits", "[vec_math]") {
     // The kernels call these from `omp simd` loops; packed code must compute the same function.
     const int n = 4099; // not a multiple of any vector width
-    std::vector<float> x(n), ye(n), yl(n), ys(n), yg(n);
+    std::vector<float> x(n), ye(n), yl(n), ys(n), yg(n), yd(n);
     Generator g(7);
     Tensor t = Tensor::uniform({n}, -120, 120, {DType::f32}, g);
     std::memcpy(x.data(), t.data<float>(), sizeof(float) * n);
@@ -193,6 +222,7 @@ TEST_CASE("vec_math: a vectorised loop gives the scalar calls' bits", "[vec_math
         yl[i] = vm::log1p(x[i] > -1 ? x[i] : -x[i]);
         ys[i] = vm::softplus(x[i]);
         yg[i] = vm::silu_grad(x[i]);
+        yd[i] = vm::exp2_decay(x[i]);
     }
     auto same = [](float a, float b) { return std::memcmp(&a, &b, 4) == 0 || (std::isnan(a) && std::isnan(b)); };
     int bad = 0;
@@ -202,6 +232,30 @@ TEST_CASE("vec_math: a vectorised loop gives the scalar calls' bits", "[vec_math
         bad += !same(yl[i], vm::log1p(xi > -1 ? xi : -xi));
         bad += !same(ys[i], vm::softplus(xi));
         bad += !same(yg[i], vm::silu_grad(xi));
+        bad += !same(yd[i], vm::exp2_decay(xi));
     }
+    CHECK(bad == 0);
+}
+
+TEST_CASE("vec_math: exp2_decay on packed floats gives the scalar calls' bits", "[vec_math]") {
+    const int n = 4096;
+    std::vector<float> x(n), y(n);
+    Generator g(8);
+    Tensor t = Tensor::uniform({n}, -140, 140, {DType::f32}, g);
+    std::memcpy(x.data(), t.data<float>(), sizeof(float) * n);
+    const float inf = std::numeric_limits<float>::infinity();
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float edges[] = {-inf, inf, nan, -127.f, -126.75f, -126.f, 127.5f, 0.f, -0.f};
+    std::memcpy(x.data(), edges, sizeof edges);
+    auto same = [](float a, float b) { return std::memcmp(&a, &b, 4) == 0 || (std::isnan(a) && std::isnan(b)); };
+    int bad = 0;
+    for (int i = 0; i < n; i += 8) exp2_decay_x8(x.data() + i, y.data() + i);
+    for (int i = 0; i < n; ++i) bad += !same(y[i], vm::exp2_decay(x[i]));
+#if MG_VM_HAVE_AVX2
+    if (vm::use_avx2()) {
+        for (int i = 0; i < n; i += 8) exp2_decay_x8_avx2(x.data() + i, y.data() + i);
+        for (int i = 0; i < n; ++i) bad += !same(y[i], exp2_decay_avx2(x[i]));
+    }
+#endif
     CHECK(bad == 0);
 }
