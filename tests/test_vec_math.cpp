@@ -47,19 +47,15 @@ MG_AVX2_DEF(softplus_grad) MG_AVX2_DEF(silu) MG_AVX2_DEF(silu_grad)
 
 // exp2_decay on 8 packed floats, from and to arrays (in each build, as the scan kernels use it)
 #pragma GCC diagnostic ignored "-Wpsabi" // f32x8 by value, inlined: see ops/vec_math.h
-void exp2_decay_x8(const float* in, float* out) {
+inline void exp2_decay_x8_body(const float* in, float* out) {
     vm::f32x8 v;
     std::memcpy(&v, in, sizeof v);
     v = vm::exp2_decay(v);
     std::memcpy(out, &v, sizeof v);
 }
+void exp2_decay_x8(const float* in, float* out) { exp2_decay_x8_body(in, out); }
 #if MG_VM_HAVE_AVX2
-MG_VM_AVX2_FN void exp2_decay_x8_avx2(const float* in, float* out) {
-    vm::f32x8 v;
-    std::memcpy(&v, in, sizeof v);
-    v = vm::exp2_decay(v);
-    std::memcpy(out, &v, sizeof v);
-}
+MG_VM_AVX2_FN void exp2_decay_x8_avx2(const float* in, float* out) { exp2_decay_x8_body(in, out); }
 #endif
 
 struct Fn {
