@@ -13,10 +13,56 @@ template <typename D, typename S>
 __global__ void copy_strided32_kernel(int64_t n, D* dst, StridedIndexer di, const S* src, StridedIndexer si) {
     MG_GRID_LOOP(i, n) dst[di.offset32(uint32_t(i))] = D(src[si.offset32(uint32_t(i))]);
 }
+// Rows of at least kRowMin elements (both indexers walk the same coalesced shape, so their rows
+// match): each warp copies kSeg consecutive elements of one row, kPerLane per lane at a stride of
+// 32 (coalesced when the inner strides are 1), all loads in flight before the stores. The warp
+// computes the row's two offsets once for its kSeg elements: every lane runs the same division
+// chain, and a warp pays for an instruction once, not per lane. This is the layout of split
+// pieces and narrowed views (rows of d_inner floats at a stride of 2·d_inner), where the element
+// kernel ran the chain per 32 elements and was issue-bound at a quarter of the copy bandwidth,
+// and a block per row (one offset computation shared through shared memory) was latency-bound
+// on its barriers (bench/RESULTS.md).
+constexpr int64_t kRowMin = 64;
+constexpr int kPerLane = 4;
+constexpr int64_t kSeg = 32 * kPerLane;
+template <typename D, typename S>
+__global__ void copy_rows_kernel(int64_t rows, int64_t len, D* dst, StridedIndexer di, const S* src, StridedIndexer si) {
+    const int lane = threadIdx.x % 32;
+    const int64_t dstep = di.inner_stride(), sstep = si.inner_stride();
+    const int64_t segs = (len + kSeg - 1) / kSeg, total = rows * segs;
+    const bool small = rows * len < (int64_t(1) << 31);
+    const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+    for (int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; w < total; w += warps) {
+        const int64_t r = small ? int64_t(uint32_t(w) / uint32_t(segs)) : w / segs;
+        const int64_t first = r * len, c0 = (w - r * segs) * kSeg + lane;
+        D* d = dst + (small ? di.offset32(uint32_t(first)) : di.offset(first));
+        const S* s = src + (small ? si.offset32(uint32_t(first)) : si.offset(first));
+        S v[kPerLane];
+#pragma unroll
+        for (int k = 0; k < kPerLane; ++k) {
+            const int64_t c = c0 + 32 * k;
+            v[k] = c < len ? s[c * sstep] : S(0);
+        }
+#pragma unroll
+        for (int k = 0; k < kPerLane; ++k) {
+            const int64_t c = c0 + 32 * k;
+            if (c < len) d[c * dstep] = D(v[k]);
+        }
+    }
+}
+
 template <typename D, typename S>
 void copy_strided(D* dst, const StridedIndexer& di, const S* src, const StridedIndexer& si, int64_t n) {
-    if (n < (int64_t(1) << 31)) launch_linear(copy_strided32_kernel<D, S>, n, dst, di, src, si);
-    else launch_linear(copy_strided_kernel<D, S>, n, dst, di, src, si);
+    const int64_t len = di.row_length();
+    if (di.ndim >= 2 && len >= kRowMin && len == si.row_length() && n % len == 0) {
+        const int64_t rows = n / len;
+        copy_rows_kernel<D, S><<<blocks_for(rows * ceil_div(len, kSeg) * 32), kBlock>>>(rows, len, dst, di, src, si);
+        CUDA_CHECK_LAUNCH();
+    } else if (n < (int64_t(1) << 31)) {
+        launch_linear(copy_strided32_kernel<D, S>, n, dst, di, src, si);
+    } else {
+        launch_linear(copy_strided_kernel<D, S>, n, dst, di, src, si);
+    }
 }
 
 template <typename T> __global__ void fill_kernel(int64_t n, T* out, T value) {

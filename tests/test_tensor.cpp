@@ -204,6 +204,8 @@ TEST_CASE("tensor: strided copies on cuda equal the cpu's: long rows, short rows
         {"narrow: rows of 63", [](const Tensor& t) { return t.narrow(2, 5, 63); }},
         {"transpose: inner stride 258", [](const Tensor& t) { return t.narrow(2, 0, 100).transpose(1, 2); }},
         {"narrow in the middle dim: rows of 258", [](const Tensor& t) { return t.narrow(1, 1, 30); }},
+        {"long rows: 3 of 9545 at a stride of 9546 (several blocks per row)",
+         [](const Tensor& t) { return t.view({3, 9546}).narrow(1, 1, 9545); }},
     };
     const Tensor base_g = base.to(Device::cuda(0));
     for (const Case& c : cases) {
