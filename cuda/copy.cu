@@ -1,4 +1,8 @@
 // cuda/copy.cu: strided copies with dtype conversion, fills and random factories.
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 #include "cuda/copy.h"
 #include "cuda/launch.h"
 #include "tensor/random.h"
@@ -22,10 +26,14 @@ __global__ void copy_strided32_kernel(int64_t n, D* dst, StridedIndexer di, cons
 // kernel ran the chain per 32 elements and was issue-bound at a quarter of the copy bandwidth,
 // and a block per row (one offset computation shared through shared memory) was latency-bound
 // on its barriers (bench/RESULTS.md).
+// kVec: both inner strides 1, D == S, and every lane's 4 elements aligned to 4 elements (checked
+// by the launcher): each lane moves its 4 consecutive elements as one 16-byte access (two for
+// doubles) instead of 4 separate ones.
 constexpr int64_t kRowMin = 64;
 constexpr int kPerLane = 4;
 constexpr int64_t kSeg = 32 * kPerLane;
-template <typename D, typename S>
+template <typename T> struct alignas(kPerLane * sizeof(T)) Pack { T v[kPerLane]; };
+template <bool kVec, typename D, typename S>
 __global__ void copy_rows_kernel(int64_t rows, int64_t len, D* dst, StridedIndexer di, const S* src, StridedIndexer si) {
     const int lane = threadIdx.x % 32;
     const int64_t dstep = di.inner_stride(), sstep = si.inner_stride();
@@ -34,21 +42,35 @@ __global__ void copy_rows_kernel(int64_t rows, int64_t len, D* dst, StridedIndex
     const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
     for (int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32; w < total; w += warps) {
         const int64_t r = small ? int64_t(uint32_t(w) / uint32_t(segs)) : w / segs;
-        const int64_t first = r * len, c0 = (w - r * segs) * kSeg + lane;
+        const int64_t first = r * len, seg0 = (w - r * segs) * kSeg;
         D* d = dst + (small ? di.offset32(uint32_t(first)) : di.offset(first));
         const S* s = src + (small ? si.offset32(uint32_t(first)) : si.offset(first));
-        S v[kPerLane];
+        if constexpr (kVec) {
+            const int64_t c = seg0 + kPerLane * lane; // len is a multiple of kPerLane
+            if (c < len) *reinterpret_cast<Pack<D>*>(d + c) = *reinterpret_cast<const Pack<S>*>(s + c);
+        } else {
+            S v[kPerLane];
 #pragma unroll
-        for (int k = 0; k < kPerLane; ++k) {
-            const int64_t c = c0 + 32 * k;
-            v[k] = c < len ? s[c * sstep] : S(0);
-        }
+            for (int k = 0; k < kPerLane; ++k) {
+                const int64_t c = seg0 + lane + 32 * k;
+                v[k] = c < len ? s[c * sstep] : S(0);
+            }
 #pragma unroll
-        for (int k = 0; k < kPerLane; ++k) {
-            const int64_t c = c0 + 32 * k;
-            if (c < len) d[c * dstep] = D(v[k]);
+            for (int k = 0; k < kPerLane; ++k) {
+                const int64_t c = seg0 + lane + 32 * k;
+                if (c < len) d[c * dstep] = D(v[k]);
+            }
         }
     }
+}
+
+// Whether p's rows (indexer ix, inner stride 1) start on Pack boundaries: p aligned and every
+// outer stride a multiple of kPerLane elements.
+template <typename T> bool pack_aligned(const T* p, const StridedIndexer& ix) {
+    if (ix.inner_stride() != 1 || reinterpret_cast<uintptr_t>(p) % sizeof(Pack<T>) != 0) return false;
+    for (int d = 0; d + 1 < ix.ndim; ++d)
+        if (ix.strides[d] % kPerLane != 0) return false;
+    return true;
 }
 
 template <typename D, typename S>
@@ -56,7 +78,13 @@ void copy_strided(D* dst, const StridedIndexer& di, const S* src, const StridedI
     const int64_t len = di.row_length();
     if (di.ndim >= 2 && len >= kRowMin && len == si.row_length() && n % len == 0) {
         const int64_t rows = n / len;
-        copy_rows_kernel<D, S><<<blocks_for(rows * ceil_div(len, kSeg) * 32), kBlock>>>(rows, len, dst, di, src, si);
+        const unsigned blocks = blocks_for(rows * ceil_div(len, kSeg) * 32);
+        bool vec = false;
+        if constexpr (std::is_same_v<D, S>) {
+            vec = len % kPerLane == 0 && pack_aligned(dst, di) && pack_aligned(src, si);
+            if (vec) copy_rows_kernel<true, D, S><<<blocks, kBlock>>>(rows, len, dst, di, src, si);
+        }
+        if (!vec) copy_rows_kernel<false, D, S><<<blocks, kBlock>>>(rows, len, dst, di, src, si);
         CUDA_CHECK_LAUNCH();
     } else if (n < (int64_t(1) << 31)) {
         launch_linear(copy_strided32_kernel<D, S>, n, dst, di, src, si);
@@ -68,7 +96,16 @@ void copy_strided(D* dst, const StridedIndexer& di, const S* src, const StridedI
 template <typename T> __global__ void fill_kernel(int64_t n, T* out, T value) {
     MG_GRID_LOOP(i, n) out[i] = value;
 }
-template <typename T> void fill(T* out, int64_t n, T value) { launch_linear(fill_kernel<T>, n, out, value); }
+// All-zero bits (0, +0.0) go to cudaMemsetAsync, which runs at the copy bandwidth; the kernel
+// writes any other value (a scalar store per thread).
+template <typename T> void fill(T* out, int64_t n, T value) {
+    const T zero{};
+    if (n > 0 && std::memcmp(&value, &zero, sizeof(T)) == 0) {
+        CUDA_CHECK(cudaMemsetAsync(out, 0, size_t(n) * sizeof(T)));
+        return;
+    }
+    launch_linear(fill_kernel<T>, n, out, value);
+}
 
 template <typename T> __global__ void arange_kernel(int64_t n, T* out) {
     MG_GRID_LOOP(i, n) out[i] = T(i);

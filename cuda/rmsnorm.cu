@@ -1,8 +1,11 @@
 // cuda/rmsnorm.cu: RMSNorm forward and backward.
 //
-// Forward and dx: one block per row. Each thread folds a strided slice of the row, then the
-// block combines the partials in a fixed tree order (deterministic). The block size depends on
-// D only, so a given shape always reduces in the same order.
+// Forward and dx: a team of kRowThreads(D) threads per row (one warp for D <= 1024, else up to
+// 256 threads), 256 / team rows per block. Each thread folds a strided slice of its row, the
+// warp combines by a butterfly of shuffles and a team of several warps adds its warps' sums in
+// warp order: a fixed order that depends on D only, so results are deterministic. A warp per
+// row needs no barrier at all; a block per row (the first version) spent most of its time in
+// the tree's seven barriers at D = 128 (bench/RESULTS.md).
 // dweight[j] = sum_n dout_nj h_nj r_n: the N rows are cut into G fixed groups; block (tile,
 // group) writes one partial per column of its tile for its group (a thread per column, rows
 // in order), and a second kernel sums the G partials of each column in order. No atomics.
@@ -13,15 +16,15 @@ namespace mg::cuda {
 
 namespace {
 
-constexpr int kMaxRowThreads = 256;
-constexpr int kColTile = 256;   // columns per dweight-partial block
-constexpr int64_t kMaxGroups = 256; // row groups for dweight
-constexpr int64_t kMinGroupRows = 32;
+constexpr int kRowBlock = 256;      // threads per block for the row kernels
+constexpr int kColTile = 256;       // columns per dweight-partial block (at most)
+constexpr int64_t kMaxGroups = 1024; // row groups for dweight
+constexpr int64_t kMinGroupRows = 16;
 
-// Threads per row: a power of two from 32 to 256, about D.
+// Threads per row: one warp up to D = 1024 (32 values per lane), then a power of two up to 256.
 int row_threads(int64_t D) {
     int t = 32;
-    while (t < kMaxRowThreads && t < D) t *= 2;
+    while (t < kRowBlock && t * 32 < D) t *= 2;
     return t;
 }
 
@@ -30,37 +33,52 @@ int64_t groups_for(int64_t N) {
     return g < 1 ? 1 : (g > kMaxGroups ? kMaxGroups : g);
 }
 
-// Sum of v over the block, in a fixed tree order; every thread gets the result.
-template <typename T> __device__ T block_sum(T v, T* shared) {
-    shared[threadIdx.x] = v;
+// Sum of v over the row's team of blockDim.x threads (a row per threadIdx.y), in a fixed order:
+// a butterfly within each warp (a + b == b + a, so every lane holds the same bits), then the
+// warps' sums in warp order. Every thread of the team gets the result.
+template <typename T> __device__ T team_sum(T v) {
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    if (blockDim.x == 32) return v;
+    __shared__ T warp_sums[kRowBlock / 32];
+    const int row_warp0 = threadIdx.y * blockDim.x / 32, warps = blockDim.x / 32;
+    if (threadIdx.x % 32 == 0) warp_sums[row_warp0 + threadIdx.x / 32] = v;
     __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    T r = shared[0];
-    __syncthreads(); // shared may be reused by the caller
-    return r;
+    T s = warp_sums[row_warp0];
+    for (int w = 1; w < warps; ++w) s += warp_sums[row_warp0 + w];
+    __syncthreads(); // warp_sums may be reused by the next call
+    return s;
 }
+
+// Grid for N rows of D: a team of row_threads(D) threads (x) per row, kRowBlock / team rows (y).
+struct RowLaunch {
+    dim3 grid, block;
+    RowLaunch(int64_t N, int64_t D) {
+        const int team = row_threads(D), rows = kRowBlock / team;
+        block = dim3(unsigned(team), unsigned(rows));
+        grid = dim3(unsigned(ceil_div(N, rows)));
+    }
+};
 
 } // namespace
 
 // ---- forward --------------------------------------------------------------------------------
 template <typename T>
 __global__ void rmsnorm_forward_kernel(T* out, T* h_out, T* rstd, const T* x, const T* residual, const T* weight,
-                                       int64_t D, double eps) {
-    __shared__ T shared[kMaxRowThreads];
-    int64_t base = int64_t(blockIdx.x) * D;
+                                       int64_t N, int64_t D, double eps) {
+    const int64_t n = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+    const bool live = n < N; // a team past the last row still takes part in the barriers
+    const int64_t base = live ? n * D : 0, len = live ? D : 0;
     T ss = T(0);
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
         T h = residual ? x[base + j] + residual[base + j] : x[base + j];
         if (h_out) h_out[base + j] = h;
         ss += h * h;
     }
-    ss = block_sum(ss, shared);
+    ss = team_sum(ss);
     T r = T(1) / sqrt(ss / T(D) + T(eps));
-    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+    if (live && threadIdx.x == 0) rstd[n] = r;
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
         T h = residual ? x[base + j] + residual[base + j] : x[base + j];
         out[base + j] = h * r * weight[j];
     }
@@ -70,7 +88,8 @@ template <typename T>
 void rmsnorm_forward(T* out, T* h_out, T* rstd, const T* x, const T* residual, const T* weight, int64_t N, int64_t D,
                      double eps) {
     if (N == 0) return;
-    rmsnorm_forward_kernel<T><<<unsigned(N), row_threads(D)>>>(out, h_out, rstd, x, residual, weight, D, eps);
+    const RowLaunch l(N, D);
+    rmsnorm_forward_kernel<T><<<l.grid, l.block>>>(out, h_out, rstd, x, residual, weight, N, D, eps);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -78,15 +97,16 @@ void rmsnorm_forward(T* out, T* h_out, T* rstd, const T* x, const T* residual, c
 // dx_nj = r_n w_j g_nj - h_nj r_n^3 S_n / D (+ dh_nj),  S_n = sum_k g_nk w_k h_nk
 template <typename T>
 __global__ void rmsnorm_dx_kernel(T* dx, const T* dout, const T* dh, const T* h, const T* weight, const T* rstd,
-                                  int64_t D) {
-    __shared__ T shared[kMaxRowThreads];
-    int64_t base = int64_t(blockIdx.x) * D;
+                                  int64_t N, int64_t D) {
+    const int64_t n = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+    const bool live = n < N; // a team past the last row still takes part in the barriers
+    const int64_t base = live ? n * D : 0, len = live ? D : 0;
     T S = T(0);
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) S += dout[base + j] * weight[j] * h[base + j];
-    S = block_sum(S, shared);
-    T r = rstd[blockIdx.x];
-    T c = r * r * r * S / T(D);
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) S += dout[base + j] * weight[j] * h[base + j];
+    S = team_sum(S);
+    const T r = live ? rstd[n] : T(0);
+    const T c = r * r * r * S / T(D);
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
         T v = r * weight[j] * dout[base + j] - h[base + j] * c;
         dx[base + j] = dh ? v + dh[base + j] : v;
     }
@@ -96,7 +116,7 @@ __global__ void rmsnorm_dx_kernel(T* dx, const T* dout, const T* dh, const T* h,
 template <typename T>
 __global__ void rmsnorm_dweight_partial_kernel(T* partial, const T* dout, const T* h, const T* rstd, int64_t N,
                                                int64_t D, int64_t rows_per_group) {
-    int64_t j = int64_t(blockIdx.x) * kColTile + threadIdx.x, group = blockIdx.y;
+    int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, group = blockIdx.y;
     if (j >= D) return;
     int64_t n0 = group * rows_per_group, n1 = n0 + rows_per_group < N ? n0 + rows_per_group : N;
     T acc = T(0);
@@ -128,7 +148,8 @@ void rmsnorm_backward(T* dx, T* dweight, const T* dout, const T* dh, const T* h,
                       void* workspace, int64_t N, int64_t D) {
     if (D == 0) return;
     if (N > 0) {
-        rmsnorm_dx_kernel<T><<<unsigned(N), row_threads(D)>>>(dx, dout, dh, h, weight, rstd, D);
+        const RowLaunch l(N, D);
+        rmsnorm_dx_kernel<T><<<l.grid, l.block>>>(dx, dout, dh, h, weight, rstd, N, D);
         CUDA_CHECK_LAUNCH();
     }
     if (!dweight) return;
@@ -138,8 +159,9 @@ void rmsnorm_backward(T* dx, T* dweight, const T* dout, const T* dh, const T* h,
     }
     int64_t groups = groups_for(N), rows = ceil_div(N, groups);
     T* partial = static_cast<T*>(workspace);
-    dim3 grid(unsigned(ceil_div(D, kColTile)), unsigned(groups));
-    rmsnorm_dweight_partial_kernel<T><<<grid, kColTile>>>(partial, dout, h, rstd, N, D, rows);
+    const int cols = int(D < kColTile ? ceil_div(D, 32) * 32 : kColTile);
+    dim3 grid(unsigned(ceil_div(D, cols)), unsigned(groups));
+    rmsnorm_dweight_partial_kernel<T><<<grid, cols>>>(partial, dout, h, rstd, N, D, rows);
     CUDA_CHECK_LAUNCH();
     constexpr int kFinalThreads = 256; // 8 columns (warps) per block
     rmsnorm_dweight_final_kernel<T><<<unsigned(ceil_div(D * 32, kFinalThreads)), kFinalThreads>>>(dweight, partial, D, groups);

@@ -35,6 +35,10 @@ Linear::Linear(int64_t in, int64_t out, bool has_bias, Options o, Generator& gen
 
 Tensor Linear::forward(const Tensor& x) const { return linear(x, weight, bias); }
 
+std::vector<Tensor> Linear::forward_split(const Tensor& x, const std::vector<int64_t>& sizes) const {
+    return linear_split(x, weight, sizes, bias);
+}
+
 // ---- Embedding ----------------------------------------------------------------------------------
 Embedding::Embedding(int64_t n, int64_t d, double std, Options o, Generator& gen) : num_embeddings(n), dim(d) {
     MG_CHECK(n > 0 && d > 0, "Embedding: num_embeddings = {}, dim = {}, expected both > 0", n, d);

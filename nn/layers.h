@@ -26,6 +26,9 @@ class Linear : public Module {
 public:
     Linear(int64_t in_features, int64_t out_features, bool bias, Options o, Generator& gen);
     Tensor forward(const Tensor& x) const;
+    // forward(x) cut along the last dim into contiguous pieces of these widths (ops/linear.h's
+    // linear_split: no strided pieces to copy)
+    std::vector<Tensor> forward_split(const Tensor& x, const std::vector<int64_t>& sizes) const;
 
     int64_t in_features, out_features;
     Tensor weight, bias; // bias undefined when built without

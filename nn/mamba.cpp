@@ -92,8 +92,8 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
 Tensor MambaMixer::forward(const Tensor& u) const {
     MG_CHECK(u.dim() == 3 && u.size(2) == d_model, "MambaMixer: u is {}, expected (B, L, d_model) with d_model = {}",
              u.desc(), d_model);
-    std::vector<Tensor> xz = split(in_proj.forward(u), {d_inner, d_inner}, 2);
-    const Tensor &x = xz[0], &z = xz[1];                                  // (B, L, D) each
+    std::vector<Tensor> xz = in_proj.forward_split(u, {d_inner, d_inner}); // x, z: (B, L, D) each, contiguous
+    const Tensor &x = xz[0], &z = xz[1];
     Tensor xc = conv1d.forward(x, /*silu=*/true);                         // (B, L, D)
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 2);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, L, D), no bias
@@ -107,8 +107,8 @@ Tensor MambaMixer::forward(const Tensor& u) const {
 Tensor MambaMixer::step(const Tensor& u_t, LayerState& st) const {
     MG_CHECK(u_t.dim() == 2 && u_t.size(1) == d_model, "MambaMixer::step: u_t is {}, expected (B, d_model) with "
              "d_model = {}", u_t.desc(), d_model);
-    std::vector<Tensor> xz = split(in_proj.forward(u_t), {d_inner, d_inner}, 1);
-    const Tensor &x = xz[0], &z = xz[1];                                  // (B, D) each
+    std::vector<Tensor> xz = in_proj.forward_split(u_t, {d_inner, d_inner}); // x, z: (B, D) each
+    const Tensor &x = xz[0], &z = xz[1];
     Tensor xc = conv1d.step(st.conv_state, x, /*silu=*/true);             // (B, D)
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 1);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, D)

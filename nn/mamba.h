@@ -5,7 +5,8 @@
 // K = d_conv, K_long = the long conv's kernel, V = padded vocab.
 //
 // Mixer, u (B, L, d) -> (B, L, d):
-//   x, z   = split(in_proj(u))                in_proj: d -> 2D, no bias
+//   x, z   = split(in_proj(u))                in_proj: d -> 2D, no bias (linear_split: x and z
+//                                             computed as two contiguous pieces, nothing copied)
 //   g      = long_conv(x)                     global selection only; x BEFORE the short conv
 //   xc     = silu(conv1d(x))                  depthwise causal, kernel K, with bias
 //   dt_r, Bm, Cm = split(x_proj(xc))          x_proj: D -> R + 2N, no bias

@@ -50,30 +50,38 @@ void gemm_into(const Tensor& out, bool ta, const Tensor& A, bool tb, const Tenso
 struct LinearBackward : autograd::Node {
     Tensor x2d, weight; // saved only where the other gradient needs them
     Shape x_shape;
-    int64_t M = 0, Din = 0, Dout = 0;
+    int64_t M = 0, Din = 0;
+    std::vector<int64_t> sizes; // the output pieces' widths (one piece: plain linear)
     bool need_x = false, need_w = false, need_b = false;
     std::string name() const override { return "LinearBackward"; }
     void release() override { x2d = Tensor(); weight = Tensor(); }
     std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
-        Tensor g = grads[0].contiguous().reshape({M, Dout});
-        Tensor dx, dw, db;
-        if (need_x) { // dx (M, Din) = g (M, Dout) @ weight (Dout, Din)
-            dx = Tensor::empty({M, Din}, g.options());
-            gemm_into(dx, false, g, false, weight, M, Din, Dout, false);
-            dx = dx.reshape(x_shape);
+        int64_t Dout = 0;
+        for (int64_t w : sizes) Dout += w;
+        const Options o = grads[0].options();
+        Tensor dx = need_x ? Tensor::empty({M, Din}, o) : Tensor();
+        Tensor dw = need_w ? Tensor::empty({Dout, Din}, o) : Tensor();
+        Tensor db = need_b ? Tensor::empty({Dout}, o) : Tensor();
+        int64_t row = 0;
+        for (size_t i = 0; i < sizes.size(); ++i) {
+            const int64_t w = sizes[i];
+            Tensor g = grads[i].contiguous().reshape({M, w});
+            // dx (M, Din) = sum over pieces of g_i (M, w_i) @ weight rows of piece i (w_i, Din)
+            if (need_x) gemm_into(dx, false, g, false, weight.narrow(0, row, w), M, Din, w, /*accumulate=*/i > 0);
+            // dweight rows of piece i (w_i, Din) = g_i^T (w_i, M) @ x (M, Din), written in place
+            if (need_w) gemm_into(dw.narrow(0, row, w), true, g, false, x2d, w, Din, M, false);
+            if (need_b) copy_into(db.narrow(0, row, w), sum(g, {0})); // (w_i)
+            row += w;
         }
-        if (need_w) { // dweight (Dout, Din) = g^T (Dout, M) @ x (M, Din)
-            dw = Tensor::empty({Dout, Din}, g.options());
-            gemm_into(dw, true, g, false, x2d, Dout, Din, M, false);
-        }
-        if (need_b) db = sum(g, {0}); // (Dout)
+        if (need_x) dx = dx.reshape(x_shape);
         return {dx, dw, db};
     }
 };
 
 } // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+std::vector<Tensor> linear_split(const Tensor& x, const Tensor& weight, const std::vector<int64_t>& sizes,
+                                 const Tensor& bias) {
     check_float("linear", "x", x);
     check_float("linear", "weight", weight);
     check_same("linear", "x", x, "weight", weight);
@@ -83,6 +91,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              "with Din = {} (weight's second dim)", x.desc(), weight.desc(), weight.size(1));
     Shape out_shape(x.shape().begin(), x.shape().end() - 1);
     int64_t Dout = weight.size(0), Din = weight.size(1), M = numel_of(out_shape);
+    int64_t total = 0;
+    bool valid = !sizes.empty();
+    for (int64_t w : sizes) {
+        valid = valid && w >= 0;
+        total += w;
+    }
+    MG_CHECK(valid && total == Dout, "linear: output pieces [{}] for weight {}; expected widths >= 0 that sum "
+             "to Dout = {}", fmt::join(sizes, ", "), weight.desc(), Dout);
     if (bias.defined()) {
         check_same("linear", "x", x, "bias", bias);
         MG_CHECK(bias.dim() == 1 && bias.size(0) == Dout, "linear: bias is {}, expected (Dout) = ({}) to match "
@@ -92,25 +108,38 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              "2^31 GEMM limit", x.desc(), weight.desc());
     Tensor x2d = x.detach().contiguous().reshape({M, Din});
     Tensor w = weight.detach().contiguous();
-    out_shape.push_back(Dout);
-    Tensor out = Tensor::empty(out_shape, x.options());
-    Tensor out2d = out.view({M, Dout});
     bool has_bias = bias.defined();
-    if (has_bias && M > 0) copy_into(out2d, bias.detach().expand({M, Dout}));
-    // out (M, Dout) = x (M, Din) @ weight^T (+ out, holding the bias)
-    gemm_into(out2d, false, x2d, true, w, M, Dout, Din, has_bias);
-    autograd::record<LinearBackward>({x, weight, bias}, {out}, [&](LinearBackward& n) {
+    std::vector<Tensor> outs;
+    int64_t row = 0;
+    for (int64_t wi : sizes) {
+        Shape shape = out_shape;
+        shape.push_back(wi);
+        Tensor out = Tensor::empty(shape, x.options());
+        Tensor out2d = out.view({M, wi});
+        if (has_bias && M > 0) copy_into(out2d, bias.detach().narrow(0, row, wi).expand({M, wi}));
+        // out_i (M, w_i) = x (M, Din) @ (weight rows of piece i)^T (+ out_i, holding the bias)
+        gemm_into(out2d, false, x2d, true, w.narrow(0, row, wi), M, wi, Din, has_bias);
+        outs.push_back(out);
+        row += wi;
+    }
+    autograd::record<LinearBackward>({x, weight, bias}, outs, [&](LinearBackward& n) {
         n.need_x = x.requires_grad();
         n.need_w = weight.requires_grad();
         n.need_b = has_bias && bias.requires_grad();
         n.x_shape = x.shape();
         n.M = M;
         n.Din = Din;
-        n.Dout = Dout;
+        n.sizes = sizes;
         if (n.need_w) n.x2d = x2d;
         if (n.need_x) n.weight = w;
     });
-    return out;
+    return outs;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+    // one piece of all Dout rows (a weight that is not a matrix fails linear_split's checks first)
+    const int64_t Dout = weight.defined() && weight.dim() == 2 ? weight.size(0) : 0;
+    return linear_split(x, weight, {Dout}, bias)[0];
 }
 
 #define MG_INST(T) \

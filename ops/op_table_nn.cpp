@@ -84,6 +84,16 @@ void add_nn_cases(std::vector<OpCase>& c) {
     add("linear", "x (5,2)^T transposed view @ weight (1,5)^T + bias (1)", [](Options o, Generator& g) {
         return Inputs{Tensor::randn({5, 2}, o, g), Tensor::randn({1, 5}, o, g), Tensor::randn({1}, o, g)};
     }, [](const Inputs& x) { return linear(x[0].transpose(0, 1), x[1], x[2]); });
+    add("linear", "linear_split x (2,3,5) @ weight (9,5)^T + bias (9) into pieces of 4, 2, 3: all pieces",
+        [](Options o, Generator& g) {
+            return Inputs{Tensor::randn({2, 3, 5}, o, g), Tensor::randn({9, 5}, o, g), Tensor::randn({9}, o, g)};
+        }, [](const Inputs& x) {
+            auto p = linear_split(x[0], x[1], {4, 2, 3}, x[2]);
+            return cat({p[0].reshape({-1}), (p[1] * p[1]).reshape({-1}), p[2].reshape({-1})}, 0);
+        });
+    add("linear", "linear_split x (4,3) @ weight (5,3)^T into pieces of 2, 3: only the second used",
+        [](Options o, Generator& g) { return Inputs{Tensor::randn({4, 3}, o, g), Tensor::randn({5, 3}, o, g)}; },
+        [](const Inputs& x) { return linear_split(x[0], x[1], {2, 3})[1]; });
     add("rmsnorm", "x (2,3,7), weight (7), eps 1e-5", [](Options o, Generator& g) {
         return Inputs{Tensor::randn({2, 3, 7}, o, g), Tensor::randn({7}, o, g)};
     }, [](const Inputs& x) { return rmsnorm(x[0], x[1]); });

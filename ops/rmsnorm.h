@@ -15,7 +15,8 @@
 //   dw_j  = sum_n g_nj x_nj r_n          (over all rows, in a fixed order on both devices)
 // Residual form, with gh = dL/dh from h's own consumers:  dx = dresidual = (dx above at h) + gh.
 //
-// Kernels: one row per CUDA block with a fixed-order tree reduction; dweight as per-block
+// Kernels: one warp per row on CUDA (a team of up to 256 threads past D = 1024) with a
+// fixed-order butterfly reduction; dweight as per-block
 // partials over fixed row groups, then a second pass that sums the groups in order
 // (deterministic, no atomics). The CPU accumulates in double.
 #pragma once

@@ -1,7 +1,9 @@
 // tests/test_linear.cpp: y = x W^T + b against the double reference at awkward sizes, with and
 // without bias, its three gradients against direct loops, empty dims, gradcheck on each device,
 // parity, bad inputs.
+#include "ops/cat.h"
 #include "ops/linear.h"
+#include "ops/reduce.h"
 #include "tests/helpers.h"
 
 using namespace mg;
@@ -79,6 +81,47 @@ TEST_CASE("linear: empty dims: no rows, Din = 0, Dout = 0", "[linear]") {
     }
 }
 
+TEST_CASE("linear_split: equals split(linear) in values and every gradient", "[linear]") {
+    for (Device dev : devices()) {
+        for (DType dt : {DType::f64, DType::f32}) {
+            SECTION(fmt::format("{} {}", dev.str(), dtype_name(dt))) {
+                Generator g(12);
+                const Options o{dt, dev};
+                // pieces of odd widths, one empty, over an odd Din; x a (3, 37, 13) batch of rows
+                const std::vector<int64_t> sizes = {7, 0, 11, 1};
+                Tensor x = Tensor::randn({3, 37, 13}, o, g), w = Tensor::randn({19, 13}, o, g), b = Tensor::randn({19}, o, g);
+                std::vector<Tensor> wts;
+                for (int64_t k : sizes) wts.push_back(Tensor::randn({3, 37, k}, o, g));
+                auto leaves = [&] {
+                    return std::vector<Tensor>{x.detach().set_requires_grad(true), w.detach().set_requires_grad(true),
+                                               b.detach().set_requires_grad(true)};
+                };
+                auto a = leaves(), c = leaves();
+                std::vector<Tensor> got = linear_split(a[0], a[1], sizes, a[2]);
+                std::vector<Tensor> want = split(linear(c[0], c[1], c[2]), sizes, -1);
+                REQUIRE(got.size() == sizes.size());
+                Tensor la = Tensor::zeros({}, o), lc = Tensor::zeros({}, o);
+                for (size_t i = 0; i < sizes.size(); ++i) {
+                    CHECK(got[i].is_contiguous());
+                    // each piece is its own GEMM: the same dot products as the whole GEMM's columns
+                    double tol = dt == DType::f32 ? 1e-5 : 1e-12;
+                    mg::test::require_close(got[i], want[i], tol, tol, fmt::format("piece {}", i));
+                    if (i == 2) continue; // a piece that gets no gradient: the engine's zeros
+                    la = la + sum(got[i] * wts[i]);
+                    lc = lc + sum(want[i] * wts[i]);
+                }
+                la.backward();
+                lc.backward();
+                const char* names[] = {"dx", "dweight", "dbias"};
+                for (int i = 0; i < 3; ++i) {
+                    double tol = dt == DType::f32 ? 1e-4 : 1e-11; // dx: the pieces' GEMMs summed
+                    mg::test::require_close(a[size_t(i)].grad(), c[size_t(i)].grad(), tol, tol, names[i]);
+                }
+            }
+        }
+    }
+}
+
 TEST_CASE("linear: bad inputs name the op and the shapes", "[linear][errors]") {
     Tensor x = Tensor::zeros({2, 5}), w = Tensor::zeros({3, 5});
     REQUIRE_ERROR_WITH(linear(x, Tensor::zeros({3, 4})), "linear", "x is (2,5) f32 cpu", "weight is (3,4) f32 cpu", "Din = 4");
@@ -87,4 +130,7 @@ TEST_CASE("linear: bad inputs name the op and the shapes", "[linear][errors]") {
     REQUIRE_ERROR_WITH(linear(x, w.to(DType::f64)), "linear", "(2,5) f32 cpu", "(3,5) f64 cpu", "same dtype");
     REQUIRE_ERROR_WITH(linear(Tensor::zeros({2, 5}, {DType::i32}), w), "linear", "(2,5) i32 cpu");
     REQUIRE_ERROR_WITH(linear(Tensor::scalar(1.0), w), "linear", "x is () f32 cpu");
+    REQUIRE_ERROR_WITH(linear_split(x, w, {2, 2}), "linear", "pieces [2, 2]", "(3,5) f32 cpu", "sum to Dout = 3");
+    REQUIRE_ERROR_WITH(linear_split(x, w, {4, -1}), "linear", "pieces [4, -1]", "widths >= 0");
+    REQUIRE_ERROR_WITH(linear_split(x, w, {}), "linear", "pieces []");
 }

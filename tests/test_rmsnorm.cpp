@@ -4,6 +4,10 @@
 #include <cmath>
 
 #include "ops/rmsnorm.h"
+#ifdef MG_CUDA
+#include "cuda/rmsnorm.h"
+#include "cuda/runtime.h"
+#endif
 #include "tests/helpers.h"
 
 using namespace mg;
@@ -16,8 +20,10 @@ struct Size { int64_t B, L, D; };
 } // namespace
 
 TEST_CASE("rmsnorm: forward and backward against the references at awkward sizes", "[rmsnorm]") {
-    // N = B*L rows: 1, 74, 1, 387, 9000 (the last fills the CUDA dweight's 256 row groups)
-    const Size sizes[] = {{1, 1, 1}, {2, 37, 5}, {1, 1, 768}, {3, 129, 33}, {4, 2250, 17}};
+    // N = B*L rows: 1, 74, 1, 387, 18000 (the last fills the CUDA dweight's 1024 row groups);
+    // D = 1500 and 2500 take CUDA teams of 64 and 128 threads per row (several warps, 4 and 2
+    // rows per block, the last block's second team past the last row); the rest one warp per row
+    const Size sizes[] = {{1, 1, 1}, {2, 37, 5}, {1, 1, 768}, {3, 129, 33}, {4, 4500, 17}, {1, 7, 1500}, {3, 1, 2500}};
     const double eps = 1e-5;
     for (const Size& s : sizes) {
         int64_t N = s.B * s.L, D = s.D;
@@ -41,6 +47,23 @@ TEST_CASE("rmsnorm: forward and backward against the references at awkward sizes
             mg::test::require_close(gx, edx, 1e-12, 1e-12, what + " cpu backward kernel dx");
             mg::test::require_close(gw, edw, 1e-11, 1e-11, what + " cpu backward kernel dweight");
         }
+#ifdef MG_CUDA
+        if (cuda::available()) { // the CUDA kernels write every element too (NaN-poisoned outputs)
+            const Options o{DType::f64, Device::cuda(0)};
+            Tensor xg = x.to(Device::cuda(0)), wg = w.to(Device::cuda(0)), dyg = dy.to(Device::cuda(0));
+            Tensor out = Tensor::full({s.B, s.L, D}, NAN, o), rstd = Tensor::full({N}, NAN, o);
+            cuda::rmsnorm_forward<double>(out.data<double>(), nullptr, rstd.data<double>(), xg.data<double>(), nullptr,
+                                          wg.data<double>(), N, D, eps);
+            mg::test::require_close(out.to(Device::cpu()), ey, 1e-13, 1e-13, what + " cuda forward kernel");
+            Tensor gx = Tensor::full({s.B, s.L, D}, NAN, o), gw = Tensor::full({D}, NAN, o);
+            const size_t bytes = cuda::rmsnorm_backward_workspace(N, D, sizeof(double));
+            Tensor ws = Tensor::full({int64_t(bytes / sizeof(double))}, NAN, o);
+            cuda::rmsnorm_backward<double>(gx.data<double>(), gw.data<double>(), dyg.data<double>(), nullptr,
+                                           xg.data<double>(), wg.data<double>(), rstd.data<double>(), ws.raw_data(), N, D);
+            mg::test::require_close(gx.to(Device::cpu()), edx, 1e-12, 1e-12, what + " cuda backward kernel dx");
+            mg::test::require_close(gw.to(Device::cpu()), edw, 1e-11, 1e-11, what + " cuda backward kernel dweight");
+        }
+#endif
         for (Device dev : devices()) {
             for (DType dt : {DType::f64, DType::f32}) {
                 auto leaf = [&](const Tensor& t) { return t.to(dt).to(dev).detach().set_requires_grad(true); };

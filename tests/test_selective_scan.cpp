@@ -48,10 +48,12 @@ std::string name(const ScanCase& c) {
                        c.optional ? "D+z+bias" : "bare", c.softplus ? ", softplus" : "");
 }
 
-// Sizes that straddle the CUDA kernel's 16-step chunks, 16-state groups and 32-channel blocks.
+// Sizes that straddle the CUDA kernel's 16-step chunks, 16-state groups and 32-channel blocks,
+// and a batch past the 32 lanes of the CUDA parameter reduction (B = 37).
 const ScanCase kCases[] = {
     {2, 37, 5, 16, true, true}, {1, 1, 3, 4, true, true},  {3, 64, 33, 16, false, false},
     {1, 100, 7, 17, true, true}, {2, 31, 65, 8, true, false}, {1, 129, 2, 33, true, true},
+    {37, 9, 3, 5, true, true},
 };
 
 } // namespace

@@ -194,18 +194,22 @@ TEST_CASE("tensor: staged host-to-device copies and pending reads keep stream or
 TEST_CASE("tensor: strided copies on cuda equal the cpu's: long rows, short rows, transposes, conversions", "[tensor][cuda]") {
     MG_REQUIRE_CUDA();
     Generator g(43);
-    Tensor base = Tensor::randn({3, 37, 258}, {DType::f64}, g);
-    // views of a (3, 37, 258) base: rows of >= 64 elements take the row kernel, the rest the
-    // element kernel (cuda/copy.cu)
+    Tensor base = Tensor::randn({3, 37, 260}, {DType::f64}, g);
+    // views of a (3, 37, 260) base: rows of >= 64 elements take the row kernel (same-dtype rows
+    // of whole 4-element packs at aligned offsets its vector path), the rest the element kernel
+    // (cuda/copy.cu)
     struct Case { const char* what; std::function<Tensor(const Tensor&)> view; };
     const Case cases[] = {
-        {"narrow: rows of 129 at a stride of 258 (a split piece)", [](const Tensor& t) { return t.narrow(2, 129, 129); }},
+        {"narrow: rows of 130 at a stride of 260 (a split piece)", [](const Tensor& t) { return t.narrow(2, 130, 130); }},
+        {"narrow: rows of 128 from offset 4 (whole packs: the vector path)", [](const Tensor& t) { return t.narrow(2, 4, 128); }},
         {"narrow: rows of 64 from offset 3", [](const Tensor& t) { return t.narrow(2, 3, 64); }},
         {"narrow: rows of 63", [](const Tensor& t) { return t.narrow(2, 5, 63); }},
-        {"transpose: inner stride 258", [](const Tensor& t) { return t.narrow(2, 0, 100).transpose(1, 2); }},
-        {"narrow in the middle dim: rows of 258", [](const Tensor& t) { return t.narrow(1, 1, 30); }},
-        {"long rows: 3 of 9545 at a stride of 9546 (several blocks per row)",
-         [](const Tensor& t) { return t.view({3, 9546}).narrow(1, 1, 9545); }},
+        {"transpose: inner stride 260", [](const Tensor& t) { return t.narrow(2, 0, 100).transpose(1, 2); }},
+        {"narrow in the middle dim: rows of 30 x 260", [](const Tensor& t) { return t.narrow(1, 1, 30); }},
+        {"long rows: 3 of 9617 at a stride of 9620 (several warps per row)",
+         [](const Tensor& t) { return t.view({3, 9620}).narrow(1, 1, 9617); }},
+        {"long rows: 3 of 9612 from offset 4 (several warps per row, vector path)",
+         [](const Tensor& t) { return t.view({3, 9620}).narrow(1, 4, 9612); }},
     };
     const Tensor base_g = base.to(Device::cuda(0));
     for (const Case& c : cases) {
@@ -216,14 +220,14 @@ TEST_CASE("tensor: strided copies on cuda equal the cpu's: long rows, short rows
             REQUIRE(got.shape() == want.shape());
             mg::test::require_close(got.to(Device::cpu()), want, 0, 0, what); // copies are exact
         }
-        // into a strided destination: a NaN-poisoned (3, 37, 258) whose view receives the copy;
+        // into a strided destination: a NaN-poisoned (3, 37, 260) whose view receives the copy;
         // every element outside the view must stay NaN
-        Tensor dst = Tensor::full({3, 37, 258}, NAN, {DType::f32, Device::cuda(0)});
+        Tensor dst = Tensor::full({3, 37, 260}, NAN, {DType::f32, Device::cuda(0)});
         Tensor src = c.view(base).to(DType::f32).contiguous();
         copy_into(c.view(dst), src.to(Device::cuda(0)));
         Tensor back = dst.to(Device::cpu());
         mg::test::require_close(c.view(back).contiguous(), src, 0, 0, std::string(c.what) + " into a strided view");
-        Tensor expect = Tensor::full({3, 37, 258}, NAN, {DType::f32});
+        Tensor expect = Tensor::full({3, 37, 260}, NAN, {DType::f32});
         copy_into(c.view(expect), src);
         std::vector<float> b = back.to_vector<float>(), e = expect.to_vector<float>();
         size_t wrong = 0;
