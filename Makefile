@@ -136,10 +136,12 @@ test: $(TEST_BIN) $(BIN)
 # `mambagrad train` with its defaults (train/trainer.h): a small Mamba on Standard MQAR (minutes on
 # 2 CPU cores; the GPU when present), then the test table of Standard, Last and Shuffle, which
 # shows the positional shortcut. TRAIN_ARGS adds options, e.g. make train TRAIN_ARGS='--device cpu'.
-# Idle OpenMP threads sleep instead of spinning (unless OMP_WAIT_POLICY is set): on a busy machine
-# spinning threads made training 5x slower.
+# Idle OpenMP threads spin for a short while (libgomp's GOMP_SPINCOUNT, 20000 unless set) and then
+# sleep: libgomp's default spin (300000) made training 5x slower on a busy machine, and sleeping
+# at once (OMP_WAIT_POLICY=passive) cost ~20% of a CPU step in futex wake-ups between the ops'
+# parallel loops (bench/RESULTS.md).
 train: $(BIN)
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} ./$(BIN) train $(TRAIN_ARGS)
+	GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-20000} ./$(BIN) train $(TRAIN_ARGS)
 
 # The LM corpus (train/trainer.h "Language modelling"; configs/lm_kjv.json): data/prepare_kjv.sh
 # prints the Bible with bible-kjv's `bible` program and keeps one verse per line. The file is

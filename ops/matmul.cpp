@@ -5,6 +5,8 @@
 #include <limits>
 #include <vector>
 
+#include <omp.h>
+
 #ifdef MG_OPENBLAS
 #include <cblas.h>
 #endif
@@ -87,23 +89,62 @@ bool gemm_cpu_uses_openblas() {
 #endif
 }
 
+#ifdef MG_OPENBLAS
+namespace {
+
+// OpenBLAS runs single-threaded, and the parallelism is ours: C is cut into one part per OpenMP
+// thread. OpenBLAS's own pthread pool busy-waits with sched_yield after every call; on a 2-core
+// machine it fought the OpenMP threads of the kernels around each GEMM, and perf put 30% of a CPU
+// training step in the scheduler (bench/RESULTS.md).
+void openblas_single_threaded() {
+    static const bool once = [] {
+        openblas_set_num_threads(1);
+        return true;
+    }();
+    (void)once;
+}
+
+template <typename T>
+void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int lda, const T* B, int ldb,
+               T beta, T* C, int ldc) {
+    auto cta = ta ? CblasTrans : CblasNoTrans, ctb = tb ? CblasTrans : CblasNoTrans;
+    if constexpr (std::is_same_v<T, float>)
+        cblas_sgemm(CblasRowMajor, cta, ctb, int(M), int(N), int(K), alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        cblas_dgemm(CblasRowMajor, cta, ctb, int(M), int(N), int(K), alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+constexpr int64_t kGemmGrain = int64_t(1) << 20; // multiply-adds below which one thread does it all
+
+} // namespace
+#endif
+
 template <typename T> void gemm_cpu(const GemmArgs& g, T alpha, const T* A, const T* B, T beta, T* C) {
 #ifdef MG_OPENBLAS
-    auto ta = g.ta ? CblasTrans : CblasNoTrans, tb = g.tb ? CblasTrans : CblasNoTrans;
     bool fits = std::max({g.M, g.N, g.K, g.lda, g.ldb, g.ldc}) <= std::numeric_limits<int>::max();
     if (fits && g.M > 0 && g.N > 0) {
+        openblas_single_threaded();
+        // the longer of C's two dims is cut into parts; each part is one BLAS call over all of K
+        const bool by_rows = g.M >= g.N;
+        const int64_t len = by_rows ? g.M : g.N;
+        const int parts = g.M * g.N * std::max<int64_t>(g.K, 1) >= kGemmGrain
+                              ? int(std::min<int64_t>(omp_get_max_threads(), len)) : 1;
+        // BLAS requires ld >= 1 even for empty operands.
+        const int lda = int(std::max<int64_t>(g.lda, 1)), ldb = int(std::max<int64_t>(g.ldb, 1)), ldc = int(g.ldc);
         for (int64_t b = 0; b < g.batch; ++b) {
             const T* Ab = A + b * g.stride_a;
             const T* Bb = B + b * g.stride_b;
             T* Cb = C + b * g.stride_c;
-            // BLAS requires ld >= 1 even for empty operands.
-            int lda = int(std::max<int64_t>(g.lda, 1)), ldb = int(std::max<int64_t>(g.ldb, 1));
-            if constexpr (std::is_same_v<T, float>)
-                cblas_sgemm(CblasRowMajor, ta, tb, int(g.M), int(g.N), int(g.K), alpha, Ab, lda, Bb, ldb,
-                            beta, Cb, int(g.ldc));
-            else
-                cblas_dgemm(CblasRowMajor, ta, tb, int(g.M), int(g.N), int(g.K), alpha, Ab, lda, Bb, ldb,
-                            beta, Cb, int(g.ldc));
+#pragma omp parallel for schedule(static) num_threads(parts) if (parts > 1)
+            for (int p = 0; p < parts; ++p) {
+                const int64_t lo = len * p / parts, hi = len * (p + 1) / parts;
+                if (by_rows) // rows lo..hi of op(A) and of C
+                    blas_gemm(g.ta, g.tb, hi - lo, g.N, g.K, alpha, Ab + (g.ta ? lo : lo * g.lda), lda, Bb, ldb, beta,
+                              Cb + lo * g.ldc, ldc);
+                else // columns lo..hi of op(B) and of C
+                    blas_gemm(g.ta, g.tb, g.M, hi - lo, g.K, alpha, Ab, lda, Bb + (g.tb ? lo * g.ldb : lo), ldb, beta,
+                              Cb + lo, ldc);
+            }
         }
         return;
     }

@@ -11,7 +11,7 @@
 //          or {"kind": "lm", "corpus": "data/corpus/kjv.txt", "seq_len": 256,
 //              "valid_fraction": 0.05, "test_fraction": 0.05, "eval_batches": 0},
 //    "seed": 0, "batch_size": 32, "grad_accum_steps": 1, "epochs": 2, "max_steps": 0, "shuffle": true,
-//    "lr": 3e-2, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.1,
+//    "lr": 1e-2, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.1,
 //    "no_decay": "none" | "mamba_ssm", "adamw": "transformers" | "torch",
 //    "schedule": "cosine" | "constant", "warmup_fraction": 0.1, "min_lr": 0,
 //    "clip_value": 1.0, "clip_norm": 0, "nan_guard": true,
@@ -150,7 +150,7 @@ struct TrainConfig {
     int64_t grad_accum_steps = 1; // micro-batches per optimizer step (see "The loop")
     int64_t epochs = 2, max_steps = 0;
     bool shuffle = true;
-    double lr = 3e-2, beta1 = 0.9, beta2 = 0.95, eps = 1e-6, weight_decay = 0.1;
+    double lr = 1e-2, beta1 = 0.9, beta2 = 0.95, eps = 1e-6, weight_decay = 0.1;
     std::string no_decay = "none"; // "none" | "mamba_ssm"
     AdamWStyle adamw = AdamWStyle::Transformers;
     ScheduleKind schedule = ScheduleKind::Cosine;
