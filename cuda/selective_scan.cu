@@ -90,24 +90,11 @@ __device__ __forceinline__ ThreadPos thread_pos() {
     return p;
 }
 
-// The staging mapping's k-th element of a tile starting at t0: step tt = r + 4k of the tile
-// (t = t0 + tt in the sequence), channel ds = d0 + cc; ok when it lies inside the sequence and
-// the channels, idx its offset in a (B, L, D) tensor. Every load, staging and write-out loop
-// walks its elements through this one helper.
-struct StageElem {
-    int tt;
-    int64_t t, idx;
-    bool ok;
-};
-__device__ __forceinline__ StageElem stage_elem(const ThreadPos& p, int k, int64_t t0, int64_t b, int64_t ds,
-                                                int64_t L, int64_t D) {
-    StageElem e;
-    e.tt = p.r + k * (kThreads / kChannels);
-    e.t = t0 + e.tt;
-    e.ok = e.t < L && ds < D;
-    e.idx = (b * L + e.t) * D + ds;
-    return e;
-}
+// The loads, the staging and the write-out loops each spell out the staging mapping (element k
+// is step r + 4k of the tile, channel d0 + cc) rather than call a helper: with the mapping in one
+// inline function nvcc allocated the forward kernel 80 registers instead of 96 (and the backward
+// 32 more bytes of spills; a helper returning just r + 4k still moved the forward to 80 with a
+// spill), and the scan ran 5-7% slower (H200, 2026-11-30, bench/RESULTS.md kernel lab).
 
 // B_t,n and C_t,n of one tile and state group, as registers (zeros outside the sequence and
 // past N); thread i holds values i and i + 128 of the tile's 16×16.
@@ -171,11 +158,13 @@ __device__ __forceinline__ void load_fwd(FwdRegs<T>& x, const ScanFwdArgs<T>& a,
     const int64_t L = a.L, D = a.D, dd = d0 + p.cc;
 #pragma unroll
     for (int k = 0; k < kRows; ++k) {
-        const StageElem e = stage_elem(p, k, t0, b, dd, L, D);
-        x.raw[k] = e.ok ? a.delta[e.idx] : T(0);
-        x.u[k] = e.ok ? a.u[e.idx] : T(0);
-        x.z[k] = e.ok && a.z ? a.z[e.idx] : T(0);
-        x.prev[k] = e.ok && grp > 0 ? a.out[e.idx] : T(0);
+        int64_t t = t0 + p.r + k * (kThreads / kChannels);
+        bool ok = t < L && dd < D;
+        int64_t idx = (b * L + t) * D + dd;
+        x.raw[k] = ok ? a.delta[idx] : T(0);
+        x.u[k] = ok ? a.u[idx] : T(0);
+        x.z[k] = ok && a.z ? a.z[idx] : T(0);
+        x.prev[k] = ok && grp > 0 ? a.out[idx] : T(0);
     }
     load_bc(x.bc, a.Bm, a.Cm, b, t0, grp, L, a.N);
 }
@@ -207,11 +196,12 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanFwdArgs<T> a) {
             T u_c[kRows], z_c[kRows], prev_c[kRows];
 #pragma unroll
             for (int k = 0; k < kRows; ++k) {
-                const StageElem e = stage_elem(p, k, t0, b, ds, L, D);
+                int tt = p.r + k * (kThreads / kChannels);
+                bool ok = t0 + tt < L && sactive;
                 T dt = x.raw[k] + bias;
                 if (a.softplus) dt = scan::softplus(dt);
-                dt = e.ok ? dt : T(0);
-                s_in[e.tt][p.cc] = Pair<T>{dt, dt * x.u[k]};
+                dt = ok ? dt : T(0);
+                s_in[tt][p.cc] = Pair<T>{dt, dt * x.u[k]};
                 u_c[k] = x.u[k];
                 z_c[k] = x.z[k];
                 prev_c[k] = x.prev[k];
@@ -236,12 +226,12 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanFwdArgs<T> a) {
             // write the tile's outputs (the last group adds D u and applies the gate)
 #pragma unroll
             for (int k = 0; k < kRows; ++k) {
-                const StageElem e = stage_elem(p, k, t0, b, ds, L, D);
-                const int tt = e.tt;
-                const int64_t idx = e.idx;
+                int tt = p.r + k * (kThreads / kChannels);
+                int64_t t = t0 + tt;
                 T y = ((s_yp[tt][0][p.cc] + s_yp[tt][1][p.cc]) + s_yp[tt][2][p.cc]) + s_yp[tt][3][p.cc];
                 if (grp > 0) y = prev_c[k] + y;
-                if (!e.ok) continue;
+                if (t >= L || !sactive) continue;
+                int64_t idx = (b * L + t) * D + ds;
                 if (last_group) {
                     y += Dd * u_c[k];
                     if (a.z) {
@@ -306,12 +296,14 @@ __device__ __forceinline__ void load_bwd(BwdRegs<T>& x, const ScanBwdArgs<T>& a,
     const int64_t L = a.L, D = a.D, N = a.N, dd = d0 + p.cc, t0 = chunk * kTile;
 #pragma unroll
     for (int k = 0; k < kRows; ++k) {
-        const StageElem e = stage_elem(p, k, t0, b, dd, L, D);
-        x.raw[k] = e.ok ? a.delta[e.idx] : T(0);
-        x.u[k] = e.ok ? a.u[e.idx] : T(0);
-        x.dout[k] = e.ok ? a.dout[e.idx] : T(0);
-        x.z[k] = e.ok && a.z ? a.z[e.idx] : T(0);
-        x.y[k] = e.ok && a.z ? a.y[e.idx] : T(0);
+        int64_t t = t0 + p.r + k * (kThreads / kChannels);
+        bool ok = t < L && dd < D;
+        int64_t idx = (b * L + t) * D + dd;
+        x.raw[k] = ok ? a.delta[idx] : T(0);
+        x.u[k] = ok ? a.u[idx] : T(0);
+        x.dout[k] = ok ? a.dout[idx] : T(0);
+        x.z[k] = ok && a.z ? a.z[idx] : T(0);
+        x.y[k] = ok && a.z ? a.y[idx] : T(0);
     }
     const int64_t d = d0 + p.c;
     load_states(x.h0, chunk > 0 ? a.ckpt + ((b * scan_n_chunks(L) + chunk - 1) * D + d) * N : nullptr,
@@ -356,8 +348,9 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<T>()) scan_bwd_kernel
             T sp[kRows], du_c[kRows];
 #pragma unroll
             for (int k = 0; k < kRows; ++k) {
-                const StageElem e = stage_elem(p, k, t0, b, ds, L, D);
-                const bool ok = e.ok;
+                int tt = p.r + k * (kThreads / kChannels);
+                int64_t t = t0 + tt;
+                bool ok = t < L && sactive;
                 T dt = x.raw[k] + bias, dy = x.dout[k], uu = x.u[k];
                 sp[k] = T(1);
                 if (a.softplus) {
@@ -369,7 +362,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<T>()) scan_bwd_kernel
                 }
                 if (a.z) {
                     T zz = x.z[k], sz = scan::sigmoid(zz);
-                    if (grp == 0 && ok) a.dz[e.idx] = dy * x.y[k] * sz * (T(1) + zz * (T(1) - sz));
+                    if (grp == 0 && ok) a.dz[(b * L + t) * D + ds] = dy * x.y[k] * sz * (T(1) + zz * (T(1) - sz));
                     dy *= zz * sz;
                 }
                 dt = ok ? dt : T(0);
@@ -377,7 +370,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<T>()) scan_bwd_kernel
                 dy = ok ? dy : T(0);
                 if (grp == 0) dD_acc += dy * uu;
                 du_c[k] = last_group ? Dd * dy : T(0);
-                sm.in[e.tt][p.cc] = Quad<T>{{dt, uu, dy, dt * uu}};
+                sm.in[tt][p.cc] = Quad<T>{{dt, uu, dy, dt * uu}};
             }
             store_bc(reinterpret_cast<T(*)[kStates]>(sm.B), reinterpret_cast<T(*)[kStates]>(sm.C), x.bc);
             T h0[kPer];
@@ -440,12 +433,12 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<T>()) scan_bwd_kernel
             // 4. write du, ddelta (coalesced): the 4 lanes' shares in lane order
 #pragma unroll
             for (int k = 0; k < kRows; ++k) {
-                const StageElem e = stage_elem(p, k, t0, b, ds, L, D);
-                const int tt = e.tt;
-                const int64_t idx = e.idx;
+                int tt = p.r + k * (kThreads / kChannels);
+                int64_t t = t0 + tt;
                 T ddt = ((sm.dd[tt][0][p.cc].a + sm.dd[tt][1][p.cc].a) + sm.dd[tt][2][p.cc].a) + sm.dd[tt][3][p.cc].a;
                 T du = ((sm.dd[tt][0][p.cc].b + sm.dd[tt][1][p.cc].b) + sm.dd[tt][2][p.cc].b) + sm.dd[tt][3][p.cc].b;
-                if (!e.ok) continue;
+                if (t >= L || !sactive) continue;
+                int64_t idx = (b * L + t) * D + ds;
                 if (grp > 0) { // earlier groups' shares (raw dΔ, before the softplus derivative)
                     ddt = a.ddelta[idx] + ddt;
                     du = a.du[idx] + du;
