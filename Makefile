@@ -138,8 +138,8 @@ test: $(TEST_BIN) $(BIN)
 # shows the positional shortcut. TRAIN_ARGS adds options, e.g. make train TRAIN_ARGS='--device cpu'.
 # Idle OpenMP threads spin for a short while (libgomp's GOMP_SPINCOUNT, 20000 unless set) and then
 # sleep: libgomp's default spin (300000) made training 5x slower on a busy machine, and sleeping
-# at once (OMP_WAIT_POLICY=passive) cost ~20% of a CPU step in futex wake-ups between the ops'
-# parallel loops (bench/RESULTS.md).
+# at once (OMP_WAIT_POLICY=passive) made a CPU step ~20% slower, waking the threads through futex
+# calls between the ops' parallel loops (~8% of the step in perf; bench/RESULTS.md).
 train: $(BIN)
 	GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-20000} ./$(BIN) train $(TRAIN_ARGS)
 

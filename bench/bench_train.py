@@ -299,7 +299,7 @@ def main():
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     # idle OpenMP threads (both sides) spin briefly, then sleep: the Makefile's `make train` setting
-    # (passive cost ~20% of our CPU step in futex wake-ups; libgomp's default spin hurt a busy machine)
+    # (passive made our CPU step ~20% slower, waking threads by futex; the default spin hurt a busy machine)
     os.environ.setdefault("GOMP_SPINCOUNT", "20000")
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# bench_train --config {args.config}: {cfg}\n# device {name}, torch {torch.__version__}", flush=True)
