@@ -96,8 +96,9 @@ TEST_BIN := $(BUILD)/mg_tests
 BENCH_OBJ := $(BUILD)/bench/bench_ops.o
 BENCH_BIN := $(BUILD)/bench_ops
 STEP_BIN := $(BUILD)/bench_step
+LAB_BIN := $(BUILD)/fft_lab
 
-.PHONY: all test vendor clean bench train corpus
+.PHONY: all test vendor clean bench lab train corpus
 all: $(LIB) $(BIN)
 
 $(BUILD)/%.o: %.cpp
@@ -127,6 +128,12 @@ $(STEP_BIN): $(BUILD)/bench/bench_step.o $(LIB)
 # Benchmarks run on the GPU machine: bench/bench_ops.py times PyTorch beside build/bench_ops;
 # build/bench_step splits a training step's time by phase and by backward node.
 bench: $(BENCH_BIN) $(STEP_BIN)
+
+# The kernel lab of the fused FFT long conv (bench/fft_lab.cu: its launch configurations, checked
+# and timed side by side; GPU only).
+$(LAB_BIN): $(BUILD)/bench/fft_lab.o $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+lab: $(LAB_BIN)
 
 # The suite prints one line `N passed, N failed` last (tests/main.cpp counts test cases).
 # TEST_ARGS passes Catch2 arguments, e.g. make test TEST_ARGS='[matmul]'.

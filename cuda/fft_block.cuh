@@ -83,9 +83,14 @@ FB_UNROLL
 FB_HD int spad(int i) { return i + (i >> 4); }
 constexpr int smem_points(int n) { return n + n / 16 + 1; }
 
-FB_HD float2 load_tw(const float2* p) {
+// A read-only global load (twiddles, kernel spectra) that the compiler may not move: plain __ldg
+// loads of a kernel's spectrum were hoisted above the transform before it (their addresses do not
+// depend on it), which kept 16 more points live through it and made the forward kernel spill.
+FB_HD float2 load_pinned(const float2* p) {
 #ifdef __CUDA_ARCH__
-    return __ldg(p);
+    float2 w;
+    asm volatile("ld.global.nc.v2.f32 {%0, %1}, [%2];" : "=f"(w.x), "=f"(w.y) : "l"(p));
+    return w;
 #else
     return *p;
 #endif
@@ -140,7 +145,7 @@ FB_UNROLL
         wp[0] = make_float2(1.0f, 0.0f);
 FB_UNROLL
         for (int r = 1; r < R; r *= 2) {
-            wp[r] = load_tw(tw + r * k * STEP);
+            wp[r] = load_pinned(tw + r * k * STEP);
             if (INV) wp[r].y = -wp[r].y;
         }
 FB_UNROLL
@@ -182,9 +187,18 @@ __device__ __forceinline__ void passes_rest(float2 (&v)[E], float2 (&a)[E], floa
 // In-place FFT of the block's N points held as v[i] = point tid + i*T (see the top). s:
 // smem_points(N) points of shared scratch, free on entry (the first write is behind a barrier); on exit other
 // threads may still read s until the caller's next barrier. All T threads must call it.
+// threadIdx.x read by a volatile instruction, so that each transform computes its own shared-memory
+// and twiddle addresses: with a plain threadIdx.x the compiler kept one transform's addresses live
+// through the next (or hoisted them out of a loop over rows), which cost registers and spills.
+__device__ __forceinline__ int fresh_tid() {
+    int t;
+    asm volatile("mov.u32 %0, %%tid.x;" : "=r"(t));
+    return t;
+}
+
 template <int N, int E, bool INV> __device__ __forceinline__ void block_fft(float2 (&v)[E], float2* s, const float2* tw) {
     using S = Schedule<N, E>;
-    const int tid = int(threadIdx.x);
+    const int tid = fresh_tid();
     float2 a[E];
     pass_first<N, E, S::R0, INV>(a, v);
     passes_rest<N, E, INV, S::R0, 1, S::NP>(v, a, s, tw, tid);

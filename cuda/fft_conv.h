@@ -1,17 +1,18 @@
-// cuda/fft_conv.h: CUDA launchers for ops/fft_conv.h: a fused block-FFT path (f32, n <= 16384) and
-// a cuFFT path (everything else; also the default for n > 8192). Same formulas as the CPU kernels; contiguous inputs, bias may
+// cuda/fft_conv.h: CUDA launchers for ops/fft_conv.h: a fused block-FFT path (f32, n <= 8192, and
+// n = 16384 with L, K <= 8192) and a cuFFT path (everything else). Same formulas as the CPU kernels; contiguous inputs, bias may
 // be null; default stream.
 #pragma once
 #include <cstdint>
 
 namespace mg::cuda {
 
-// Which implementation runs: automatic (fused for f32 with n <= 8192, else cuFFT; the environment
+// Which implementation runs: automatic (fused where it applies, else cuFFT; the environment
 // variable MG_FFT_CONV_PATH=fused|cufft overrides it where the fused path is supported), or one
 // forced (tests, benchmarks). Forcing `fused` where it is not supported throws.
 enum class FftConvPath { automatic, fused, cufft };
 
-// True when the fused path covers this size and type: f32 and n = fft_conv_size(L, K) <= 16384.
+// True when the fused path covers this size and type: f32, and n = fft_conv_size(L, K) <= 8192 or
+// n = 16384 with L <= 8192 and K <= 8192.
 template <typename T> bool fft_conv_fused_supported(int64_t L, int64_t K);
 
 // Scratch (elements of T) for fft_conv_forward (backward = false) or fft_conv_backward on the

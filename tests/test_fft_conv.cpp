@@ -2,7 +2,7 @@
 // CPU and CUDA kernels (called directly, outputs poisoned) against the direct double reference
 // causal_conv1d_ref at awkward sizes (L = 1, K = L, K > L, L not a power of two, odd B for the
 // paired-row trick, odd D); on CUDA both paths, the fused block FFT (f32, every n from 2 to
-// 16384) and cuFFT; gradcheck; parity; deterministic CUDA backward on both paths; long_conv's
+// 16384, the last as two half transforms) and cuFFT; gradcheck; parity; deterministic CUDA backward on both paths; long_conv's
 // direct and FFT paths agree in values and gradients; bad inputs.
 #include <cmath>
 #include <complex>
@@ -30,8 +30,10 @@ const ConvSize kSizes[] = {
 Tensor from_ref(const std::vector<double>& v, const Shape& shape) { return Tensor::from_vector(v, shape); }
 
 // Sizes whose n = fft_conv_size(L, K) covers the fused kernels' larger instantiations: n = 2048,
-// 4096 (K = L), 8192 (a radix-2 first pass) and 16384 (1024 threads, K > L).
-const ConvSize kLongSizes[] = {{2, 700, 3, 400}, {3, 2048, 2, 2048}, {2, 2500, 3, 2500}, {1, 5000, 2, 6000}};
+// 4096 (K = L), 8192 (a radix-2 first pass) and 16384 (two transforms of 8192: K > L, and odd B
+// with L, K near the 8192 limit).
+const ConvSize kLongSizes[] = {{2, 700, 3, 400}, {3, 2048, 2, 2048}, {2, 2500, 3, 2500}, {1, 5000, 2, 6000},
+                               {3, 8000, 2, 7000}};
 
 using cuda::FftConvPath;
 
@@ -148,6 +150,9 @@ TEST_CASE("fft_conv: cuda fused and cuFFT paths at long sizes, against the doubl
             for (FftConvPath p : cuda_paths<float>(s.L, s.K)) check_kernels<float>(s, true, silu, Device::cuda(0), p);
         }
     // sizes beyond the fused kernels: automatic goes to cuFFT, a forced fused path or f64 throws
+    CHECK(cuda::fft_conv_fused_supported<float>(8192, 8192));    // n = 16384, both halves fit
+    CHECK_FALSE(cuda::fft_conv_fused_supported<float>(8193, 8)); // n = 16384, but x longer than 8192
+    CHECK_FALSE(cuda::fft_conv_fused_supported<float>(100, 8193));
     CHECK_FALSE(cuda::fft_conv_fused_supported<float>(8193, 8193));
     CHECK_FALSE(cuda::fft_conv_fused_supported<double>(100, 100));
     REQUIRE_THROWS(cuda::fft_conv_work<double>(1, 100, 1, 100, false, FftConvPath::fused));
