@@ -11,6 +11,7 @@
 // in order), and a second kernel sums the G partials of each column in order. No atomics.
 #include "cuda/launch.h"
 #include "cuda/rmsnorm.h"
+#include "cuda/warp.h"
 
 namespace mg::cuda {
 
@@ -37,8 +38,7 @@ int64_t groups_for(int64_t N) {
 // a butterfly within each warp (a + b == b + a, so every lane holds the same bits), then the
 // warps' sums in warp order. Every thread of the team gets the result.
 template <typename T> __device__ T team_sum(T v) {
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    v = warp_sum(v);
     if (blockDim.x == 32) return v;
     __shared__ T warp_sums[kRowBlock / 32];
     const int row_warp0 = threadIdx.y * blockDim.x / 32, warps = blockDim.x / 32;
@@ -134,8 +134,7 @@ __global__ void rmsnorm_dweight_final_kernel(T* dweight, const T* partial, int64
     if (j >= D) return; // the whole warp leaves together
     T acc = T(0);
     for (int64_t g = lane; g < groups; g += 32) acc += partial[g * D + j];
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    acc = warp_sum(acc);
     if (lane == 0) dweight[j] = acc;
 }
 

@@ -37,6 +37,7 @@
 // batch in order by the second pass.
 #include "cuda/launch.h"
 #include "cuda/selective_scan.h"
+#include "cuda/warp.h"
 #include "ops/scan_math.h"
 
 namespace mg::cuda {
@@ -510,8 +511,7 @@ __global__ void scan_reduce_params_kernel(int64_t total, T* dA, T* dD, T* dbias,
         if (!out) continue; // the whole warp skips together
         T s = 0;
         for (int64_t b = lane; b < B; b += 32) s += src[b * stride];
-#pragma unroll
-        for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+        s = warp_sum(s);
         if (lane == 0) *out = s;
     }
 }
