@@ -114,6 +114,18 @@ void bench_scan(Device dev, int64_t B, int64_t D, int64_t N, int64_t L, int reps
          4 * bld + 2 * bln + 7 * bld + 4 * bln, extra);
 }
 
+// On the CPU, the naive reference of both convolutions (causal_conv1d_ref: the direct sum in
+// double, forward only, one run) as a JSON field; nothing on the GPU.
+std::string conv_ref_extra(Device dev, const Tensor& x, const Tensor& w, const Tensor& bias, bool silu) {
+    if (!dev.is_cpu()) return "";
+    const int64_t B = x.shape()[0], L = x.shape()[1], D = x.shape()[2], K = w.shape()[1];
+    std::vector<double> y(size_t(B * L * D));
+    Timing ref = time_ms(dev, 1, [&] {
+        causal_conv1d_ref<float>(y.data(), x.data<float>(), w.data<float>(), bias.data<float>(), B, L, D, K, silu);
+    }, 0);
+    return fmt::format(", \"ref_fwd_ms\": {:.5f}", ref.median);
+}
+
 // Causal depthwise conv, K = 4, bias, fused SiLU: the mixer's short conv. x (B, L, D).
 void bench_conv(Device dev, int64_t B, int64_t D, int64_t L, int reps) {
     Generator g(2);
@@ -125,13 +137,14 @@ void bench_conv(Device dev, int64_t B, int64_t D, int64_t L, int reps) {
         NoGrad ng;
         causal_conv1d(x, w, bias, true);
     });
+    const std::string extra = conv_ref_extra(dev, x, w, bias, true);
     for (Tensor* t : {&x, &w, &bias}) t->set_requires_grad(true);
     Timing fwdbwd = time_ms(dev, reps, [&] {
         causal_conv1d(x, w, bias, true).backward(dout);
         for (Tensor* t : {&x, &w, &bias}) t->zero_grad();
     });
     double bld = double(B * L * D) * 4;
-    emit("conv1d_k4_silu", dev, fmt::format("B={} D={} L={}", B, D, L), fwd, fwdbwd, 2 * bld, 2 * bld + 3 * bld);
+    emit("conv1d_k4_silu", dev, fmt::format("B={} D={} L={}", B, D, L), fwd, fwdbwd, 2 * bld, 2 * bld + 3 * bld, extra);
 }
 
 // The global-selection long convolution by FFT with a kernel as long as the sequence.
@@ -144,13 +157,14 @@ void bench_fft_conv(Device dev, int64_t B, int64_t D, int64_t L, int reps) {
         NoGrad ng;
         fft_causal_conv(x, w, bias);
     });
+    const std::string extra = conv_ref_extra(dev, x, w, bias, false);
     for (Tensor* t : {&x, &w, &bias}) t->set_requires_grad(true);
     Timing fwdbwd = time_ms(dev, reps, [&] {
         fft_causal_conv(x, w, bias).backward(dout);
         for (Tensor* t : {&x, &w, &bias}) t->zero_grad();
     });
     double bld = double(B * L * D) * 4, dl = double(D * L) * 4;
-    emit("fft_conv_k=L", dev, fmt::format("B={} D={} L={}", B, D, L), fwd, fwdbwd, 2 * bld + dl, 5 * bld + 2 * dl);
+    emit("fft_conv_k=L", dev, fmt::format("B={} D={} L={}", B, D, L), fwd, fwdbwd, 2 * bld + dl, 5 * bld + 2 * dl, extra);
 }
 
 std::vector<int64_t> parse_list(const std::string& s) {
