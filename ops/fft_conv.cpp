@@ -12,6 +12,7 @@
 #include "cuda/runtime.h"
 #include "ops/conv1d.h"
 #include "ops/dispatch.h"
+#include "ops/vec_math.h"
 
 namespace mg {
 
@@ -34,38 +35,125 @@ const FftPlan& fft_plan(int64_t n) {
     p.n = n;
     int bits = 0;
     while ((int64_t(1) << bits) < n) ++bits;
-    p.bitrev.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) {
-        int64_t r = 0;
-        for (int bit = 0; bit < bits; ++bit)
-            if ((i >> bit) & 1) r |= int64_t(1) << (bits - 1 - bit);
-        p.bitrev[size_t(i)] = r;
+    for (int i = 0; i < bits / 2; ++i) p.radix.push_back(4);
+    if (bits % 2 == 1) p.radix.push_back(2); // last, where its blocks are long (Ns = n/2)
+    int64_t Ns = 1;
+    for (int R : p.radix) {
+        for (int r = 1; r < R; ++r)
+            for (int64_t k = 0; k < Ns; ++k) {
+                // w^(r k) = exp(-2 pi i r k / (Ns R)); the angle's numerator reduced exactly first
+                const int64_t m = (r * k) % (Ns * R);
+                const std::complex<double> w = std::polar(1.0, -2.0 * std::numbers::pi * double(m) / double(Ns * R));
+                p.tw_re.push_back(w.real());
+                p.tw_im.push_back(w.imag());
+            }
+        Ns *= R;
     }
-    p.twiddle.resize(size_t(n / 2));
-    for (int64_t j = 0; j < n / 2; ++j) p.twiddle[size_t(j)] = std::polar(1.0, -2.0 * std::numbers::pi * double(j) / double(n));
     return plans.emplace(n, std::move(p)).first->second;
 }
 
-// Iterative radix-2 Cooley-Tukey: put the input in bit-reversed order, then merge transforms of
-// length len/2 into length len for len = 2, 4, ..., n. Butterfly of a pair (u, v) at distance
-// len/2 with twiddle w = exp(-2 pi i j / len) = twiddle[j n / len]:  (u + w v, u - w v).
+namespace {
+
+// Butterfly j of a Stockham pass of radix R (see FftPlan): k = j mod Ns, its outputs from out + k
+// at a stride of Ns.
+template <int R>
+[[gnu::always_inline]] inline void butterfly(double* __restrict yr, double* __restrict yi,
+                                             const double* __restrict xr, const double* __restrict xi,
+                                             const double* __restrict twr, const double* __restrict twi, int64_t q,
+                                             int64_t Ns, int64_t j, int64_t k, int64_t out) {
+    double ar[R], ai[R];
+    ar[0] = xr[j];
+    ai[0] = xi[j];
+#pragma GCC unroll 4
+    for (int r = 1; r < R; ++r) { // times w^(r k)
+        const double vr = xr[j + r * q], vi = xi[j + r * q];
+        const double wr = twr[(r - 1) * Ns + k], wi = twi[(r - 1) * Ns + k];
+        ar[r] = vr * wr - vi * wi;
+        ai[r] = vr * wi + vi * wr;
+    }
+    if constexpr (R == 2) {
+        yr[out + k] = ar[0] + ar[1];
+        yi[out + k] = ai[0] + ai[1];
+        yr[out + k + Ns] = ar[0] - ar[1];
+        yi[out + k + Ns] = ai[0] - ai[1];
+    } else { // the 4-point DFT: X1 = (a0 - a2) - i (a1 - a3), X3 = (a0 - a2) + i (a1 - a3)
+        const double t0r = ar[0] + ar[2], t0i = ai[0] + ai[2], t1r = ar[0] - ar[2], t1i = ai[0] - ai[2];
+        const double t2r = ar[1] + ar[3], t2i = ai[1] + ai[3], t3r = ai[1] - ai[3], t3i = ar[3] - ar[1];
+        yr[out + k] = t0r + t2r;
+        yi[out + k] = t0i + t2i;
+        yr[out + k + Ns] = t1r + t3r;
+        yi[out + k + Ns] = t1i + t3i;
+        yr[out + k + 2 * Ns] = t0r - t2r;
+        yi[out + k + 2 * Ns] = t0i - t2i;
+        yr[out + k + 3 * Ns] = t1r - t3r;
+        yi[out + k + 3 * Ns] = t1i - t3i;
+    }
+}
+
+// One pass from (xr, xi) into (yr, yi). For Ns > 1 the inner loop runs over the Ns butterflies of
+// a block (j - k): inputs, outputs and twiddles contiguous in k, so it vectorises. The first pass
+// (Ns = 1) has one butterfly per block, so it loops over the blocks instead.
+template <int R>
+void fft_pass(double* __restrict yr, double* __restrict yi, const double* __restrict xr, const double* __restrict xi,
+              const double* __restrict twr, const double* __restrict twi, int64_t n, int64_t Ns) {
+    const int64_t q = n / R; // butterflies, and the distance between a butterfly's inputs
+    if (Ns == 1) {
+#pragma omp simd
+        for (int64_t j = 0; j < q; ++j) butterfly<R>(yr, yi, xr, xi, twr, twi, q, 1, j, 0, j * R);
+        return;
+    }
+    for (int64_t jb = 0; jb < q; jb += Ns) {
+#pragma omp simd
+        for (int64_t k = 0; k < Ns; ++k) butterfly<R>(yr, yi, xr, xi, twr, twi, q, Ns, jb + k, k, jb * R);
+    }
+}
+
+using PassFn = void (*)(double*, double*, const double*, const double*, const double*, const double*, int64_t,
+                        int64_t);
+#if MG_VM_HAVE_AVX2
+// The same passes compiled for AVX2 + FMA (4 doubles a vector), picked at run time.
+MG_VM_AVX2_FN void fft_pass2_avx2(double* yr, double* yi, const double* xr, const double* xi, const double* twr,
+                                  const double* twi, int64_t n, int64_t Ns) {
+    fft_pass<2>(yr, yi, xr, xi, twr, twi, n, Ns);
+}
+MG_VM_AVX2_FN void fft_pass4_avx2(double* yr, double* yi, const double* xr, const double* xi, const double* twr,
+                                  const double* twi, int64_t n, int64_t Ns) {
+    fft_pass<4>(yr, yi, xr, xi, twr, twi, n, Ns);
+}
+#endif
+PassFn pass_fn(int R) {
+#if MG_VM_HAVE_AVX2
+    if (vm::use_avx2()) return R == 2 ? fft_pass2_avx2 : fft_pass4_avx2;
+#endif
+    return R == 2 ? fft_pass<2> : fft_pass<4>;
+}
+
+} // namespace
+
+// The passes of FftPlan on split real and imaginary arrays (a thread's scratch, kept across calls),
+// ping-ponging between two pairs. The inverse is conj(FFT(conj(a))).
 void fft_cpu(cd* a, const FftPlan& plan, bool inverse) {
     const int64_t n = plan.n;
+    if (n == 1) return;
+    thread_local std::vector<double> scratch;
+    if (scratch.size() < size_t(4 * n)) scratch.resize(size_t(4 * n));
+    double *xr = scratch.data(), *xi = xr + n, *yr = xi + n, *yi = yr + n;
+    const double sign = inverse ? -1.0 : 1.0;
     for (int64_t i = 0; i < n; ++i) {
-        int64_t j = plan.bitrev[size_t(i)];
-        if (i < j) std::swap(a[i], a[j]);
+        xr[i] = a[i].real();
+        xi[i] = sign * a[i].imag();
     }
-    for (int64_t len = 2; len <= n; len <<= 1) {
-        const int64_t half = len / 2, step = n / len;
-        for (int64_t i0 = 0; i0 < n; i0 += len)
-            for (int64_t j = 0; j < half; ++j) {
-                cd w = plan.twiddle[size_t(j * step)];
-                if (inverse) w = std::conj(w);
-                cd u = a[i0 + j], v = a[i0 + j + half] * w;
-                a[i0 + j] = u + v;
-                a[i0 + j + half] = u - v;
-            }
+    int64_t Ns = 1;
+    size_t tw = 0;
+    for (int R : plan.radix) {
+        const double *twr = plan.tw_re.data() + tw, *twi = plan.tw_im.data() + tw;
+        pass_fn(R)(yr, yi, xr, xi, twr, twi, n, Ns);
+        std::swap(xr, yr);
+        std::swap(xi, yi);
+        tw += size_t((R - 1) * Ns);
+        Ns *= R;
     }
+    for (int64_t i = 0; i < n; ++i) a[i] = cd(xr[i], sign * xi[i]);
 }
 
 void dft_ref(cd* out, const cd* in, int64_t n, bool inverse) {

@@ -19,13 +19,14 @@
 //   dbias[d]  = sum_{b,t} gp[b,t,d]
 // Everything is summed in a fixed order (deterministic on both devices).
 //
-// CPU: our own iterative radix-2 FFT (fft_cpu) in complex double, with bit-reversal and twiddle
-// tables precomputed once per size (fft_plan). Two real rows b, b+1 of one channel share one
+// CPU: our own FFT (fft_cpu) in double: Stockham radix 4 on separate real and imaginary arrays,
+// so the passes vectorise, with twiddle tables precomputed once per size (fft_plan). Two real rows b, b+1 of one channel share one
 // complex transform (x_b + i x_{b+1}): h is real, so the real and imaginary parts of the result
 // are the two rows' outputs; and Re IFFT(sum Zg conj(Zx)) is exactly the sum over both rows of
 // the cross-correlations. OpenMP over channels d (each thread owns whole channels: its sums over
 // b are sequential). GPU (cuda/fft_conv.cu, see there for layout and memory): f32 with n <= 8192
-// by fused kernels around our own block FFT (cuda/fft_block.cuh); f64 and larger n by cuFFT.
+// (and n = 16384 with L, K <= 8192) by fused kernels around our own block FFT
+// (cuda/fft_block.cuh); f64 and larger n by cuFFT.
 #pragma once
 #include <complex>
 #include <cstdint>
@@ -49,10 +50,15 @@ bool long_conv_uses_fft(int64_t L, int64_t K, LongConvMode mode);
 int64_t fft_conv_size(int64_t L, int64_t K);
 
 // ---- the CPU FFT ----------------------------------------------------------------------------
+// Stockham autosort passes (no bit reversal): radix 4, then one radix-2 pass when log2 n is odd.
+// Pass s has radix R and Ns = the product of the radices before it; its butterfly j (< n/R) reads
+// the points j + r n/R, multiplies point r by w^(r k) (w = exp(-2 pi i / (Ns R)), k = j mod Ns),
+// takes their R-point DFT and writes output r to (j - k) R + k + r Ns. tw_re/tw_im hold each pass's
+// w^(r k) for r = 1..R-1, k < Ns, one after another, so a pass reads them contiguously in k.
 struct FftPlan {
-    int64_t n = 1;                             // a power of two
-    std::vector<int64_t> bitrev;               // bitrev[i]: i with its log2(n) bits reversed
-    std::vector<std::complex<double>> twiddle; // exp(-2 pi i j / n), j < n/2
+    int64_t n = 1;                // a power of two
+    std::vector<int> radix;       // per pass: 2 or 4
+    std::vector<double> tw_re, tw_im;
 };
 // The plan for size n (a power of two), built once and cached (thread-safe).
 const FftPlan& fft_plan(int64_t n);
