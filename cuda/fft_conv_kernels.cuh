@@ -1,14 +1,16 @@
 // cuda/fft_conv_kernels.cuh: the fused path's kernels (the causal long conv by our own block FFT,
-// cuda/fft_block.cuh), templated on the transform size N, the points per thread E (N/E threads per
-// block) and MINB, the blocks per SM asked of the register allocator (__launch_bounds__: at most
-// 65536 / (MINB * N/E) registers per thread). cuda/fft_conv.cu launches them with the measured
-// configuration (fused_config there); bench/fft_lab.cu times the other configurations against it.
+// cuda/fft_block.cuh), templated on the transform size N, the points per thread E, MINB, the
+// blocks per SM asked of the register allocator (__launch_bounds__: at most 65536 / (MINB * threads)
+// registers per thread), and SPLIT (N = 2M done as two M-point transforms, below; the kernels then
+// run M/E threads instead of N/E). cuda/fft_conv.cu launches them with the measured configuration
+// (FusedConfig there); bench/fft_lab.cu checks and times other configurations beside it.
 //
-// Layout: time-major rows (D, B, L), unpadded: xt[(d*B + b)*L + t] = x[b,t,d] (the zero padding
-// to N is implicit: points t >= L are zero in registers). Kernel spectra Hh (D, N/2+1) = FFT(h_d)/N.
-// One block of N/E threads per transform; thread tid owns the points tid + i*T, i < E, in time and
-// in frequency alike, so loads, pointwise products and stores all happen in registers and each
-// transform crosses shared memory only between its passes.
+// Layout: time-major rows, xt[(d*R + b)*S + t] = x[b,t,d]: unsplit R = B rows of S = L points,
+// unpadded (the zero padding to N is implicit: points t >= L are zero in registers); split, rows
+// padded (below). Kernel spectra: one row of N/2+1 complex per channel, FFT(h_d)/N.
+// One block of N/E (split: M/E) threads per transform; thread tid owns the points tid + i*T, i < E,
+// in time and in frequency alike, so loads, pointwise products and stores all happen in registers
+// and each transform crosses shared memory only between its passes.
 #pragma once
 #include <cuda_runtime.h>
 
