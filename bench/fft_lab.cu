@@ -223,6 +223,13 @@ template <int N> void run_size(const Shape& s, int reps) {
     double base_fwd = 0, base_bwd = 0;
     // v0: what cuda/fft_conv.cu ships (16 points per thread, registers for 512 threads per SM; split at 16384)
     if constexpr (N == 16384) {
+        // the split kernels read rows of N/2 points and an even row count (cuda/fft_conv_kernels.cuh);
+        // the lab's rows are (D, B, L), which is that layout only when L = N/2 and B is even
+        if (s.L != N / 2 || s.B % 2 != 0) {
+            std::fprintf(stderr, "error: at n = %d the lab needs L = %d and an even B (got L = %lld, B = %lld)\n", N,
+                         N / 2, (long long)s.L, (long long)s.B);
+            std::exit(2);
+        }
         run_version<N, 16, 512, true>(0, s, b, ref, reps, base_fwd, base_bwd);
         run_version<N, 16, 1024, false>(1, s, b, ref, reps, base_fwd, base_bwd); // 1024 threads, 64 registers
     } else {

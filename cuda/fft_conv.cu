@@ -294,6 +294,7 @@ void unpack(T* out, const T* in, const T* bias, int64_t B, int64_t L, int64_t D,
 
 // ---- the fused path (fp32, n <= kFusedMaxN; kernels in cuda/fft_conv_kernels.cuh) -------------
 constexpr int kFusedMaxN = 16384;
+constexpr int kWholeMaxN = 8192; // the largest n done as one transform per block; above, two of n/2
 
 // The launch configuration per n, chosen in bench/fft_lab.cu (bench/RESULTS.md has the table):
 // E points per thread, MINB blocks per SM asked of the register allocator, and whether the n-point
@@ -301,7 +302,7 @@ constexpr int kFusedMaxN = 16384;
 // registers for 512 threads per SM (up to 128 each, no spills); at n = 16384 one block of 1024
 // threads would get 64 registers and spill, so that size runs as two transforms of 8192.
 template <int N> struct FusedConfig {
-    static constexpr bool SPLIT = N > 8192; // make_fused_layout pads the rows to match
+    static constexpr bool SPLIT = N > kWholeMaxN; // make_fused_layout pads the rows to match
     static constexpr int M = SPLIT ? N / 2 : N;
     static constexpr int E = M < 16 ? M : 16;
     static constexpr int MINB = [] {
@@ -310,10 +311,11 @@ template <int N> struct FusedConfig {
     }();
 };
 
-// n of the split kernels: they need x and the kernel inside the first half (L, K <= n/2).
+// Whether the fused kernels cover (L, K): n up to kWholeMaxN as one transform; above, up to
+// kFusedMaxN, as two of n/2, which needs x and the kernel inside the first half (L, K <= n/2).
 bool fused_fits(int64_t L, int64_t K) {
     const int64_t n = fft_conv_size(L, K);
-    return n <= 8192 || (n <= kFusedMaxN && L <= n / 2 && K <= n / 2);
+    return n <= kWholeMaxN || (n <= kFusedMaxN && L <= n / 2 && K <= n / 2);
 }
 
 // Runs fn.template operator()<N>() for the compile-time N = n (a power of two, 2..kFusedMaxN).
@@ -347,7 +349,7 @@ struct FusedLayout {
 FusedLayout make_fused_layout(int64_t B, int64_t L, int64_t D, int64_t K, bool backward) {
     const int64_t n = fft_conv_size(L, K);
     FusedLayout l;
-    const bool split = n > 8192; // FusedConfig<n>::SPLIT
+    const bool split = n > kWholeMaxN; // FusedConfig<n>::SPLIT
     l.R = split ? fftconv::split_rows(B) : B;
     l.S = split ? n / 2 : L;
     size_t at = 0;
@@ -387,7 +389,8 @@ bool use_fused(FftConvPath path, bool is_float, int64_t L, int64_t K) {
     const bool ok = is_float && fused_fits(L, K);
     if (path == FftConvPath::automatic && ok) path = env_path();
     if (path == FftConvPath::fused && !ok)
-        throw Error("fft_causal_conv: the fused path takes f32 and n <= 8192, or n = " + std::to_string(kFusedMaxN) +
+        throw Error("fft_causal_conv: the fused path takes f32 and n <= " + std::to_string(kWholeMaxN) + ", or n = " +
+                    std::to_string(kFusedMaxN) +
                     " with L and K <= " + std::to_string(kFusedMaxN / 2) + " (got " + (is_float ? "f32" : "f64") +
                     ", L = " + std::to_string(L) + ", K = " + std::to_string(K) +
                     ", n = " + std::to_string(fft_conv_size(L, K)) + ")");

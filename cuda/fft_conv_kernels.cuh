@@ -251,7 +251,7 @@ __device__ __forceinline__ void load_z(float2 (&v)[E], const float* xrow, const 
 }
 
 // The block's sum of one float per thread (T threads, a power of two) by a fixed tree in s:
-// deterministic. Valid in thread 0. All threads must call it; s is free on entry.
+// deterministic; every thread gets it. All threads must call it; s is free on entry.
 template <int T> __device__ __forceinline__ float block_sum(float x, float2* s) {
     const int tid = int(threadIdx.x);
     float* red = reinterpret_cast<float*>(s);
@@ -315,8 +315,9 @@ __global__ void __launch_bounds__(N / E, MINB)
 // row b's dh_b goes to part (D, B, M) and each thread's share of dbias to part_bias (D, B, M/E);
 // reduce_partials_kernel and reduce_rows sum them in a fixed order: no atomics, deterministic.
 // Shared memory: the transform's scratch, M points of z kept for the odd half, and the even half's
-// dx and dh (M floats each). (Register pressure decided this shape: keeping the even half's result
-// in z's slots, or summing gp for dbias on the way in, made ptxas spill 800+ bytes a thread.)
+// dx and dh (M floats each). (Register pressure decided this shape: a block-wide tree sum for
+// dbias anywhere in this kernel made ptxas spill 600-900 bytes a thread, so each thread writes
+// its own share of it instead.)
 template <int N, int E, int MINB, bool SILU>
 __global__ void __launch_bounds__(N / 2 / E, MINB)
     fused_backward_split_kernel(float* dxt, float* part, float* part_bias, const float* gt, const float* xt,

@@ -10,6 +10,7 @@
 #include "cuda/fft_conv.h"
 #include "ops/conv1d.h"
 #include "ops/fft_conv.h"
+#include "ops/vec_math.h"
 #include "tests/helpers.h"
 
 using namespace mg;
@@ -97,9 +98,14 @@ void check_kernels(const ConvSize& s, bool has_bias, bool silu, Device dev, FftC
 } // namespace
 
 TEST_CASE("fft_conv: the CPU FFT against the O(n^2) DFT", "[fft_conv]") {
-    Generator gen(5);
-    for (int64_t n : {1, 2, 4, 8, 16, 32, 64, 512, 2048}) { // odd and even log2 n: a radix-2 pass or none
-        INFO("n = " << n);
+    // both builds of the passes: the baseline one, and AVX2 + FMA where the CPU has them
+    std::vector<bool> isas{false};
+    if (vm::use_avx2()) isas.push_back(true);
+    for (bool avx2 : isas) {
+      for (int64_t n : {1, 2, 4, 8, 16, 32, 64, 512, 2048}) { // odd and even log2 n: a radix-2 pass or none
+        vm::set_avx2(avx2);
+        INFO("avx2 " << avx2 << ", n = " << n);
+        Generator gen(5 + uint64_t(n));
         auto re = Tensor::randn({n}, {DType::f64}, gen).to_vector<double>();
         auto im = Tensor::randn({n}, {DType::f64}, gen).to_vector<double>();
         std::vector<std::complex<double>> a(static_cast<size_t>(n)), ref(static_cast<size_t>(n));
@@ -119,6 +125,8 @@ TEST_CASE("fft_conv: the CPU FFT against the O(n^2) DFT", "[fft_conv]") {
         fft_cpu(f.data(), fft_plan(n), false);
         fft_cpu(f.data(), fft_plan(n), true);
         for (size_t i = 0; i < a.size(); ++i) CHECK(std::abs(f[i] / double(n) - a[i]) <= 1e-14 * std::log2(double(n) + 1));
+        vm::set_avx2(true);
+      }
     }
     CHECK(fft_conv_size(1, 1) == 2);
     CHECK(fft_conv_size(8, 8) == 16);
@@ -157,6 +165,8 @@ TEST_CASE("fft_conv: cuda fused and cuFFT paths at long sizes, against the doubl
     CHECK_FALSE(cuda::fft_conv_fused_supported<double>(100, 100));
     REQUIRE_THROWS(cuda::fft_conv_work<double>(1, 100, 1, 100, false, FftConvPath::fused));
     REQUIRE_THROWS(cuda::fft_conv_work<float>(1, 9000, 1, 9000, false, FftConvPath::fused));
+    REQUIRE_THROWS_WITH(cuda::fft_conv_work<float>(1, 8193, 1, 8, true, FftConvPath::fused),
+                        Catch::Contains("L = 8193"));
 #endif
 }
 
