@@ -97,6 +97,7 @@ BENCH_OBJ := $(BUILD)/bench/bench_ops.o
 BENCH_BIN := $(BUILD)/bench_ops
 STEP_BIN := $(BUILD)/bench_step
 LAB_BIN := $(BUILD)/fft_lab
+SCAN_LAB_BIN := $(BUILD)/scan_lab
 
 .PHONY: all test vendor clean bench lab train corpus
 all: $(LIB) $(BIN)
@@ -129,15 +130,20 @@ $(STEP_BIN): $(BUILD)/bench/bench_step.o $(LIB)
 # build/bench_step splits a training step's time by phase and by backward node.
 bench: $(BENCH_BIN) $(STEP_BIN)
 
-# The kernel lab of the fused FFT long conv (bench/fft_lab.cu: its launch configurations, checked
-# and timed side by side; GPU only).
+# The kernel labs (STYLE.md #11; GPU only): bench/fft_lab.cu, the fused FFT long conv's launch
+# configurations, and bench/scan_lab.cu, the selective scan's numbered versions; each checked
+# against a double reference and timed side by side.
 $(LAB_BIN): $(BUILD)/bench/fft_lab.o $(LIB)
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
-lab: $(LAB_BIN)
+$(SCAN_LAB_BIN): $(BUILD)/bench/scan_lab.o $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+lab: $(LAB_BIN) $(SCAN_LAB_BIN)
 
 # The suite prints one line `N passed, N failed` last (tests/main.cpp counts test cases).
 # TEST_ARGS passes Catch2 arguments, e.g. make test TEST_ARGS='[matmul]'.
-test: $(TEST_BIN) $(BIN)
+# With CUDA, the suite's build also compiles the kernel labs, so they keep building (they run only
+# on a GPU: `make lab`).
+test: $(TEST_BIN) $(BIN) $(if $(filter 1,$(CUDA)),$(LAB_BIN) $(SCAN_LAB_BIN))
 	$(if $(filter 1,$(SANITIZE)),ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1) ./$(TEST_BIN) $(TEST_ARGS)
 
 # `mambagrad train` with its defaults (train/trainer.h): a small Mamba on Standard MQAR (minutes on

@@ -23,20 +23,14 @@
 #include <string>
 #include <vector>
 
+#include "bench/lab.cuh"
 #include "cuda/fft_conv_kernels.cuh"
 
 namespace {
 
 using namespace mg::cuda;
-
-#define LAB_CHECK(x)                                                                                     \
-    do {                                                                                                 \
-        cudaError_t e_ = (x);                                                                            \
-        if (e_ != cudaSuccess) {                                                                         \
-            std::fprintf(stderr, "error: %s: %s (%s:%d)\n", #x, cudaGetErrorString(e_), __FILE__, __LINE__); \
-            std::exit(2);                                                                                \
-        }                                                                                                \
-    } while (0)
+using mg::lab::download;
+using mg::lab::time_ms;
 
 struct Shape {
     int64_t B, L, D, K, n;
@@ -54,34 +48,6 @@ struct Buffers {
     float* part = nullptr; // the split backward's partial sums
     float2 *Hh = nullptr, *tw = nullptr;
 };
-
-template <typename F> float time_ms(int reps, F&& f) {
-    cudaEvent_t a, b;
-    LAB_CHECK(cudaEventCreate(&a));
-    LAB_CHECK(cudaEventCreate(&b));
-    f();
-    f();
-    std::vector<float> ts;
-    for (int r = 0; r < reps; ++r) {
-        LAB_CHECK(cudaEventRecord(a));
-        f();
-        LAB_CHECK(cudaEventRecord(b));
-        LAB_CHECK(cudaEventSynchronize(b));
-        float ms = 0;
-        LAB_CHECK(cudaEventElapsedTime(&ms, a, b));
-        ts.push_back(ms);
-    }
-    LAB_CHECK(cudaEventDestroy(a));
-    LAB_CHECK(cudaEventDestroy(b));
-    std::sort(ts.begin(), ts.end());
-    return ts[ts.size() / 2];
-}
-
-std::vector<float> download(const float* p, size_t n) {
-    std::vector<float> h(n);
-    LAB_CHECK(cudaMemcpy(h.data(), p, n * sizeof(float), cudaMemcpyDeviceToHost));
-    return h;
-}
 
 // One version: N, E, threads per SM, split (two transforms of N/2; cuda/fft_conv_kernels.cuh).
 template <int N, int E, int TPS, bool SPLIT> struct Version {
@@ -250,31 +216,17 @@ int main(int argc, char** argv) {
     Shape s{8, 0, 1536, 0, 0};
     std::string Ls = "512,2048,4096,8192";
     int reps = 20;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        auto next = [&]() -> std::string {
-            if (i + 1 >= argc) {
-                std::fprintf(stderr, "error: %s needs a value\n", a.c_str());
-                std::exit(2);
-            }
-            return argv[++i];
-        };
-        if (a == "--L") Ls = next();
-        else if (a == "--B") s.B = std::stoll(next());
-        else if (a == "--D") s.D = std::stoll(next());
-        else if (a == "--reps") reps = std::stoi(next());
-        else {
-            std::fprintf(stderr, "error: unknown option %s (known: --L list, --B, --D, --reps)\n", a.c_str());
-            return 2;
-        }
-    }
-    size_t at = 0;
-    while (at <= Ls.size()) {
-        size_t comma = Ls.find(',', at);
-        if (comma == std::string::npos) comma = Ls.size();
-        s.L = std::stoll(Ls.substr(at, comma - at));
+    mg::lab::parse_args(argc, argv, "--L list, --B, --D, --reps", [&](const std::string& a, const std::string& v) {
+        if (a == "--L") Ls = v;
+        else if (a == "--B") s.B = mg::lab::parse_list(a, v).at(0);
+        else if (a == "--D") s.D = mg::lab::parse_list(a, v).at(0);
+        else if (a == "--reps") reps = int(mg::lab::parse_list(a, v).at(0));
+        else return false;
+        return true;
+    });
+    for (int64_t L : mg::lab::parse_list("--L", Ls)) {
+        s.L = L;
         s.K = s.L;
-        at = comma + 1;
         int64_t n = 1;
         while (n < s.L + s.K - 1) n *= 2;
         s.n = n;
