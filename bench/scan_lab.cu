@@ -216,12 +216,14 @@ template <typename R> double rel_err(const std::vector<float>& got, const R* ref
     return mag > 0 ? err / mag : err;
 }
 
-// Prints one comparison; returns whether it passed.
+// Prints one comparison when it fails; returns whether it passed. `max_err` keeps the largest error seen.
 template <typename R>
-bool compare(const char* what, const char* name, const float* dev, const R* ref, int64_t n, double tol) {
+bool compare(const char* what, const char* name, const float* dev, const R* ref, int64_t n, double tol,
+             double& max_err) {
     std::vector<float> got = download(dev, size_t(n));
     size_t worst = 0;
     const double e = rel_err(got, ref, size_t(n), worst);
+    max_err = std::max(max_err, e);
     const bool ok = e <= tol;
     if (!ok)
         std::printf("    WRONG %s %s: max error %.2e of the largest value (tolerance %.0e) at element %zu: got %.8g, "
@@ -308,17 +310,18 @@ bool check_small(const std::vector<int64_t>& versions) {
         for (const Version& v : kVersions) {
             if (std::find(versions.begin(), versions.end(), v.id) == versions.end()) continue;
             bool ok = true;
+            double err = 0;
             run.run_fwd(v);
             LAB_CHECK(cudaDeviceSynchronize());
             const auto fo = run.fwd_outputs();
-            ok &= compare("forward", fo[0].name, fo[0].p, r.out.data(), fo[0].n, kTol);
-            ok &= compare("forward", fo[1].name, fo[1].p, r.last.data(), fo[1].n, kTol);
+            ok &= compare("forward", fo[0].name, fo[0].p, r.out.data(), fo[0].n, kTol, err);
+            ok &= compare("forward", fo[1].name, fo[1].p, r.last.data(), fo[1].n, kTol, err);
             run.run_bwd(v);
             LAB_CHECK(cudaDeviceSynchronize());
             const auto gr = run.grads();
             std::vector<std::vector<float>> first;
             for (size_t i = 0; i < gr.size(); ++i) {
-                ok &= compare("backward", gr[i].name, gr[i].p, r.grads[i].data(), gr[i].n, kTol);
+                ok &= compare("backward", gr[i].name, gr[i].p, r.grads[i].data(), gr[i].n, kTol, err);
                 first.push_back(download(gr[i].p, size_t(gr[i].n)));
             }
             run.run_bwd(v); // again, into poisoned buffers: the same bits?
@@ -328,7 +331,7 @@ bool check_small(const std::vector<int64_t>& versions) {
                 same &= std::memcmp(first[i].data(), download(gr[i].p, size_t(gr[i].n)).data(),
                                     first[i].size() * sizeof(float)) == 0;
             if (!same) std::printf("    WRONG: v%d's two backward runs differ in their bits\n", v.id);
-            std::printf("check v%d %-34s %s\n", v.id, shape_str(s).c_str(),
+            std::printf("check v%d %-34s max error %.1e of the largest value: %s\n", v.id, shape_str(s).c_str(), err,
                         ok && same ? "ok (forward, every gradient, bit-identical backward)" : "WRONG");
             all &= ok && same;
         }
@@ -366,7 +369,9 @@ bool bench_size(const ScanShape& s, const std::vector<int64_t>& versions, int re
         a.Dskip = h.Dk.data(); a.z = h.z.data(); a.delta_bias = h.bias.data();
         a.softplus = true; a.B = 1; a.L = s.L; a.D = s.D; a.N = s.N;
         selective_scan_ref<float>(out0.data(), nullptr, a);
-        all &= compare("v4 forward, batch 0 vs double", "out", run.f.out, out0.data(), s.L * s.D, kTol);
+        double err = 0;
+        all &= compare("v4 forward, batch 0 vs double", "out", run.f.out, out0.data(), s.L * s.D, kTol, err);
+        std::printf("v4 forward, batch 0, against the double reference: max error %.1e of the largest value\n", err);
     }
 
     double t4f = 0, t4b = 0;
@@ -381,23 +386,24 @@ bool bench_size(const ScanShape& s, const std::vector<int64_t>& versions, int re
                 t4b = tb;
             }
             bool ok = true;
+            double err = 0;
             if (v.id != 4) {
                 run.run_fwd(v);
                 run.run_bwd(v);
                 LAB_CHECK(cudaDeviceSynchronize());
                 size_t k = 0;
-                for (const auto& t : run.fwd_outputs()) ok &= compare("vs v4", t.name, t.p, ref[k++].data(), t.n, kTol);
-                for (const auto& t : run.grads()) ok &= compare("vs v4", t.name, t.p, ref[k++].data(), t.n, kTol);
+                for (const auto& t : run.fwd_outputs()) ok &= compare("vs v4", t.name, t.p, ref[k++].data(), t.n, kTol, err);
+                for (const auto& t : run.grads()) ok &= compare("vs v4", t.name, t.p, ref[k++].data(), t.n, kTol, err);
             }
             all &= ok;
             const double tfb = double(tf) + tb;
             auto gbs = [](double bytes, double ms) { return bytes / (ms * 1e-3) / 1e9; };
             std::printf("v%lld fwd %8.3f ms %6.0f GB/s %5.1f%% | bwd %8.3f ms %6.0f GB/s %5.1f%% | fwd+bwd %8.3f ms "
-                        "%6.0f GB/s %5.1f%% of copy | %5.2fx v4's time | %s\n",
+                        "%6.0f GB/s %5.1f%% of copy | %5.2fx v4's time | %s %.0e\n",
                         (long long)v.id, tf, gbs(fwd_bytes, tf), 100 * gbs(fwd_bytes, tf) / copy_gbs, tb,
                         gbs(bwd_bytes, tb), 100 * gbs(bwd_bytes, tb) / copy_gbs, tfb, gbs(fwd_bytes + bwd_bytes, tfb),
                         100 * gbs(fwd_bytes + bwd_bytes, tfb) / copy_gbs, t4f > 0 ? tfb / (t4f + t4b) : 1.0,
-                        v.id == 4 ? "the reference at this size" : ok ? "matches v4" : "WRONG");
+                        v.id == 4 ? "the reference at this size" : ok ? "matches v4, max error" : "WRONG, max error", err);
             std::fflush(stdout);
         }
     return all;
