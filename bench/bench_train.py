@@ -42,6 +42,9 @@ CONFIGS = {
                     train_examples=100000, valid_examples=1000, epochs=64, eval_every=200, log_every=50),
     "large": dict(d_model=768, n_layer=24, vocab=8192, L=512, pairs=32, batch=16, lr=1e-3,
                   train_examples=20000, valid_examples=200, epochs=4, eval_every=500, log_every=5),
+    # cpu: a throughput comparison. In a few minutes neither side gets past the 25% plateau
+    # before MQAR's phase transition, at lr 1e-3 or 1e-2 (2026-11-30, bench/RESULTS.md); `make
+    # train` learns in seconds because its default task is smaller (vocab 32, L 16 and 32, 2 pairs).
     "cpu": dict(d_model=64, n_layer=2, vocab=256, L=64, pairs=4, batch=32, lr=1e-3,
                 train_examples=20000, valid_examples=200, epochs=8, eval_every=100, log_every=10),
 }
