@@ -7,6 +7,8 @@
 #include <mutex>
 #include <numbers>
 
+#include <omp.h>
+
 #include "autograd/node.h"
 #include "cuda/fft_conv.h"
 #include "cuda/runtime.h"
@@ -49,6 +51,8 @@ const FftPlan& fft_plan(int64_t n) {
             }
         Ns *= R;
     }
+    p.tw_re_f.assign(p.tw_re.begin(), p.tw_re.end());
+    p.tw_im_f.assign(p.tw_im.begin(), p.tw_im.end());
     return plans.emplace(n, std::move(p)).first->second;
 }
 
@@ -56,18 +60,18 @@ namespace {
 
 // Butterfly j of a Stockham pass of radix R (see FftPlan): k = j mod Ns, its outputs from out + k
 // at a stride of Ns.
-template <int R>
-[[gnu::always_inline]] inline void butterfly(double* __restrict yr, double* __restrict yi,
-                                             const double* __restrict xr, const double* __restrict xi,
-                                             const double* __restrict twr, const double* __restrict twi, int64_t q,
-                                             int64_t Ns, int64_t j, int64_t k, int64_t out) {
-    double ar[R], ai[R];
+template <int R, typename S>
+[[gnu::always_inline]] inline void butterfly(S* __restrict yr, S* __restrict yi, const S* __restrict xr,
+                                             const S* __restrict xi, const S* __restrict twr,
+                                             const S* __restrict twi, int64_t q, int64_t Ns, int64_t j, int64_t k,
+                                             int64_t out) {
+    S ar[R], ai[R];
     ar[0] = xr[j];
     ai[0] = xi[j];
 #pragma GCC unroll 4
     for (int r = 1; r < R; ++r) { // times w^(r k)
-        const double vr = xr[j + r * q], vi = xi[j + r * q];
-        const double wr = twr[(r - 1) * Ns + k], wi = twi[(r - 1) * Ns + k];
+        const S vr = xr[j + r * q], vi = xi[j + r * q];
+        const S wr = twr[(r - 1) * Ns + k], wi = twi[(r - 1) * Ns + k];
         ar[r] = vr * wr - vi * wi;
         ai[r] = vr * wi + vi * wr;
     }
@@ -77,8 +81,8 @@ template <int R>
         yr[out + k + Ns] = ar[0] - ar[1];
         yi[out + k + Ns] = ai[0] - ai[1];
     } else { // the 4-point DFT: X1 = (a0 - a2) - i (a1 - a3), X3 = (a0 - a2) + i (a1 - a3)
-        const double t0r = ar[0] + ar[2], t0i = ai[0] + ai[2], t1r = ar[0] - ar[2], t1i = ai[0] - ai[2];
-        const double t2r = ar[1] + ar[3], t2i = ai[1] + ai[3], t3r = ai[1] - ai[3], t3i = ar[3] - ar[1];
+        const S t0r = ar[0] + ar[2], t0i = ai[0] + ai[2], t1r = ar[0] - ar[2], t1i = ai[0] - ai[2];
+        const S t2r = ar[1] + ar[3], t2i = ai[1] + ai[3], t3r = ai[1] - ai[3], t3i = ar[3] - ar[1];
         yr[out + k] = t0r + t2r;
         yi[out + k] = t0i + t2i;
         yr[out + k + Ns] = t1r + t3r;
@@ -93,67 +97,79 @@ template <int R>
 // One pass from (xr, xi) into (yr, yi). For Ns > 1 the inner loop runs over the Ns butterflies of
 // a block (j - k): inputs, outputs and twiddles contiguous in k, so it vectorises. The first pass
 // (Ns = 1) has one butterfly per block, so it loops over the blocks instead.
-template <int R>
-void fft_pass(double* __restrict yr, double* __restrict yi, const double* __restrict xr, const double* __restrict xi,
-              const double* __restrict twr, const double* __restrict twi, int64_t n, int64_t Ns) {
+template <int R, typename S>
+void fft_pass(S* __restrict yr, S* __restrict yi, const S* __restrict xr, const S* __restrict xi,
+              const S* __restrict twr, const S* __restrict twi, int64_t n, int64_t Ns) {
     const int64_t q = n / R; // butterflies, and the distance between a butterfly's inputs
     if (Ns == 1) {
 #pragma omp simd
-        for (int64_t j = 0; j < q; ++j) butterfly<R>(yr, yi, xr, xi, twr, twi, q, 1, j, 0, j * R);
+        for (int64_t j = 0; j < q; ++j) butterfly<R, S>(yr, yi, xr, xi, twr, twi, q, 1, j, 0, j * R);
         return;
     }
     for (int64_t jb = 0; jb < q; jb += Ns) {
 #pragma omp simd
-        for (int64_t k = 0; k < Ns; ++k) butterfly<R>(yr, yi, xr, xi, twr, twi, q, Ns, jb + k, k, jb * R);
+        for (int64_t k = 0; k < Ns; ++k) butterfly<R, S>(yr, yi, xr, xi, twr, twi, q, Ns, jb + k, k, jb * R);
     }
 }
 
-using PassFn = void (*)(double*, double*, const double*, const double*, const double*, const double*, int64_t,
-                        int64_t);
+template <typename S> using PassFn = void (*)(S*, S*, const S*, const S*, const S*, const S*, int64_t, int64_t);
 #if MG_VM_HAVE_AVX2
-// The same passes compiled for AVX2 + FMA (4 doubles a vector), picked at run time.
-MG_VM_AVX2_FN void fft_pass2_avx2(double* yr, double* yi, const double* xr, const double* xi, const double* twr,
-                                  const double* twi, int64_t n, int64_t Ns) {
-    fft_pass<2>(yr, yi, xr, xi, twr, twi, n, Ns);
-}
-MG_VM_AVX2_FN void fft_pass4_avx2(double* yr, double* yi, const double* xr, const double* xi, const double* twr,
-                                  const double* twi, int64_t n, int64_t Ns) {
-    fft_pass<4>(yr, yi, xr, xi, twr, twi, n, Ns);
+// The same passes compiled for AVX2 + FMA (4 doubles or 8 floats a vector), picked at run time.
+template <int R, typename S>
+MG_VM_AVX2_FN void fft_pass_avx2(S* yr, S* yi, const S* xr, const S* xi, const S* twr, const S* twi, int64_t n,
+                                 int64_t Ns) {
+    fft_pass<R, S>(yr, yi, xr, xi, twr, twi, n, Ns);
 }
 #endif
-PassFn pass_fn(int R) {
+template <typename S> PassFn<S> pass_fn(int R) {
 #if MG_VM_HAVE_AVX2
-    if (vm::use_avx2()) return R == 2 ? fft_pass2_avx2 : fft_pass4_avx2;
+    if (vm::use_avx2()) return R == 2 ? fft_pass_avx2<2, S> : fft_pass_avx2<4, S>;
 #endif
-    return R == 2 ? fft_pass<2> : fft_pass<4>;
+    return R == 2 ? fft_pass<2, S> : fft_pass<4, S>;
 }
 
 } // namespace
 
-// The passes of FftPlan on split real and imaginary arrays (a thread's scratch, kept across calls),
-// ping-ponging between two pairs. The inverse is conj(FFT(conj(a))).
-void fft_cpu(cd* a, const FftPlan& plan, bool inverse) {
+// The passes of FftPlan, ping-ponging between (re, im) and tmp; the inverse is conj(FFT(conj(a))).
+template <typename S> void fft_split(S* re, S* im, const FftPlan& plan, bool inverse, S* tmp) {
     const int64_t n = plan.n;
     if (n == 1) return;
-    thread_local std::vector<double> scratch;
-    if (scratch.size() < size_t(4 * n)) scratch.resize(size_t(4 * n));
-    double *xr = scratch.data(), *xi = xr + n, *yr = xi + n, *yi = yr + n;
-    const double sign = inverse ? -1.0 : 1.0;
-    for (int64_t i = 0; i < n; ++i) {
-        xr[i] = a[i].real();
-        xi[i] = sign * a[i].imag();
-    }
+    if (inverse)
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) im[i] = -im[i];
+    S *xr = re, *xi = im, *yr = tmp, *yi = tmp + n;
     int64_t Ns = 1;
     size_t tw = 0;
     for (int R : plan.radix) {
-        const double *twr = plan.tw_re.data() + tw, *twi = plan.tw_im.data() + tw;
-        pass_fn(R)(yr, yi, xr, xi, twr, twi, n, Ns);
+        const S *twr = plan.tw_re_of<S>() + tw, *twi = plan.tw_im_of<S>() + tw;
+        pass_fn<S>(R)(yr, yi, xr, xi, twr, twi, n, Ns);
         std::swap(xr, yr);
         std::swap(xi, yi);
         tw += size_t((R - 1) * Ns);
         Ns *= R;
     }
-    for (int64_t i = 0; i < n; ++i) a[i] = cd(xr[i], sign * xi[i]);
+    if (xr != re) { // an odd number of passes: the result is in tmp
+        std::copy_n(xr, n, re);
+        std::copy_n(xi, n, im);
+    }
+    if (inverse)
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) im[i] = -im[i];
+}
+
+template void fft_split<float>(float*, float*, const FftPlan&, bool, float*);
+template void fft_split<double>(double*, double*, const FftPlan&, bool, double*);
+
+void fft_cpu(cd* a, const FftPlan& plan, bool inverse) {
+    const int64_t n = plan.n;
+    std::vector<double> buf(static_cast<size_t>(4 * n));
+    double *re = buf.data(), *im = re + n;
+    for (int64_t i = 0; i < n; ++i) {
+        re[i] = a[i].real();
+        im[i] = a[i].imag();
+    }
+    fft_split(re, im, plan, inverse, im + n);
+    for (int64_t i = 0; i < n; ++i) a[i] = cd(re[i], im[i]);
 }
 
 void dft_ref(cd* out, const cd* in, int64_t n, bool inverse) {
@@ -167,94 +183,215 @@ void dft_ref(cd* out, const cd* in, int64_t n, bool inverse) {
 }
 
 // ---- CPU kernels ----------------------------------------------------------------------------
+// The transforms run in the tensor's precision T (float for f32, as on the GPU and in torch.fft;
+// double for f64, so gradcheck sees double-precision derivatives). Sums over the batch stay in T
+// (the spectrum sum S) or double (dbias).
 namespace {
 
-// H = FFT of the flipped, zero-padded kernel of channel d: h[j] = w[d, K-1-j].
-template <typename T> void kernel_spectrum(cd* H, const T* weight, int64_t d, int64_t K, const FftPlan& plan) {
-    std::fill_n(H, plan.n, cd(0));
-    for (int64_t j = 0; j < K; ++j) H[j] = double(weight[d * K + K - 1 - j]);
-    fft_cpu(H, plan, false);
+// A task owns a tile of C adjacent channels, at most one 64-byte cache line of T: x, dy, y and dx
+// are (B, L, D), so reading or writing the tile's C values of one (b, t) touches one line, where a
+// channel at a time would touch a line per element and use 4 or 8 bytes of it. Fewer channels
+// when there are not two tiles per thread.
+template <typename T> int64_t tile_channels(int64_t D) {
+    const int64_t line = 64 / int64_t(sizeof(T)), per_thread = D / (2 * int64_t(omp_get_max_threads()));
+    return std::clamp<int64_t>(per_thread, 1, line);
+}
+constexpr int64_t kMaxTile = 16; // 64 bytes of float
+
+// A tile's working rows: `rows` complex rows of n points as split arrays (row r: re(r), im(r)),
+// then the 2n values fft_split ping-pongs through (tmp). Per thread and type, kept across calls.
+template <typename T> struct TileRows {
+    int64_t n = 0, rows = 0;
+    T* base = nullptr;
+    T* re(int64_t r) const { return base + 2 * r * n; }
+    T* im(int64_t r) const { return base + (2 * r + 1) * n; }
+    T* tmp() const { return base + 2 * rows * n; }
+    static TileRows get(int64_t rows, int64_t n) {
+        thread_local std::vector<T> buf;
+        const size_t need = size_t((2 * rows + 2) * n);
+        if (buf.size() < need) buf.resize(need);
+        return TileRows{n, rows, buf.data()};
+    }
+};
+
+// Rows row0 + c = H of channel d0 + c: the FFT of the flipped, zero-padded kernel, h[j] = w[d, K-1-j].
+template <typename T>
+void kernel_spectra(const TileRows<T>& Z, int64_t row0, const T* weight, int64_t d0, int64_t C, int64_t K,
+                    const FftPlan& plan) {
+    for (int64_t c = 0; c < C; ++c) {
+        T *re = Z.re(row0 + c), *im = Z.im(row0 + c);
+        std::fill_n(re, plan.n, T(0));
+        std::fill_n(im, plan.n, T(0));
+        for (int64_t j = 0; j < K; ++j) re[j] = weight[(d0 + c) * K + K - 1 - j];
+        fft_split(re, im, plan, false, Z.tmp());
+    }
 }
 
-// z[t] = src[b,t,d] + i src[b+1,t,d] for t < L (the second row only if it exists), 0 beyond.
+// Rows row0 + c = src[b, t, d0 + c] + i src[b + 1, t, d0 + c] for t < L (the second row only if
+// `two`), 0 beyond. By blocks of 8 steps: each (b, t) reads one line, each row gets 8 contiguous values.
 template <typename T>
-void load_pair(cd* z, const T* src, int64_t b, bool two, int64_t L, int64_t D, int64_t d, int64_t n) {
-    std::fill_n(z, n, cd(0));
-    for (int64_t t = 0; t < L; ++t)
-        z[t] = cd(double(src[(b * L + t) * D + d]), two ? double(src[((b + 1) * L + t) * D + d]) : 0.0);
+void gather_pair(const TileRows<T>& Z, int64_t row0, const T* src, int64_t b, bool two, int64_t L, int64_t D,
+                 int64_t d0, int64_t C) {
+    constexpr int64_t kStep = 8;
+    T blk_re[kStep][kMaxTile], blk_im[kStep][kMaxTile];
+    for (int64_t t0 = 0; t0 < L; t0 += kStep) {
+        const int64_t nt = std::min(kStep, L - t0);
+        for (int64_t i = 0; i < nt; ++i) {
+            const T* p = src + (b * L + t0 + i) * D + d0;
+            const T* q = two ? src + ((b + 1) * L + t0 + i) * D + d0 : p;
+            for (int64_t c = 0; c < C; ++c) {
+                blk_re[i][c] = p[c];
+                blk_im[i][c] = two ? q[c] : T(0);
+            }
+        }
+        for (int64_t c = 0; c < C; ++c) {
+            T *re = Z.re(row0 + c) + t0, *im = Z.im(row0 + c) + t0;
+            for (int64_t i = 0; i < nt; ++i) {
+                re[i] = blk_re[i][c];
+                im[i] = blk_im[i][c];
+            }
+        }
+    }
+    for (int64_t c = 0; c < C; ++c) {
+        std::fill(Z.re(row0 + c) + L, Z.re(row0 + c) + Z.n, T(0));
+        std::fill(Z.im(row0 + c) + L, Z.im(row0 + c) + Z.n, T(0));
+    }
 }
 
-} // namespace
-
-template <typename T>
-void fft_conv_forward_cpu(T* y, const T* x, const T* weight, const T* bias, int64_t B, int64_t L, int64_t D,
-                          int64_t K, bool silu) {
-    const int64_t n = fft_conv_size(L, K);
-    const FftPlan& plan = fft_plan(n);
-    const double inv_n = 1.0 / double(n);
-#pragma omp parallel for schedule(static) if (B * D * n > kParallelGrain)
-    for (int64_t d = 0; d < D; ++d) {
-        std::vector<cd> H(static_cast<size_t>(n)), z(static_cast<size_t>(n));
-        kernel_spectrum(H.data(), weight, d, K, plan);
-        const double bv = bias ? double(bias[d]) : 0.0;
-        auto out = [&](double v) { return T(silu ? conv_silu(v) : v); };
-        for (int64_t b = 0; b < B; b += 2) {
-            const bool two = b + 1 < B;
-            load_pair(z.data(), x, b, two, L, D, d, n);
-            fft_cpu(z.data(), plan, false);
-            for (int64_t f = 0; f < n; ++f) z[size_t(f)] *= H[size_t(f)];
-            fft_cpu(z.data(), plan, true);
-            for (int64_t t = 0; t < L; ++t) {
-                y[(b * L + t) * D + d] = out(z[size_t(t)].real() * inv_n + bv);
-                if (two) y[((b + 1) * L + t) * D + d] = out(z[size_t(t)].imag() * inv_n + bv);
+// dst[b, t, d0 + c] (and dst[b + 1, ...] when `two`) = f(re (im) of row row0 + c at t, c), t < L.
+// By blocks of 8 steps, like gather_pair: rows read 8 contiguous values, each (b, t) writes one line.
+template <typename T, typename F>
+void scatter_pair(T* dst, const TileRows<T>& Z, int64_t row0, int64_t b, bool two, int64_t L, int64_t D, int64_t d0,
+                  int64_t C, F&& f) {
+    constexpr int64_t kStep = 8;
+    T blk_re[kStep][kMaxTile], blk_im[kStep][kMaxTile];
+    for (int64_t t0 = 0; t0 < L; t0 += kStep) {
+        const int64_t nt = std::min(kStep, L - t0);
+        for (int64_t c = 0; c < C; ++c) {
+            const T *re = Z.re(row0 + c) + t0, *im = Z.im(row0 + c) + t0;
+            for (int64_t i = 0; i < nt; ++i) {
+                blk_re[i][c] = re[i];
+                blk_im[i][c] = im[i];
+            }
+        }
+        for (int64_t i = 0; i < nt; ++i) {
+            T* p = dst + (b * L + t0 + i) * D + d0;
+            for (int64_t c = 0; c < C; ++c) p[c] = f(blk_re[i][c], c);
+            if (two) {
+                T* q = dst + ((b + 1) * L + t0 + i) * D + d0;
+                for (int64_t c = 0; c < C; ++c) q[c] = f(blk_im[i][c], c);
             }
         }
     }
 }
 
-// Per channel d, rows in pairs: Zx = FFT(x pair); (silu) pre = IFFT(Zx H)/n + bias, gp = dy dsilu(pre);
-// Zg = FFT(gp pair); S += Zg conj(Zx); dx pair = IFFT(Zg conj(H))/n. Then dh = Re IFFT(S)/n.
+// z *= h (or z *= conj(h)), split complex, n points.
+template <typename T>
+void mul_spectrum(T* __restrict zr, T* __restrict zi, const T* __restrict hr, const T* __restrict hi, int64_t n,
+                  bool conj_h) {
+    const T s = conj_h ? T(-1) : T(1);
+#pragma omp simd
+    for (int64_t f = 0; f < n; ++f) {
+        const T ar = zr[f], ai = zi[f], br = hr[f], bi = s * hi[f];
+        zr[f] = ar * br - ai * bi;
+        zi[f] = ar * bi + ai * br;
+    }
+}
+
+} // namespace
+
+// Per tile of C channels: the C kernel spectra, then per pair of rows (b, b+1): gather, and per
+// channel FFT, times H, inverse FFT; scatter y.
+template <typename T>
+void fft_conv_forward_cpu(T* y, const T* x, const T* weight, const T* bias, int64_t B, int64_t L, int64_t D,
+                          int64_t K, bool silu) {
+    const int64_t n = fft_conv_size(L, K);
+    const FftPlan& plan = fft_plan(n);
+    const T inv_n = T(1) / T(n);
+    const int64_t C = tile_channels<T>(D), tiles = (D + C - 1) / C;
+#pragma omp parallel for schedule(static) if (B * D * n > kParallelGrain)
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+        const int64_t d0 = tile * C, nc = std::min(C, D - d0);
+        const TileRows<T> R = TileRows<T>::get(2 * C, n); // rows 0..C-1: H; C..2C-1: the pair of rows
+        kernel_spectra(R, 0, weight, d0, nc, K, plan);
+        for (int64_t b = 0; b < B; b += 2) {
+            const bool two = b + 1 < B;
+            gather_pair(R, C, x, b, two, L, D, d0, nc);
+            for (int64_t c = 0; c < nc; ++c) {
+                T *zr = R.re(C + c), *zi = R.im(C + c);
+                fft_split(zr, zi, plan, false, R.tmp());
+                mul_spectrum(zr, zi, R.re(c), R.im(c), n, false);
+                fft_split(zr, zi, plan, true, R.tmp());
+            }
+            scatter_pair(y, R, C, b, two, L, D, d0, nc, [&](T v, int64_t c) {
+                v = v * inv_n + (bias ? bias[d0 + c] : T(0));
+                return silu ? conv_silu(v) : v;
+            });
+        }
+    }
+}
+
+// Per tile of C channels and per pair of rows: Zx = FFT(x pair); (silu) pre = IFFT(Zx H)/n + bias,
+// gp = dy dsilu(pre); Zg = FFT(gp pair); S += Zg conj(Zx); dx pair = IFFT(Zg conj(H))/n. Then per
+// channel dh = Re IFFT(S)/n. Each channel's sums over b run in b order (deterministic).
 template <typename T>
 void fft_conv_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const T* weight, const T* bias,
                            int64_t B, int64_t L, int64_t D, int64_t K, bool silu) {
     const int64_t n = fft_conv_size(L, K);
     const FftPlan& plan = fft_plan(n);
-    const double inv_n = 1.0 / double(n);
+    const T inv_n = T(1) / T(n);
+    const int64_t C = tile_channels<T>(D), tiles = (D + C - 1) / C;
 #pragma omp parallel for schedule(static) if (B * D * n > kParallelGrain)
-    for (int64_t d = 0; d < D; ++d) {
-        std::vector<cd> H(static_cast<size_t>(n)), zx(static_cast<size_t>(n)), zg(static_cast<size_t>(n)), S(static_cast<size_t>(n), cd(0));
-        kernel_spectrum(H.data(), weight, d, K, plan);
-        const double bv = bias ? double(bias[d]) : 0.0;
-        double dbias_sum = 0;
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+        const int64_t d0 = tile * C, nc = std::min(C, D - d0);
+        // rows 0..C-1: H; C..: S; 2C..: Zx; 3C..: Zg; 4C: pre (silu only)
+        const TileRows<T> R = TileRows<T>::get(4 * C + 1, n);
+        const int64_t rS = C, rX = 2 * C, rG = 3 * C, rP = 4 * C;
+        kernel_spectra(R, 0, weight, d0, nc, K, plan);
+        for (int64_t c = 0; c < nc; ++c) {
+            std::fill_n(R.re(rS + c), n, T(0));
+            std::fill_n(R.im(rS + c), n, T(0));
+        }
+        double dbias_sum[kMaxTile] = {};
         for (int64_t b = 0; b < B; b += 2) {
             const bool two = b + 1 < B;
-            load_pair(zx.data(), x, b, two, L, D, d, n);
-            fft_cpu(zx.data(), plan, false);
-            load_pair(zg.data(), dy, b, two, L, D, d, n);
-            if (silu) {
-                std::vector<cd> pre(static_cast<size_t>(n));
-                for (int64_t f = 0; f < n; ++f) pre[size_t(f)] = zx[size_t(f)] * H[size_t(f)];
-                fft_cpu(pre.data(), plan, true);
-                for (int64_t t = 0; t < L; ++t) {
-                    cd p = pre[size_t(t)] * inv_n + cd(bv, bv), g = zg[size_t(t)];
-                    zg[size_t(t)] = cd(g.real() * conv_dsilu(p.real()), g.imag() * conv_dsilu(p.imag()));
+            gather_pair(R, rX, x, b, two, L, D, d0, nc);
+            gather_pair(R, rG, dy, b, two, L, D, d0, nc);
+            for (int64_t c = 0; c < nc; ++c) {
+                T *xr = R.re(rX + c), *xi = R.im(rX + c), *gr = R.re(rG + c), *gi = R.im(rG + c);
+                fft_split(xr, xi, plan, false, R.tmp());
+                if (silu) {
+                    const T bv = bias ? bias[d0 + c] : T(0);
+                    T *pr = R.re(rP), *pi = R.im(rP);
+                    std::copy_n(xr, n, pr);
+                    std::copy_n(xi, n, pi);
+                    mul_spectrum(pr, pi, R.re(c), R.im(c), n, false);
+                    fft_split(pr, pi, plan, true, R.tmp());
+                    for (int64_t t = 0; t < L; ++t) {
+                        gr[t] *= conv_dsilu(pr[t] * inv_n + bv);
+                        gi[t] *= conv_dsilu(pi[t] * inv_n + bv);
+                    }
                 }
+                for (int64_t t = 0; t < L; ++t) dbias_sum[c] += double(gr[t]) + double(gi[t]);
+                fft_split(gr, gi, plan, false, R.tmp());
+                // S += Zg conj(Zx), then Zg *= conj(H)
+                T *sr = R.re(rS + c), *si = R.im(rS + c);
+#pragma omp simd
+                for (int64_t f = 0; f < n; ++f) {
+                    sr[f] += gr[f] * xr[f] + gi[f] * xi[f];
+                    si[f] += gi[f] * xr[f] - gr[f] * xi[f];
+                }
+                mul_spectrum(gr, gi, R.re(c), R.im(c), n, true);
+                fft_split(gr, gi, plan, true, R.tmp());
             }
-            for (int64_t t = 0; t < L; ++t) dbias_sum += zg[size_t(t)].real() + zg[size_t(t)].imag();
-            fft_cpu(zg.data(), plan, false);
-            for (int64_t f = 0; f < n; ++f) {
-                S[size_t(f)] += zg[size_t(f)] * std::conj(zx[size_t(f)]);
-                zg[size_t(f)] *= std::conj(H[size_t(f)]);
-            }
-            fft_cpu(zg.data(), plan, true);
-            for (int64_t t = 0; t < L; ++t) {
-                dx[(b * L + t) * D + d] = T(zg[size_t(t)].real() * inv_n);
-                if (two) dx[((b + 1) * L + t) * D + d] = T(zg[size_t(t)].imag() * inv_n);
-            }
+            scatter_pair(dx, R, rG, b, two, L, D, d0, nc, [&](T v, int64_t) { return v * inv_n; });
         }
-        fft_cpu(S.data(), plan, true);
-        for (int64_t k = 0; k < K; ++k) dweight[d * K + k] = T(S[size_t(K - 1 - k)].real() * inv_n);
-        if (dbias) dbias[d] = T(dbias_sum);
+        for (int64_t c = 0; c < nc; ++c) {
+            T *sr = R.re(rS + c), *si = R.im(rS + c);
+            fft_split(sr, si, plan, true, R.tmp());
+            for (int64_t k = 0; k < K; ++k) dweight[(d0 + c) * K + k] = sr[K - 1 - k] * inv_n;
+            if (dbias) dbias[d0 + c] = T(dbias_sum[c]);
+        }
     }
 }
 

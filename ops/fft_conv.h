@@ -19,17 +19,20 @@
 //   dbias[d]  = sum_{b,t} gp[b,t,d]
 // Everything is summed in a fixed order (deterministic on both devices).
 //
-// CPU: our own FFT (fft_cpu) in double: Stockham radix 4 on separate real and imaginary arrays,
-// so the passes vectorise, with twiddle tables precomputed once per size (fft_plan). Two real rows b, b+1 of one channel share one
+// CPU: our own FFT (fft_split) in the tensor's precision (float for f32, double for f64):
+// Stockham radix 4 on separate real and imaginary arrays, so the passes vectorise, with twiddle
+// tables precomputed once per size (fft_plan). Two real rows b, b+1 of one channel share one
 // complex transform (x_b + i x_{b+1}): h is real, so the real and imaginary parts of the result
 // are the two rows' outputs; and Re IFFT(sum Zg conj(Zx)) is exactly the sum over both rows of
-// the cross-correlations. OpenMP over channels d (each thread owns whole channels: its sums over
-// b are sequential). GPU (cuda/fft_conv.cu, see there for layout and memory): f32 with n <= 8192
-// (and n = 16384 with L, K <= 8192) by fused kernels around our own block FFT
-// (cuda/fft_block.cuh); f64 and larger n by cuFFT.
+// the cross-correlations. OpenMP over tiles of up to one cache line of adjacent channels (16 in
+// f32): a tile's rows are gathered from and scattered to (B, L, D) a whole line per (b, t), and
+// each thread owns whole channels, so its sums over b are sequential. GPU (cuda/fft_conv.cu, see
+// there for layout and memory): f32 with n <= 8192 (and n = 16384 with L, K <= 8192) by fused
+// kernels around our own block FFT (cuda/fft_block.cuh); f64 and larger n by cuFFT.
 #pragma once
 #include <complex>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -59,10 +62,23 @@ struct FftPlan {
     int64_t n = 1;                // a power of two
     std::vector<int> radix;       // per pass: 2 or 4
     std::vector<double> tw_re, tw_im;
+    std::vector<float> tw_re_f, tw_im_f; // the same, rounded to float
+    template <typename S> const S* tw_re_of() const {
+        if constexpr (std::is_same_v<S, float>) return tw_re_f.data();
+        else return tw_re.data();
+    }
+    template <typename S> const S* tw_im_of() const {
+        if constexpr (std::is_same_v<S, float>) return tw_im_f.data();
+        else return tw_im.data();
+    }
 };
 // The plan for size n (a power of two), built once and cached (thread-safe).
 const FftPlan& fft_plan(int64_t n);
-// In-place unnormalised DFT of a[0..n): a[f] = sum_t a[t] exp(-+2 pi i f t / n) (inverse: +).
+// In-place unnormalised DFT of the split complex array (re, im)[0..n):
+// a[f] = sum_t a[t] exp(-+2 pi i f t / n) (inverse: +). tmp: 2n values of scratch. S: float or
+// double, the precision of every operation (the twiddles are computed in double and rounded).
+template <typename S> void fft_split(S* re, S* im, const FftPlan& plan, bool inverse, S* tmp);
+// The same on interleaved complex numbers (copies through split arrays; for tests and one-offs).
 void fft_cpu(std::complex<double>* a, const FftPlan& plan, bool inverse);
 // The reference: the O(n^2) sum above, any n. Writes out (=).
 void dft_ref(std::complex<double>* out, const std::complex<double>* in, int64_t n, bool inverse);

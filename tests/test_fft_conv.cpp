@@ -97,6 +97,19 @@ void check_kernels(const ConvSize& s, bool has_bias, bool silu, Device dev, FftC
 
 } // namespace
 
+// n random complex points in T's precision: (re, im) and the same values as complex doubles.
+template <typename T> struct Signal {
+    std::vector<T> re, im;
+    std::vector<std::complex<double>> z;
+    Signal(int64_t n, uint64_t seed) {
+        Generator gen(seed);
+        const Options o{std::is_same_v<T, float> ? DType::f32 : DType::f64};
+        re = Tensor::randn({n}, o, gen).to_vector<T>();
+        im = Tensor::randn({n}, o, gen).to_vector<T>();
+        for (size_t i = 0; i < re.size(); ++i) z.emplace_back(re[i], im[i]);
+    }
+};
+
 TEST_CASE("fft_conv: the CPU FFT against the O(n^2) DFT", "[fft_conv]") {
     // both builds of the passes: the baseline one, and AVX2 + FMA where the CPU has them
     std::vector<bool> isas{false};
@@ -105,11 +118,8 @@ TEST_CASE("fft_conv: the CPU FFT against the O(n^2) DFT", "[fft_conv]") {
       for (int64_t n : {1, 2, 4, 8, 16, 32, 64, 512, 2048}) { // odd and even log2 n: a radix-2 pass or none
         vm::set_avx2(avx2);
         INFO("avx2 " << avx2 << ", n = " << n);
-        Generator gen(5 + uint64_t(n));
-        auto re = Tensor::randn({n}, {DType::f64}, gen).to_vector<double>();
-        auto im = Tensor::randn({n}, {DType::f64}, gen).to_vector<double>();
-        std::vector<std::complex<double>> a(static_cast<size_t>(n)), ref(static_cast<size_t>(n));
-        for (size_t i = 0; i < a.size(); ++i) a[i] = {re[i], im[i]};
+        const std::vector<std::complex<double>> a = Signal<double>(n, 5 + uint64_t(n)).z;
+        std::vector<std::complex<double>> ref(static_cast<size_t>(n));
         for (bool inverse : {false, true}) {
             std::vector<std::complex<double>> f = a;
             fft_cpu(f.data(), fft_plan(n), inverse);
@@ -127,6 +137,29 @@ TEST_CASE("fft_conv: the CPU FFT against the O(n^2) DFT", "[fft_conv]") {
         for (size_t i = 0; i < a.size(); ++i) CHECK(std::abs(f[i] / double(n) - a[i]) <= 1e-14 * std::log2(double(n) + 1));
         vm::set_avx2(true);
       }
+    }
+    // the float build (f32 tensors' transforms): the error of an FFT grows like eps log2 n in the
+    // 2-norm relative to the result (Higham, "Accuracy and Stability", section 24.1); bound it by eps log2 n
+    for (bool avx2 : isas) {
+        vm::set_avx2(avx2);
+        for (int64_t n : {2, 4, 8, 16, 32, 64, 512, 2048, 8192}) {
+            INFO("float, avx2 " << avx2 << ", n = " << n);
+            const Signal<float> a(n, 11 + uint64_t(n));
+            std::vector<std::complex<double>> ref(static_cast<size_t>(n));
+            for (bool inverse : {false, true}) {
+                std::vector<float> fr = a.re, fi = a.im, tmp(static_cast<size_t>(2 * n));
+                fft_split<float>(fr.data(), fi.data(), fft_plan(n), inverse, tmp.data());
+                dft_ref(ref.data(), a.z.data(), n, inverse);
+                double err = 0, mag = 0;
+                for (size_t i = 0; i < ref.size(); ++i) {
+                    err += std::norm(std::complex<double>(fr[i], fi[i]) - ref[i]);
+                    mag += std::norm(ref[i]);
+                }
+                INFO("inverse " << inverse << ": relative 2-norm error " << std::sqrt(err / mag));
+                CHECK(std::sqrt(err / mag) <= 6e-8 * std::log2(double(n))); // eps = 2^-24
+            }
+        }
+        vm::set_avx2(true);
     }
     CHECK(fft_conv_size(1, 1) == 2);
     CHECK(fft_conv_size(8, 8) == 16);
