@@ -84,8 +84,8 @@ void check_kernels(const ConvSize& s, bool has_bias, bool silu, Device dev, FftC
     std::string what = fmt::format("fft_conv(B={}, L={}, D={}, K={}, bias={}, silu={}, {}, {}, path {})", B, L, D, K,
                                    has_bias, silu, dev.str(), dtype_name(dtype_of<T>), path_name(path));
     // The FFT spreads rounding over the whole row: errors scale with eps log2(n) times the size of
-    // the sums (about sqrt(K) for y and dx, sqrt(B L) for dw and dbias, inputs N(0,1)). The CPU
-    // transforms in double; cuFFT f32 and the fused kernels in f32.
+    // the sums (about sqrt(K) for y and dx, sqrt(B L) for dw and dbias, inputs N(0,1)). Every
+    // path transforms in the tensor's precision: f32 in float (CPU, cuFFT, fused), f64 in double.
     bool f32 = std::is_same_v<T, float>;
     double eps = f32 ? 1e-6 : 1e-13, logn = std::log2(double(fft_conv_size(L, K)));
     double tol_k = eps * 4 * logn * std::sqrt(double(K) + 1), tol_bl = eps * 4 * logn * std::sqrt(double(B * L * K) + 1);
@@ -180,6 +180,15 @@ TEST_CASE("fft_conv: kernels against the direct double reference at awkward size
                     for (FftConvPath p : cuda_paths<float>(s.L, s.K)) check_kernels<float>(s, has_bias, silu, dev, p);
                     for (FftConvPath p : cuda_paths<double>(s.L, s.K)) check_kernels<double>(s, has_bias, silu, dev, p);
                 }
+}
+
+TEST_CASE("fft_conv: the CPU kernels at long sizes, f32 and f64, against the double reference", "[fft_conv]") {
+    // n = 2048 (odd log2 n: a radix-2 pass last) and 16384, odd B, channel tiles of 1 to 3
+    for (const ConvSize& s : {ConvSize{3, 700, 3, 400}, ConvSize{1, 5000, 2, 6000}})
+        for (bool silu : {false, true}) {
+            check_kernels<float>(s, true, silu, Device::cpu());
+            check_kernels<double>(s, true, silu, Device::cpu());
+        }
 }
 
 TEST_CASE("fft_conv: cuda fused and cuFFT paths at long sizes, against the double reference", "[fft_conv][cuda]") {
