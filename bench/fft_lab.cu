@@ -11,7 +11,8 @@
 // direct convolution on a few rows (forward: y; backward: dx and the kernel gradient of one
 // channel), then times the spectrum, forward and backward kernels (CUDA events, median) and prints
 // the rate of FFT work (5 N log2 N flops per complex transform of N points) and the bytes each
-// kernel must move at least, as GB/s. Version 0 is the configuration cuda/fft_conv.cu ships.
+// kernel must move at least, as GB/s and as a share of the copy bandwidth measured at the start of
+// the run. Version 0 is the configuration cuda/fft_conv.cu ships.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -34,6 +35,7 @@ using mg::lab::time_ms;
 
 struct Shape {
     int64_t B, L, D, K, n;
+    double copy_gbs; // the copy bandwidth measured at the start of the run
 };
 
 // y_b[t] = sum_{j <= t, j < K} h[j] x_b[t-j], h[j] = w[K-1-j] (the causal conv of ops/fft_conv.h, no bias).
@@ -124,12 +126,14 @@ void run_version(int id, const Shape& s, Buffers& b, const Reference& ref, int r
     regs_bwd = fa.numRegs;
     spill_bwd = int(fa.localSizeBytes);
     std::printf("v%-2d N=%-5d %s E=%-2d thr/SM=%-4d minB=%-2d regs f/b %3d/%3d local f/b %4d/%4d B | spectrum %8.1f us | "
-                "fwd %8.1f us %5.1f TFLOP/s %6.0f GB/s x%.2f | bwd %8.1f us %5.1f TFLOP/s %6.0f GB/s x%.2f | "
-                "err y %.1e dx %.1e dw %.1e %s\n",
+                "fwd %8.1f us %5.1f TFLOP/s %6.0f GB/s (%4.1f%% of copy) x%.2f | bwd %8.1f us %5.1f TFLOP/s %6.0f GB/s "
+                "(%4.1f%% of copy) x%.2f | err y %.1e dx %.1e dw %.1e %s\n",
                 id, N, SPLIT ? "split" : "whole", E, TPS, V::MINB, regs_fwd, regs_bwd, spill_fwd, spill_bwd, t_spec * 1e3, t_fwd * 1e3,
-                fwd_flop / (t_fwd * 1e-3) / 1e12, fwd_bytes / (t_fwd * 1e-3) / 1e9, base_fwd / t_fwd, t_bwd * 1e3,
-                bwd_flop / (t_bwd * 1e-3) / 1e12, bwd_bytes / (t_bwd * 1e-3) / 1e9, base_bwd / t_bwd, ey / my,
-                edx / mdx, edw / mdw, ok ? "ok" : "WRONG");
+                fwd_flop / (t_fwd * 1e-3) / 1e12, fwd_bytes / (t_fwd * 1e-3) / 1e9,
+                100 * fwd_bytes / (t_fwd * 1e-3) / 1e9 / s.copy_gbs, base_fwd / t_fwd, t_bwd * 1e3,
+                bwd_flop / (t_bwd * 1e-3) / 1e12, bwd_bytes / (t_bwd * 1e-3) / 1e9,
+                100 * bwd_bytes / (t_bwd * 1e-3) / 1e9 / s.copy_gbs, base_bwd / t_bwd, ey / my, edx / mdx, edw / mdw,
+                ok ? "ok" : "WRONG");
     std::fflush(stdout);
     if (!ok) std::exit(1);
 }
@@ -213,7 +217,7 @@ template <int N> void run_size(const Shape& s, int reps) {
 } // namespace
 
 int main(int argc, char** argv) {
-    Shape s{8, 0, 1536, 0, 0};
+    Shape s{8, 0, 1536, 0, 0, 0.0};
     std::string Ls = "512,2048,4096,8192";
     int reps = 20;
     mg::lab::parse_args(argc, argv, "--L list, --B, --D, --reps", [&](const std::string& a, const std::string& v) {
@@ -224,7 +228,12 @@ int main(int argc, char** argv) {
         else return false;
         return true;
     });
-    for (int64_t L : mg::lab::parse_list("--L", Ls)) {
+    const std::vector<int64_t> lengths = mg::lab::parse_list("--L", Ls);
+    cudaDeviceProp prop{};
+    LAB_CHECK(cudaGetDeviceProperties(&prop, 0));
+    s.copy_gbs = mg::lab::copy_bandwidth_gbs();
+    std::printf("fft lab on %s: copy bandwidth %.0f GB/s (read + write, 1 GiB device-to-device)\n", prop.name, s.copy_gbs);
+    for (int64_t L : lengths) {
         s.L = L;
         s.K = s.L;
         int64_t n = 1;
