@@ -6,7 +6,8 @@
 // convolution in one thread block with our own block FFT (cuda/fft_block.cuh: Stockham, radix 16,
 // points in registers, shared memory only between passes), and a transpose back (+ bias, silu)
 // writes y or dx. The zero padding to n is implicit (points t >= L are zeros in registers).
-// - spectrum: the kernel's spectrum row, FFT(h_d)/n, one block per channel (h_d[j] = w[d, K-1-j]);
+// - spectrum: the kernel's spectrum row, FFT(h_d)/n, one block per pair of channels (one complex
+//   transform of h_d + i h_{d+1}, separated by symmetry; h_d[j] = w[d, K-1-j]);
 // - forward: one block per (pair of rows b, b+1, channel d): IFFT(FFT(x_b + i x_{b+1}) H) =
 //   y_b + i y_{b+1}, because h is real;
 // - backward: z = x_b + i gp_b; from Z = FFT(z) the two real spectra X and G; W = G conj(H) +

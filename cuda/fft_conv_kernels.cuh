@@ -83,33 +83,47 @@ template <int M, int E, bool INV> __device__ __forceinline__ void twist(float2 (
     }
 }
 
-// Hh[d] = the spectrum row of h_d / N (layout above), h_d[j] = w[d, K-1-j] (j < K). Grid: D blocks
-// of M/E threads.
+// Hh[d] = the spectrum row of h_d / N (layout above), h_d[j] = w[d, K-1-j] (j < K). Two channels a
+// block: h_d and h_{d+1} are real, so one complex transform of z = h_d + i h_{d+1} gives both. With
+// Z' the mirrored bin (Z(M-f mod M) for the unsplit or even half, Z(M-1-f) for the odd half: the
+// bins a real signal's spectrum conjugates), H_d = (Z + conj Z')/2 and H_{d+1} = (Z - conj Z')/(2i).
+// Grid: ceil(D/2) blocks of M/E threads (the last one alone when D is odd).
 template <int N, int E, int MINB, bool SPLIT>
 __global__ void __launch_bounds__(fft_m<N, SPLIT>() / E, MINB) fused_spectrum_kernel(float2* Hh, const float* w,
-                                                                                     const float2* tw, int K) {
+                                                                                     const float2* tw, int K,
+                                                                                     int64_t D) {
     constexpr int M = fft_m<N, SPLIT>(), T = M / E;
     extern __shared__ float2 s[];
     const int tid = int(threadIdx.x);
-    const int64_t d = blockIdx.x;
-    const float inv_n = 1.0f / float(N);
-    float2* row = Hh + d * (N / 2 + 1);
+    const int64_t d = 2 * int64_t(blockIdx.x);
+    const bool two = d + 1 < D;
+    const float half_inv_n = 0.5f / float(N);
+    float2 *row0 = Hh + d * (N / 2 + 1), *row1 = row0 + (N / 2 + 1);
     float2 v[E];
 #pragma unroll
     for (int half = 0; half < (SPLIT ? 2 : 1); ++half) {
 #pragma unroll
         for (int i = 0; i < E; ++i) {
             const int j = tid + i * T;
-            v[i] = make_float2(j < K ? w[d * K + K - 1 - j] : 0.0f, 0.0f);
+            v[i] = make_float2(j < K ? w[d * K + K - 1 - j] : 0.0f, two && j < K ? w[(d + 1) * K + K - 1 - j] : 0.0f);
         }
         if (half == 1) twist<M, E, false>(v, tw);
         fftb::block_fft<M, E, false>(v, s, tw);
+        __syncthreads(); // the transform's last reads of s are done
+#pragma unroll
+        for (int i = 0; i < E; ++i) s[tid + i * T] = v[i];
+        __syncthreads();
 #pragma unroll
         for (int i = 0; i < E; ++i) {
             const int f = tid + i * T;
-            if (half == 0 && f <= M / 2) row[f] = fftb::cscale(v[i], inv_n);
-            if (half == 1 && f < M / 2) row[M / 2 + 1 + f] = fftb::cscale(v[i], inv_n);
+            const bool keep = half == 0 ? f <= M / 2 : f < M / 2;
+            if (!keep) continue;
+            const float2 z = v[i], zm = s[half == 0 ? (M - f) % M : M - 1 - f];
+            const int at = half == 0 ? f : M / 2 + 1 + f;
+            row0[at] = make_float2((z.x + zm.x) * half_inv_n, (z.y - zm.y) * half_inv_n);
+            if (two) row1[at] = make_float2((z.y + zm.y) * half_inv_n, (zm.x - z.x) * half_inv_n);
         }
+        // the next half's transform writes s only behind a barrier of its own
     }
 }
 
@@ -389,7 +403,7 @@ void launch_spectrum(float2* Hh, float2* tw, const float* w, int64_t D, int64_t 
     launch_linear(twiddle_kernel, N, tw, SPLIT);
     const size_t smem = size_t(fftb::smem_points(M)) * sizeof(float2);
     allow_smem(fused_spectrum_kernel<N, E, MINB, SPLIT>, smem);
-    fused_spectrum_kernel<N, E, MINB, SPLIT><<<unsigned(D), M / E, smem>>>(Hh, w, tw, int(K));
+    fused_spectrum_kernel<N, E, MINB, SPLIT><<<unsigned((D + 1) / 2), M / E, smem>>>(Hh, w, tw, int(K), D);
     CUDA_CHECK_LAUNCH();
 }
 
