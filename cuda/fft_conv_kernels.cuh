@@ -392,9 +392,6 @@ static __global__ void reduce_partials_kernel(int64_t total, float* dw, const fl
 
 // ---- launchers (the fused path's and the lab's one way to start these kernels) -------------------
 // SPLIT: N = 2M points by two M-point transforms (above); needs L <= M and K <= M.
-template <typename Kernel> void allow_smem(Kernel k, size_t bytes) {
-    if (bytes > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-}
 
 // tw (N) then Hh (D, N/2+1) for the kernel w (D, K).
 template <int N, int E, int MINB, bool SPLIT>
@@ -402,7 +399,7 @@ void launch_spectrum(float2* Hh, float2* tw, const float* w, int64_t D, int64_t 
     constexpr int M = fft_m<N, SPLIT>();
     launch_linear(twiddle_kernel, N, tw, SPLIT);
     const size_t smem = size_t(fftb::smem_points(M)) * sizeof(float2);
-    allow_smem(fused_spectrum_kernel<N, E, MINB, SPLIT>, smem);
+    allow_dynamic_smem(fused_spectrum_kernel<N, E, MINB, SPLIT>, smem);
     fused_spectrum_kernel<N, E, MINB, SPLIT><<<unsigned((D + 1) / 2), M / E, smem>>>(Hh, w, tw, int(K), D);
     CUDA_CHECK_LAUNCH();
 }
@@ -412,7 +409,7 @@ template <int N, int E, int MINB, bool SPLIT>
 void launch_forward(float* yt, const float* xt, const float2* Hh, const float2* tw, int64_t B, int64_t L, int64_t D) {
     constexpr int M = fft_m<N, SPLIT>();
     constexpr size_t smem = forward_smem_bytes<N, SPLIT>();
-    allow_smem(fused_forward_kernel<N, E, MINB, SPLIT>, smem);
+    allow_dynamic_smem(fused_forward_kernel<N, E, MINB, SPLIT>, smem);
     const int64_t pairs = ((SPLIT ? split_rows(B) : B) + 1) / 2;
     fused_forward_kernel<N, E, MINB, SPLIT><<<unsigned(pairs * D), M / E, smem>>>(yt, xt, Hh, tw, int(B), int(L));
     CUDA_CHECK_LAUNCH();
@@ -434,7 +431,7 @@ void launch_backward(float* dxt, float* dw, float* dbias, const float* gt, const
         const size_t smem = (size_t(fftb::smem_points(M)) + M) * sizeof(float2) + 2 * size_t(M) * sizeof(float);
         float* part_bias = part + D * B * M;
         auto launch = [&](auto kernel) {
-            allow_smem(kernel, smem);
+            allow_dynamic_smem(kernel, smem);
             kernel<<<unsigned(D * B), M / E, smem>>>(dxt, part, part_bias, gt, xt, Hh, tw, bias, int(B), int(L));
             CUDA_CHECK_LAUNCH();
         };
@@ -445,7 +442,7 @@ void launch_backward(float* dxt, float* dw, float* dbias, const float* gt, const
     } else {
         const size_t smem = size_t(fftb::smem_points(N)) * sizeof(float2) + size_t(K) * sizeof(float);
         auto launch = [&](auto kernel) {
-            allow_smem(kernel, smem);
+            allow_dynamic_smem(kernel, smem);
             kernel<<<unsigned(D), N / E, smem>>>(dxt, dw, dbias, gt, xt, Hh, tw, bias, int(B), int(L), int(K));
             CUDA_CHECK_LAUNCH();
         };

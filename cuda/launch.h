@@ -1,5 +1,6 @@
 // cuda/launch.h: launch arithmetic behind one helper, so kernels read as the math they compute.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "cuda/check.h"
@@ -24,6 +25,13 @@ void launch_linear(Kernel kernel, int64_t n, Args... args) {
     if (n == 0) return;
     kernel<<<blocks_for(n), kBlock>>>(n, args...);
     CUDA_CHECK_LAUNCH();
+}
+
+// A kernel launched with more than 48 KiB of dynamic shared memory has to ask for it first (the
+// attribute is the kernel's, so asking again is harmless; it costs a driver call of a microsecond).
+template <typename Kernel> void allow_dynamic_smem(Kernel kernel, size_t bytes) {
+    if (bytes > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
 } // namespace mg::cuda

@@ -530,12 +530,8 @@ template <typename T> void selective_scan_fwd(const ScanFwdArgs<T>& a) {
 template <typename T> void selective_scan_bwd(const ScanBwdArgs<T>& a, T* work) {
     if (a.B == 0 || a.D == 0 || a.L == 0) return;
     const BwdWork w(a.B, a.L, a.D, a.N);
-    size_t smem = BwdSmem<T>::elems() * sizeof(T);
-    static bool attr_set = false; // once per instantiation: allow more than 48 KiB of shared memory
-    if (!attr_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(scan_bwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-        attr_set = true;
-    }
+    const size_t smem = BwdSmem<T>::elems() * sizeof(T);
+    allow_dynamic_smem(scan_bwd_kernel<T>, smem);
     dim3 grid(unsigned(w.n_blocks), unsigned(a.B));
     scan_bwd_kernel<T><<<grid, kThreads, smem>>>(a, work);
     CUDA_CHECK_LAUNCH();

@@ -10,6 +10,7 @@
 
 namespace mg::scanlab {
 
+using cuda::allow_dynamic_smem;
 using cuda::ceil_div;
 using cuda::launch_linear;
 
@@ -77,13 +78,5 @@ template <typename T> void finish_bwd(const ScanBwdArgs<T>& a, const T* work) {
     launch_linear(reduce_params_kernel<T>, a.D * a.N, a.dA, a.dD, a.ddelta_bias, work, w, a.B, a.D, a.N);
 }
 
-// A kernel that wants more than 48 KiB of dynamic shared memory says so once per instantiation.
-template <auto Kernel> void allow_smem(size_t bytes) {
-    static bool set = false;
-    if (!set) {
-        CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-        set = true;
-    }
-}
 
 } // namespace mg::scanlab

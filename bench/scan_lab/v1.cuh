@@ -288,7 +288,7 @@ template <typename T> void bwd(const ScanBwdArgs<T>& a, T* work) {
     if (a.B == 0 || a.D == 0 || a.L == 0) return;
     const BwdWork w(a.B, a.L, a.D, a.N);
     const size_t smem = BwdSmem<T>::bytes();
-    allow_smem<scan_bwd_kernel<T>>(smem);
+    allow_dynamic_smem(scan_bwd_kernel<T>, smem);
     dim3 grid(unsigned(w.n_blocks), unsigned(a.B));
     scan_bwd_kernel<T><<<grid, kChannels, smem>>>(a, work);
     CUDA_CHECK_LAUNCH();
