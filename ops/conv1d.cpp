@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "autograd/node.h"
 #include "cuda/conv1d.h"
 #include "cuda/runtime.h"
+#include "ops/causal_conv_op.h"
 #include "ops/dispatch.h"
 #include "ops/vec_math.h"
 
@@ -238,70 +238,30 @@ void check_causal_conv_args(const char* op, const Tensor& x, const Tensor& weigh
 // ---- the op ---------------------------------------------------------------------------------
 namespace {
 
-struct Conv1dBackward : autograd::Node {
-    Tensor x, weight, bias; // contiguous, detached; bias undefined when there is none
-    bool silu = false;
-    bool need_x = false, need_w = false, need_b = false;
-    std::string name() const override { return "CausalConv1dBackward"; }
-    void release() override { x = Tensor(); weight = Tensor(); bias = Tensor(); }
-    std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
-        Tensor dy = grads[0].contiguous();
-        int64_t B = x.size(0), L = x.size(1), D = x.size(2), K = weight.size(1);
-        Tensor dx = Tensor::empty(x.shape(), x.options());
-        Tensor dw = Tensor::empty(weight.shape(), weight.options());
-        Tensor db = bias.defined() ? Tensor::empty(bias.shape(), bias.options()) : Tensor();
-        if (x.numel() == 0) { // no terms: the sums are empty
-            dw = Tensor::zeros(weight.shape(), weight.options());
-            if (db.defined()) db = Tensor::zeros(bias.shape(), bias.options());
-        } else {
-            dispatch_float(x.dtype(), "causal_conv1d", [&]<typename T>() {
-                T* pdb = db.defined() ? db.data<T>() : nullptr;
-                const T* pb = bias.defined() ? bias.data<T>() : nullptr;
-                if (x.device().is_cpu()) {
-                    causal_conv1d_backward_cpu<T>(dx.data<T>(), dw.data<T>(), pdb, dy.data<T>(), x.data<T>(),
-                                                  weight.data<T>(), pb, B, L, D, K, silu);
-                } else {
-                    MG_CUDA_ONLY(
-                        cuda::DeviceGuard g(x.device().index);
-                        Tensor work = Tensor::empty({cuda::causal_conv1d_backward_work(B, L, D, K, silu)}, x.options());
-                        cuda::causal_conv1d_backward<T>(dx.data<T>(), dw.data<T>(), pdb, work.data<T>(), dy.data<T>(),
-                                                        x.data<T>(), weight.data<T>(), pb, B, L, D, K, silu));
-                }
-            });
-        }
-        return {need_x ? dx : Tensor(), need_w ? dw : Tensor(), need_b ? db : Tensor()};
+struct DirectConvKernels {
+    static constexpr const char* op = "causal_conv1d";
+    static constexpr const char* node = "CausalConv1dBackward";
+    template <typename T>
+    static void forward(Device dev, T* y, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t D,
+                        int64_t K, bool silu) {
+        if (dev.is_cpu()) return causal_conv1d_forward_cpu<T>(y, x, w, bias, B, L, D, K, silu);
+        MG_CUDA_ONLY(cuda::DeviceGuard g(dev.index); cuda::causal_conv1d_forward<T>(y, x, w, bias, B, L, D, K, silu));
+    }
+    template <typename T>
+    static void backward(Device dev, T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, const T* bias,
+                         int64_t B, int64_t L, int64_t D, int64_t K, bool silu) {
+        if (dev.is_cpu()) return causal_conv1d_backward_cpu<T>(dx, dw, dbias, dy, x, w, bias, B, L, D, K, silu);
+        MG_CUDA_ONLY(
+            cuda::DeviceGuard g(dev.index);
+            Tensor work = Tensor::empty({cuda::causal_conv1d_backward_work(B, L, D, K, silu)}, Options{dtype_of<T>, dev});
+            cuda::causal_conv1d_backward<T>(dx, dw, dbias, work.data<T>(), dy, x, w, bias, B, L, D, K, silu));
     }
 };
 
 } // namespace
 
 Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, bool silu) {
-    check_causal_conv_args("causal_conv1d", x, weight, bias);
-    Tensor xc = x.detach().contiguous(), wc = weight.detach().contiguous();
-    Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
-    int64_t B = xc.size(0), L = xc.size(1), D = xc.size(2), K = wc.size(1);
-    Tensor y = Tensor::empty(xc.shape(), xc.options());
-    if (y.numel() > 0) {
-        dispatch_float(xc.dtype(), "causal_conv1d", [&]<typename T>() {
-            const T* pb = bc.defined() ? bc.data<T>() : nullptr;
-            if (xc.device().is_cpu()) {
-                causal_conv1d_forward_cpu<T>(y.data<T>(), xc.data<T>(), wc.data<T>(), pb, B, L, D, K, silu);
-            } else {
-                MG_CUDA_ONLY(cuda::DeviceGuard g(xc.device().index);
-                             cuda::causal_conv1d_forward<T>(y.data<T>(), xc.data<T>(), wc.data<T>(), pb, B, L, D, K, silu));
-            }
-        });
-    }
-    autograd::record<Conv1dBackward>({x, weight, bias}, {y}, [&](Conv1dBackward& n) {
-        n.x = xc;
-        n.weight = wc;
-        n.bias = bc;
-        n.silu = silu;
-        n.need_x = x.requires_grad();
-        n.need_w = weight.requires_grad();
-        n.need_b = bias.defined() && bias.requires_grad();
-    });
-    return y;
+    return detail::causal_conv_op<DirectConvKernels>(x, weight, bias, silu);
 }
 
 Tensor causal_conv1d_update(const Tensor& conv_state, const Tensor& x_t, const Tensor& weight, const Tensor& bias,

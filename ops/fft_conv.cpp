@@ -9,10 +9,10 @@
 
 #include <omp.h>
 
-#include "autograd/node.h"
 #include "cuda/fft_conv.h"
 #include "cuda/runtime.h"
 #include "ops/conv1d.h"
+#include "ops/causal_conv_op.h"
 #include "ops/dispatch.h"
 #include "ops/vec_math.h"
 
@@ -398,69 +398,33 @@ void fft_conv_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const T* x,
 // ---- the op ---------------------------------------------------------------------------------
 namespace {
 
-struct FftConvBackward : autograd::Node {
-    Tensor x, weight, bias; // contiguous, detached; bias undefined when there is none
-    bool silu = false;
-    bool need_x = false, need_w = false, need_b = false;
-    std::string name() const override { return "FftCausalConvBackward"; }
-    void release() override { x = Tensor(); weight = Tensor(); bias = Tensor(); }
-    std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
-        Tensor dy = grads[0].contiguous();
-        int64_t B = x.size(0), L = x.size(1), D = x.size(2), K = weight.size(1);
-        Tensor dx = Tensor::empty(x.shape(), x.options());
-        Tensor dw = Tensor::zeros(weight.shape(), weight.options());
-        Tensor db = bias.defined() ? Tensor::zeros(bias.shape(), bias.options()) : Tensor();
-        if (x.numel() > 0) {
-            dispatch_float(x.dtype(), "fft_causal_conv", [&]<typename T>() {
-                T* pdb = db.defined() ? db.data<T>() : nullptr;
-                const T* pb = bias.defined() ? bias.data<T>() : nullptr;
-                if (x.device().is_cpu()) {
-                    fft_conv_backward_cpu<T>(dx.data<T>(), dw.data<T>(), pdb, dy.data<T>(), x.data<T>(),
-                                             weight.data<T>(), pb, B, L, D, K, silu);
-                } else {
-                    MG_CUDA_ONLY(
-                        cuda::DeviceGuard g(x.device().index);
-                        Tensor work = Tensor::empty({cuda::fft_conv_work<T>(B, L, D, K, true)}, x.options());
-                        cuda::fft_conv_backward<T>(dx.data<T>(), dw.data<T>(), pdb, work.data<T>(), dy.data<T>(),
-                                                   x.data<T>(), weight.data<T>(), pb, B, L, D, K, silu));
-                }
-            });
-        }
-        return {need_x ? dx : Tensor(), need_w ? dw : Tensor(), need_b ? db : Tensor()};
+struct FftConvKernels {
+    static constexpr const char* op = "fft_causal_conv";
+    static constexpr const char* node = "FftCausalConvBackward";
+    template <typename T>
+    static void forward(Device dev, T* y, const T* x, const T* w, const T* bias, int64_t B, int64_t L, int64_t D,
+                        int64_t K, bool silu) {
+        if (dev.is_cpu()) return fft_conv_forward_cpu<T>(y, x, w, bias, B, L, D, K, silu);
+        MG_CUDA_ONLY(
+            cuda::DeviceGuard g(dev.index);
+            Tensor work = Tensor::empty({cuda::fft_conv_work<T>(B, L, D, K, false)}, Options{dtype_of<T>, dev});
+            cuda::fft_conv_forward<T>(y, work.data<T>(), x, w, bias, B, L, D, K, silu));
+    }
+    template <typename T>
+    static void backward(Device dev, T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, const T* bias,
+                         int64_t B, int64_t L, int64_t D, int64_t K, bool silu) {
+        if (dev.is_cpu()) return fft_conv_backward_cpu<T>(dx, dw, dbias, dy, x, w, bias, B, L, D, K, silu);
+        MG_CUDA_ONLY(
+            cuda::DeviceGuard g(dev.index);
+            Tensor work = Tensor::empty({cuda::fft_conv_work<T>(B, L, D, K, true)}, Options{dtype_of<T>, dev});
+            cuda::fft_conv_backward<T>(dx, dw, dbias, work.data<T>(), dy, x, w, bias, B, L, D, K, silu));
     }
 };
 
 } // namespace
 
 Tensor fft_causal_conv(const Tensor& x, const Tensor& weight, const Tensor& bias, bool silu) {
-    check_causal_conv_args("fft_causal_conv", x, weight, bias);
-    Tensor xc = x.detach().contiguous(), wc = weight.detach().contiguous();
-    Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
-    int64_t B = xc.size(0), L = xc.size(1), D = xc.size(2), K = wc.size(1);
-    Tensor y = Tensor::empty(xc.shape(), xc.options());
-    if (y.numel() > 0) {
-        dispatch_float(xc.dtype(), "fft_causal_conv", [&]<typename T>() {
-            const T* pb = bc.defined() ? bc.data<T>() : nullptr;
-            if (xc.device().is_cpu()) {
-                fft_conv_forward_cpu<T>(y.data<T>(), xc.data<T>(), wc.data<T>(), pb, B, L, D, K, silu);
-            } else {
-                MG_CUDA_ONLY(cuda::DeviceGuard g(xc.device().index);
-                             Tensor work = Tensor::empty({cuda::fft_conv_work<T>(B, L, D, K, false)}, xc.options());
-                             cuda::fft_conv_forward<T>(y.data<T>(), work.data<T>(), xc.data<T>(), wc.data<T>(), pb,
-                                                       B, L, D, K, silu));
-            }
-        });
-    }
-    autograd::record<FftConvBackward>({x, weight, bias}, {y}, [&](FftConvBackward& n) {
-        n.x = xc;
-        n.weight = wc;
-        n.bias = bc;
-        n.silu = silu;
-        n.need_x = x.requires_grad();
-        n.need_w = weight.requires_grad();
-        n.need_b = bias.defined() && bias.requires_grad();
-    });
-    return y;
+    return detail::causal_conv_op<FftConvKernels>(x, weight, bias, silu);
 }
 
 bool long_conv_uses_fft(int64_t L, int64_t K, LongConvMode mode) {

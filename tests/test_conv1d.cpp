@@ -7,6 +7,7 @@
 
 #include "cuda/conv1d.h"
 #include "ops/conv1d.h"
+#include "tests/conv_case.h"
 #include "tests/helpers.h"
 
 using namespace mg;
@@ -15,9 +16,8 @@ using mg::test::require_close;
 
 namespace {
 
-struct ConvSize {
-    int64_t B, L, D, K;
-};
+using mg::test::ConvCase;
+using mg::test::ConvSize;
 
 // Awkward sizes: the tile is 64 steps x 32 channels, the fused CUDA backward takes K <= 8, the
 // window kernel loads 32 taps per pass.
@@ -26,54 +26,31 @@ const ConvSize kSizes[] = {
     {2, 41, 7, 8},  {2, 70, 9, 9},  {1, 129, 3, 40}, {2, 13, 35, 64}, {1, 3, 2, 5},
 };
 
-std::string size_label(const ConvSize& s, bool bias, bool silu, const char* dtype, Device dev) {
-    return fmt::format("conv1d(B={}, L={}, D={}, K={}, bias={}, silu={}, {}, {})", s.B, s.L, s.D, s.K, bias, silu,
-                       dev.str(), dtype);
-}
-
-Tensor from_ref(const std::vector<double>& v, const Shape& shape) { return Tensor::from_vector(v, shape); }
-
 // Runs the forward and backward kernels of `dev` directly on poisoned outputs and compares them with
 // causal_conv1d_ref / causal_conv1d_backward_ref.
 template <typename T> void check_kernels(const ConvSize& s, bool has_bias, bool silu, Device dev) {
     const auto [B, L, D, K] = s;
-    Options host{dtype_of<T>}, o{dtype_of<T>, dev};
-    Generator gen(static_cast<uint64_t>(B * 1000003 + L * 1009 + D * 31 + K));
-    Tensor x = Tensor::randn({B, L, D}, host, gen), w = Tensor::randn({D, K}, host, gen);
-    Tensor bias = Tensor::randn({D}, host, gen), dy = Tensor::randn({B, L, D}, host, gen);
-    const T* pb_host = has_bias ? bias.data<T>() : nullptr;
-    std::vector<double> y_ref(static_cast<size_t>(B * L * D)), dx_ref(static_cast<size_t>(B * L * D));
-    std::vector<double> dw_ref(static_cast<size_t>(D * K)), db_ref(static_cast<size_t>(D));
-    causal_conv1d_ref<T>(y_ref.data(), x.data<T>(), w.data<T>(), pb_host, B, L, D, K, silu);
-    causal_conv1d_backward_ref<T>(dx_ref.data(), dw_ref.data(), has_bias ? db_ref.data() : nullptr, dy.data<T>(),
-                                  x.data<T>(), w.data<T>(), pb_host, B, L, D, K, silu);
-
-    Tensor xd = x.to(dev), wd = w.to(dev), bd = bias.to(dev), dyd = dy.to(dev);
-    const T* pb = has_bias ? bd.data<T>() : nullptr;
-    Tensor y = Tensor::full({B, L, D}, NAN, o), dx = Tensor::full({B, L, D}, NAN, o);
-    Tensor dw = Tensor::full({D, K}, NAN, o), db = Tensor::full({D}, NAN, o);
+    ConvCase<T> c(s, has_bias, silu, dev, static_cast<uint64_t>(B * 1000003 + L * 1009 + D * 31 + K));
+    const Tensor &x = c.x, &w = c.w, &dy = c.dy, &y = c.y, &dx = c.dx, &dw = c.dw;
     if (dev.is_cpu()) {
-        causal_conv1d_forward_cpu<T>(y.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu);
-        causal_conv1d_backward_cpu<T>(dx.data<T>(), dw.data<T>(), has_bias ? db.data<T>() : nullptr, dyd.data<T>(),
-                                      xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu);
+        causal_conv1d_forward_cpu<T>(y.data<T>(), x.data<T>(), w.data<T>(), c.pbias(), B, L, D, K, silu);
+        causal_conv1d_backward_cpu<T>(dx.data<T>(), dw.data<T>(), c.pdbias(), dy.data<T>(), x.data<T>(), w.data<T>(),
+                                      c.pbias(), B, L, D, K, silu);
     } else {
 #ifdef MG_CUDA
-        Tensor work = Tensor::full({cuda::causal_conv1d_backward_work(B, L, D, K, silu)}, NAN, o);
-        cuda::causal_conv1d_forward<T>(y.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu);
-        cuda::causal_conv1d_backward<T>(dx.data<T>(), dw.data<T>(), has_bias ? db.data<T>() : nullptr,
-                                        work.data<T>(), dyd.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K,
-                                        silu);
+        Tensor work = Tensor::full({cuda::causal_conv1d_backward_work(B, L, D, K, silu)}, NAN, x.options());
+        cuda::causal_conv1d_forward<T>(y.data<T>(), x.data<T>(), w.data<T>(), c.pbias(), B, L, D, K, silu);
+        cuda::causal_conv1d_backward<T>(dx.data<T>(), dw.data<T>(), c.pdbias(), work.data<T>(), dy.data<T>(),
+                                        x.data<T>(), w.data<T>(), c.pbias(), B, L, D, K, silu);
 #endif
     }
-    std::string what = size_label(s, has_bias, silu, dtype_name(dtype_of<T>).data(), dev);
+    std::string what = fmt::format("conv1d(B={}, L={}, D={}, K={}, bias={}, silu={}, {}, {})", B, L, D, K, has_bias,
+                                   silu, dev.str(), dtype_name(dtype_of<T>));
     // y and dx are sums of K products of N(0,1) values, dw and dbias of B*L of them; f32 rounding
     // grows at most linearly with the number of terms (the CPU adds dw in double, CUDA in f32).
     bool f32 = std::is_same_v<T, float>;
     double tol_k = (f32 ? 1e-6 : 1e-13) * double(K + 8), tol_bl = (f32 ? 1e-6 : 1e-13) * double(B * L + 8);
-    require_close(y, from_ref(y_ref, {B, L, D}), tol_k, tol_k, what + " forward y");
-    require_close(dx, from_ref(dx_ref, {B, L, D}), tol_k, tol_k, what + " dx");
-    require_close(dw, from_ref(dw_ref, {D, K}), tol_bl, tol_bl, what + " dweight");
-    if (has_bias) require_close(db, from_ref(db_ref, {D}), tol_bl, tol_bl, what + " dbias");
+    c.check(what, tol_k, tol_bl);
 }
 
 } // namespace

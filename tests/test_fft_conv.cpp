@@ -11,6 +11,7 @@
 #include "ops/conv1d.h"
 #include "ops/fft_conv.h"
 #include "ops/vec_math.h"
+#include "tests/conv_case.h"
 #include "tests/helpers.h"
 
 using namespace mg;
@@ -19,16 +20,13 @@ using mg::test::require_close;
 
 namespace {
 
-struct ConvSize {
-    int64_t B, L, D, K;
-};
+using mg::test::ConvCase;
+using mg::test::ConvSize;
 
 const ConvSize kSizes[] = {
     {1, 1, 1, 1}, {2, 8, 3, 8}, {3, 13, 5, 5}, {1, 37, 33, 37}, {2, 100, 7, 128}, {1, 300, 3, 128}, {2, 64, 2, 1},
     {1, 5, 4, 3},
 };
-
-Tensor from_ref(const std::vector<double>& v, const Shape& shape) { return Tensor::from_vector(v, shape); }
 
 // Sizes whose n = fft_conv_size(L, K) covers the fused kernels' larger instantiations: n = 2048,
 // 4096 (K = L), 8192 (a radix-2 first pass) and 16384 (two transforms of 8192: K > L, and odd B
@@ -52,33 +50,20 @@ const char* path_name(FftConvPath p) { return p == FftConvPath::fused ? "fused" 
 template <typename T>
 void check_kernels(const ConvSize& s, bool has_bias, bool silu, Device dev, FftConvPath path = FftConvPath::automatic) {
     const auto [B, L, D, K] = s;
-    Options host{dtype_of<T>}, o{dtype_of<T>, dev};
-    Generator gen(static_cast<uint64_t>(B * 7919 + L * 104729 + D * 13 + K));
-    Tensor x = Tensor::randn({B, L, D}, host, gen), w = Tensor::randn({D, K}, host, gen);
-    Tensor bias = Tensor::randn({D}, host, gen), dy = Tensor::randn({B, L, D}, host, gen);
-    const T* pb_host = has_bias ? bias.data<T>() : nullptr;
-    std::vector<double> y_ref(static_cast<size_t>(B * L * D)), dx_ref(static_cast<size_t>(B * L * D));
-    std::vector<double> dw_ref(static_cast<size_t>(D * K)), db_ref(static_cast<size_t>(D));
-    causal_conv1d_ref<T>(y_ref.data(), x.data<T>(), w.data<T>(), pb_host, B, L, D, K, silu);
-    causal_conv1d_backward_ref<T>(dx_ref.data(), dw_ref.data(), has_bias ? db_ref.data() : nullptr, dy.data<T>(),
-                                  x.data<T>(), w.data<T>(), pb_host, B, L, D, K, silu);
-
-    Tensor xd = x.to(dev), wd = w.to(dev), bd = bias.to(dev), dyd = dy.to(dev);
-    const T* pb = has_bias ? bd.data<T>() : nullptr;
-    Tensor y = Tensor::full({B, L, D}, NAN, o), dx = Tensor::full({B, L, D}, NAN, o);
-    Tensor dw = Tensor::full({D, K}, NAN, o), db = Tensor::full({D}, NAN, o);
-    T* pdb = has_bias ? db.data<T>() : nullptr;
+    ConvCase<T> c(s, has_bias, silu, dev, static_cast<uint64_t>(B * 7919 + L * 104729 + D * 13 + K));
+    const Tensor &x = c.x, &w = c.w, &dy = c.dy, &y = c.y, &dx = c.dx, &dw = c.dw;
     if (dev.is_cpu()) {
-        fft_conv_forward_cpu<T>(y.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu);
-        fft_conv_backward_cpu<T>(dx.data<T>(), dw.data<T>(), pdb, dyd.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L,
-                                 D, K, silu);
+        fft_conv_forward_cpu<T>(y.data<T>(), x.data<T>(), w.data<T>(), c.pbias(), B, L, D, K, silu);
+        fft_conv_backward_cpu<T>(dx.data<T>(), dw.data<T>(), c.pdbias(), dy.data<T>(), x.data<T>(), w.data<T>(),
+                                 c.pbias(), B, L, D, K, silu);
     } else {
 #ifdef MG_CUDA
-        Tensor wf = Tensor::full({cuda::fft_conv_work<T>(B, L, D, K, false, path)}, NAN, o);
-        Tensor wb = Tensor::full({cuda::fft_conv_work<T>(B, L, D, K, true, path)}, NAN, o);
-        cuda::fft_conv_forward<T>(y.data<T>(), wf.data<T>(), xd.data<T>(), wd.data<T>(), pb, B, L, D, K, silu, path);
-        cuda::fft_conv_backward<T>(dx.data<T>(), dw.data<T>(), pdb, wb.data<T>(), dyd.data<T>(), xd.data<T>(),
-                                   wd.data<T>(), pb, B, L, D, K, silu, path);
+        Tensor wf = Tensor::full({cuda::fft_conv_work<T>(B, L, D, K, false, path)}, NAN, x.options());
+        Tensor wb = Tensor::full({cuda::fft_conv_work<T>(B, L, D, K, true, path)}, NAN, x.options());
+        cuda::fft_conv_forward<T>(y.data<T>(), wf.data<T>(), x.data<T>(), w.data<T>(), c.pbias(), B, L, D, K, silu,
+                                  path);
+        cuda::fft_conv_backward<T>(dx.data<T>(), dw.data<T>(), c.pdbias(), wb.data<T>(), dy.data<T>(), x.data<T>(),
+                                   w.data<T>(), c.pbias(), B, L, D, K, silu, path);
 #endif
     }
     std::string what = fmt::format("fft_conv(B={}, L={}, D={}, K={}, bias={}, silu={}, {}, {}, path {})", B, L, D, K,
@@ -89,10 +74,7 @@ void check_kernels(const ConvSize& s, bool has_bias, bool silu, Device dev, FftC
     bool f32 = std::is_same_v<T, float>;
     double eps = f32 ? 1e-6 : 1e-13, logn = std::log2(double(fft_conv_size(L, K)));
     double tol_k = eps * 4 * logn * std::sqrt(double(K) + 1), tol_bl = eps * 4 * logn * std::sqrt(double(B * L * K) + 1);
-    require_close(y, from_ref(y_ref, {B, L, D}), tol_k, tol_k, what + " forward y");
-    require_close(dx, from_ref(dx_ref, {B, L, D}), tol_k, tol_k, what + " dx");
-    require_close(dw, from_ref(dw_ref, {D, K}), tol_bl, tol_bl, what + " dweight");
-    if (has_bias) require_close(db, from_ref(db_ref, {D}), tol_bl, tol_bl, what + " dbias");
+    c.check(what, tol_k, tol_bl);
 }
 
 } // namespace
