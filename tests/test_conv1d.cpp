@@ -158,24 +158,8 @@ TEST_CASE("conv1d: stepping through a sequence equals the parallel forward", "[c
             }
 }
 
-TEST_CASE("conv1d: bad inputs name the op and the shapes", "[conv1d][errors]") {
-    Tensor x = Tensor::zeros({2, 37, 16});
-    REQUIRE_ERROR_WITH(causal_conv1d(x, Tensor::zeros({8, 3})), "causal_conv1d", "weight is (8,3) f32 cpu",
-                       "(D, K) = (16, K)", "x (2,37,16) f32 cpu");
-    REQUIRE_ERROR_WITH(causal_conv1d(x, Tensor::zeros({16, 0})), "causal_conv1d", "(16,0) f32 cpu", "K >= 1");
-    REQUIRE_ERROR_WITH(causal_conv1d(x, Tensor::zeros({16, 4, 1})), "causal_conv1d", "(16,4,1) f32 cpu", "(D, K)");
-    REQUIRE_ERROR_WITH(causal_conv1d(Tensor::zeros({37, 16}), Tensor::zeros({16, 4})), "causal_conv1d",
-                       "x is (37,16) f32 cpu", "3-D");
-    REQUIRE_ERROR_WITH(causal_conv1d(x, Tensor::zeros({16, 4}, {DType::f64})), "causal_conv1d", "(2,37,16) f32 cpu",
-                       "(16,4) f64 cpu", "same dtype");
-    REQUIRE_ERROR_WITH(causal_conv1d(x, Tensor::zeros({16, 4}), Tensor::zeros({15})), "causal_conv1d",
-                       "bias is (15) f32 cpu", "(D) = (16)");
-    REQUIRE_ERROR_WITH(causal_conv1d(Tensor::zeros({2, 3, 4}, {DType::i32}), Tensor::zeros({4, 4})), "causal_conv1d",
-                       "i32", "f32 or f64");
-    if (cuda::available()) {
-        Tensor wg = Tensor::zeros({16, 4}, {DType::f32, Device::cuda(0)});
-        REQUIRE_ERROR_WITH(causal_conv1d(x, wg), "causal_conv1d", "(2,37,16) f32 cpu", "(16,4) f32 cuda:0", "same device");
-    }
+// The checks shared with fft_causal_conv are tested for both ops in tests/test_fft_conv.cpp.
+TEST_CASE("conv1d: bad inputs to the step name the op and the shapes", "[conv1d][errors]") {
     Tensor xt = Tensor::zeros({2, 16}), w = Tensor::zeros({16, 4});
     REQUIRE_ERROR_WITH(causal_conv1d_update(Tensor::zeros({2, 16, 4}), xt, w), "causal_conv1d_update",
                        "conv_state is (2,16,4) f32 cpu", "(B, D, K-1) = (2,16,3)");
@@ -183,21 +167,4 @@ TEST_CASE("conv1d: bad inputs name the op and the shapes", "[conv1d][errors]") {
                        "causal_conv1d_update", "must be contiguous");
     REQUIRE_ERROR_WITH(causal_conv1d_update(Tensor::zeros({2, 8, 3}), Tensor::zeros({2, 8}), w),
                        "causal_conv1d_update", "weight is (16,4) f32 cpu", "x_t (2,8) f32 cpu");
-}
-
-TEST_CASE("conv1d: an empty batch or sequence gives empty outputs and zero weight gradients", "[conv1d]") {
-    for (Device dev : devices())
-        for (Shape s : {Shape{2, 0, 3}, Shape{0, 5, 3}}) {
-            SECTION(fmt::format("x ({}) {}", fmt::join(s, ","), dev.str())) {
-                Options o{DType::f64, dev};
-                Tensor x = Tensor::zeros(s, o).set_requires_grad(true);
-                Tensor w = Tensor::ones({3, 4}, o).set_requires_grad(true), b = Tensor::ones({3}, o).set_requires_grad(true);
-                Tensor y = causal_conv1d(x, w, b, true);
-                REQUIRE(y.shape() == s);
-                y.backward(Tensor::zeros(s, o));
-                CHECK(x.grad().shape() == s);
-                CHECK(w.grad().to_vector<double>() == std::vector<double>(12, 0.0));
-                CHECK(b.grad().to_vector<double>() == std::vector<double>(3, 0.0));
-            }
-        }
 }

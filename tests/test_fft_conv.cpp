@@ -265,17 +265,34 @@ TEST_CASE("fft_conv: long_conv's direct and FFT paths agree in values and gradie
             }
 }
 
-TEST_CASE("fft_conv: bad inputs name the op and the shapes", "[fft_conv][errors]") {
-    Tensor x = Tensor::zeros({2, 37, 16});
-    REQUIRE_ERROR_WITH(fft_causal_conv(x, Tensor::zeros({8, 3})), "fft_causal_conv", "weight is (8,3) f32 cpu",
-                       "(D, K) = (16, K)", "x (2,37,16) f32 cpu");
-    REQUIRE_ERROR_WITH(fft_causal_conv(x, Tensor::zeros({16, 0})), "fft_causal_conv", "(16,0) f32 cpu", "K >= 1");
-    REQUIRE_ERROR_WITH(fft_causal_conv(Tensor::zeros({37, 16}), Tensor::zeros({16, 4})), "fft_causal_conv",
-                       "x is (37,16) f32 cpu", "3-D");
-    REQUIRE_ERROR_WITH(fft_causal_conv(x, Tensor::zeros({16, 4}, {DType::f64})), "fft_causal_conv",
-                       "(2,37,16) f32 cpu", "(16,4) f64 cpu", "same dtype");
-    REQUIRE_ERROR_WITH(fft_causal_conv(x, Tensor::zeros({16, 4}), Tensor::zeros({16, 1})), "fft_causal_conv",
-                       "bias is (16,1) f32 cpu", "(D) = (16)");
+// The causal convs share their argument checks and their autograd op (ops/causal_conv_op.h): both
+// are tested here, each error naming its op.
+using ConvFn = Tensor (*)(const Tensor&, const Tensor&, const Tensor&, bool);
+const std::pair<const char*, ConvFn> kConvOps[] = {{"causal_conv1d", causal_conv1d}, {"fft_causal_conv", fft_causal_conv}};
+
+TEST_CASE("causal convs (direct, FFT): bad inputs name the op and the shapes", "[conv1d][fft_conv][errors]") {
+    Tensor x = Tensor::zeros({2, 37, 16}), none;
+    for (const auto& [op, conv] : kConvOps) {
+        INFO(op);
+        REQUIRE_ERROR_WITH(conv(x, Tensor::zeros({8, 3}), none, false), op, "weight is (8,3) f32 cpu",
+                           "(D, K) = (16, K)", "x (2,37,16) f32 cpu");
+        REQUIRE_ERROR_WITH(conv(x, Tensor::zeros({16, 0}), none, false), op, "(16,0) f32 cpu", "K >= 1");
+        REQUIRE_ERROR_WITH(conv(x, Tensor::zeros({16, 4, 1}), none, false), op, "(16,4,1) f32 cpu", "(D, K)");
+        REQUIRE_ERROR_WITH(conv(Tensor::zeros({37, 16}), Tensor::zeros({16, 4}), none, false), op,
+                           "x is (37,16) f32 cpu", "3-D");
+        REQUIRE_ERROR_WITH(conv(x, Tensor::zeros({16, 4}, {DType::f64}), none, false), op, "(2,37,16) f32 cpu",
+                           "(16,4) f64 cpu", "same dtype");
+        REQUIRE_ERROR_WITH(conv(x, Tensor::zeros({16, 4}), Tensor::zeros({15}), false), op, "bias is (15) f32 cpu",
+                           "(D) = (16)");
+        REQUIRE_ERROR_WITH(conv(x, Tensor::zeros({16, 4}), Tensor::zeros({16, 1}), false), op,
+                           "bias is (16,1) f32 cpu", "(D) = (16)");
+        REQUIRE_ERROR_WITH(conv(Tensor::zeros({2, 3, 4}, {DType::i32}), Tensor::zeros({4, 4}), none, false), op, "i32",
+                           "f32 or f64");
+        if (cuda::available()) {
+            Tensor wg = Tensor::zeros({16, 4}, {DType::f32, Device::cuda(0)});
+            REQUIRE_ERROR_WITH(conv(x, wg, none, false), op, "(2,37,16) f32 cpu", "(16,4) f32 cuda:0", "same device");
+        }
+    }
     REQUIRE_ERROR_WITH(long_conv(x, Tensor::zeros({15, 128})), "long_conv", "weight is (15,128) f32 cpu",
                        "x (2,37,16) f32 cpu");
     if (cuda::available())
@@ -283,19 +300,22 @@ TEST_CASE("fft_conv: bad inputs name the op and the shapes", "[fft_conv][errors]
                            "(2,37,16) f32 cpu", "(16,4) f32 cuda:0", "same device");
 }
 
-TEST_CASE("fft_conv: an empty batch or sequence gives empty outputs and zero weight gradients", "[fft_conv]") {
-    for (Device dev : devices())
-        for (Shape s : {Shape{2, 0, 3}, Shape{0, 5, 3}}) {
-            SECTION(fmt::format("x ({}) {}", fmt::join(s, ","), dev.str())) {
-                Options o{DType::f64, dev};
-                Tensor x = Tensor::zeros(s, o).set_requires_grad(true);
-                Tensor w = Tensor::ones({3, 4}, o).set_requires_grad(true), b = Tensor::ones({3}, o).set_requires_grad(true);
-                Tensor y = fft_causal_conv(x, w, b, true);
-                REQUIRE(y.shape() == s);
-                y.backward(Tensor::zeros(s, o));
-                CHECK(x.grad().shape() == s);
-                CHECK(w.grad().to_vector<double>() == std::vector<double>(12, 0.0));
-                CHECK(b.grad().to_vector<double>() == std::vector<double>(3, 0.0));
+TEST_CASE("causal convs (direct, FFT): an empty batch or sequence gives empty outputs and zero weight gradients",
+          "[conv1d][fft_conv]") {
+    for (const auto& [op, conv] : kConvOps)
+        for (Device dev : devices())
+            for (Shape s : {Shape{2, 0, 3}, Shape{0, 5, 3}}) {
+                SECTION(fmt::format("{}: x ({}) {}", op, fmt::join(s, ","), dev.str())) {
+                    Options o{DType::f64, dev};
+                    Tensor x = Tensor::zeros(s, o).set_requires_grad(true);
+                    Tensor w = Tensor::ones({3, 4}, o).set_requires_grad(true);
+                    Tensor b = Tensor::ones({3}, o).set_requires_grad(true);
+                    Tensor y = conv(x, w, b, true);
+                    REQUIRE(y.shape() == s);
+                    y.backward(Tensor::zeros(s, o));
+                    CHECK(x.grad().shape() == s);
+                    CHECK(w.grad().to_vector<double>() == std::vector<double>(12, 0.0));
+                    CHECK(b.grad().to_vector<double>() == std::vector<double>(3, 0.0));
+                }
             }
-        }
 }
