@@ -270,15 +270,7 @@ __global__ void conv_update_kernel(int64_t n, T* y, T* state, const T* x, const 
                                    int K, bool silu) {
     MG_GRID_LOOP(i, n) {
         int64_t d = i % D;
-        T* st = state + i * (K - 1);
-        const T* wd = w + d * K;
-        T acc = T(0);
-        for (int k = 0; k < K - 1; ++k) acc += wd[k] * st[k];
-        acc += wd[K - 1] * x[i];
-        for (int k = 0; k + 1 < K - 1; ++k) st[k] = st[k + 1];
-        if (K > 1) st[K - 2] = x[i];
-        T v = acc + (bias ? bias[d] : T(0));
-        y[i] = silu ? conv_silu(v) : v;
+        y[i] = conv_step_channel(state + i * (K - 1), x[i], w + d * K, bias ? bias[d] : T(0), K, silu);
     }
 }
 

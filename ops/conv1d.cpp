@@ -147,24 +147,14 @@ void causal_conv1d_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const 
     }
 }
 
-// y[b,d] = [silu](bias[d] + sum_{k<K-1} w[d,k] state[b,d,k] + w[d,K-1] x[b,d]); then the state
-// shifts left by one and x[b,d] becomes its newest entry. Taps are summed oldest first, as in
-// the parallel forward.
+// One channel per iteration: conv_step_channel (ops/conv1d.h).
 template <typename T>
 void causal_conv1d_update_cpu(T* y, T* conv_state, const T* x, const T* weight, const T* bias, int64_t B,
                               int64_t D, int64_t K, bool silu) {
 #pragma omp parallel for if (B * D * K > kParallelGrain)
     for (int64_t i = 0; i < B * D; ++i) {
         int64_t d = i % D;
-        T* st = conv_state + i * (K - 1);
-        const T* w = weight + d * K;
-        T acc = T(0);
-        for (int64_t k = 0; k < K - 1; ++k) acc += w[k] * st[k];
-        acc += w[K - 1] * x[i];
-        for (int64_t k = 0; k + 1 < K - 1; ++k) st[k] = st[k + 1];
-        if (K > 1) st[K - 2] = x[i];
-        T v = acc + (bias ? bias[d] : T(0));
-        y[i] = silu ? conv_silu(v) : v;
+        y[i] = conv_step_channel(conv_state + i * (K - 1), x[i], weight + d * K, bias ? bias[d] : T(0), K, silu);
     }
 }
 
