@@ -9,6 +9,9 @@
 // Long kernels are processed in chunks of kChunkK taps (the window holds 64 + 31 rows), so any K
 // works with a fixed 16 KB (f32) / 32 KB (f64) of shared memory.
 //
+// K <= 4 with whole 16-byte vectors of channels (the Mamba short conv) takes the streaming kernels
+// further down instead: registers, not shared memory, and 16 bytes a lane.
+//
 // Backward. K <= kFusedMaxK (the Mamba short conv, K = 4): one fused kernel per tile stages x
 // (tile + 2(K-1) halo) and dy (tile + K-1), recomputes pre = conv(x) + bias in shared memory to
 // form gp = dy * dsilu(pre) (nothing saved from the forward), then writes dx (a correlation of gp
@@ -17,6 +20,9 @@
 // partials kernel for dweight/dbias over groups of tiles. Either way a last kernel adds the
 // partials in a fixed order: deterministic, no atomics.
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <type_traits>
 
 #include "cuda/conv1d.h"
 #include "cuda/launch.h"
@@ -265,6 +271,206 @@ conv_reduce_partials_kernel(T* dweight, T* dbias, const T* partial, int64_t P, i
     }
 }
 
+// ---- the streaming kernels: K <= kVecMaxK, D a multiple of kVec<T>, 16-byte aligned rows ----
+// The short conv (K = 4) is pure data movement: 2 loads and 1 store per element forward, 2 loads
+// (x, dy) and 1 store (dx) backward, against a handful of FMAs. The tiled kernels above move it
+// through shared memory 4 bytes a lane; these keep it in registers and move 16 bytes a lane.
+// Thread (threadIdx.x, y) owns kVec adjacent channels (one 16-byte vector: 4 floats or 2 doubles)
+// and kSeg consecutive steps of one batch row; a warp's 32 vectors are one 512-byte row segment.
+// The thread walks its steps in order, holding the last K inputs (and, backward, the last K values
+// of gp) in a register ring, so each input row is loaded once per thread and the K-1 halo rows a
+// second time (by the neighbouring segment, from L2). A block is 32 vector columns x kSegs
+// segments: 32·kVec channels x kSegs·kSeg steps; grid x runs over (batch row, block of steps),
+// grid y over channel blocks. The sums run in the tiled kernels' order (taps k ascending, bias
+// last), so the forward's values and dx are bit-identical to theirs; dweight and dbias add in
+// another fixed order. (A version that loaded all of a thread's rows before computing, 19-25
+// loads in flight, ran slower at 126-170 registers: see bench/RESULTS.md.)
+template <typename T> constexpr int kVec = 16 / int(sizeof(T));
+constexpr int kSeg = 16;      // steps per thread
+constexpr int kSegs = 8;      // threadIdx.y: segments per block
+constexpr int kVecMaxK = 4;   // the streaming kernels' widest kernel
+constexpr int kVecSteps = kSeg * kSegs;
+
+template <typename T> struct alignas(16) VecT {
+    T v[kVec<T>];
+};
+template <typename T> __device__ __forceinline__ VecT<T> load_vec(const T* p) {
+    return *reinterpret_cast<const VecT<T>*>(p);
+}
+template <typename T> __device__ __forceinline__ VecT<T> zero_vec() {
+    VecT<T> r;
+#pragma unroll
+    for (int c = 0; c < kVec<T>; ++c) r.v[c] = T(0);
+    return r;
+}
+
+// y[t] = [silu](sum_k w[k] x[t-(K-1)+k] + bias) for the thread's kSeg steps.
+template <typename T, int K>
+__global__ void __launch_bounds__(32 * kSegs)
+conv_fwd_vec_kernel(T* y, const T* x, const T* w, const T* bias, int64_t L, int64_t D, bool silu) {
+    constexpr int V = kVec<T>;
+    const int64_t nT = ceil_div(L, kVecSteps);
+    const int64_t b = blockIdx.x / nT;
+    const int64_t s0 = (blockIdx.x % nT) * kVecSteps + int64_t(threadIdx.y) * kSeg;
+    const int64_t d0 = (int64_t(blockIdx.y) * 32 + threadIdx.x) * V;
+    if (d0 >= D || s0 >= L) return;
+    T wr[V][K], bv[V];
+#pragma unroll
+    for (int c = 0; c < V; ++c) {
+#pragma unroll
+        for (int k = 0; k < K; ++k) wr[c][k] = w[(d0 + c) * K + k];
+        bv[c] = bias ? bias[d0 + c] : T(0);
+    }
+    const T* xb = x + b * L * D + d0;
+    T* yb = y + b * L * D + d0;
+    VecT<T> ring[K]; // ring[j] = x[t - (K-1) + j] when step t is computed
+#pragma unroll
+    for (int j = 0; j < K - 1; ++j) {
+        int64_t t = s0 - (K - 1) + j;
+        ring[j + 1] = t >= 0 ? load_vec(xb + t * D) : zero_vec<T>();
+    }
+#pragma unroll
+    for (int i = 0; i < kSeg; ++i) {
+        const int64_t t = s0 + i;
+        if (t >= L) break;
+#pragma unroll
+        for (int j = 0; j < K - 1; ++j) ring[j] = ring[j + 1];
+        ring[K - 1] = load_vec(xb + t * D);
+        VecT<T> out;
+#pragma unroll
+        for (int c = 0; c < V; ++c) {
+            T acc = T(0);
+#pragma unroll
+            for (int k = 0; k < K; ++k) acc += wr[c][k] * ring[k].v[c];
+            T v = acc + bv[c];
+            out.v[c] = silu ? conv_silu(v) : v;
+        }
+        *reinterpret_cast<VecT<T>*>(yb + t * D) = out;
+    }
+}
+
+// The backward of the kernel above: gp[t] = dy[t] dsilu(pre[t]) (pre recomputed from x), dx[s] =
+// sum_k w[k] gp[s+(K-1)-k], and the block's partial sums partial[blockIdx.x][k][d] of dweight (k < K)
+// and dbias (k = K) over its kSegs·kSeg steps, added over threadIdx.y in order (deterministic).
+// The thread streams t over [s0, s0 + kSeg + K - 1): gp[t] is formed when x[t] and dy[t] arrive
+// (it needs x[t-(K-1)..t], the x ring), enters the weight sums when t is one of the thread's own
+// steps, and completes dx[t-(K-1)], which needs gp[t-(K-1)..t] (the gp ring).
+template <typename T, int K>
+__global__ void __launch_bounds__(32 * kSegs)
+conv_bwd_vec_kernel(T* dx, T* partial, const T* dy, const T* x, const T* w, const T* bias, int64_t L, int64_t D,
+                    bool silu) {
+    constexpr int V = kVec<T>;
+    __shared__ VecT<T> red[kSegs][K + 1][32];
+    const int64_t nT = ceil_div(L, kVecSteps);
+    const int64_t b = blockIdx.x / nT;
+    const int64_t s0 = (blockIdx.x % nT) * kVecSteps + int64_t(threadIdx.y) * kSeg;
+    const int64_t d0 = (int64_t(blockIdx.y) * 32 + threadIdx.x) * V;
+    const bool active = d0 < D && s0 < L;
+    VecT<T> pw[K + 1]; // this thread's sums: pw[k] for dweight tap k, pw[K] for dbias
+#pragma unroll
+    for (int k = 0; k <= K; ++k) pw[k] = zero_vec<T>();
+    if (active) {
+        T wr[V][K], bv[V];
+#pragma unroll
+        for (int c = 0; c < V; ++c) {
+#pragma unroll
+            for (int k = 0; k < K; ++k) wr[c][k] = w[(d0 + c) * K + k];
+            bv[c] = bias ? bias[d0 + c] : T(0);
+        }
+        const T* xb = x + b * L * D + d0;
+        const T* dyb = dy + b * L * D + d0;
+        T* dxb = dx + b * L * D + d0;
+        VecT<T> xr[K], gr[K]; // xr[j] = x[t-(K-1)+j], gr[j] = gp[t-(K-1)+j] once step t is done
+#pragma unroll
+        for (int j = 0; j < K - 1; ++j) {
+            int64_t t = s0 - (K - 1) + j;
+            xr[j + 1] = t >= 0 ? load_vec(xb + t * D) : zero_vec<T>();
+            gr[j + 1] = zero_vec<T>(); // gp before s0 is never used: dx[s] needs gp[s..s+K-1]
+        }
+#pragma unroll
+        for (int i = 0; i < kSeg + K - 1; ++i) {
+            const int64_t t = s0 + i;
+#pragma unroll
+            for (int j = 0; j < K - 1; ++j) {
+                xr[j] = xr[j + 1];
+                gr[j] = gr[j + 1];
+            }
+            const bool in = t < L;
+            xr[K - 1] = in ? load_vec(xb + t * D) : zero_vec<T>();
+            VecT<T> g = in ? load_vec(dyb + t * D) : zero_vec<T>();
+            if (silu && in) {
+#pragma unroll
+                for (int c = 0; c < V; ++c) {
+                    T pre = T(0);
+#pragma unroll
+                    for (int k = 0; k < K; ++k) pre += wr[c][k] * xr[k].v[c];
+                    g.v[c] *= conv_dsilu(pre + bv[c]);
+                }
+            }
+            gr[K - 1] = g;
+            if (i < kSeg && in) { // one of this thread's steps: the weight sums
+#pragma unroll
+                for (int c = 0; c < V; ++c) {
+#pragma unroll
+                    for (int k = 0; k < K; ++k) pw[k].v[c] += g.v[c] * xr[k].v[c];
+                    pw[K].v[c] += g.v[c];
+                }
+            }
+            const int64_t s = t - (K - 1); // dx[s] is complete
+            if (i >= K - 1 && s < L) {
+                VecT<T> o;
+#pragma unroll
+                for (int c = 0; c < V; ++c) {
+                    T v = T(0);
+#pragma unroll
+                    for (int k = 0; k < K; ++k) v += wr[c][k] * gr[K - 1 - k].v[c];
+                    o.v[c] = v;
+                }
+                *reinterpret_cast<VecT<T>*>(dxb + s * D) = o;
+            }
+        }
+    }
+#pragma unroll
+    for (int k = 0; k <= K; ++k) red[threadIdx.y][k][threadIdx.x] = pw[k];
+    __syncthreads();
+    if (d0 >= D) return;
+    T* out = partial + int64_t(blockIdx.x) * (K + 1) * D + d0;
+    for (int k = threadIdx.y; k <= K; k += kSegs) {
+        VecT<T> sum = red[0][k][threadIdx.x];
+#pragma unroll
+        for (int y = 1; y < kSegs; ++y)
+#pragma unroll
+            for (int c = 0; c < V; ++c) sum.v[c] += red[y][k][threadIdx.x].v[c];
+        *reinterpret_cast<VecT<T>*>(out + int64_t(k) * D) = sum;
+    }
+}
+
+// Whether the streaming kernels take this call: K small, whole vectors of channels, and every
+// row pointer 16-byte aligned (a tensor at an odd storage offset is not).
+template <typename T> bool vec_path(int64_t D, int64_t K, std::initializer_list<const void*> ptrs) {
+    if (K > kVecMaxK || D % kVec<T> != 0) return false;
+    for (const void* p : ptrs)
+        if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+    return true;
+}
+
+dim3 vec_grid(int64_t B, int64_t L, int64_t D, int vec) {
+    int64_t nD = ceil_div(D, 32 * int64_t(vec));
+    if (nD > 65535) throw Error("causal_conv1d: D = " + std::to_string(D) + " channels exceed the CUDA grid limit");
+    return dim3(unsigned(B * ceil_div(L, kVecSteps)), unsigned(nD));
+}
+
+// f(std::integral_constant<int, K>) for K = 1 .. kVecMaxK
+template <typename F> void with_small_k(int64_t K, F&& f) {
+    static_assert(kVecMaxK == 4);
+    switch (K) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    default: f(std::integral_constant<int, 4>{}); break;
+    }
+}
+
 template <typename T>
 __global__ void conv_update_kernel(int64_t n, T* y, T* state, const T* x, const T* w, const T* bias, int64_t D,
                                    int K, bool silu) {
@@ -296,11 +502,19 @@ template <typename T>
 void causal_conv1d_forward(T* y, const T* x, const T* weight, const T* bias, int64_t B, int64_t L, int64_t D,
                            int64_t K, bool silu) {
     if (B * L * D == 0) return;
+    if (vec_path<T>(D, K, {y, x})) {
+        with_small_k(K, [&](auto k) {
+            conv_fwd_vec_kernel<T, k()><<<vec_grid(B, L, D, kVec<T>), dim3(32, kSegs)>>>(y, x, weight, bias, L, D, silu);
+        });
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     launch_window<T>(y, x, weight, bias, nullptr, B, L, D, K, silu ? Window::forward_silu : Window::forward);
 }
 
 int64_t causal_conv1d_backward_work(int64_t B, int64_t L, int64_t D, int64_t K, bool silu) {
-    if (K <= kFusedMaxK) return B * ceil_div(L, kTileL) * (K + 1) * D;
+    // partials of either fused backward: one row per (batch row, block of kTileL or kVecSteps steps)
+    if (K <= kFusedMaxK) return B * ceil_div(L, std::min<int64_t>(kTileL, kVecSteps)) * (K + 1) * D;
     return (silu ? B * L * D : 0) + weight_groups(L) * (K + 1) * D;
 }
 
@@ -312,7 +526,14 @@ void causal_conv1d_backward(T* dx, T* dweight, T* dbias, T* work, const T* dy, c
     const int64_t nL = ceil_div(L, kTileL);
     T* partial = work;
     int64_t P = 0;
-    if (K <= kFusedMaxK) {
+    if (vec_path<T>(D, K, {dx, dy, x, work})) {
+        with_small_k(K, [&](auto k) {
+            conv_bwd_vec_kernel<T, k()><<<vec_grid(B, L, D, kVec<T>), dim3(32, kSegs)>>>(dx, partial, dy, x, weight,
+                                                                                         bias, L, D, silu);
+        });
+        CUDA_CHECK_LAUNCH();
+        P = B * ceil_div(L, kVecSteps);
+    } else if (K <= kFusedMaxK) {
         conv_backward_fused_kernel<T><<<tile_grid(B, L, D), block>>>(dx, partial, dy, x, weight, bias, L, D,
                                                                      int(K), silu);
         CUDA_CHECK_LAUNCH();

@@ -19,11 +19,15 @@ namespace {
 using mg::test::ConvCase;
 using mg::test::ConvSize;
 
-// Awkward sizes: the tile is 64 steps x 32 channels, the fused CUDA backward takes K <= 8, the
+// Awkward sizes for every CUDA path. The streaming kernels (K <= 4, D a multiple of 4 floats or 2
+// doubles) cover 128 steps (in 16-step segments) x 128 (f32) or 64 (f64) channels per block: L = 1,
+// L prime, a last block of steps or channels partly outside, K = 1..4, D whose vectors end mid-block.
+// The tiled kernels (the rest) use 64 steps x 32 channels, the fused backward takes K <= 8, the
 // window kernel loads 32 taps per pass.
 const ConvSize kSizes[] = {
-    {1, 1, 1, 1},   {2, 1, 3, 4},   {2, 37, 5, 4},  {1, 64, 32, 4}, {3, 67, 33, 4}, {1, 5, 3, 9},
-    {2, 41, 7, 8},  {2, 70, 9, 9},  {1, 129, 3, 40}, {2, 13, 35, 64}, {1, 3, 2, 5},
+    {1, 1, 1, 1},   {2, 1, 3, 4},   {2, 37, 5, 4},   {1, 64, 32, 4},  {3, 67, 33, 4},  {1, 5, 3, 9},
+    {2, 41, 7, 8},  {2, 70, 9, 9},  {1, 129, 3, 40}, {2, 13, 35, 64}, {1, 3, 2, 5},    {2, 1, 4, 4},
+    {3, 131, 36, 4}, {1, 300, 8, 3}, {2, 17, 132, 2}, {1, 40, 2, 1},  {2, 257, 64, 4}, {1, 20, 6, 4},
 };
 
 // Runs the forward and backward kernels of `dev` directly on poisoned outputs and compares them with
@@ -83,13 +87,14 @@ TEST_CASE("conv1d: kernels against the double reference at awkward sizes", "[con
 
 TEST_CASE("conv1d: cuda matches cpu in f32 across many tiles", "[conv1d][parity][cuda]") {
     MG_REQUIRE_CUDA();
-    // 3 x 2 tiles of 64 steps x 32 channels plus ragged edges, fused (K=4) and unfused (K=40) paths.
-    for (int64_t K : {4, 40}) {
-        SECTION(fmt::format("B=2, L=150, D=70, K={}, bias, silu", K)) {
-            Generator gen(static_cast<uint64_t>(K));
+    // Many tiles plus ragged edges on every path: streaming (K=4, D=72), tiled fused (K=4, D=70)
+    // and tiled unfused (K=40).
+    for (auto [K, D] : {std::pair<int64_t, int64_t>{4, 72}, {4, 70}, {40, 70}}) {
+        SECTION(fmt::format("B=2, L=150, D={}, K={}, bias, silu", D, K)) {
+            Generator gen(static_cast<uint64_t>(K + D));
             Options o{DType::f32};
-            Tensor x = Tensor::randn({2, 150, 70}, o, gen), w = Tensor::randn({70, K}, o, gen) * (1.0 / std::sqrt(double(K)));
-            Tensor b = Tensor::randn({70}, o, gen), dy = Tensor::randn({2, 150, 70}, o, gen);
+            Tensor x = Tensor::randn({2, 150, D}, o, gen), w = Tensor::randn({D, K}, o, gen) * (1.0 / std::sqrt(double(K)));
+            Tensor b = Tensor::randn({D}, o, gen), dy = Tensor::randn({2, 150, D}, o, gen);
             Device gpu = Device::cuda(0);
             std::vector<Tensor> cpu_in = {x, w, b}, gpu_in = {x.to(gpu), w.to(gpu), b.to(gpu)};
             for (auto* v : {&cpu_in, &gpu_in})
@@ -109,7 +114,7 @@ TEST_CASE("conv1d: cuda matches cpu in f32 across many tiles", "[conv1d][parity]
 
 TEST_CASE("conv1d: cuda backward is deterministic (bit-identical runs)", "[conv1d][cuda]") {
     MG_REQUIRE_CUDA();
-    for (int64_t K : {4, 40}) {
+    for (int64_t K : {4, 8, 40}) { // streaming, tiled fused, tiled unfused
         SECTION(fmt::format("B=3, L=300, D=100, K={}", K)) {
             Generator gen(99);
             Options o{DType::f32, Device::cuda(0)};
@@ -128,6 +133,32 @@ TEST_CASE("conv1d: cuda backward is deterministic (bit-identical runs)", "[conv1
             CHECK(g1[2] == g2[2]);
         }
     }
+}
+
+TEST_CASE("conv1d: a tensor at an unaligned address takes the tiled path and agrees", "[conv1d][cuda]") {
+    MG_REQUIRE_CUDA();
+    // x one float past a 16-byte boundary (a view at storage offset 1) cannot take the streaming
+    // kernels' 16-byte loads; the op must fall back to the tiled kernels, and agree with the aligned run.
+    const int64_t B = 2, L = 70, D = 64, K = 4;
+    Generator gen(7);
+    Options o{DType::f32, Device::cuda(0)};
+    Tensor buf = Tensor::randn({B * L * D + 1}, o, gen);
+    Tensor x_off = buf.narrow(0, 1, B * L * D).reshape({B, L, D}), x_al = x_off.clone();
+    Tensor w = Tensor::randn({D, K}, o, gen), b = Tensor::randn({D}, o, gen), dy = Tensor::randn({B, L, D}, o, gen);
+    std::vector<Tensor> res[2];
+    int i = 0;
+    for (const Tensor& x : {x_off, x_al}) {
+        Tensor xr = x.detach().set_requires_grad(true), wr = w.detach().set_requires_grad(true);
+        Tensor br = b.detach().set_requires_grad(true);
+        Tensor y = causal_conv1d(xr, wr, br, true);
+        y.backward(dy);
+        res[i++] = {y, xr.grad(), wr.grad(), br.grad()};
+    }
+    REQUIRE(reinterpret_cast<uintptr_t>(x_off.raw_data()) % 16 != 0);
+    require_close(res[0][0], res[1][0], 0, 0, "y (the same sums in the same order)");
+    require_close(res[0][1], res[1][1], 1e-6, 1e-6, "dx");
+    require_close(res[0][2], res[1][2], 1e-5, 1e-5, "dweight");
+    require_close(res[0][3], res[1][3], 1e-5, 1e-5, "dbias");
 }
 
 TEST_CASE("conv1d: stepping through a sequence equals the parallel forward", "[conv1d]") {
