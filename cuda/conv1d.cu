@@ -304,6 +304,18 @@ template <typename T> __device__ __forceinline__ VecT<T> zero_vec() {
     return r;
 }
 
+// The thread's taps and biases in registers: wr[c][k] = w[d0+c, k], bv[c] = bias[d0+c] (0 without).
+template <typename T, int K>
+__device__ __forceinline__ void load_taps(T (&wr)[kVec<T>][K], T (&bv)[kVec<T>], const T* w, const T* bias,
+                                          int64_t d0) {
+#pragma unroll
+    for (int c = 0; c < kVec<T>; ++c) {
+#pragma unroll
+        for (int k = 0; k < K; ++k) wr[c][k] = w[(d0 + c) * K + k];
+        bv[c] = bias ? bias[d0 + c] : T(0);
+    }
+}
+
 // y[t] = [silu](sum_k w[k] x[t-(K-1)+k] + bias) for the thread's kSeg steps.
 template <typename T, int K>
 __global__ void __launch_bounds__(32 * kSegs)
@@ -315,12 +327,7 @@ conv_fwd_vec_kernel(T* y, const T* x, const T* w, const T* bias, int64_t L, int6
     const int64_t d0 = (int64_t(blockIdx.y) * 32 + threadIdx.x) * V;
     if (d0 >= D || s0 >= L) return;
     T wr[V][K], bv[V];
-#pragma unroll
-    for (int c = 0; c < V; ++c) {
-#pragma unroll
-        for (int k = 0; k < K; ++k) wr[c][k] = w[(d0 + c) * K + k];
-        bv[c] = bias ? bias[d0 + c] : T(0);
-    }
+    load_taps<T, K>(wr, bv, w, bias, d0);
     const T* xb = x + b * L * D + d0;
     T* yb = y + b * L * D + d0;
     VecT<T> ring[K]; // ring[j] = x[t - (K-1) + j] when step t is computed
@@ -371,12 +378,7 @@ conv_bwd_vec_kernel(T* dx, T* partial, const T* dy, const T* x, const T* w, cons
     for (int k = 0; k <= K; ++k) pw[k] = zero_vec<T>();
     if (active) {
         T wr[V][K], bv[V];
-#pragma unroll
-        for (int c = 0; c < V; ++c) {
-#pragma unroll
-            for (int k = 0; k < K; ++k) wr[c][k] = w[(d0 + c) * K + k];
-            bv[c] = bias ? bias[d0 + c] : T(0);
-        }
+        load_taps<T, K>(wr, bv, w, bias, d0);
         const T* xb = x + b * L * D + d0;
         const T* dyb = dy + b * L * D + d0;
         T* dxb = dx + b * L * D + d0;
