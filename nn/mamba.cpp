@@ -89,7 +89,7 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
     register_module("out_proj", out_proj);
 }
 
-Tensor MambaMixer::forward(const Tensor& u) const {
+Tensor MambaMixer::forward(const Tensor& u, MixerTrace* trace) const {
     MG_CHECK(u.dim() == 3 && u.size(2) == d_model, "MambaMixer: u is {}, expected (B, L, d_model) with d_model = {}",
              u.desc(), d_model);
     std::vector<Tensor> xz = in_proj.forward_split(u, {d_inner, d_inner}); // x, z: (B, L, D) each, contiguous
@@ -97,11 +97,20 @@ Tensor MambaMixer::forward(const Tensor& u) const {
     Tensor xc = conv1d.forward(x, /*silu=*/true);                         // (B, L, D)
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 2);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, L, D), no bias
-    if (long_conv) dt = dt * silu(long_conv->forward(x));                 // global selection gate
-    if (flash_long_conv) dt = dt * silu(flash_long_conv->forward(x));     // (either kind)
+    Tensor gate;                                                          // global selection gate
+    if (long_conv) gate = silu(long_conv->forward(x));                    // g from either kind
+    if (flash_long_conv) gate = silu(flash_long_conv->forward(x));        // of long conv
+    if (gate.defined()) dt = dt * gate;
     Tensor A = -exp(A_log);                                               // (D, N)
+    if (trace) {
+        NoGrad ng;
+        *trace = {x.detach(), gate.defined() ? gate.detach() : Tensor(), dt.detach(),
+                  softplus(dt.detach() + dt_proj.bias.detach()), Tensor()};
+    }
     Tensor y = selective_scan(xc, dt, A, dbc[1], dbc[2], D, z, dt_proj.bias).out; // softplus(dt + bias)
-    return out_proj.forward(y);
+    Tensor out = out_proj.forward(y);
+    if (trace) trace->out = out.detach();
+    return out;
 }
 
 Tensor MambaMixer::step(const Tensor& u_t, LayerState& st) const {
@@ -136,9 +145,9 @@ MambaBlock::MambaBlock(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
     register_module("norm", norm);
 }
 
-MambaBlock::Out MambaBlock::forward(const Tensor& hidden, const Tensor& residual) const {
+MambaBlock::Out MambaBlock::forward(const Tensor& hidden, const Tensor& residual, MixerTrace* trace) const {
     RMSNorm::Result r = norm.forward(hidden, residual);
-    return {mixer.forward(r.normed), r.residual};
+    return {mixer.forward(r.normed, trace), r.residual};
 }
 
 MambaBlock::Out MambaBlock::step(const Tensor& hidden, const Tensor& residual, LayerState& state) const {
@@ -158,11 +167,12 @@ MambaBackbone::MambaBackbone(const MambaConfig& cfg, Options o, Generator& gen)
     register_module("norm_f", norm_f);
 }
 
-Tensor MambaBackbone::forward(const Tensor& ids) const {
+Tensor MambaBackbone::forward(const Tensor& ids, std::vector<MixerTrace>* trace) const {
     MG_CHECK(ids.dim() == 2, "MambaLM: ids is {}, expected (B, L) i32 token ids", ids.desc());
     Tensor h = embedding.forward(ids), residual;
-    for (const auto& layer : layers) {
-        MambaBlock::Out o = layer->forward(h, residual);
+    if (trace) trace->assign(layers.size(), {});
+    for (size_t i = 0; i < layers.size(); ++i) {
+        MambaBlock::Out o = layers[i]->forward(h, residual, trace ? &(*trace)[i] : nullptr);
         h = o.hidden;
         residual = o.residual;
     }
@@ -174,7 +184,9 @@ MambaLM::MambaLM(const MambaConfig& cfg, Options o, Generator& gen) : cfg_(check
     register_module("backbone", backbone);
 }
 
-Tensor MambaLM::hidden_states(const Tensor& ids) const { return backbone.forward(ids); }
+Tensor MambaLM::hidden_states(const Tensor& ids, std::vector<MixerTrace>* trace) const {
+    return backbone.forward(ids, trace);
+}
 
 Tensor MambaLM::forward(const Tensor& ids) const { return linear(hidden_states(ids), lm_head_weight()); }
 

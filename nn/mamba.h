@@ -66,6 +66,18 @@ struct LayerState {
     Tensor long_conv_state; // (B, D, K_long-1)
 };
 
+// What one mixer computed on the way to its output, for looking inside a model (`mambagrad
+// probe`, train/probe.h): detached (B, L, D) tensors in the model's dtype. gate and the gated
+// dt are only defined in global-selection layers.
+//   x     the branch the short conv and the long conv read (in_proj's first half)
+//   gate  silu(long_conv(x)), the global selection gate
+//   dt    dt_proj.weight @ dt_r, times the gate where there is one (before the bias)
+//   delta Δ = softplus(dt + dt_proj.bias), the scan's step; exp(Δ A_n) is its decay
+//   out   the mixer's output (B, L, d), what the layer adds to the residual stream
+struct MixerTrace {
+    Tensor x, gate, dt, delta, out;
+};
+
 struct InferenceState {
     std::vector<LayerState> layers;
     int64_t batch = 0;
@@ -77,7 +89,8 @@ public:
     // layer_idx selects whether global selection applies (cfg.global_selection.layers).
     MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Generator& gen);
 
-    Tensor forward(const Tensor& u) const;                    // (B, L, d) -> (B, L, d)
+    // (B, L, d) -> (B, L, d); with `trace`, also records what it computed (MixerTrace).
+    Tensor forward(const Tensor& u, MixerTrace* trace = nullptr) const;
     Tensor step(const Tensor& u_t, LayerState& state) const; // (B, d) -> (B, d); advances state
     LayerState make_state(int64_t batch) const;              // zeros, on the parameters' device
     bool global_selection() const { return long_conv != nullptr || flash_long_conv != nullptr; }
@@ -100,7 +113,7 @@ public:
     struct Out {
         Tensor hidden, residual;
     };
-    Out forward(const Tensor& hidden, const Tensor& residual) const;
+    Out forward(const Tensor& hidden, const Tensor& residual, MixerTrace* trace = nullptr) const;
     Out step(const Tensor& hidden, const Tensor& residual, LayerState& state) const;
 
     MambaMixer mixer;
@@ -111,7 +124,8 @@ public:
 class MambaBackbone : public Module {
 public:
     MambaBackbone(const MambaConfig& cfg, Options o, Generator& gen);
-    Tensor forward(const Tensor& ids) const;
+    // trace, when given, receives one MixerTrace per layer.
+    Tensor forward(const Tensor& ids, std::vector<MixerTrace>* trace = nullptr) const;
 
     Embedding embedding;
     std::vector<std::unique_ptr<MambaBlock>> layers;
@@ -127,7 +141,8 @@ public:
     Tensor forward(const Tensor& ids) const;
     // ids i32 (B, L) -> the final normed hidden states (B, L, d), the input of lm_head; with
     // lm_head_weight() it feeds cross_entropy_indexed (logits only where there are labels).
-    Tensor hidden_states(const Tensor& ids) const;
+    // trace, when given, receives one MixerTrace per layer (what each mixer computed).
+    Tensor hidden_states(const Tensor& ids, std::vector<MixerTrace>* trace = nullptr) const;
     // lm_head's weight (V, d): the embedding's (tied).
     const Tensor& lm_head_weight() const { return backbone.embedding.weight; }
     // Where flashlongconv layers draw their dropout masks in training mode (train()/eval(), on

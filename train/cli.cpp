@@ -11,6 +11,8 @@
 //   mambagrad generate --checkpoint lm.safetensors [--prompt TEXT] [--max_new_tokens 256]
 //                      [--temperature 1] [--top_k 0] [--seed 0] [--device auto]
 //   mambagrad plot RUN_DIR                  loss/accuracy charts (PNG + SVG) from metrics.jsonl
+//   mambagrad probe [--checkpoint f.safetensors | --KEY VALUE ...] [--batch 4] [--seq_len 0]
+//                   [--dtype f32|f64] [--device auto] [--out probe.safetensors]   (train/probe.h)
 //   mambagrad data --out f.jsonl [--variant standard] [--grid 64x4] [--examples 100] [--split train]
 //
 // Every failure prints one `error: ...` line to stderr and exits with status 2.
@@ -23,6 +25,7 @@
 #include "train/generate.h"
 #include "train/info.h"
 #include "train/plot.h"
+#include "train/probe.h"
 #include "train/trainer.h"
 
 using namespace mg;
@@ -141,6 +144,80 @@ int cmd_train(const std::vector<std::string>& args) {
                    data::decode_bytes(train::generate_ids(trainer.model(), {}, o)));
     } else if (!cfg.task.test_variants.empty()) {
         fmt::print("\n{}", trainer.test_table());
+    }
+    return 0;
+}
+
+constexpr const char* kProbeUsage = R"(usage: mambagrad probe --checkpoint FILE.safetensors [--KEY VALUE ...] [options]
+       mambagrad probe [--config FILE] [--KEY VALUE ...] [options]
+
+One forward and backward on a training batch of a checkpoint's model (or of a fresh model built
+from the config flags of `mambagrad train`, with its seed; with a checkpoint the flags change its
+config, e.g. --model.global_selection.mode fft): the loss, every parameter's gradient
+norm, and per layer what the mixer computed (dt, the global-selection gate silu(g), delta and the
+decay exp(delta A) of the slowest state). tools/torch_reference.py checks the --out file against
+an independent PyTorch float64 implementation. Options:
+  --batch N        examples in the batch (default 4)
+  --seq_len L      their length, one of task.grid's (default: the longest)
+  --dtype T        f32 (as trained) or f64 (default f32)
+  --device D       auto, cpu, cuda or cuda:N (default auto)
+  --out FILE       also write the batch, the loss and the gradients (safetensors)
+)";
+
+int cmd_probe(const std::vector<std::string>& args) {
+    std::string checkpoint, out, device = "auto", dtype = "f32";
+    train::ProbeOptions o;
+    std::vector<std::string> config_args;
+    auto value = [&](size_t& i) -> std::string {
+        MG_CHECK(i + 1 < args.size(), "probe: {} needs a value", args[i]);
+        return args[++i];
+    };
+    auto integer = [&](size_t& i) -> int64_t {
+        const std::string flag = args[i], v = value(i);
+        try {
+            size_t used = 0;
+            const long long n = std::stoll(v, &used);
+            if (used == v.size()) return n;
+        } catch (const std::exception&) {
+        }
+        throw Error(fmt::format("probe: {} '{}' is not an integer", flag, v.substr(0, 40)));
+    };
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "--help" || a == "-h") {
+            fmt::print("{}", kProbeUsage);
+            return 0;
+        }
+        if (a == "--checkpoint") checkpoint = value(i);
+        else if (a == "--out") out = value(i);
+        else if (a == "--device") device = value(i);
+        else if (a == "--dtype") dtype = value(i);
+        else if (a == "--batch") o.batch = integer(i);
+        else if (a == "--seq_len") o.seq_len = integer(i);
+        else config_args.push_back(a);
+    }
+    MG_CHECK(dtype == "f32" || dtype == "f64", "probe: --dtype {}, expected f32 or f64", dtype.substr(0, 40));
+    o.dtype = dtype == "f64" ? DType::f64 : DType::f32;
+    // the checkpoint's config (or the defaults) with the flags applied, e.g. another
+    // model.global_selection.mode for the same weights
+    std::vector<std::string> a = config_args;
+    if (!checkpoint.empty()) a.insert(a.begin(), {"--resume", checkpoint});
+    a.insert(a.end(), {"--device", device});
+    train::LoadedModel m;
+    m.config = train::parse_train_args(a);
+    m.config.resume.clear();
+    if (!checkpoint.empty()) {
+        m = train::load_model(checkpoint, m.config);
+    } else {
+        Generator gen(m.config.seed);
+        m.model = std::make_unique<nn::MambaLM>(m.config.model, Options{DType::f32, m.config.resolved_device()}, gen);
+    }
+    train::ProbeResult r = train::probe_model(*m.model, m.config, o);
+    fmt::print("{} on {} in {} (step {}):\n{}", checkpoint.empty() ? "a fresh model" : checkpoint,
+               m.config.resolved_device().str(), dtype, m.state.step, train::format_probe(r));
+    if (!out.empty()) {
+        train::save_probe(out, r, m.config);
+        fmt::print("wrote {}\n", out);
     }
     return 0;
 }
@@ -313,15 +390,18 @@ int main(int argc, char** argv) {
     auto* pl = app.add_subcommand("plot", "write loss and accuracy charts (PNG and SVG) of a run from its metrics.jsonl");
     pl->add_option("RUN_DIR", plot_dir, "a run directory of `mambagrad train`")->required();
 
-    const std::set<std::string> commands = {"info", "gradcheck", "train", "eval", "generate", "data", "plot"};
+    app.add_subcommand("probe", "one batch through a model: loss, gradient norms, what each layer computed "
+                                "(probe --help)");
+    const std::set<std::string> commands = {"info", "gradcheck", "train", "eval", "generate", "data", "plot", "probe"};
     if (argc > 1 && argv[1][0] != '-' && !commands.count(argv[1])) {
         fmt::print(stderr, "error: unknown command '{}'; expected one of: info, gradcheck, train, eval, generate, "
-                   "data, plot\n", argv[1]);
+                   "data, plot, probe\n", argv[1]);
         return 2;
     }
     try {
         if (argc > 1 && std::string(argv[1]) == "train") return cmd_train(std::vector<std::string>(argv + 2, argv + argc));
         if (argc > 1 && std::string(argv[1]) == "info") return cmd_model_info(std::vector<std::string>(argv + 2, argv + argc));
+        if (argc > 1 && std::string(argv[1]) == "probe") return cmd_probe(std::vector<std::string>(argv + 2, argv + argc));
     } catch (const mg::Error& e) {
         fmt::print(stderr, "error: {}\n", e.what());
         return 2;

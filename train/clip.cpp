@@ -65,9 +65,9 @@ void clip_grad_value(const std::vector<Tensor>& grads, double clip) {
     for (const auto& [g, x] : strided) copy_into(g, x);
 }
 
-double global_norm(const std::vector<Tensor>& grads) {
+std::vector<double> tensor_norms(const std::vector<Tensor>& grads) {
     autograd::NoGrad no_grad;
-    std::vector<Tensor> partial; // one f64 sum of squares per tensor, shape (1)
+    std::vector<Tensor> partial; // one f64 sum of squares per defined tensor, shape (1)
     for (size_t i = 0; i < grads.size(); ++i) {
         const Tensor& g = grads[i];
         if (!g.defined()) continue;
@@ -77,8 +77,18 @@ double global_norm(const std::vector<Tensor>& grads) {
                      i, g.desc(), partial[0].device().str());
         partial.push_back(sum(g * g).to(DType::f64).reshape({1}));
     }
-    if (partial.empty()) return 0.0;
-    return std::sqrt(sum(cat(partial, 0)).item());
+    std::vector<double> out(grads.size(), 0.0);
+    if (partial.empty()) return out;
+    const std::vector<double> sq = cat(partial, 0).to_vector<double>(); // the one read back
+    for (size_t i = 0, k = 0; i < grads.size(); ++i)
+        if (grads[i].defined()) out[i] = std::sqrt(sq[k++]);
+    return out;
+}
+
+double global_norm(const std::vector<Tensor>& grads) {
+    double sq = 0;
+    for (double n : tensor_norms(grads)) sq += n * n;
+    return std::sqrt(sq);
 }
 
 double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm) {

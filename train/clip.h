@@ -21,6 +21,9 @@ void clip_grad_value(const std::vector<Tensor>& grads, double clip);
 double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm);
 // The global norm alone (no clipping).
 double global_norm(const std::vector<Tensor>& grads);
+// Each defined tensor's L2 norm, in list order (undefined tensors give 0), with one read back;
+// the global norm is the square root of the sum of their squares.
+std::vector<double> tensor_norms(const std::vector<Tensor>& grads);
 
 // ---- kernels --------------------------------------------------------------------------------
 // x[i] = clamp(x[i], -c, c) on n contiguous elements, in place.

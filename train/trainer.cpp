@@ -25,6 +25,7 @@
 #include "tensor/check.h"
 #include "tensor/random.h"
 #include "train/clip.h"
+#include "train/grad_monitor.h"
 #include "train/guard.h"
 #include "train/metrics.h"
 #include "train/plot.h"
@@ -149,7 +150,7 @@ std::vector<data::GridCell> read_grid(const Section& s, const std::string& key, 
 const std::vector<std::string> kTopKeys = {
     "model",      "task",         "seed",          "batch_size", "grad_accum_steps", "epochs",  "max_steps",  "shuffle",
     "lr",         "betas",        "eps",           "weight_decay", "no_decay",      "adamw",            "schedule",
-    "warmup_fraction", "min_lr",  "clip_value",    "clip_norm",  "nan_guard",       "eval_every",       "log_every",
+    "warmup_fraction", "min_lr",  "clip_value",    "clip_norm",  "nan_guard", "log_grad_norms", "eval_every",       "log_every",
     "target_accuracy", "device",  "run_dir",       "checkpoint_every", "keep_checkpoints", "resume"};
 const std::vector<std::string> kTaskKeys = {"kind",       "variant", "grid", "train_examples", "valid_examples",
                                             "test_examples", "vocab_size", "noise", "binding", "seed", "test_variants"};
@@ -288,6 +289,7 @@ ojson TrainConfig::to_json() const {
     j["clip_value"] = clip_value;
     j["clip_norm"] = clip_norm;
     j["nan_guard"] = nan_guard;
+    j["log_grad_norms"] = log_grad_norms;
     j["eval_every"] = eval_every;
     j["log_every"] = log_every;
     j["target_accuracy"] = target_accuracy;
@@ -376,6 +378,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     s.number("clip_value", c.clip_value, 0, 1e300, ">= 0 (0: off)");
     s.number("clip_norm", c.clip_norm, 0, 1e300, ">= 0 (0: off)");
     s.boolean("nan_guard", c.nan_guard);
+    s.boolean("log_grad_norms", c.log_grad_norms);
     s.integer("eval_every", c.eval_every, 0);
     s.integer("log_every", c.log_every, 1);
     s.number("target_accuracy", c.target_accuracy, 0, 1, "in [0, 1] (0: no early stop)");
@@ -894,6 +897,8 @@ void Trainer::log_eval(const EvalResult& r, int64_t step, double train_s) {
 TrainSummary Trainer::train(int64_t stop_after_step) {
     const auto t0 = std::chrono::steady_clock::now();
     const NamedTensors params = model_->named_parameters();
+    std::vector<std::string> grad_names; // grads_of(params)'s names: the parameters that have a gradient
+    GradNormMonitor monitor;
     std::unique_ptr<ProgressBar> bar = out_ ? std::make_unique<ProgressBar>(out_) : nullptr;
     TrainSummary sum;
     const int64_t first_step = state_.step;
@@ -994,10 +999,20 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
             if (cfg_.nan_guard) f.probe = FiniteProbe(step, named_grads(params), "gradient", f.losses);
             if (device_.is_cpu()) f.probe.check(); // before the step: the parameters stay as they were
             const std::vector<Tensor> grads = grads_of(params);
-            if (cfg_.clip_value > 0) clip_grad_value(grads, cfg_.clip_value);
+            if (grad_names.empty())
+                for (const auto& [name, p] : params)
+                    if (p.grad().defined()) grad_names.push_back(name);
+            // the gradient norms before any clipping: every parameter's at a logged step
+            std::vector<double> norms;
             double gnorm = NAN;
-            if (cfg_.clip_norm > 0) gnorm = clip_grad_norm(grads, cfg_.clip_norm);
-            else if (log_now) gnorm = global_norm(grads);
+            if (log_now) {
+                norms = tensor_norms(grads);
+                double sq = 0;
+                for (double n : norms) sq += n * n;
+                gnorm = std::sqrt(sq);
+            }
+            if (cfg_.clip_value > 0) clip_grad_value(grads, cfg_.clip_value);
+            if (cfg_.clip_norm > 0) clip_grad_norm(grads, cfg_.clip_norm);
             const double lr = schedule_.at(state_.step);
             opt_->set_lr(lr);
             opt_->step(f.probe.skip_words());
@@ -1028,7 +1043,22 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
                               {"train_s", elapsed - nontrain_s}};
                     if (device_.is_cuda()) row["peak_bytes"] = cuda::memory_stats(device_.index).peak_allocated;
                     if (cfg_.task.is_lm()) row["bpb"] = data::bits_per_byte(window_loss / double(window_steps));
+                    if (cfg_.log_grad_norms) {
+                        ojson per = ojson::object();
+                        for (size_t i = 0; i < norms.size(); ++i) per[grad_names[i]] = norms[i];
+                        row["grad_norms"] = per;
+                    }
                     log_->write(row);
+                }
+                for (const GradNormWarning& w : monitor.observe(state_.step, grad_names, norms)) {
+                    if (bar) bar->finish();
+                    if (out_) {
+                        fmt::print(out_, "warning: {}\n", w.message());
+                        std::fflush(out_);
+                    }
+                    if (log_)
+                        log_->write(ojson{{"kind", "warning"}, {"step", w.step}, {"parameter", w.name},
+                                          {"grad_norm", w.norm}, {"running_median", w.median}});
                 }
                 if (bar) {
                     Progress p;

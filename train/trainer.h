@@ -14,7 +14,7 @@
 //    "lr": 1e-2, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.1,
 //    "no_decay": "none" | "mamba_ssm", "adamw": "transformers" | "torch",
 //    "schedule": "cosine" | "constant", "warmup_fraction": 0.1, "min_lr": 0,
-//    "clip_value": 1.0, "clip_norm": 0, "nan_guard": true,
+//    "clip_value": 1.0, "clip_norm": 0, "nan_guard": true, "log_grad_norms": false,
 //    "eval_every": 256, "target_accuracy": 0.99, "log_every": 10,
 //    "device": "auto" | "cpu" | "cuda" | "cuda:N", "run_dir": "runs/mqar-standard",
 //    "checkpoint_every": 0, "keep_checkpoints": 2, "resume": ""}
@@ -83,9 +83,13 @@
 //
 // ---- metrics.jsonl rows ------------------------------------------------------------------------
 //   {"kind":"train","step":s,"epoch":e,"loss":l (mean over the rows since the last one),
-//    "last_loss":l_s,"lr":..,"grad_norm":..,"acc":labelled-token accuracy of step s (all its micro-batches),
+//    "last_loss":l_s,"lr":..,"grad_norm":.. (global, of step s, before any clipping),"acc":labelled-token accuracy of step s (all its micro-batches),
 //    "tokens_per_s":..,"elapsed_s":..,"train_s":.. (elapsed minus evaluation and checkpoint time),
-//    "peak_bytes":.. (CUDA runs: the caching allocator's high-water mark)}
+//    "peak_bytes":.. (CUDA runs: the caching allocator's high-water mark),
+//    "grad_norms":{"<parameter>":norm, ...} (with log_grad_norms: each one before clipping)}
+//   {"kind":"warning","step":s,"parameter":..,"grad_norm":..,"running_median":..}  when a
+//    parameter's gradient norm exceeds 100x the median of its last 50 logged norms
+//    (train/grad_monitor.h); the same line goes to the console as "warning: ...".
 //   {"kind":"eval","split":"valid","variant":..,"step":s,"train_s":..,"loss":..,"query_acc":mean,
 //    "token_acc":pooled,"token_acc_mean":..,"subtasks":[{"L":..,"N":..,"query_acc":..,"token_acc":..}]}
 // LM runs: train rows also carry "bpb" (of "loss"); "acc" is next-byte accuracy; eval and test
@@ -157,6 +161,7 @@ struct TrainConfig {
     double warmup_fraction = 0.1, min_lr = 0;
     double clip_value = 1.0, clip_norm = 0;
     bool nan_guard = true;
+    bool log_grad_norms = false; // every parameter's gradient norm in each train row of metrics.jsonl
     int64_t eval_every = 256, log_every = 10;
     double target_accuracy = 0.99;
     std::string device = "auto";
