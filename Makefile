@@ -32,8 +32,6 @@ endif
 
 # ---- dependencies (Debian packages, header-only use) -------------------------------------------
 # Looked up in third_party/include (filled by `make vendor`) first, then the system.
-OPENBLAS_INC := $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas /usr/include/aarch64-linux-gnu/openblas-pthread))
-OPENBLAS ?= $(if $(OPENBLAS_INC),1,0)
 DEP_HEADERS := fmt/format.h:libfmt-dev catch2/catch.hpp:catch2 CLI/CLI.hpp:libcli11-dev nlohmann/json.hpp:nlohmann-json3-dev
 have_header = $(or $(wildcard third_party/include/$(1)),$(wildcard /usr/include/$(1)))
 MISSING_PKGS := $(strip $(foreach d,$(DEP_HEADERS),$(if $(call have_header,$(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
@@ -48,6 +46,21 @@ ifneq ($(MISSING_PKGS),)
     $(error missing dependency: install the Debian package(s) $(MISSING_PKGS) (sudo apt-get install $(MISSING_PKGS)))
   endif
 endif
+# OpenBLAS (CPU GEMM) is optional: installed like the others when run as root (unless OPENBLAS=0),
+# else the build says so once and uses mambagrad's blocked GEMM (`mambagrad info` shows which).
+find_openblas = $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas /usr/include/aarch64-linux-gnu/openblas-pthread))
+OPENBLAS_INC := $(find_openblas)
+ifeq ($(OPENBLAS_INC)$(filter 0,$(OPENBLAS)),)
+  ifeq ($(shell id -u),0)
+    $(info mambagrad: installing missing Debian package: libopenblas-dev)
+    BLAS_OUT := $(shell (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev) >/dev/null 2>&1 && echo ok)
+    OPENBLAS_INC := $(find_openblas)
+  endif
+  ifeq ($(OPENBLAS_INC),)
+    $(info mambagrad: OpenBLAS not found (Debian package libopenblas-dev): the CPU GEMM is mambagrad's blocked kernel)
+  endif
+endif
+OPENBLAS ?= $(if $(OPENBLAS_INC),1,0)
 
 # ---- flags -------------------------------------------------------------------------------------
 CXX ?= g++

@@ -18,7 +18,7 @@ constexpr const char* kWhere = "model config";
 const std::vector<std::string> kKeys = {"preset",   "d_model", "n_layer",  "vocab_size", "pad_vocab_size_multiple",
                                         "d_state",  "d_conv",  "expand",   "dt_rank",    "norm_eps",
                                         "init",     "global_selection"};
-const std::vector<std::string> kGsKeys = {"enabled", "kind", "k_long", "layers", "mode"};
+const std::vector<std::string> kGsKeys = {"enabled", "kind", "k_long", "layers", "mode", "gate"};
 
 template <typename E> struct Named {
     E value;
@@ -27,6 +27,7 @@ template <typename E> struct Named {
 constexpr Named<InitScheme> kInits[] = {{InitScheme::mamba, "mamba"}, {InitScheme::paper_code, "paper-code"}};
 constexpr Named<GlobalSelectionKind> kKinds[] = {{GlobalSelectionKind::longconv, "longconv"},
                                                  {GlobalSelectionKind::flashlongconv, "flashlongconv"}};
+constexpr Named<GateFunction> kGates[] = {{GateFunction::silu, "silu"}, {GateFunction::sigmoid, "sigmoid"}};
 constexpr Named<LongConvMode> kModes[] = {
     {LongConvMode::automatic, "auto"}, {LongConvMode::direct, "direct"}, {LongConvMode::fft, "fft"}};
 
@@ -62,6 +63,7 @@ int64_t get_int(const json& j, const std::string& key) {
 } // namespace
 
 std::string_view init_scheme_name(InitScheme s) { return name_of(kInits, s); }
+std::string_view gate_function_name(GateFunction g) { return name_of(kGates, g); }
 std::string_view long_conv_mode_name(LongConvMode m) { return name_of(kModes, m); }
 
 bool GlobalSelection::applies_to(int64_t layer) const {
@@ -126,7 +128,8 @@ std::string MambaConfig::to_json() const {
               {"kind", name_of(kKinds, gs.kind)},
               {"k_long", gs.k_long},
               {"layers", gs.layers.empty() ? json("all") : json(gs.layers)},
-              {"mode", name_of(kModes, gs.mode)}};
+              {"mode", name_of(kModes, gs.mode)},
+              {"gate", name_of(kGates, gs.gate)}};
     json j = {{"d_model", d_model},
               {"n_layer", n_layer},
               {"vocab_size", vocab_size},
@@ -191,6 +194,7 @@ MambaConfig MambaConfig::from_json(std::string_view text) {
         if (g.contains("kind")) gs.kind = parse_enum(kKinds, g["kind"], "global_selection.kind");
         if (g.contains("k_long")) gs.k_long = get_int(g["k_long"], "global_selection.k_long");
         if (g.contains("mode")) gs.mode = parse_enum(kModes, g["mode"], "global_selection.mode");
+        if (g.contains("gate")) gs.gate = parse_enum(kGates, g["gate"], "global_selection.gate");
         if (g.contains("layers")) {
             const json& v = g["layers"];
             if (v.is_string() && v.get<std::string>() == "all") gs.layers.clear();

@@ -11,7 +11,8 @@
 //    "pad_vocab_size_multiple": 8, "d_state": 16, "d_conv": 4, "expand": 2,
 //    "dt_rank": "auto" | 32, "norm_eps": 1e-5, "init": "mamba" | "paper-code",
 //    "global_selection": {"enabled": true, "kind": "longconv" | "flashlongconv", "k_long": 128,
-//                         "layers": "all" | [0, 3], "mode": "auto" | "direct" | "fft"}}
+//                         "layers": "all" | [0, 3], "mode": "auto" | "direct" | "fft",
+//                         "gate": "silu" | "sigmoid"}}
 // Unknown keys, wrong types and values out of range are errors that name the key and what is
 // allowed.
 #pragma once
@@ -39,12 +40,21 @@ enum class InitScheme { mamba, paper_code };
 //                how its conv is computed.
 enum class GlobalSelectionKind { longconv, flashlongconv };
 
+// The function f of the gate dt * f(g) (docs/global_selection.md):
+//   silu:    the authors' code (unbounded above, min -0.278): at the tiny size it diverges in
+//            training with every recipe tried, the authors' included;
+//   sigmoid: bounded in (0, 1), so Δ = softplus(dt f(g) + bias) can never exceed softplus(dt +
+//            bias) in magnitude: trains stably where silu diverges.
+// A stored config without "gate" (written before this key existed) means silu.
+enum class GateFunction { silu, sigmoid };
+
 struct GlobalSelection {
     bool enabled = false;
     GlobalSelectionKind kind = GlobalSelectionKind::longconv;
     int64_t k_long = 128;
     std::vector<int64_t> layers;                        // empty: every layer
     LongConvMode mode = LongConvMode::automatic;        // direct conv, FFT, or chosen by size
+    GateFunction gate = GateFunction::silu;              // the gate's function (see GateFunction)
     bool applies_to(int64_t layer) const;               // enabled and the layer is selected
 };
 
@@ -110,5 +120,6 @@ int64_t count_parameters(const MambaConfig& cfg);
 
 std::string_view init_scheme_name(InitScheme s);
 std::string_view long_conv_mode_name(LongConvMode m);
+std::string_view gate_function_name(GateFunction g);
 
 } // namespace mg::nn

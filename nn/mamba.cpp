@@ -48,6 +48,7 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
       d_inner(cfg.d_inner()),
       d_state(cfg.d_state),
       dt_rank(cfg.resolved_dt_rank()),
+      gate_function(cfg.global_selection.gate),
       in_proj(d_model, 2 * d_inner, false, o, gen),
       conv1d(d_inner, cfg.d_conv, true, o, gen),
       long_conv(cfg.global_selection.applies_to(layer_idx) && cfg.global_selection.kind == GlobalSelectionKind::longconv
@@ -89,6 +90,10 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
     register_module("out_proj", out_proj);
 }
 
+Tensor MambaMixer::gate_of(const Tensor& g) const {
+    return gate_function == GateFunction::sigmoid ? sigmoid(g) : silu(g);
+}
+
 Tensor MambaMixer::forward(const Tensor& u, MixerTrace* trace) const {
     MG_CHECK(u.dim() == 3 && u.size(2) == d_model, "MambaMixer: u is {}, expected (B, L, d_model) with d_model = {}",
              u.desc(), d_model);
@@ -98,8 +103,8 @@ Tensor MambaMixer::forward(const Tensor& u, MixerTrace* trace) const {
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 2);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, L, D), no bias
     Tensor gate;                                                          // global selection gate
-    if (long_conv) gate = silu(long_conv->forward(x));                    // g from either kind
-    if (flash_long_conv) gate = silu(flash_long_conv->forward(x));        // of long conv
+    if (long_conv) gate = gate_of(long_conv->forward(x));                 // f(g), g from either kind
+    if (flash_long_conv) gate = gate_of(flash_long_conv->forward(x));     // of long conv
     if (gate.defined()) dt = dt * gate;
     Tensor A = -exp(A_log);                                               // (D, N)
     if (trace) {
@@ -121,8 +126,8 @@ Tensor MambaMixer::step(const Tensor& u_t, LayerState& st) const {
     Tensor xc = conv1d.step(st.conv_state, x, /*silu=*/true);             // (B, D)
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 1);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, D)
-    if (long_conv) dt = dt * silu(long_conv->step(st.long_conv_state, x));
-    if (flash_long_conv) dt = dt * silu(flash_long_conv->step(st.long_conv_state, x));
+    if (long_conv) dt = dt * gate_of(long_conv->step(st.long_conv_state, x));
+    if (flash_long_conv) dt = dt * gate_of(flash_long_conv->step(st.long_conv_state, x));
     Tensor A = -exp(A_log);
     Tensor y = selective_state_update(st.ssm_state, xc, dt, A, dbc[1], dbc[2], D, z, dt_proj.bias, true);
     return out_proj.forward(y);

@@ -11,8 +11,10 @@
 //   xc     = silu(conv1d(x))                  depthwise causal, kernel K, with bias
 //   dt_r, Bm, Cm = split(x_proj(xc))          x_proj: D -> R + 2N, no bias
 //   dt     = dt_r @ dt_proj.weight^T          the bias is NOT added here ...
-//   dt     = dt * silu(g)                     global selection gate (g from either kind of
-//                                             long conv: LongConv or FlashLongConv, nn/layers.h)
+//   dt     = dt * f(g)                        global selection gate (g from either kind of
+//                                             long conv: LongConv or FlashLongConv, nn/layers.h;
+//                                             f = silu (the authors' code) or sigmoid:
+//                                             global_selection.gate, docs/global_selection.md)
 //   y      = selective_scan(xc, dt, A = -exp(A_log), Bm, Cm, D, z,
 //                           delta_bias = dt_proj.bias, softplus)   ... but inside the scan
 //   out    = out_proj(y)                      D -> d, no bias
@@ -70,7 +72,7 @@ struct LayerState {
 // probe`, train/probe.h): detached (B, L, D) tensors in the model's dtype. gate and the gated
 // dt are only defined in global-selection layers.
 //   x     the branch the short conv and the long conv read (in_proj's first half)
-//   gate  silu(long_conv(x)), the global selection gate
+//   gate  f(long_conv(x)), the global selection gate (f = silu or sigmoid)
 //   dt    dt_proj.weight @ dt_r, times the gate where there is one (before the bias)
 //   delta Δ = softplus(dt + dt_proj.bias), the scan's step; exp(Δ A_n) is its decay
 //   out   the mixer's output (B, L, d), what the layer adds to the residual stream
@@ -94,8 +96,10 @@ public:
     Tensor step(const Tensor& u_t, LayerState& state) const; // (B, d) -> (B, d); advances state
     LayerState make_state(int64_t batch) const;              // zeros, on the parameters' device
     bool global_selection() const { return long_conv != nullptr || flash_long_conv != nullptr; }
+    Tensor gate_of(const Tensor& g) const; // the gate f(g): silu or sigmoid (gate_function)
 
     int64_t d_model, d_inner, d_state, dt_rank;
+    GateFunction gate_function;
     Linear in_proj;
     Conv1d conv1d;
     // The global-selection branch, registered as "long_conv" whichever its kind; both null

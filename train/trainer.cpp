@@ -478,7 +478,12 @@ json checkpoint_config(const std::string& checkpoint) {
     MG_CHECK(it != metadata.end() && !it->second.empty(), "checkpoint '{}' holds no run config (metadata '{}')",
              checkpoint, kCheckpointConfigKey);
     try {
-        return json::parse(it->second);
+        json j = json::parse(it->second);
+        // Written before global_selection.gate existed: the gate was silu (nn/config.h).
+        if (j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].contains("global_selection") &&
+            j["model"]["global_selection"].is_object() && !j["model"]["global_selection"].contains("gate"))
+            j["model"]["global_selection"]["gate"] = "silu";
+        return j;
     } catch (const json::exception& e) {
         throw Error(fmt::format("checkpoint '{}': metadata '{}' is not JSON: {}", checkpoint, kCheckpointConfigKey,
                                 e.what()));
