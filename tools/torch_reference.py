@@ -9,7 +9,7 @@ parameter's gradient on the same weights and batch, in float64 (docs/global_sele
 The model is written from SPEC.md §2 and mamba_ssm's reference code (selective_scan_ref, the
 authors' MambaMixer.slow_forward), not from our C++: PyTorch's conv1d for both causal convs
 (padding k-1, first L outputs), a sequential scan, torch autograd for every derivative. Only
-kind "longconv" global selection is supported (flashlongconv is refused).
+kind "longconv" global selection is supported (flashlongconv is refused), with either gate.
 
 Per parameter it prints the largest |ours - torch| over the elements, where it is, and that
 error relative to the largest |gradient| of the tensor; it fails (exit 1) when any relative error
@@ -67,8 +67,24 @@ def selective_scan(u, delta, A, Bm, Cm, Dskip, z):
     return y * F.silu(z)
 
 
+def selective_scan_parallel(u, delta, A, Bm, Cm, Dskip, z):
+    """The same function by a Hillis-Steele scan over L (log2 L doubling steps on (B, L, D, N)
+    tensors): h_t = a_t h_{t-1} + b_t with a = exp(delta A), b = delta B u. Much faster on a GPU
+    than the loop above, and memory O(B L D N): for training (tools/torch_train.py)."""
+    a = torch.exp(delta[..., None] * A)                               # (B, L, D, N)
+    b = delta[..., None] * Bm[:, :, None, :] * u[..., None]
+    L, off = u.shape[1], 1
+    while off < L:
+        b = torch.cat([b[:, :off], b[:, off:] + a[:, off:] * b[:, :-off]], 1)
+        a = torch.cat([a[:, :off], a[:, off:] * a[:, :-off]], 1)
+        off *= 2
+    y = (b * Cm[:, :, None, :]).sum(-1) + u * Dskip
+    return y * F.silu(z)
+
+
 class Reference:
-    def __init__(self, cfg, params):
+    def __init__(self, cfg, params, scan=selective_scan):
+        self.scan = scan
         m = cfg["model"]
         self.n_layer = m["n_layer"]
         self.d_state = m["d_state"]
@@ -77,6 +93,8 @@ class Reference:
         gs = m.get("global_selection", {})
         if gs.get("enabled") and gs.get("kind", "longconv") != "longconv":
             sys.exit("torch_reference: global_selection.kind {} is not supported (longconv only)".format(gs["kind"]))
+        self.gate = torch.sigmoid if gs.get("gate", "silu") == "sigmoid" else F.silu
+        self.trace = None  # a list to receive each layer's gate, when set
         self.p = params
 
     def mixer(self, i, u):
@@ -90,11 +108,14 @@ class Reference:
         dt_r, Bm, Cm = dbc[..., :R], dbc[..., R:R + N], dbc[..., R + N:]
         dt = dt_r @ P("dt_proj.weight").T
         key = "backbone.layers.{}.mixer.long_conv.weight".format(i)
-        if key in self.p:  # global selection: the gate silu(g), g from x before the short conv
-            dt = dt * F.silu(causal_depthwise_conv(x, P("long_conv.weight"), P("long_conv.bias")))
+        if key in self.p:  # global selection: the gate f(g) (silu or sigmoid), g from x before the short conv
+            gate = self.gate(causal_depthwise_conv(x, P("long_conv.weight"), P("long_conv.bias")))
+            if self.trace is not None:
+                self.trace.append(gate.detach())
+            dt = dt * gate
         delta = F.softplus(dt + P("dt_proj.bias"), beta=1.0, threshold=20.0)
         A = -torch.exp(P("A_log"))
-        y = selective_scan(xc, delta, A, Bm, Cm, P("D"), z)
+        y = self.scan(xc, delta, A, Bm, Cm, P("D"), z)
         return y @ P("out_proj.weight").T
 
     def loss(self, inputs, positions, targets):
