@@ -41,11 +41,13 @@ enum class InitScheme { mamba, paper_code };
 enum class GlobalSelectionKind { longconv, flashlongconv };
 
 // The function f of the gate dt * f(g) (docs/global_selection.md):
-//   silu:    the authors' code (unbounded above, min -0.278): at the tiny size it diverges in
-//            training with every recipe tried, the authors' included;
-//   sigmoid: bounded in (0, 1), so Δ = softplus(dt f(g) + bias) can never exceed softplus(dt +
-//            bias) in magnitude: trains stably where silu diverges.
-// A stored config without "gate" (written before this key existed) means silu.
+//   sigmoid (the default): bounded in (0, 1), so the gated dt never exceeds the ungated one in
+//            magnitude and Δ = softplus(dt f(g) + bias) stays in the plain model's range;
+//   silu:    the authors' code (unbounded above, min -0.278). At the paper's tiny size it diverges
+//            in training with every recipe tried, the authors' included: Adam grows the gate
+//            (max 27-68 by step 400), Δ and each layer's output follow, the run dies.
+// A stored config without "gate" (checkpoints written before this key existed) means silu
+// (train::checkpoint_config fills it in), so those checkpoints keep computing what they did.
 enum class GateFunction { silu, sigmoid };
 
 struct GlobalSelection {
@@ -54,7 +56,7 @@ struct GlobalSelection {
     int64_t k_long = 128;
     std::vector<int64_t> layers;                        // empty: every layer
     LongConvMode mode = LongConvMode::automatic;        // direct conv, FFT, or chosen by size
-    GateFunction gate = GateFunction::silu;              // the gate's function (see GateFunction)
+    GateFunction gate = GateFunction::sigmoid;           // the gate's function (see GateFunction)
     bool applies_to(int64_t layer) const;               // enabled and the layer is selected
 };
 
