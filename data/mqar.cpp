@@ -16,6 +16,7 @@
 #include <numeric>
 #include <unordered_set>
 
+#include "tensor/json.h"
 #include "tensor/check.h"
 #include "tensor/random.h"
 
@@ -735,17 +736,12 @@ namespace {
 
 // One line of a JSONL file -> an example; throws "path:line: field 'F': ...".
 MqarExample parse_line(const std::string& text, const std::string& where) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-        MG_CHECK(false, "{}: not valid JSON: {}", where, e.what());
-    }
+    const nlohmann::json j = parse_json(text, where);
     MG_CHECK(j.is_object(), "{}: expected a JSON object, got {}", where, j.type_name());
     auto int_field = [&](const char* name, int64_t lo, int64_t hi) {
         MG_CHECK(j.contains(name), "{}: field '{}' is missing", where, name);
         const auto& v = j[name];
-        MG_CHECK(v.is_number_integer(), "{}: field '{}': expected an integer, got {}", where, name, v.dump());
+        MG_CHECK(v.is_number_integer(), "{}: field '{}': expected an integer, got {}", where, name, json_excerpt(v));
         int64_t x = v.get<int64_t>();
         MG_CHECK(x >= lo && x <= hi, "{}: field '{}': {} is out of range [{}, {}]", where, name, x, lo, hi);
         return x;
@@ -766,7 +762,7 @@ MqarExample parse_line(const std::string& text, const std::string& where) {
     for (int64_t t = 0; t < L; ++t) {
         const auto& v = ids[size_t(t)];
         MG_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < (int64_t(1) << 31),
-                 "{}: field 'input_ids': element {} is {}, expected a token id >= 0", where, t, v.dump());
+                 "{}: field 'input_ids': element {} is {}, expected a token id >= 0", where, t, json_excerpt(v));
         ex.inputs[size_t(t)] = int32_t(v.get<int64_t>());
     }
 
@@ -783,7 +779,7 @@ MqarExample parse_line(const std::string& text, const std::string& where) {
         MG_CHECK(digits && p >= 1 && p < L, "{}: field 'V_id': key '{}' is not a position in [1, {})", where, k, L);
         const auto& v = it.value();
         MG_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < (int64_t(1) << 31),
-                 "{}: field 'V_id': position {} has {}, expected a token id >= 0", where, p, v.dump());
+                 "{}: field 'V_id': position {} has {}, expected a token id >= 0", where, p, json_excerpt(v));
         MG_CHECK(target[size_t(p)] == kIgnore, "{}: field 'V_id': position {} given twice", where, p);
         target[size_t(p)] = int32_t(v.get<int64_t>());
         pos.push_back(p);

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "tensor/check.h"
+#include "tensor/json.h"
 
 namespace mg::nn {
 
@@ -40,7 +41,7 @@ template <typename E, size_t M> std::string_view name_of(const Named<E> (&table)
 template <typename E, size_t M> E parse_enum(const Named<E> (&table)[M], const json& j, const std::string& key) {
     std::vector<std::string_view> allowed;
     for (const auto& e : table) allowed.push_back(e.name);
-    MG_CHECK(j.is_string(), "{}: {} is {}, expected a string, one of: {}", kWhere, key, j.dump(),
+    MG_CHECK(j.is_string(), "{}: {} is {}, expected a string, one of: {}", kWhere, key, json_excerpt(j),
              fmt::join(allowed, ", "));
     std::string s = j.get<std::string>();
     for (const auto& e : table)
@@ -49,14 +50,14 @@ template <typename E, size_t M> E parse_enum(const Named<E> (&table)[M], const j
 }
 
 void check_keys(const json& j, const std::vector<std::string>& allowed, const std::string& where) {
-    MG_CHECK(j.is_object(), "{}: {} is {}, expected a JSON object", kWhere, where, j.dump());
+    MG_CHECK(j.is_object(), "{}: {} is {}, expected a JSON object", kWhere, where, json_excerpt(j));
     for (const auto& [key, v] : j.items())
         MG_CHECK(std::find(allowed.begin(), allowed.end(), key) != allowed.end(),
                  "{}: unknown key '{}' in {}; allowed keys: {}", kWhere, key, where, fmt::join(allowed, ", "));
 }
 
 int64_t get_int(const json& j, const std::string& key) {
-    MG_CHECK(j.is_number_integer(), "{}: {} is {}, expected an integer", kWhere, key, j.dump());
+    MG_CHECK(j.is_number_integer(), "{}: {} is {}, expected an integer", kWhere, key, json_excerpt(j));
     return j.get<int64_t>();
 }
 
@@ -145,17 +146,12 @@ std::string MambaConfig::to_json() const {
 }
 
 MambaConfig MambaConfig::from_json(std::string_view text) {
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::exception& e) {
-        throw Error(fmt::format("{}: invalid JSON: {}", kWhere, e.what()));
-    }
+    const json j = parse_json(text, kWhere);
     check_keys(j, kKeys, "the model config");
     MambaConfig c;
     if (j.contains("preset")) {
         MG_CHECK(j["preset"].is_string(), "{}: preset is {}, expected a string, one of: zoology, tiny, 130m", kWhere,
-                 j["preset"].dump());
+                 json_excerpt(j["preset"]));
         c = preset(j["preset"].get<std::string>());
     }
     auto set_int = [&](const char* key, int64_t& field) {
@@ -173,12 +169,12 @@ MambaConfig MambaConfig::from_json(std::string_view text) {
         if (v.is_string() && v.get<std::string>() == "auto") c.dt_rank = 0;
         else {
             MG_CHECK(v.is_number_integer() && v.get<int64_t>() > 0,
-                     "{}: dt_rank is {}, expected \"auto\" or a positive integer", kWhere, v.dump());
+                     "{}: dt_rank is {}, expected \"auto\" or a positive integer", kWhere, json_excerpt(v));
             c.dt_rank = v.get<int64_t>();
         }
     }
     if (j.contains("norm_eps")) {
-        MG_CHECK(j["norm_eps"].is_number(), "{}: norm_eps is {}, expected a number", kWhere, j["norm_eps"].dump());
+        MG_CHECK(j["norm_eps"].is_number(), "{}: norm_eps is {}, expected a number", kWhere, json_excerpt(j["norm_eps"]));
         c.norm_eps = j["norm_eps"].get<double>();
     }
     if (j.contains("init")) c.init = parse_enum(kInits, j["init"], "init");
@@ -188,7 +184,7 @@ MambaConfig MambaConfig::from_json(std::string_view text) {
         GlobalSelection& gs = c.global_selection;
         if (g.contains("enabled")) {
             MG_CHECK(g["enabled"].is_boolean(), "{}: global_selection.enabled is {}, expected true or false", kWhere,
-                     g["enabled"].dump());
+                     json_excerpt(g["enabled"]));
             gs.enabled = g["enabled"].get<bool>();
         }
         if (g.contains("kind")) gs.kind = parse_enum(kKinds, g["kind"], "global_selection.kind");
@@ -201,7 +197,7 @@ MambaConfig MambaConfig::from_json(std::string_view text) {
             else {
                 MG_CHECK(v.is_array() && !v.empty(),
                          "{}: global_selection.layers is {}, expected \"all\" or a non-empty list of layer indices",
-                         kWhere, v.dump());
+                         kWhere, json_excerpt(v));
                 gs.layers.clear();
                 for (const json& e : v) gs.layers.push_back(get_int(e, "an entry of global_selection.layers"));
             }

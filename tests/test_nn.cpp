@@ -752,7 +752,7 @@ TEST_CASE("nn: config errors name the key and what is allowed", "[nn][errors]") 
     REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"global_selection": {"layers": []}})"), "global_selection.layers",
                        "\"all\"");
     REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"global_selection": {"enabled": 1}})"), "enabled", "true or false");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json("{\"d_model\": 64,"), "model config: invalid JSON");
+    REQUIRE_ERROR_WITH(MambaConfig::from_json("{\"d_model\": 64,"), "model config: not valid JSON");
     REQUIRE_ERROR_WITH(MambaConfig::from_json("[1, 2]"), "expected a JSON object");
     REQUIRE_ERROR_WITH(MambaConfig::preset("tiny", 128), "only the zoology preset takes a d_model");
     REQUIRE_ERROR_WITH(FlashLongConv(4, 3, {}, default_generator(), LongConvMode::direct, 1.0), "FlashLongConv",

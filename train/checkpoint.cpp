@@ -10,6 +10,7 @@
 #include <fstream>
 #include <set>
 
+#include "tensor/json.h"
 #include "autograd/grad_mode.h"
 #include "data/mqar.h" // AtomicFile
 #include "ops/dispatch.h"
@@ -100,12 +101,7 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
     MG_CHECK(in.good(), "load_safetensors: '{}': read error in the header", path);
     const uint64_t data_size = file_size - 8 - n;
 
-    nlohmann::json header;
-    try {
-        header = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(fmt::format("load_safetensors: '{}': the header is not valid JSON: {}", path, e.what()));
-    }
+    const nlohmann::json header = parse_json(text, fmt::format("load_safetensors: '{}': the header", path));
     MG_CHECK(header.is_object(), "load_safetensors: '{}': the header is JSON {}, expected an object", path,
              header.type_name());
 
@@ -232,12 +228,23 @@ TrainerState read_trainer_state(const Metadata& metadata, const std::string& pat
     auto t = metadata.find(kTrainerKey);
     if (t == metadata.end()) return state;
     try {
-        auto j = nlohmann::json::parse(t->second);
-        state.epoch = j.at("epoch").get<int64_t>();
-        state.step = j.at("step").get<int64_t>();
-        state.cursor = j.at("cursor").get<int64_t>();
-        state.rng_seed = j.at("rng_seed").get<uint64_t>();
-        state.rng_offset = j.at("rng_offset").get<uint64_t>();
+        auto j = parse_json(t->second, fmt::format("load_checkpoint: '{}': metadata '{}'", path, kTrainerKey));
+        MG_CHECK(j.is_object(), "load_checkpoint: '{}': metadata '{}' is {}, expected a JSON object", path, kTrainerKey,
+                 json_excerpt(j));
+        // every field an integer in range before any is used (a negative cursor indexed memory)
+        auto field = [&](const char* name, bool is_unsigned) {
+            MG_CHECK(j.contains(name), "load_checkpoint: '{}': metadata '{}' has no '{}'", path, kTrainerKey, name);
+            const auto& v = j[name];
+            MG_CHECK(is_unsigned ? v.is_number_unsigned() : v.is_number_integer() && v.get<int64_t>() >= 0,
+                     "load_checkpoint: '{}': metadata '{}': '{}' is {}, expected an integer >= 0", path, kTrainerKey,
+                     name, json_excerpt(v));
+            return v;
+        };
+        state.epoch = field("epoch", false).get<int64_t>();
+        state.step = field("step", false).get<int64_t>();
+        state.cursor = field("cursor", false).get<int64_t>();
+        state.rng_seed = field("rng_seed", true).get<uint64_t>();
+        state.rng_offset = field("rng_offset", true).get<uint64_t>();
     } catch (const nlohmann::json::exception& e) {
         throw Error(fmt::format("load_checkpoint: '{}': metadata '{}' is not a trainer state: {}", path, kTrainerKey,
                                 e.what()));

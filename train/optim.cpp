@@ -8,6 +8,7 @@
 #include <set>
 #include <type_traits>
 
+#include "tensor/json.h"
 #include "autograd/grad_mode.h"
 #include "cuda/optim.h"
 #include "cuda/runtime.h"
@@ -187,12 +188,7 @@ std::string AdamW::state_json() const {
 }
 
 void AdamW::load_state(const std::map<std::string, Tensor>& tensors, const std::string& json) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(json);
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(fmt::format("AdamW::load_state: the optimizer state is not valid JSON: {}", e.what()));
-    }
+    const nlohmann::json j = parse_json(json, "AdamW::load_state: the optimizer state");
     MG_CHECK(j.is_object() && j.value("type", "") == "adamw",
              "AdamW::load_state: expected an object with \"type\": \"adamw\", got {:.200}", json);
     const auto& steps = j.find("steps");

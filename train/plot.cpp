@@ -12,6 +12,7 @@
 #include <map>
 #include <sstream>
 
+#include "tensor/json.h"
 #include "data/mqar.h" // write_file_atomic
 #include "tensor/check.h"
 
@@ -460,7 +461,7 @@ std::vector<Chart> run_charts(const std::string& text, int64_t* skipped_lines) {
     std::istringstream in(text);
     for (std::string line; std::getline(in, line);) {
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        const json row = json::parse(line, nullptr, /*allow_exceptions=*/false);
+        const json row = parse_json_or_discard(line);
         if (row.is_discarded() || !row.is_object()) {
             ++skipped;
             continue;

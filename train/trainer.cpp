@@ -23,6 +23,7 @@
 #include "ops/linear.h"
 #include "ops/reduce.h"
 #include "tensor/check.h"
+#include "tensor/json.h"
 #include "tensor/random.h"
 #include "train/clip.h"
 #include "train/grad_monitor.h"
@@ -46,7 +47,7 @@ class Section {
 public:
     Section(const json& j, std::string prefix, const std::vector<std::string>& allowed) : j_(j), prefix_(std::move(prefix)) {
         MG_CHECK(j.is_object(), "{}: {} is {}, expected a JSON object", kWhere,
-                 prefix_.empty() ? std::string("the config") : prefix_.substr(0, prefix_.size() - 1), j.dump());
+                 prefix_.empty() ? std::string("the config") : prefix_.substr(0, prefix_.size() - 1), json_excerpt(j));
         for (const auto& [key, v] : j.items())
             MG_CHECK(std::find(allowed.begin(), allowed.end(), key) != allowed.end(),
                      "{}: unknown key '{}{}'; allowed keys{}: {}", kWhere, prefix_, key,
@@ -59,7 +60,7 @@ public:
     }
     std::string name(const std::string& key) const { return prefix_ + key; }
     [[noreturn]] void fail(const std::string& key, const json& v, const std::string& expected) const {
-        throw Error(fmt::format("{}: {} is {}, expected {}", kWhere, name(key), v.dump(), expected));
+        throw Error(fmt::format("{}: {} is {}, expected {}", kWhere, name(key), json_excerpt(v), expected));
     }
     void integer(const std::string& key, int64_t& out, int64_t min) const {
         const json* v = find(key);
@@ -310,7 +311,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
         if (tj->is_object() && tj->contains("kind")) {
             const json& k = (*tj)["kind"];
             if (!k.is_string() || (k != "mqar" && k != "lm"))
-                throw Error(fmt::format("{}: task.kind is {}, expected one of: mqar, lm", kWhere, k.dump()));
+                throw Error(fmt::format("{}: task.kind is {}, expected one of: mqar, lm", kWhere, json_excerpt(k)));
             c.task.kind = k == "lm" ? TaskKind::Lm : TaskKind::Mqar;
         }
         Section t(*tj, "task.", c.task.is_lm() ? kLmTaskKeys : kTaskKeys);
@@ -342,7 +343,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     }
 
     json mj = s.find("model") ? *s.find("model") : default_model_json();
-    MG_CHECK(mj.is_object(), "{}: model is {}, expected a JSON object (nn/config.h's model config)", kWhere, mj.dump());
+    MG_CHECK(mj.is_object(), "{}: model is {}, expected a JSON object (nn/config.h's model config)", kWhere, json_excerpt(mj));
     bool auto_vocab = false;
     if (auto it = mj.find("vocab_size"); it != mj.end() && it->is_string()) {
         MG_CHECK(it->get<std::string>() == "auto", "{}: model.vocab_size is {}, expected \"auto\" or an integer",
@@ -389,16 +390,6 @@ TrainConfig TrainConfig::from_json(const json& j) {
     s.string("resume", c.resume);
     c.validate();
     return c;
-}
-
-TrainConfig TrainConfig::from_json_text(const std::string& text, const std::string& source) {
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::exception& e) {
-        throw Error(fmt::format("{}: {} is not valid JSON: {}", kWhere, source, e.what()));
-    }
-    return from_json(j);
 }
 
 void TrainConfig::validate() const {
@@ -455,7 +446,9 @@ Device TrainConfig::resolved_device() const {
 void apply_override(json& config, const std::string& key, const std::string& value) {
     MG_CHECK(!key.empty() && key.front() != '.' && key.back() != '.' && key.find("..") == std::string::npos,
              "{}: '--{}' is not a config key (expected e.g. --lr 1e-3 or --task.grid 64x4)", kWhere, key);
-    json v = json::parse(value, nullptr, /*allow_exceptions=*/false);
+    MG_CHECK(json_nesting_depth(value) <= kMaxJsonDepth, "{}: --{}: the value is JSON nested more than {} levels deep",
+             kWhere, key, kMaxJsonDepth);
+    json v = parse_json_or_discard(value);
     if (v.is_discarded()) v = value; // not JSON: a plain string
     json* at = &config;
     std::string path;
@@ -467,7 +460,7 @@ void apply_override(json& config, const std::string& key, const std::string& val
         path += (path.empty() ? "" : ".") + parts[i];
         if (!at->contains(parts[i])) (*at)[parts[i]] = json::object();
         at = &(*at)[parts[i]];
-        MG_CHECK(at->is_object(), "{}: --{}: {} is {}, not an object with keys", kWhere, key, path, at->dump());
+        MG_CHECK(at->is_object(), "{}: --{}: {} is {}, not an object with keys", kWhere, key, path, json_excerpt(*at));
     }
     (*at)[parts.back()] = v;
 }
@@ -477,17 +470,12 @@ json checkpoint_config(const std::string& checkpoint) {
     auto it = metadata.find(kCheckpointConfigKey);
     MG_CHECK(it != metadata.end() && !it->second.empty(), "checkpoint '{}' holds no run config (metadata '{}')",
              checkpoint, kCheckpointConfigKey);
-    try {
-        json j = json::parse(it->second);
-        // Written before global_selection.gate existed: the gate was silu (nn/config.h).
-        if (j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].contains("global_selection") &&
-            j["model"]["global_selection"].is_object() && !j["model"]["global_selection"].contains("gate"))
-            j["model"]["global_selection"]["gate"] = "silu";
-        return j;
-    } catch (const json::exception& e) {
-        throw Error(fmt::format("checkpoint '{}': metadata '{}' is not JSON: {}", checkpoint, kCheckpointConfigKey,
-                                e.what()));
-    }
+    json j = parse_json(it->second, fmt::format("checkpoint '{}': metadata '{}'", checkpoint, kCheckpointConfigKey));
+    // Written before global_selection.gate existed: the gate was silu (nn/config.h).
+    if (j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].contains("global_selection") &&
+        j["model"]["global_selection"].is_object() && !j["model"]["global_selection"].contains("gate"))
+        j["model"]["global_selection"]["gate"] = "silu";
+    return j;
 }
 
 TrainConfig parse_train_args(const std::vector<std::string>& args) {
@@ -512,12 +500,8 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
     json base;
     if (!config_path.empty()) {
         const std::string text = read_text_file(config_path, "train: --config");
-        try {
-            base = json::parse(text);
-        } catch (const json::exception& e) {
-            throw Error(fmt::format("{}: {} is not valid JSON: {}", kWhere, config_path, e.what()));
-        }
-        MG_CHECK(base.is_object(), "{}: {} holds {}, expected a JSON object", kWhere, config_path, base.dump());
+        base = parse_json(text, fmt::format("{}: {}", kWhere, config_path));
+        MG_CHECK(base.is_object(), "{}: {} holds {}, expected a JSON object", kWhere, config_path, json_excerpt(base));
     } else if (!resume.empty()) {
         base = checkpoint_config(resume);
     } else {
@@ -710,6 +694,13 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
                  "train: checkpoint '{}' stands at step {} (epoch {}, batch {}), past this config's {} steps of {} "
                  "batches per epoch",
                  cfg_.resume, state_.step, state_.epoch, state_.cursor, total_steps_, per_epoch);
+        // the data position must be one this config's plan can reach (read_trainer_state checked
+        // that every field is >= 0)
+        MG_CHECK(state_.step == state_.epoch * per_epoch + state_.cursor,
+                 "train: checkpoint '{}' stands at step {}, epoch {}, batch {}: with {} batches per epoch step should "
+                 "be epoch * {} + batch = {}; the checkpoint's trainer state or the data config differs",
+                 cfg_.resume, state_.step, state_.epoch, state_.cursor, per_epoch, per_epoch,
+                 state_.epoch * per_epoch + state_.cursor);
     }
     dropout_gen_.set_state(state_.rng_seed, state_.rng_offset);
     model_->set_dropout_generator(&dropout_gen_);
@@ -726,7 +717,7 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
             std::ifstream in(metrics);
             std::string line, kept;
             while (std::getline(in, line)) {
-                json row = json::parse(line, nullptr, /*allow_exceptions=*/false);
+                json row = parse_json_or_discard(line);
                 if (!row.is_discarded() && row.is_object() && row.value("step", int64_t(0)) <= state_.step)
                     kept += line + "\n";
             }

@@ -174,7 +174,6 @@ struct TrainConfig {
     nlohmann::ordered_json to_json() const;
     // Throws mg::Error "train config: <dotted key> ..." naming the key and what is allowed.
     static TrainConfig from_json(const nlohmann::json& j);
-    static TrainConfig from_json_text(const std::string& text, const std::string& source = "config");
     void validate() const;
     Device resolved_device() const; // "auto": cuda when a CUDA device is visible, else cpu
 };

@@ -1,0 +1,127 @@
+// tests/test_reliability.cpp: inputs that crashed the program (issue "Reliability"): a trainer
+// state that points outside the data, and JSON nested deep enough to overflow the stack when an
+// error message printed it.
+#include <fstream>
+
+#include "tensor/json.h"
+#include "tests/helpers.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+using namespace mg;
+using namespace mg::train;
+using namespace mg::test;
+using nlohmann::json;
+
+namespace {
+
+TrainConfig small_run(const std::string& run_dir) {
+    json j = {{"model", {{"preset", "zoology"}, {"d_model", 16}, {"n_layer", 1}, {"d_state", 4}, {"vocab_size", "auto"}}},
+              {"task", {{"grid", "16x2"}, {"vocab_size", 16}, {"train_examples", 24}, {"valid_examples", 8},
+                        {"test_examples", 8}, {"test_variants", json::array()}}},
+              {"batch_size", 8}, {"epochs", 4}, {"eval_every", 0}, {"target_accuracy", 0}, {"device", "cpu"},
+              {"run_dir", run_dir}, {"log_every", 1}};
+    return TrainConfig::from_json(j);
+}
+
+// A copy of `src` at `dst` whose "mambagrad.trainer" metadata is `state` (JSON text).
+void with_trainer_state(const std::string& src, const std::string& dst, const std::string& state) {
+    SafetensorsFile f = load_safetensors(src);
+    f.metadata["mambagrad.trainer"] = state;
+    save_safetensors(dst, f.tensors, f.metadata);
+}
+
+std::string nested(int depth, const std::string& inner = "1") {
+    return std::string(size_t(depth), '[') + inner + std::string(size_t(depth), ']');
+}
+
+} // namespace
+
+TEST_CASE("reliability: a trainer state outside the data is refused before it is used", "[reliability]") {
+    TempDir dir("state");
+    TrainConfig cfg = small_run(dir.file("run"));
+    cfg.max_steps = 5; // 3 batches per epoch: epoch 1, cursor 2 at step 5
+    Trainer(cfg, nullptr).train();
+    const std::string good = dir.file("run/final.safetensors"), bad = dir.file("bad.safetensors");
+    auto resume = [&](const std::string& state) {
+        with_trainer_state(good, bad, state);
+        TrainConfig r = cfg;
+        r.max_steps = 8;
+        r.resume = bad;
+        r.run_dir = dir.file("resumed");
+        Trainer t(r, nullptr);
+        t.train();
+    };
+    const std::string seeds = R"("rng_seed": 1, "rng_offset": 0)";
+    // the crash: a negative cursor was only checked from above, then indexed the batch plan
+    REQUIRE_ERROR_WITH(resume(R"({"epoch": 1, "step": 5, "cursor": -3, )" + seeds + "}"), bad, "'cursor' is -3",
+                       "expected an integer >= 0");
+    REQUIRE_ERROR_WITH(resume(R"({"epoch": -1, "step": 5, "cursor": 2, )" + seeds + "}"), "'epoch' is -1");
+    REQUIRE_ERROR_WITH(resume(R"({"epoch": 1, "step": -5, "cursor": 2, )" + seeds + "}"), "'step' is -5");
+    REQUIRE_ERROR_WITH(resume(R"({"epoch": 1, "step": 5, "cursor": 2.5, )" + seeds + "}"), "'cursor' is 2.5");
+    REQUIRE_ERROR_WITH(resume(R"({"epoch": 1, "step": 5, "cursor": 2, "rng_seed": -1, "rng_offset": 0})"),
+                       "'rng_seed' is -1");
+    REQUIRE_ERROR_WITH(resume(R"({"epoch": 1, "step": 5, "cursor": 2})"), "has no 'rng_seed'");
+    REQUIRE_ERROR_WITH(resume(R"([1, 2])"), "expected a JSON object");
+    REQUIRE_ERROR_WITH(resume(R"({"epoch": 1, "step": 1, "cursor": 2, )" + seeds + "}"), "step should be epoch * 3 + batch = 5");
+    // each field in range but not a position of this plan: 3 batches per epoch, so step 5 is
+    // epoch 1 batch 2, not epoch 0 batch 2
+    REQUIRE_ERROR_WITH(resume(R"({"epoch": 0, "step": 5, "cursor": 2, )" + seeds + "}"), "step should be epoch * 3 + batch = 2");
+    // the true state resumes
+    const std::string ok = R"({"epoch": 1, "step": 5, "cursor": 2, )" + seeds + "}";
+    CHECK(read_trainer_state({{"mambagrad.trainer", ok}}, "x").cursor == 2);
+}
+
+TEST_CASE("reliability: deeply nested JSON gives one short error, never a stack overflow", "[reliability]") {
+    TempDir dir("json");
+    const std::string deep = nested(100000);
+    CHECK(json_nesting_depth(deep) == kMaxJsonDepth + 1); // stops counting past the limit
+    CHECK(json_nesting_depth(R"({"a": "[[[[", "b": [[1]]})") == 3); // brackets in strings do not count
+    CHECK(json_nesting_depth(nested(kMaxJsonDepth)) == kMaxJsonDepth);
+    CHECK_NOTHROW(parse_json(nested(kMaxJsonDepth), "x"));
+    REQUIRE_ERROR_WITH(parse_json(nested(kMaxJsonDepth + 1), "where"), "where", "nested more than 64 levels");
+
+    // a config file
+    {
+        std::ofstream f(dir.file("deep.json"));
+        f << R"({"lr": )" << deep << "}";
+    }
+    REQUIRE_ERROR_WITH(parse_train_args({"--config", dir.file("deep.json")}), "deep.json", "nested more than 64");
+    // a flag value
+    REQUIRE_ERROR_WITH(parse_train_args({"--lr", deep}), "--lr", "nested more than 64");
+    // a checkpoint's config metadata and its header (a tensor's shape)
+    TrainConfig cfg = small_run(dir.file("run"));
+    cfg.max_steps = 1;
+    Trainer(cfg, nullptr).train();
+    SafetensorsFile f = load_safetensors(dir.file("run/final.safetensors"));
+    f.metadata[kCheckpointConfigKey] = R"({"lr": )" + deep + "}";
+    save_safetensors(dir.file("deep_config.safetensors"), f.tensors, f.metadata);
+    REQUIRE_ERROR_WITH(checkpoint_config(dir.file("deep_config.safetensors")), "deep_config.safetensors",
+                       "nested more than 64");
+    {
+        const std::string header = R"({"t": {"dtype": "F32", "shape": )" + deep + R"(, "data_offsets": [0, 4]}})";
+        std::ofstream out(dir.file("deep_header.safetensors"), std::ios::binary);
+        const uint64_t n = header.size();
+        out.write(reinterpret_cast<const char*>(&n), 8);
+        out << header << "abcd";
+    }
+    REQUIRE_ERROR_WITH(load_safetensors(dir.file("deep_header.safetensors")), "deep_header.safetensors",
+                       "nested more than 64");
+
+    // a large but shallow bad value is echoed as a short prefix, not 140 KB
+    std::string wide = "[1";
+    for (int i = 0; i < 70000; ++i) wide += ",1";
+    wide += "]";
+    try {
+        parse_train_args({"--lr", wide});
+        FAIL("expected an error");
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        INFO(msg);
+        CHECK(msg.find("lr") != std::string::npos);
+        CHECK(msg.find("characters)") != std::string::npos);
+        CHECK(msg.size() < 400);
+    }
+    // and the CLI: one error line, exit 2
+    require_one_error_line(run_cli("train --lr '" + nested(5000) + "'"), {"--lr", "nested more than 64"});
+}
