@@ -22,6 +22,8 @@
 // Backward recomputes the states (memory O(B·L·D), never O(B·L·D·N)) and is deterministic:
 // every sum over channels, batch or time is taken in a fixed order, with no atomics.
 #pragma once
+#include <vector>
+
 #include "cuda/selective_scan.h"
 #include "tensor/tensor.h"
 
@@ -61,5 +63,15 @@ template <typename T> void selective_scan_bwd_cpu(const ScanBwdArgs<T>& a);
 // The reference: mamba_ssm's selective_scan_ref, loop by loop, in double. out (B, L, D) and
 // last_state (B, D, N) (nullable) are written.
 template <typename T> void selective_scan_ref(double* out, double* last_state, const ScanFwdArgs<T>& a);
+
+// The backward's reference, in double: the derivatives at the top of this file, loop by loop, for
+// one (b, d) at a time. It stores the whole state history h (L × N per (b, d)) rather than
+// recomputing it, and is the oracle the kernels' backward is tested against (gradcheck checks
+// it in turn). Every vector is written (=), sized as the tensor it stands for; dD, dz and
+// ddelta_bias stay empty when Dskip, z or delta_bias is absent. a.out/a.y/a.ckpt are not read.
+struct ScanGradsRef {
+    std::vector<double> du, ddelta, dA, dB, dC, dD, dz, ddelta_bias;
+};
+template <typename T> ScanGradsRef selective_scan_bwd_ref(const ScanFwdArgs<T>& a, const T* dout);
 
 } // namespace mg

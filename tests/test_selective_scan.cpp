@@ -1,5 +1,6 @@
 // tests/test_selective_scan.cpp: the selective scan against mamba_ssm's reference (in double),
-// gradcheck on each device, CUDA-vs-CPU parity of outputs and all gradients, determinism,
+// every gradient against the backward's double reference (selective_scan_bwd_ref), gradcheck on
+// each device, CUDA-vs-CPU parity of outputs and all gradients, determinism,
 // the recurrent step against the parallel forward, long sequences, and bad inputs.
 #include <omp.h>
 
@@ -78,6 +79,49 @@ TEST_CASE("selective_scan: forward and last state against the double reference",
                 mg::test::require_close(r.last_state, Tensor::from_vector(ref_last, {c.B, c.D, c.N}), 1e-4, 1e-4, "last_state");
             }
         }
+}
+
+TEST_CASE("selective_scan: every gradient against the double backward reference", "[scan]") {
+    // selective_scan_bwd_ref is the derivatives of ops/selective_scan.h written as loops; the
+    // kernels' backward (CPU and CUDA, f32 and f64) must match it at every awkward size.
+    for (Device dev : devices())
+        for (DType dt : {DType::f32, DType::f64})
+            for (const ScanCase& c : kCases) {
+                SECTION(name(c) + " " + std::string(dtype_name(dt)) + " on " + dev.str()) {
+                    auto v = make_inputs(c, {DType::f64, Device::cpu()}, 202);
+                    Generator g(203);
+                    Tensor dout = Tensor::randn({c.B, c.L, c.D}, {DType::f64}, g);
+                    ScanFwdArgs<double> a;
+                    a.u = v[0].data<double>(); a.delta = v[1].data<double>(); a.A = v[2].data<double>();
+                    a.Bm = v[3].data<double>(); a.Cm = v[4].data<double>();
+                    if (c.optional) { a.Dskip = v[5].data<double>(); a.z = v[6].data<double>(); a.delta_bias = v[7].data<double>(); }
+                    a.softplus = c.softplus; a.B = c.B; a.L = c.L; a.D = c.D; a.N = c.N;
+                    const ScanGradsRef ref = selective_scan_bwd_ref<double>(a, dout.data<double>());
+                    std::vector<Tensor> x;
+                    for (auto& t : v) {
+                        x.push_back(t.defined() ? t.to(dt).to(dev).detach() : t);
+                        if (x.back().defined()) x.back().set_requires_grad(true);
+                    }
+                    run(x, c.softplus).out.backward(dout.to(dt).to(dev));
+                    // f32: sums of up to B·L terms of size O(1) carry ~L·eps relative error
+                    const double tol = dt == DType::f32 ? 2e-3 : 1e-10;
+                    auto check = [&](const Tensor& got, const std::vector<double>& want, const char* what) {
+                        double scale = 0;
+                        for (double w : want) scale = std::max(scale, std::abs(w));
+                        mg::test::require_close(got, Tensor::from_vector(want, got.shape()), tol, tol * scale, what);
+                    };
+                    check(x[0].grad(), ref.du, "du");
+                    check(x[1].grad(), ref.ddelta, "ddelta");
+                    check(x[2].grad(), ref.dA, "dA");
+                    check(x[3].grad(), ref.dB, "dB");
+                    check(x[4].grad(), ref.dC, "dC");
+                    if (c.optional) {
+                        check(x[5].grad(), ref.dD, "dD");
+                        check(x[6].grad(), ref.dz, "dz");
+                        check(x[7].grad(), ref.ddelta_bias, "ddelta_bias");
+                    }
+                }
+            }
 }
 
 TEST_CASE("selective_scan: cuda matches cpu in f32, outputs and every gradient", "[scan][parity][cuda]") {
