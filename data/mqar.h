@@ -45,6 +45,7 @@
 #include <utility>
 #include <vector>
 
+#include "data/atomic_file.h"
 #include "tensor/tensor.h"
 
 namespace mg::data {
@@ -226,26 +227,5 @@ void save_jsonl(const std::string& path, const std::vector<MqarExample>& example
 // in no query. Throws mg::Error "path:line: field 'F': what is wrong" on any bad line.
 std::vector<MqarExample> load_jsonl(const std::string& path);
 
-// A file that appears at `path` complete or not at all: writes go to a temp file in the same
-// directory; commit() fsyncs it, renames it over `path` and fsyncs the directory. Destroyed
-// without commit(), the temp file is removed and `path` is untouched. Failures throw mg::Error
-// naming the path and the failing call.
-class AtomicFile {
-public:
-    explicit AtomicFile(std::string path);
-    ~AtomicFile();
-    AtomicFile(const AtomicFile&) = delete;
-    AtomicFile& operator=(const AtomicFile&) = delete;
-    void write(std::string_view bytes);
-    void commit();
-
-private:
-    [[noreturn]] void fail(const char* call, const std::string& what);
-    std::string path_, tmp_;
-    int fd_ = -1;
-};
-
-// AtomicFile(path), write(content), commit().
-void write_file_atomic(const std::string& path, std::string_view content);
 
 } // namespace mg::data

@@ -240,17 +240,11 @@ struct Block {
             for (int64_t j = 0; j < nd; ++j) d[j] = s[j];
         }
     }
-    // the first and last cache line of each row, ahead of the load (or store) that will need them
+    // the first and last cache line of each row, ahead of the load that will need them
     template <typename T> void prefetch(const T* src, int64_t t0, int64_t len) const {
         for (int64_t tt = 0; tt < len; ++tt) {
             __builtin_prefetch(src + row(t0 + tt));
             __builtin_prefetch(src + row(t0 + tt) + nd - 1);
-        }
-    }
-    template <typename T> void prefetch_w(T* dst, int64_t t0, int64_t len) const {
-        for (int64_t tt = 0; tt < len; ++tt) {
-            __builtin_prefetch(dst + row(t0 + tt), 1);
-            __builtin_prefetch(dst + row(t0 + tt) + nd - 1, 1);
         }
     }
 };

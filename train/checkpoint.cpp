@@ -12,7 +12,7 @@
 
 #include "tensor/json.h"
 #include "autograd/grad_mode.h"
-#include "data/mqar.h" // AtomicFile
+#include "data/atomic_file.h"
 #include "ops/dispatch.h"
 
 namespace mg::train {

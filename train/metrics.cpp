@@ -9,7 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "data/mqar.h" // write_file_atomic
+#include "data/atomic_file.h"
 #include "tensor/check.h"
 
 namespace mg::train {

@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "tensor/json.h"
-#include "data/mqar.h" // write_file_atomic
+#include "data/atomic_file.h"
 #include "tensor/check.h"
 
 namespace mg::train {
