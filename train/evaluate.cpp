@@ -1,0 +1,134 @@
+// train/evaluate.cpp: see train/evaluate.h.
+#include "train/evaluate.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "autograd/grad_mode.h"
+#include "ops/cross_entropy.h"
+#include "ops/embedding.h"
+#include "ops/linear.h"
+#include "ops/reduce.h"
+#include "tensor/check.h"
+#include "train/checkpoint.h"
+
+namespace mg::train {
+
+// ---- evaluation ---------------------------------------------------------------------------------------
+
+EvalResult evaluate_mqar(nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size) {
+    autograd::NoGrad no_grad;
+    nn::EvalScope eval_mode(model);
+    const Device device = model.lm_head_weight().device();
+    const Tensor W = model.lm_head_weight().detach();
+    data::MqarMetric metric;
+    double loss_sum = 0;
+    int64_t labelled = 0;
+    for (const auto& idx : data::batch_plan(examples, batch_size)) {
+        data::MqarBatch b = data::make_batch(examples, idx, device);
+        const int64_t B = b.inputs.size(0), L = b.inputs.size(1), P = b.positions.size(0);
+        std::vector<int32_t> pred(size_t(B * L), -1); // -1: no prediction (the metric reads labelled positions only)
+        if (P > 0) {
+            Tensor h = model.hidden_states(b.inputs);
+            Tensor logits = linear(embedding(b.positions, h.reshape({B * L, h.size(2)})), W); // (P, V)
+            loss_sum += cross_entropy(logits, b.targets).item() * double(P);
+            labelled += P;
+            const std::vector<int32_t> best = argmax(logits, 1).to(Device::cpu()).to_vector<int32_t>();
+            const std::vector<int32_t> pos = b.positions.to(Device::cpu()).to_vector<int32_t>();
+            for (int64_t p = 0; p < P; ++p) pred[size_t(pos[size_t(p)])] = best[size_t(p)];
+        }
+        metric.add_batch(examples, b, Tensor::from_vector(pred, {B, L}));
+    }
+    EvalResult r;
+    r.score = metric.score();
+    r.labelled = labelled;
+    r.loss = labelled ? loss_sum / double(labelled) : 0.0;
+    return r;
+}
+
+double EvalResult::perplexity() const { return std::exp(loss); }
+
+EvalResult evaluate_lm(nn::MambaLM& model, std::span<const int32_t> tokens, int64_t seq_len,
+                       int64_t batch_size, int64_t max_batches) {
+    MG_CHECK(batch_size >= 1 && max_batches >= 0, "evaluate_lm: batch_size {} must be >= 1 and max_batches {} >= 0",
+             batch_size, max_batches);
+    autograd::NoGrad no_grad;
+    nn::EvalScope eval_mode(model);
+    const Device device = model.lm_head_weight().device();
+    const int64_t windows = data::num_text_windows(int64_t(tokens.size()), seq_len);
+    MG_CHECK(windows > 0, "evaluate_lm: {} tokens hold no window of seq_len + 1 = {} tokens", tokens.size(),
+             seq_len + 1);
+    double loss_sum = 0;
+    int64_t scored = 0, batches = 0;
+    for (int64_t first = 0; first < windows && (max_batches == 0 || batches < max_batches); first += batch_size) {
+        const int64_t count = std::min(batch_size, windows - first);
+        const data::TextBatch b = data::text_windows(tokens, seq_len, first, count, device);
+        // the training loss's call (every position labelled): the mean over count * seq_len targets
+        Tensor loss = cross_entropy_indexed(model.hidden_states(b.inputs), model.lm_head_weight(), b.positions,
+                                            b.targets);
+        loss_sum += loss.item() * double(count * seq_len);
+        scored += count * seq_len;
+        ++batches;
+    }
+    EvalResult r;
+    r.labelled = scored;
+    r.loss = loss_sum / double(scored);
+    return r;
+}
+
+std::string format_lm_result(const EvalResult& r) {
+    return fmt::format("loss {:.4f} nats/byte, {:.4f} bits/byte, perplexity {:.3f} ({} bytes)", r.loss,
+                       r.bits_per_byte(), r.perplexity(), r.labelled);
+}
+
+std::string format_score_table(const std::vector<std::pair<std::string, data::MqarScore>>& columns,
+                               const std::string& title) {
+    std::set<std::pair<int64_t, int64_t>> cells;
+    for (const auto& [name, s] : columns)
+        for (const auto& t : s.subtasks) cells.insert({t.seq_len, t.num_kv_pairs});
+    size_t w = 9;
+    for (const auto& [name, s] : columns) w = std::max(w, name.size() + 1);
+    std::string out = title + "\n";
+    auto it = std::back_inserter(out);
+    fmt::format_to(it, "{:>5} {:>4}  ", "L", "N");
+    for (const auto& [name, s] : columns) fmt::format_to(it, "{:>{}}", name, w);
+    out += "\n";
+    for (const auto& [L, N] : cells) {
+        fmt::format_to(it, "{:>5} {:>4}  ", L, N);
+        for (const auto& [name, s] : columns) {
+            auto t = std::find_if(s.subtasks.begin(), s.subtasks.end(),
+                                  [&](const data::MqarSubtaskScore& x) { return x.seq_len == L && x.num_kv_pairs == N; });
+            if (t == s.subtasks.end()) fmt::format_to(it, "{:>{}}", "--", w);
+            else fmt::format_to(it, "{:>{}.2f}", 100 * t->query_acc(), w);
+        }
+        out += "\n";
+    }
+    fmt::format_to(it, "{:<12}", "mean");
+    for (const auto& [name, s] : columns) fmt::format_to(it, "{:>{}.2f}", 100 * s.query_acc_mean, w);
+    out += "\n";
+    fmt::format_to(it, "{:<12}", "token acc");
+    for (const auto& [name, s] : columns) fmt::format_to(it, "{:>{}.2f}", 100 * s.token_acc, w);
+    out += "\n";
+    return out;
+}
+
+LoadedModel load_model(const std::string& checkpoint, const std::string& device) {
+    TrainConfig cfg = TrainConfig::from_json(checkpoint_config(checkpoint));
+    cfg.device = device;
+    cfg.validate();
+    return load_model(checkpoint, cfg);
+}
+
+LoadedModel load_model(const std::string& checkpoint, const TrainConfig& cfg) {
+    LoadedModel m;
+    m.config = cfg;
+    Generator gen(m.config.seed);
+    m.model = std::make_unique<nn::MambaLM>(m.config.model, Options{DType::f32, m.config.resolved_device()}, gen);
+    m.state = load_checkpoint(checkpoint, m.model->named_parameters(), nullptr).state;
+    return m;
+}
+
+} // namespace mg::train

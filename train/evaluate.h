@@ -1,0 +1,59 @@
+// train/evaluate.h: scoring a model: MQAR (data/metric.h's per-subtask query accuracy) and
+// language modelling (loss, bits per byte, perplexity), the score table, and loading a trained
+// model from a checkpoint.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "data/metric.h"
+#include "data/mqar.h"
+#include "data/text.h"
+#include "nn/mamba.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+
+namespace mg::train {
+
+// ---- evaluation -----------------------------------------------------------------------------------
+struct EvalResult {
+    data::MqarScore score;
+    double loss = 0; // mean cross-entropy over every labelled position (nats)
+    int64_t labelled = 0;
+    // LM: every target is a byte (data/text.h), so these are per byte.
+    double bits_per_byte() const { return data::bits_per_byte(loss); }
+    double perplexity() const;
+};
+// One forward pass per length-uniform batch, greedy argmax at the labelled positions (the only
+// ones the metric reads), scored with data::MqarMetric. No autograd; the model in eval mode
+// (dropout off) for the call, its train/eval flag restored after.
+EvalResult evaluate_mqar(nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size);
+
+// LM: the mean cross-entropy over the stride-seq_len windows of `tokens` (data::text_windows),
+// batch_size windows per forward pass, the first max_batches batches (0: all). No autograd;
+// score is left empty, labelled counts the targets. Eval mode as evaluate_mqar.
+EvalResult evaluate_lm(nn::MambaLM& model, std::span<const int32_t> tokens, int64_t seq_len,
+                       int64_t batch_size, int64_t max_batches = 0);
+// "loss 1.2345 nats/byte, 1.7810 bits/byte, perplexity 3.44 (n bytes)".
+std::string format_lm_result(const EvalResult& r);
+
+// The per-subtask table: one column per (name, score), rows "L  N" in (L, N) order (a cell a
+// column lacks shows "--"), then the mean query accuracy and the pooled token accuracy, in %.
+std::string format_score_table(const std::vector<std::pair<std::string, data::MqarScore>>& columns,
+                               const std::string& title);
+
+// A trained model read back from a checkpoint, for evaluation.
+struct LoadedModel {
+    TrainConfig config;
+    std::unique_ptr<nn::MambaLM> model;
+    TrainerState state;
+};
+// The model of cfg (cfg.model on cfg.resolved_device()) with the checkpoint's parameters.
+LoadedModel load_model(const std::string& checkpoint, const TrainConfig& cfg);
+// The same with the checkpoint's own config (its device replaced by `device`).
+LoadedModel load_model(const std::string& checkpoint, const std::string& device = "auto");
+
+} // namespace mg::train
