@@ -331,44 +331,131 @@ void Trainer::log_eval(const EvalResult& r, int64_t step, double train_s) {
     }
 }
 
-TrainSummary Trainer::train(int64_t stop_after_step) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const NamedTensors params = model_->named_parameters();
-    std::vector<std::string> grad_names; // grads_of(params)'s names: the parameters that have a gradient
-    GradNormMonitor monitor;
-    std::unique_ptr<ProgressBar> bar = out_ ? std::make_unique<ProgressBar>(out_) : nullptr;
-    TrainSummary sum;
-    const int64_t first_step = state_.step;
-    int64_t plan_epoch = 0; // the epoch plan_ belongs to
-    double window_loss = 0, window_tokens = 0;
-    int64_t window_steps = 0;
-    auto window_t0 = std::chrono::steady_clock::now();
-    bool stop = false;
-    int64_t last_eval_step = -1;
-
-    // Steps in flight: a CUDA step's loss and NaN/Inf findings come back by an asynchronous copy
-    // (cuda::PendingRead) and are read one step later, so the host queues step s+1 while the GPU
-    // still runs step s and never drains the queue mid-epoch. A step whose gradients are not
-    // finite leaves the parameters alone on the device (AdamW's skip word) and is reported, with
-    // its own step number, when it is settled. Everything is settled before a log line, an
-    // evaluation, a checkpoint and the end. On the CPU each step is settled at once.
+// ---- the loop ------------------------------------------------------------------------------------
+// Steps in flight: a CUDA step's loss and NaN/Inf findings come back by an asynchronous copy
+// (cuda::PendingRead) and are read one step later, so the host queues step s+1 while the GPU still
+// runs step s and never drains the queue mid-epoch. A step whose gradients are not finite leaves
+// the parameters alone on the device (AdamW's skip word) and is reported, with its own step
+// number, when it is settled. Everything is settled before a log line, an evaluation, a checkpoint
+// and the end. On the CPU each step is settled at once.
+struct Trainer::Loop {
     struct InFlight {
         int64_t step;
         Tensor losses; // the micro-batches' (weighted) losses, f32/f64, on the device
         cuda::PendingRead read;
         FiniteProbe probe;
     };
+    explicit Loop(const Trainer& t)
+        : params(t.model_->named_parameters()), first_step(t.state_.step),
+          max_inflight(t.device_.is_cuda() ? 1 : 0) {
+        if (t.out_) bar = std::make_unique<ProgressBar>(t.out_);
+    }
+    const std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+    NamedTensors params;
+    std::vector<std::string> grad_names; // grads_of(params)'s names: the parameters that have a gradient
+    GradNormMonitor monitor;
+    std::unique_ptr<ProgressBar> bar;
+    TrainSummary sum;
+    int64_t first_step, plan_epoch = 0, last_eval_step = -1; // plan_epoch: the epoch plan_ belongs to
+    bool stop = false;
     std::deque<InFlight> inflight;
-    const size_t max_inflight = device_.is_cuda() ? 1 : 0;
+    size_t max_inflight;
     double last_loss = NAN;
-    auto settle_one = [&] {
-        InFlight& f = inflight.front();
-        f.probe.check(); // throws on NaN/Inf, naming f.step
+    // the logging window: since the last log line
+    std::chrono::steady_clock::time_point window_t0 = std::chrono::steady_clock::now();
+    double window_loss = 0, window_tokens = 0;
+    int64_t window_steps = 0;
+    double eval_s = 0;     // evaluation time inside the window (not training)
+    double nontrain_s = 0; // evaluation and checkpoint time since t0: train_s excludes it
+};
+
+struct Trainer::StepStats {
+    double lr = 0, grad_norm = NAN; // the global gradient norm before clipping (logged steps only)
+    std::vector<double> norms;      // each parameter's, grad_names order (logged steps only)
+    int64_t labelled = 0, right = 0; // labelled positions, and how many the pre-step model got right
+};
+
+TrainSummary Trainer::train(int64_t stop_after_step) {
+    Loop loop(*this);
+    while (!loop.stop && state_.step < total_steps_) {
+        if (state_.cursor >= per_epoch_) { // a run paused at the end of an epoch
+            end_epoch(loop);
+            continue;
+        }
+        if (!cfg_.task.is_lm() && loop.plan_epoch != state_.epoch) {
+            plan_ = epoch_plan(state_.epoch);
+            loop.plan_epoch = state_.epoch;
+        }
+        const int64_t step = state_.step + 1; // 1-based: the step being taken
+        const bool log_now = step % cfg_.log_every == 0 || step == total_steps_;
+        const StepStats s = train_step(loop, log_now);
+        if (log_now) log_step(loop, s);
+        if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0) run_eval(loop);
+        if (cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0) checkpoint(loop);
+        if (state_.step == stop_after_step) return pause(loop);
+        if (state_.cursor >= per_epoch_) end_epoch(loop);
+    }
+    return finish(loop);
+}
+
+// One optimizer step: forward and backward of each micro-batch (its mean cross-entropy weighted
+// by its share of the step's labelled positions: trainer.h), the NaN/Inf probe, the gradient norms
+// (logged steps), clipping, AdamW at the schedule's lr; the loss is read back later (settle).
+Trainer::StepStats Trainer::train_step(Loop& loop, bool log_now) {
+    StepStats s;
+    const int64_t step = state_.step + 1;
+    const std::vector<Batch> micro = next_batches();
+    for (const Batch& b : micro) s.labelled += b.positions.size(0);
+    opt_->zero_grad();
+    std::vector<Tensor> micro_losses;
+    for (const Batch& b : micro) {
+        Tensor h = model_->hidden_states(b.inputs); // (B, L, d)
+        Tensor loss = cross_entropy_indexed(h, model_->lm_head_weight(), b.positions, b.targets);
+        if (micro.size() > 1) loss = loss * (double(b.positions.size(0)) / double(s.labelled));
+        loss.backward(); // adds into .grad
+        micro_losses.push_back(loss.detach().reshape({1}));
+        loop.window_tokens += double(b.inputs.numel());
+        if (log_now) s.right += count_correct(b.positions, b.targets, h, model_->lm_head_weight());
+    }
+    Loop::InFlight f{step, micro_losses.size() == 1 ? micro_losses[0] : cat(micro_losses, 0), {}, {}};
+    if (cfg_.nan_guard) f.probe = FiniteProbe(step, named_grads(loop.params), "gradient", f.losses);
+    if (device_.is_cpu()) f.probe.check(); // before the step: the parameters stay as they were
+    const std::vector<Tensor> grads = grads_of(loop.params);
+    if (loop.grad_names.empty())
+        for (const auto& [name, p] : loop.params)
+            if (p.grad().defined()) loop.grad_names.push_back(name);
+    if (log_now) { // the norms before any clipping
+        s.norms = tensor_norms(grads);
+        double sq = 0;
+        for (double n : s.norms) sq += n * n;
+        s.grad_norm = std::sqrt(sq);
+    }
+    if (cfg_.clip_value > 0) clip_grad_value(grads, cfg_.clip_value);
+    if (cfg_.clip_norm > 0) clip_grad_norm(grads, cfg_.clip_norm);
+    s.lr = schedule_.at(state_.step);
+    opt_->set_lr(s.lr);
+    opt_->step(f.probe.skip_words());
+    if (f.losses.device().is_cuda())
+        f.read = cuda::PendingRead(f.losses.raw_data(), size_t(f.losses.numel()) * dtype_size(f.losses.dtype()),
+                                   f.losses.device().index);
+    loop.inflight.push_back(std::move(f));
+    ++state_.step;
+    ++state_.cursor;
+    ++loop.window_steps;
+    while (loop.inflight.size() > loop.max_inflight) settle(loop, false);
+    return s;
+}
+
+// Reads back the oldest step in flight (all of them with `all`): its NaN/Inf findings (throws,
+// naming the step) and its loss.
+void Trainer::settle(Loop& loop, bool all) {
+    while (!loop.inflight.empty()) {
+        Loop::InFlight& f = loop.inflight.front();
+        f.probe.check();
         std::vector<double> v;
         if (f.read.valid()) {
             const void* h = f.read.wait();
-            const int64_t n = f.losses.numel();
-            for (int64_t i = 0; i < n; ++i)
+            for (int64_t i = 0; i < f.losses.numel(); ++i)
                 v.push_back(f.losses.dtype() == DType::f64 ? static_cast<const double*>(h)[i]
                                                             : double(static_cast<const float*>(h)[i]));
         } else {
@@ -378,169 +465,115 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
         for (double x : v) l += x;
         if (cfg_.nan_guard) MG_CHECK(std::isfinite(l), "NaN/Inf guard: step {}: the loss is {}", f.step, l);
         losses_.push_back({f.step, l});
-        window_loss += l;
-        last_loss = l;
-        inflight.pop_front();
-    };
-    auto settle_all = [&] {
-        while (!inflight.empty()) settle_one();
-    };
-
-    double eval_s = 0;    // evaluation time inside the current logging window (not training)
-    double nontrain_s = 0; // evaluation and checkpoint time since t0: train_s excludes it
-    auto run_eval = [&] {
-        settle_all();
-        const auto e0 = std::chrono::steady_clock::now();
-        if (bar) bar->finish();
-        last_eval_step = state_.step;
-        if (cfg_.task.is_lm() && text_.valid.empty()) return; // valid_fraction 0: nothing to score
-        EvalResult r = cfg_.task.is_lm() ? evaluate_lm_split(data::Split::Valid)
-                                         : evaluate_mqar(*model_, valid_, cfg_.batch_size);
-        log_eval(r, state_.step, seconds_since(t0) - nontrain_s - seconds_since(e0));
-        sum.last_valid = r;
-        if (!cfg_.task.is_lm() && cfg_.target_accuracy > 0 && r.score.query_acc_mean >= cfg_.target_accuracy) {
-            sum.early_stopped = true;
-            stop = true;
-            if (out_) fmt::print(out_, "early stop: validation query accuracy {:.2f}% >= target {:.2f}%\n",
-                                 100 * r.score.query_acc_mean, 100 * cfg_.target_accuracy);
-        }
-        eval_s += seconds_since(e0);
-        nontrain_s += seconds_since(e0);
-    };
-
-    while (!stop && state_.step < total_steps_) {
-        if (!cfg_.task.is_lm() && plan_epoch != state_.epoch) {
-            plan_ = epoch_plan(state_.epoch);
-            plan_epoch = state_.epoch;
-        }
-        while (!stop && state_.cursor < per_epoch_ && state_.step < total_steps_) {
-            const int64_t step = state_.step + 1; // 1-based: the step being taken
-            const bool log_now = step % cfg_.log_every == 0 || step == total_steps_;
-            // The step's micro-batches; each one's mean cross-entropy weighted by its share of the
-            // step's labelled positions (trainer.h).
-            const std::vector<Batch> micro = next_batches();
-            int64_t labelled = 0, right = 0;
-            for (const Batch& b : micro) labelled += b.positions.size(0);
-            opt_->zero_grad();
-            std::vector<Tensor> micro_losses;
-            for (const Batch& b : micro) {
-                Tensor h = model_->hidden_states(b.inputs); // (B, L, d)
-                Tensor loss = cross_entropy_indexed(h, model_->lm_head_weight(), b.positions, b.targets);
-                if (micro.size() > 1) loss = loss * (double(b.positions.size(0)) / double(labelled));
-                loss.backward(); // adds into .grad
-                micro_losses.push_back(loss.detach().reshape({1}));
-                window_tokens += double(b.inputs.numel());
-                if (log_now) right += count_correct(b.positions, b.targets, h, model_->lm_head_weight());
-            }
-            InFlight f{step, micro_losses.size() == 1 ? micro_losses[0] : cat(micro_losses, 0), {}, {}};
-            if (cfg_.nan_guard) f.probe = FiniteProbe(step, named_grads(params), "gradient", f.losses);
-            if (device_.is_cpu()) f.probe.check(); // before the step: the parameters stay as they were
-            const std::vector<Tensor> grads = grads_of(params);
-            if (grad_names.empty())
-                for (const auto& [name, p] : params)
-                    if (p.grad().defined()) grad_names.push_back(name);
-            // the gradient norms before any clipping: every parameter's at a logged step
-            std::vector<double> norms;
-            double gnorm = NAN;
-            if (log_now) {
-                norms = tensor_norms(grads);
-                double sq = 0;
-                for (double n : norms) sq += n * n;
-                gnorm = std::sqrt(sq);
-            }
-            if (cfg_.clip_value > 0) clip_grad_value(grads, cfg_.clip_value);
-            if (cfg_.clip_norm > 0) clip_grad_norm(grads, cfg_.clip_norm);
-            const double lr = schedule_.at(state_.step);
-            opt_->set_lr(lr);
-            opt_->step(f.probe.skip_words());
-            if (f.losses.device().is_cuda())
-                f.read = cuda::PendingRead(f.losses.raw_data(), size_t(f.losses.numel()) * dtype_size(f.losses.dtype()),
-                                           f.losses.device().index);
-            inflight.push_back(std::move(f));
-
-            ++state_.step;
-            ++state_.cursor;
-            ++window_steps;
-            while (inflight.size() > max_inflight) settle_one();
-
-            if (log_now) {
-                settle_all();
-                const double l = last_loss;
-                // labelled-token accuracy of this step's examples, from the pre-step hidden states
-                const double acc = labelled ? double(right) / double(labelled) : 0.0;
-                const double dt = seconds_since(window_t0) - eval_s, elapsed = seconds_since(t0);
-                const double tok_s = window_tokens / std::max(dt, 1e-9);
-                const double eta = elapsed / double(state_.step - first_step) * double(total_steps_ - state_.step);
-                if (log_) {
-                    ojson row{{"kind", "train"},       {"step", state_.step},
-                              {"epoch", state_.epoch}, {"loss", window_loss / double(window_steps)},
-                              {"last_loss", l},        {"lr", lr},
-                              {"grad_norm", gnorm},    {"acc", acc},
-                              {"tokens_per_s", tok_s}, {"elapsed_s", elapsed},
-                              {"train_s", elapsed - nontrain_s}};
-                    if (device_.is_cuda()) row["peak_bytes"] = cuda::memory_stats(device_.index).peak_allocated;
-                    if (cfg_.task.is_lm()) row["bpb"] = data::bits_per_byte(window_loss / double(window_steps));
-                    if (cfg_.log_grad_norms) {
-                        ojson per = ojson::object();
-                        for (size_t i = 0; i < norms.size(); ++i) per[grad_names[i]] = norms[i];
-                        row["grad_norms"] = per;
-                    }
-                    log_->write(row);
-                }
-                for (const GradNormWarning& w : monitor.observe(state_.step, grad_names, norms)) {
-                    if (bar) bar->finish();
-                    if (out_) {
-                        fmt::print(out_, "warning: {}\n", w.message());
-                        std::fflush(out_);
-                    }
-                    if (log_)
-                        log_->write(ojson{{"kind", "warning"}, {"step", w.step}, {"parameter", w.name},
-                                          {"grad_norm", w.norm}, {"running_median", w.median}});
-                }
-                if (bar) {
-                    Progress p;
-                    p.epoch = state_.epoch + 1;
-                    p.epochs = total_epochs_;
-                    p.step = state_.step;
-                    p.total = total_steps_;
-                    p.loss = window_loss / double(window_steps);
-                    p.accuracy = acc;
-                    p.tokens_per_s = tok_s;
-                    p.eta_s = eta;
-                    bar->update(p);
-                }
-                window_loss = window_tokens = eval_s = 0;
-                window_steps = 0;
-                window_t0 = std::chrono::steady_clock::now();
-            }
-            if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0) run_eval();
-            if (cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0) {
-                settle_all();
-                const auto c0 = std::chrono::steady_clock::now();
-                write_periodic_checkpoint();
-                nontrain_s += seconds_since(c0);
-            }
-            if (state_.step == stop_after_step) {
-                settle_all();
-                if (bar) bar->finish();
-                if (!(cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0))
-                    write_periodic_checkpoint();
-                sum.steps = state_.step;
-                sum.epochs = state_.epoch;
-                sum.seconds = seconds_since(t0);
-                return sum;
-            }
-        }
-        if (state_.cursor >= per_epoch_) {
-            ++state_.epoch;
-            state_.cursor = 0;
-            if (cfg_.eval_every == 0 && !stop) run_eval();
-        }
+        loop.window_loss += l;
+        loop.last_loss = l;
+        loop.inflight.pop_front();
+        if (!all) return;
     }
-    settle_all();
-    if (bar) bar->finish();
-    // a last evaluation unless one just ran at this step
-    if (last_eval_step != state_.step) run_eval();
+}
+
+// The metrics row, the gradient-norm warnings and the progress line of a logged step.
+void Trainer::log_step(Loop& loop, const StepStats& s) {
+    settle(loop, true);
+    // labelled-token accuracy of this step's examples, from the pre-step hidden states
+    const double acc = s.labelled ? double(s.right) / double(s.labelled) : 0.0;
+    const double dt = seconds_since(loop.window_t0) - loop.eval_s, elapsed = seconds_since(loop.t0);
+    const double tok_s = loop.window_tokens / std::max(dt, 1e-9);
+    const double mean_loss = loop.window_loss / double(loop.window_steps);
+    if (log_) {
+        ojson row{{"kind", "train"},        {"step", state_.step},
+                  {"epoch", state_.epoch},  {"loss", mean_loss},
+                  {"last_loss", loop.last_loss}, {"lr", s.lr},
+                  {"grad_norm", s.grad_norm}, {"acc", acc},
+                  {"tokens_per_s", tok_s},  {"elapsed_s", elapsed},
+                  {"train_s", elapsed - loop.nontrain_s}};
+        if (device_.is_cuda()) row["peak_bytes"] = cuda::memory_stats(device_.index).peak_allocated;
+        if (cfg_.task.is_lm()) row["bpb"] = data::bits_per_byte(mean_loss);
+        if (cfg_.log_grad_norms) {
+            ojson per = ojson::object();
+            for (size_t i = 0; i < s.norms.size(); ++i) per[loop.grad_names[i]] = s.norms[i];
+            row["grad_norms"] = per;
+        }
+        log_->write(row);
+    }
+    for (const GradNormWarning& w : loop.monitor.observe(state_.step, loop.grad_names, s.norms)) {
+        if (loop.bar) loop.bar->finish();
+        if (out_) {
+            fmt::print(out_, "warning: {}\n", w.message());
+            std::fflush(out_);
+        }
+        if (log_)
+            log_->write(ojson{{"kind", "warning"}, {"step", w.step}, {"parameter", w.name}, {"grad_norm", w.norm},
+                              {"running_median", w.median}});
+    }
+    if (loop.bar) {
+        Progress p;
+        p.epoch = state_.epoch + 1;
+        p.epochs = total_epochs_;
+        p.step = state_.step;
+        p.total = total_steps_;
+        p.loss = mean_loss;
+        p.accuracy = acc;
+        p.tokens_per_s = tok_s;
+        p.eta_s = elapsed / double(state_.step - loop.first_step) * double(total_steps_ - state_.step);
+        loop.bar->update(p);
+    }
+    loop.window_loss = loop.window_tokens = loop.eval_s = 0;
+    loop.window_steps = 0;
+    loop.window_t0 = std::chrono::steady_clock::now();
+}
+
+// Scores the validation split, logs it, and stops the run early at target_accuracy (MQAR).
+void Trainer::run_eval(Loop& loop) {
+    settle(loop, true);
+    const auto e0 = std::chrono::steady_clock::now();
+    if (loop.bar) loop.bar->finish();
+    loop.last_eval_step = state_.step;
+    if (cfg_.task.is_lm() && text_.valid.empty()) return; // valid_fraction 0: nothing to score
+    EvalResult r = cfg_.task.is_lm() ? evaluate_lm_split(data::Split::Valid) : evaluate_mqar(*model_, valid_, cfg_.batch_size);
+    log_eval(r, state_.step, seconds_since(loop.t0) - loop.nontrain_s - seconds_since(e0));
+    loop.sum.last_valid = r;
+    if (!cfg_.task.is_lm() && cfg_.target_accuracy > 0 && r.score.query_acc_mean >= cfg_.target_accuracy) {
+        loop.sum.early_stopped = true;
+        loop.stop = true;
+        if (out_) fmt::print(out_, "early stop: validation query accuracy {:.2f}% >= target {:.2f}%\n",
+                             100 * r.score.query_acc_mean, 100 * cfg_.target_accuracy);
+    }
+    loop.eval_s += seconds_since(e0);
+    loop.nontrain_s += seconds_since(e0);
+}
+
+void Trainer::checkpoint(Loop& loop) {
+    settle(loop, true);
+    const auto c0 = std::chrono::steady_clock::now();
+    write_periodic_checkpoint();
+    loop.nontrain_s += seconds_since(c0);
+}
+
+// The epoch is done: the next one starts at its first batch (evaluated now when eval_every is 0).
+void Trainer::end_epoch(Loop& loop) {
+    ++state_.epoch;
+    state_.cursor = 0;
+    if (cfg_.eval_every == 0 && !loop.stop) run_eval(loop);
+}
+
+// train(stop_after_step) reached that step: settled and checkpointed, resumable.
+TrainSummary Trainer::pause(Loop& loop) {
+    settle(loop, true);
+    if (loop.bar) loop.bar->finish();
+    if (!(cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0)) write_periodic_checkpoint();
+    loop.sum.steps = state_.step;
+    loop.sum.epochs = state_.epoch;
+    loop.sum.seconds = seconds_since(loop.t0);
+    return loop.sum;
+}
+
+// The end of the run: a last evaluation (unless one just ran), the final checkpoint and plots.
+TrainSummary Trainer::finish(Loop& loop) {
+    settle(loop, true);
+    if (loop.bar) loop.bar->finish();
+    if (loop.last_eval_step != state_.step) run_eval(loop);
+    TrainSummary& sum = loop.sum;
     if (!run_dir_.empty()) {
         sum.final_checkpoint = (std::filesystem::path(run_dir_) / "final.safetensors").string();
         save_checkpoint(sum.final_checkpoint);
@@ -549,9 +582,9 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
     }
     sum.steps = state_.step;
     sum.epochs = state_.epoch;
-    sum.seconds = seconds_since(t0);
+    sum.seconds = seconds_since(loop.t0);
     if (out_) {
-        fmt::print(out_, "trained {} steps ({} epochs) in {:.1f} s{}\n", sum.steps - first_step,
+        fmt::print(out_, "trained {} steps ({} epochs) in {:.1f} s{}\n", sum.steps - loop.first_step,
                    fmt::format("{:.2f}", double(state_.step) / double(per_epoch_)), sum.seconds,
                    sum.final_checkpoint.empty() ? "" : fmt::format("; checkpoint {}", sum.final_checkpoint));
         std::fflush(out_);

@@ -133,6 +133,19 @@ private:
     void log_eval(const EvalResult& r, int64_t step, double train_s);
     void write_periodic_checkpoint();
 
+    // The loop, in pieces (trainer.cpp "the loop"): Loop is what one train() call carries from
+    // step to step; StepStats what a step measured for its log line.
+    struct Loop;
+    struct StepStats;
+    StepStats train_step(Loop& loop, bool log_now);
+    void settle(Loop& loop, bool all);
+    void log_step(Loop& loop, const StepStats& s);
+    void run_eval(Loop& loop);
+    void checkpoint(Loop& loop);
+    void end_epoch(Loop& loop);
+    TrainSummary pause(Loop& loop);
+    TrainSummary finish(Loop& loop);
+
     TrainConfig cfg_;
     std::FILE* out_;
     Device device_;
