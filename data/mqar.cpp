@@ -618,6 +618,40 @@ std::vector<std::vector<int64_t>> batch_plan(const std::vector<MqarExample>& exa
     return plan;
 }
 
+namespace {
+
+// Fisher-Yates with the counter-based generator: a pure function of (seed, lane, counter).
+void shuffle_in_place(std::vector<int64_t>& v, uint64_t seed, uint64_t lane, uint64_t& counter) {
+    for (size_t i = v.size(); i > 1; --i) {
+        const uint64_t j = rng::bits(seed, counter++, lane) % i;
+        std::swap(v[i - 1], v[size_t(j)]);
+    }
+}
+
+} // namespace
+
+std::vector<std::vector<int64_t>> epoch_plan(const std::vector<MqarExample>& examples, int64_t step_batch, bool shuffle,
+                                             uint64_t seed, int64_t epoch) {
+    MG_CHECK(step_batch >= 1, "epoch_plan: step_batch is {}, expected >= 1", step_batch);
+    if (!shuffle) return batch_plan(examples, step_batch);
+    // batch_plan with a batch as large as the data gives the length groups, longest first.
+    uint64_t counter = 0;
+    std::vector<std::vector<int64_t>> batches;
+    for (std::vector<int64_t> group : batch_plan(examples, std::max<int64_t>(1, int64_t(examples.size())))) {
+        shuffle_in_place(group, seed, uint64_t(epoch), counter);
+        for (size_t s = 0; s < group.size(); s += size_t(step_batch))
+            batches.emplace_back(group.begin() + int64_t(s),
+                                 group.begin() + int64_t(std::min(group.size(), s + size_t(step_batch))));
+    }
+    std::vector<int64_t> order(batches.size());
+    std::iota(order.begin(), order.end(), 0);
+    shuffle_in_place(order, seed, uint64_t(epoch), counter);
+    std::vector<std::vector<int64_t>> out;
+    out.reserve(batches.size());
+    for (int64_t i : order) out.push_back(std::move(batches[size_t(i)]));
+    return out;
+}
+
 MqarBatch make_batch(const std::vector<MqarExample>& examples, const std::vector<int64_t>& index, Device device) {
     MG_CHECK(!index.empty(), "make_batch: empty index list");
     for (int64_t i : index)
@@ -642,7 +676,7 @@ MqarBatch make_batch(const std::vector<MqarExample>& examples, const std::vector
         }
     MqarBatch batch;
     batch.inputs = Tensor::from_vector(in, {B, L}, {DType::i32, device});
-    batch.labels = Tensor::from_vector(lab, {B, L}, {DType::i32, device});
+    batch.labels = Tensor::from_vector(lab, {B, L}); // host only: no step reads it
     batch.positions = Tensor::from_vector(pos, {int64_t(pos.size())}, {DType::i32, device});
     batch.targets = Tensor::from_vector(tgt, {int64_t(tgt.size())}, {DType::i32, device});
     batch.example_index = index;

@@ -200,9 +200,18 @@ MqarConfig zoology_config(int64_t L, int64_t N, Split split = Split::Train);
 std::vector<std::vector<int64_t>> batch_plan(const std::vector<MqarExample>& examples,
                                               int64_t batch_size, bool drop_last = false);
 
+// The batches of one training epoch (which examples form which optimizer step), a pure function of
+// (examples, step_batch, shuffle, seed, epoch). Without shuffle: batch_plan's longest-first order
+// (the paper's). With shuffle: the examples of each length are permuted, cut into batches of
+// step_batch, and the batches permuted, each permutation a Fisher-Yates shuffle drawn from the
+// counter-based generator on lane `epoch` (tensor/random.h), so a resumed run replays any epoch.
+std::vector<std::vector<int64_t>> epoch_plan(const std::vector<MqarExample>& examples, int64_t step_batch, bool shuffle,
+                                             uint64_t seed, int64_t epoch);
+
 struct MqarBatch {
     Tensor inputs; // (B, L) i32
-    Tensor labels; // (B, L) i32, shifted as MqarExample::labels
+    Tensor labels; // (B, L) i32, shifted as MqarExample::labels, on the CPU whatever `device` is:
+                   // the loss and the metric read positions/targets, so it is never uploaded
     // The labelled positions only, for a loss that builds logits just there (ops'
     // cross_entropy_indexed): positions (P) i32 = b*L + t for every labels[b,t] != -100, in
     // row-major order, and targets (P) i32 = labels[b,t].

@@ -42,14 +42,6 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-// Fisher-Yates with the counter-based generator: a pure function of (seed, lane).
-void shuffle_in_place(std::vector<int64_t>& v, uint64_t seed, uint64_t lane, uint64_t& counter) {
-    for (size_t i = v.size(); i > 1; --i) {
-        const uint64_t j = rng::bits(seed, counter++, lane) % i;
-        std::swap(v[i - 1], v[size_t(j)]);
-    }
-}
-
 // How many labelled positions (b*L + t, with their targets) the argmax of the logits gets right;
 // h (B, L, d) are the batch's final hidden states and W the LM head.
 int64_t count_correct(const Tensor& positions, const Tensor& targets, const Tensor& h, const Tensor& W) {
@@ -195,24 +187,7 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
 Trainer::~Trainer() = default;
 
 std::vector<std::vector<int64_t>> Trainer::epoch_plan(int64_t epoch) const {
-    const int64_t step_batch = cfg_.batch_size * cfg_.grad_accum_steps; // examples per optimizer step
-    if (!cfg_.shuffle) return data::batch_plan(train_, step_batch);
-    // batch_plan with a batch as large as the data gives the length groups, longest first.
-    uint64_t counter = 0;
-    std::vector<std::vector<int64_t>> batches;
-    for (std::vector<int64_t> group : data::batch_plan(train_, std::max<int64_t>(1, int64_t(train_.size())))) {
-        shuffle_in_place(group, cfg_.seed, uint64_t(epoch), counter);
-        for (size_t s = 0; s < group.size(); s += size_t(step_batch))
-            batches.emplace_back(group.begin() + int64_t(s),
-                                 group.begin() + int64_t(std::min(group.size(), s + size_t(step_batch))));
-    }
-    std::vector<int64_t> order(batches.size());
-    std::iota(order.begin(), order.end(), 0);
-    shuffle_in_place(order, cfg_.seed, uint64_t(epoch), counter);
-    std::vector<std::vector<int64_t>> out;
-    out.reserve(batches.size());
-    for (int64_t i : order) out.push_back(std::move(batches[size_t(i)]));
-    return out;
+    return data::epoch_plan(train_, cfg_.batch_size * cfg_.grad_accum_steps, cfg_.shuffle, cfg_.seed, epoch);
 }
 
 std::vector<Trainer::Batch> Trainer::next_batches() const {

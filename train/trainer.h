@@ -5,9 +5,10 @@
 // ---- The loop ---------------------------------------------------------------------------------
 // Data: task.train_examples per (L, N) cell of the grid (data::generate_mqar_grid, split train),
 // cut into length-uniform batches of batch_size * grad_accum_steps examples, one per optimizer
-// step; with shuffle, epoch e's order is a pure function of (seed, e): the examples of each length
-// are permuted, cut into batches, and the batches permuted (without shuffle: data::batch_plan's
-// longest-first order, the paper's). So (epoch, cursor = batches consumed in the epoch, i.e.
+// step (data::epoch_plan: with shuffle, epoch e's order is a pure function of (seed, e): the
+// examples of each length are permuted, cut into batches, and the batches permuted; without
+// shuffle: data::batch_plan's longest-first order, the paper's). A step uploads only what it reads:
+// the inputs and the labelled positions with their targets. So (epoch, cursor = batches consumed in the epoch, i.e.
 // optimizer steps taken in it) locates the data exactly, whatever grad_accum_steps is.
 // Gradient accumulation: a step's batch is run as micro-batches of batch_size (a length group's
 // last step may have fewer, and a smaller last one), one forward/backward each, the gradients
