@@ -112,3 +112,11 @@ TEST_CASE("cli: info errors name the key or file", "[cli][info][errors]") {
     require_one_error_line(run_cli("info --json"), {"--json needs a model"});
     require_one_error_line(run_cli("info --checkpoint x.safetensors --lr 1"), {"takes no config flags"});
 }
+
+TEST_CASE("cli: --help names every command, train included", "[cli]") {
+    mg::test::Run r = mg::test::run_cli("--help");
+    INFO(r.out);
+    CHECK(r.status == 0);
+    for (const char* c : {"train", "info", "gradcheck", "eval", "generate", "data", "plot", "probe"})
+        CHECK(r.out.find(std::string("  ") + c + " ") != std::string::npos);
+}

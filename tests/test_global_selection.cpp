@@ -1,5 +1,5 @@
 // tests/test_global_selection.cpp: the guard against global selection's divergence
-// (docs/global_selection.md).
+// (docs/global_selection.md), and the gate of checkpoints written before the gate key existed.
 #include "tests/helpers.h"
 #include "ops/dispatch.h"
 #include "train/clip.h"
@@ -96,4 +96,26 @@ TEST_CASE("global selection: a grown gate cannot blow delta up; training stays b
     // above fails when the default goes back to silu
     Curve silu = train_gs(nn::GateFunction::silu, 30.0, 100, 3e-3, 10.0);
     CHECK(silu.delta_max > 50.0);
+}
+
+TEST_CASE("global selection: checkpoints written before the gate key existed load with the silu gate they ran",
+          "[nn][global_selection]") {
+    TempDir dir("gate");
+    nlohmann::json j = {{"model", {{"preset", "zoology"}, {"d_model", 16}, {"n_layer", 1}, {"d_state", 4},
+                                   {"vocab_size", "auto"}, {"global_selection", {{"enabled", true}, {"k_long", 4}}}}},
+                        {"task", {{"grid", "16x2"}, {"vocab_size", 16}, {"train_examples", 8},
+                                  {"test_variants", nlohmann::json::array()}}},
+                        {"max_steps", 1}, {"eval_every", 0}, {"device", "cpu"}, {"run_dir", dir.file("run")}};
+    Trainer(TrainConfig::from_json(j), nullptr).train();
+    SafetensorsFile f = load_safetensors(dir.file("run/final.safetensors"));
+    nlohmann::json cfg = nlohmann::json::parse(f.metadata.at(kCheckpointConfigKey));
+    CHECK(cfg["model"]["global_selection"]["gate"] == "sigmoid"); // today's default, written out
+    cfg["model"]["global_selection"].erase("gate");                // as written before 2026-12-06
+    f.metadata[kCheckpointConfigKey] = cfg.dump();
+    save_safetensors(dir.file("old.safetensors"), f.tensors, f.metadata);
+    CHECK(checkpoint_config(dir.file("old.safetensors"))["model"]["global_selection"]["gate"] == "silu");
+    LoadedModel m = load_model(dir.file("old.safetensors"), "cpu");
+    CHECK(m.model->backbone.layers[0]->mixer.gate_function == nn::GateFunction::silu);
+    CHECK(load_model(dir.file("run/final.safetensors"), "cpu").model->backbone.layers[0]->mixer.gate_function ==
+          nn::GateFunction::sigmoid);
 }

@@ -342,6 +342,10 @@ int cmd_data(const std::string& config, const std::string& out, const std::map<s
 int main(int argc, char** argv) {
     CLI::App app{"mambagrad: tensors, autograd and Mamba kernels on CPU and CUDA"};
     app.require_subcommand(1);
+    // train, info and probe parse their own arguments (config keys as flags: train --help); they
+    // are listed here so that `mambagrad --help` names every command
+    app.add_subcommand("train", "train a model on MQAR or a byte-level LM, then score it (train --help lists every "
+                                "config key)");
     app.add_subcommand("info", "build configuration, devices and memory; a model's parameter table (info --help)");
     std::string op, device = "cpu";
     bool list = false;
