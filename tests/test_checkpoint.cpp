@@ -1,0 +1,255 @@
+// tests/test_checkpoint.cpp: safetensors files and checkpoints (train/checkpoint.h): round trip,
+// corrupt files, atomic writes, exact resume, Python safetensors compatibility.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "tests/helpers.h"
+#include "tests/train_helpers.h"
+#include "train/checkpoint.h"
+#include "train/clip.h"
+#include "train/guard.h"
+#include "train/metrics.h"
+#include "train/optim.h"
+#include "train/schedule.h"
+
+using namespace mg;
+using namespace mg::train;
+using namespace mg::test;
+namespace fs = std::filesystem;
+
+// ==== safetensors and checkpoints =============================================================
+
+TEST_CASE("safetensors: round trip is bit-exact for f32, f64, i32, scalars, empty and strided", "[train]") {
+    TempDir dir("st_roundtrip");
+    Generator gen(21);
+    Tensor f = Tensor::randn({3, 5}, {}, gen);
+    Tensor d = Tensor::randn({2, 1, 3}, {DType::f64}, gen);
+    Tensor i = Tensor::from_vector(std::vector<int32_t>{-7, 0, 2147483647, -2147483647 - 1}, {4});
+    Tensor s = Tensor::scalar(-0.0, {DType::f64});
+    Tensor e = Tensor::zeros({0, 4});
+    Tensor special = Tensor::from_vector(std::vector<float>{NAN, INFINITY, -INFINITY, 1e-45f}, {4});
+    Tensor strided = f.transpose(0, 1); // written as its row-major (5,3) contents
+    NamedTensors ts = {{"f", f}, {"d", d}, {"i", i}, {"s", s}, {"e", e}, {"special", special}, {"strided", strided}};
+    Metadata meta = {{"format", "pt"}, {"quote\"key", "line\nbreak \u00e9 \\ {}"}, {"empty", ""}};
+    const std::string path = dir.file("a.safetensors");
+    save_safetensors(path, ts, meta);
+    CHECK(dir.listing() == std::vector<std::string>{"a.safetensors"}); // no temp file left
+    const std::string bytes = read_all(path);
+    uint64_t n;
+    std::memcpy(&n, bytes.data(), 8);
+    CHECK((8 + n) % 8 == 0); // data section 8-byte aligned
+    SafetensorsFile r = load_safetensors(path);
+    CHECK(r.metadata == meta);
+    REQUIRE(r.tensors.size() == ts.size());
+    auto by = r.by_name();
+    for (const auto& [name, t] : ts) {
+        INFO(name);
+        REQUIRE(by.count(name));
+        CHECK(by[name].shape() == t.shape());
+        CHECK(by[name].dtype() == t.dtype());
+        CHECK(same_bits(by[name], t));
+    }
+    // no metadata at all; and onto a GPU when there is one
+    save_safetensors(path, {{"i", i}});
+    CHECK(load_safetensors(path).metadata.empty());
+    if (cuda::available()) {
+        SafetensorsFile g = load_safetensors(path, Device::cuda());
+        CHECK(g.tensors[0].second.is_cuda());
+        CHECK(same_bits(g.tensors[0].second, i));
+    }
+    REQUIRE_ERROR_WITH(save_safetensors(path, {{"a", f}, {"a", d}}), "save_safetensors", "'a' appears twice");
+    REQUIRE_ERROR_WITH(save_safetensors(path, {{"__metadata__", f}}), "save_safetensors", "'__metadata__'");
+    REQUIRE_ERROR_WITH(save_safetensors(path, {{"f", f}}, {{"bad", "\xff\xfe"}}), "save_safetensors", "a.safetensors",
+                       "invalid UTF-8");
+}
+
+TEST_CASE("safetensors: corrupt files give errors naming the file and the tensor", "[train]") {
+    TempDir dir("st_corrupt");
+    const std::string good = dir.file("good.safetensors");
+    save_safetensors(good, {{"w", Tensor::randn({4, 4})}, {"b", Tensor::randn({4})}}, {{"k", "v"}});
+    const std::string bytes = read_all(good);
+    const std::string p = dir.file("bad.safetensors");
+    auto expect_error = [&](const std::string& content, std::vector<std::string> parts) {
+        write_all(p, content);
+        try {
+            load_safetensors(p);
+            FAIL("expected mg::Error for " << parts.back());
+        } catch (const Error& e) {
+            const std::string msg = e.what();
+            INFO("message: " << msg);
+            CHECK(msg.find("bad.safetensors") != std::string::npos);
+            for (const auto& part : parts) {
+                INFO("expected: " << part);
+                CHECK(msg.find(part) != std::string::npos);
+            }
+        }
+    };
+    const std::string f32x4 = std::string(16, '\1');
+    expect_error(bytes.substr(0, bytes.size() - 3), {"tensor 'b'", "truncated"});
+    expect_error(bytes.substr(0, 5), {"too short"});
+    expect_error(bytes.substr(0, 40), {"runs past the end", "truncated"});
+    expect_error(raw_safetensors("{\"w\": {\"dtype\": \"F32\", ", f32x4), {"not valid JSON"});
+    expect_error(raw_safetensors("[1, 2]", ""), {"expected an object"});
+    expect_error(raw_safetensors(R"({"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", "\0\0\0\0"),
+                 {"tensor 'w'", "dtype 'BF16' is not supported"});
+    expect_error(raw_safetensors(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,32]}})", f32x4),
+                 {"tensor 'w'", "end past the 16-byte data section"});
+    expect_error(raw_safetensors(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})", f32x4),
+                 {"tensor 'w'", "hold 16 bytes", "needs 12"});
+    expect_error(raw_safetensors(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", f32x4),
+                 {"tensor 'w'", "begin > end"});
+    expect_error(raw_safetensors(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", f32x4),
+                 {"tensor 'w'", "negative"});
+    expect_error(raw_safetensors(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}})",
+                                 f32x4),
+                 {"tensor 'w'", "more elements than"});
+    expect_error(raw_safetensors(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},)"
+                                 R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+                                 f32x4),
+                 {"tensor 'b'", "overlap tensor 'a'"});
+    expect_error(raw_safetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", f32x4),
+                 {"tensor 'a'", "hole"});
+    expect_error(raw_safetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", f32x4),
+                 {"trailing bytes"});
+    expect_error(raw_safetensors(R"({"__metadata__":{"k":1}})", ""), {"__metadata__ entry 'k'", "expected a string"});
+    expect_error(raw_safetensors(R"({"w":{"shape":[2],"data_offsets":[0,8]}})", f32x4.substr(0, 8)),
+                 {"tensor 'w'", "dtype"});
+    std::string huge(8, '\xff');
+    expect_error(huge + "{}", {"over the"});
+    REQUIRE_ERROR_WITH(load_safetensors(dir.file("missing.safetensors")), "cannot open", "missing.safetensors");
+    // an empty header object is a valid, empty file
+    write_all(p, raw_safetensors("{}      ", ""));
+    CHECK(load_safetensors(p).tensors.empty());
+}
+
+TEST_CASE("safetensors: a failed write leaves the old file and no temp file", "[train]") {
+    TempDir dir("st_atomic");
+    Tensor w = Tensor::randn({8});
+    // the directory does not exist: nothing is created anywhere
+    REQUIRE_ERROR_WITH(save_safetensors(dir.file("no/such/dir/x.safetensors"), {{"w", w}}), "AtomicFile",
+                       "x.safetensors");
+    CHECK(dir.listing().empty());
+    // the target is a directory: the temp file is written, the rename fails, the temp is removed
+    fs::create_directories(dir.path / "ckpt.safetensors");
+    REQUIRE_ERROR_WITH(save_safetensors(dir.file("ckpt.safetensors"), {{"w", w}}), "AtomicFile", "rename",
+                       "ckpt.safetensors");
+    CHECK(dir.listing() == std::vector<std::string>{"ckpt.safetensors"});
+    // a failure before writing (bad input) leaves an existing checkpoint untouched
+    const std::string path = dir.file("last.safetensors");
+    save_safetensors(path, {{"w", w}});
+    const std::string before = read_all(path);
+    REQUIRE_ERROR_WITH(save_safetensors(path, {{"w", w}, {"w", w}}), "appears twice");
+    CHECK(read_all(path) == before);
+    CHECK(dir.listing() == std::vector<std::string>{"ckpt.safetensors", "last.safetensors"});
+}
+
+TEST_CASE("checkpoint: parameters, optimizer and trainer state resume bit-identically", "[train]") {
+    TempDir dir("ckpt");
+    for (Device dev : devices()) {
+        SECTION(dev.str()) {
+            Generator gen(31);
+            auto make = [&](uint64_t seed) {
+                Generator g(seed);
+                return NamedTensors{{"backbone.embedding.weight", Tensor::randn({6, 4}, {DType::f32, dev}, g)},
+                                    {"backbone.layers.0.mixer.A_log", Tensor::randn({4, 3}, {DType::f32, dev}, g)},
+                                    {"backbone.layers.0.mixer.D", Tensor::randn({4}, {DType::f32, dev}, g)}};
+            };
+            NamedTensors params = make(1);
+            AdamWOptions o;
+            o.no_decay = mamba_ssm_no_decay;
+            AdamW opt(params, o);
+            std::vector<std::vector<Tensor>> grads;
+            for (int s = 0; s < 5; ++s) {
+                std::vector<Tensor> g;
+                for (const auto& np : params) g.push_back(Tensor::randn(np.second.shape(), {DType::f32, dev}, gen));
+                grads.push_back(g);
+            }
+            auto run_step = [&](const NamedTensors& ps, AdamW& op, int s) {
+                for (size_t k = 0; k < ps.size(); ++k) set_grad(ps[k].second, grads[size_t(s)][k]);
+                op.step();
+            };
+            for (int s = 0; s < 3; ++s) run_step(params, opt, s);
+            TrainerState st{2, 3, 17, 0xDEADBEEFCAFEULL, 1ULL << 40};
+            const std::string config = R"({"model":{"d_model":4,"n_layer":1},"lr":0.001})";
+            const std::string path = dir.file(fmt::format("step3_{}.safetensors", dev.kind));
+            save_checkpoint(path, params, &opt, st, config, {{"note", "test"}});
+
+            NamedTensors fresh = make(2);
+            AdamW opt2(fresh, o);
+            LoadedCheckpoint lc = load_checkpoint(path, fresh, &opt2);
+            CHECK(lc.state == st);
+            CHECK(lc.config_json == config);
+            CHECK(lc.metadata.at("note") == "test");
+            CHECK(lc.metadata.at("format") == "pt");
+            for (int s = 3; s < 5; ++s) {
+                run_step(params, opt, s);
+                run_step(fresh, opt2, s);
+            }
+            for (size_t k = 0; k < params.size(); ++k) CHECK(same_bits(params[k].second, fresh[k].second));
+
+            // the same file as a plain model file: optimizer tensors are ignored without an optimizer
+            NamedTensors model_only = make(3);
+            load_checkpoint(path, model_only, nullptr);
+            // mismatches are refused before anything changes
+            NamedTensors wrong = make(4);
+            wrong[2].second = Tensor::randn({5}, {DType::f32, dev}, gen);
+            Tensor keep = wrong[0].second.clone();
+            REQUIRE_ERROR_WITH(load_checkpoint(path, wrong, nullptr), "load_checkpoint",
+                               "'backbone.layers.0.mixer.D'", fmt::format("(4) f32 cpu"), "(5) f32");
+            CHECK(same_bits(wrong[0].second, keep));
+            NamedTensors fewer(params.begin(), params.begin() + 2);
+            REQUIRE_ERROR_WITH(load_checkpoint(path, fewer, nullptr), "'backbone.layers.0.mixer.D'", "matches no parameter");
+            load_checkpoint(path, fewer, nullptr, /*allow_unexpected=*/true);
+            NamedTensors more = make(5);
+            more.emplace_back("lm_head.weight", Tensor::randn({6, 4}, {DType::f32, dev}, gen));
+            REQUIRE_ERROR_WITH(load_checkpoint(path, more, nullptr), "'lm_head.weight'", "not in the file");
+            // a model-only file cannot restore an optimizer
+            const std::string model_path = dir.file("model.safetensors");
+            save_checkpoint(model_path, params, nullptr, st, config);
+            AdamW opt3(make(6), o);
+            REQUIRE_ERROR_WITH(load_checkpoint(model_path, opt3.params(), &opt3), "no optimizer state");
+            REQUIRE_ERROR_WITH(save_checkpoint(model_path, params, nullptr, st, config, {{"format", "x"}}), "reserved");
+        }
+    }
+}
+
+TEST_CASE("safetensors: Python's safetensors reads our files and we read its files", "[train][python]") {
+    // Runs when python3 with numpy and safetensors is installed (pip install safetensors numpy).
+    const std::string script = "tests/safetensors_compat.py";
+    if (!fs::exists(script)) {
+        WARN("skipped: " << script << " not found (run the suite from the repository root)");
+        return;
+    }
+    if (std::system("python3 -c 'import numpy, safetensors' >/dev/null 2>&1") != 0) {
+        WARN("skipped: python3 with numpy and safetensors is not installed");
+        return;
+    }
+    TempDir dir("st_python");
+    const std::string ours = dir.file("ours.safetensors"), theirs = dir.file("theirs.safetensors");
+    Tensor f = Tensor::from_vector(std::vector<float>{0.5f, -1.25f, 3.0f, 1e-30f, -0.0f, 7.0f}, {2, 3});
+    Tensor d = Tensor::from_vector(std::vector<double>{1.0 / 3.0, -2.5e300}, {2, 1});
+    Tensor i = Tensor::from_vector(std::vector<int32_t>{-1, 0, 1, 2147483647}, {4});
+    save_checkpoint(ours, {{"model.f", f}, {"model.d", d}, {"model.i", i}}, nullptr, TrainerState{1, 2, 3, 4, 5},
+                    R"({"name":"py"})");
+    const std::string cmd = fmt::format("python3 {} {} {}", script, ours, theirs);
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    SafetensorsFile r = load_safetensors(theirs);
+    auto by = r.by_name();
+    REQUIRE(by.count("np.f32"));
+    CHECK(by["np.f32"].shape() == Shape{2, 3});
+    CHECK(by["np.f32"].to_vector<float>() == std::vector<float>{0, 1.5f, 3, 4.5f, 6, 7.5f});
+    CHECK(by["np.f64"].shape() == Shape{3});
+    CHECK(by["np.f64"].to_vector<double>() == std::vector<double>{0.1, 0.2, -1e-300});
+    CHECK(by["np.i32"].to_vector<int32_t>() == std::vector<int32_t>{5, -6});
+    CHECK(by["np.scalar"].shape() == Shape{});
+    CHECK(by["np.scalar"].item() == 2.0);
+    CHECK(r.metadata.at("from") == "python");
+}
