@@ -2,11 +2,13 @@
 #include "data/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "tensor/check.h"
 
@@ -64,6 +66,24 @@ void write_file_atomic(const std::string& path, std::string_view content) {
     AtomicFile f(path);
     f.write(content);
     f.commit();
+}
+
+int remove_stale_temp_files(const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return 0;
+    int removed = 0;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        const size_t at = name.rfind(".tmp.");
+        if (at == std::string::npos || at + 5 >= name.size()) continue;
+        const std::string digits = name.substr(at + 5);
+        if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+        const pid_t pid = pid_t(std::stol(digits));
+        const bool alive = pid != ::getpid() && pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+        if (!alive && fs::remove(entry.path(), ec)) ++removed;
+    }
+    return removed;
 }
 
 } // namespace mg::data

@@ -28,4 +28,10 @@ private:
 // AtomicFile(path), write(content), commit().
 void write_file_atomic(const std::string& path, std::string_view content);
 
+// Removes the temp files that writes cut short (kill -9, a power loss) left in `dir`:
+// "<name>.tmp.<pid>" whose process is gone (or is this one, which has no write in flight when it
+// calls this). A live process's temp file is left alone. Returns how many were removed; a
+// missing directory removes none.
+int remove_stale_temp_files(const std::string& dir);
+
 } // namespace mg::data

@@ -1,6 +1,10 @@
 // tests/test_reliability.cpp: inputs that crashed the program (issue "Reliability"): a trainer
 // state that points outside the data, and JSON nested deep enough to overflow the stack when an
-// error message printed it.
+// error message printed it; and a run directory after kills: stale temp files, the checkpoints
+// that keep_checkpoints counts.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include "tensor/json.h"
@@ -124,4 +128,38 @@ TEST_CASE("reliability: deeply nested JSON gives one short error, never a stack 
     }
     // and the CLI: one error line, exit 2
     require_one_error_line(run_cli("train --lr '" + nested(5000) + "'"), {"--lr", "nested more than 64"});
+}
+
+TEST_CASE("reliability: a start or resume removes temp files of dead writers; keep_checkpoints counts the run's "
+          "earlier checkpoints", "[reliability]") {
+    TempDir dir("stale");
+    TrainConfig cfg = small_run(dir.file("run"));
+    cfg.max_steps = 5;
+    cfg.checkpoint_every = 1;
+    cfg.keep_checkpoints = 10;
+    {
+        Trainer t(cfg, nullptr);
+        t.train(3); // "killed" after step 3: step_1 .. step_3 on disk
+    }
+    // a dead writer's temp files (a reaped child's pid) and a live one's (our parent's)
+    const pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    ::waitpid(child, nullptr, 0);
+    const std::string dead_ckpt = dir.file(fmt::format("run/checkpoints/step_0000004.safetensors.tmp.{}", child));
+    const std::string dead_log = dir.file(fmt::format("run/metrics.jsonl.tmp.{}", child));
+    const std::string live = dir.file(fmt::format("run/checkpoints/step_0000009.safetensors.tmp.{}", ::getppid()));
+    for (const std::string& f : {dead_ckpt, dead_log, live}) std::ofstream(f) << "partial";
+    TrainConfig r = cfg;
+    r.resume = dir.file("run/checkpoints/step_0000003.safetensors");
+    r.keep_checkpoints = 2;
+    Trainer t(r, nullptr);
+    CHECK_FALSE(std::filesystem::exists(dead_ckpt));
+    CHECK_FALSE(std::filesystem::exists(dead_log));
+    CHECK(std::filesystem::exists(live));
+    t.train();
+    std::vector<std::string> left;
+    for (const auto& e : std::filesystem::directory_iterator(dir.file("run/checkpoints")))
+        if (e.path().extension() == ".safetensors") left.push_back(e.path().filename().string());
+    std::sort(left.begin(), left.end());
+    CHECK(left == std::vector<std::string>{"step_0000004.safetensors", "step_0000005.safetensors"});
 }

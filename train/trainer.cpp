@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "autograd/grad_mode.h"
+#include "data/atomic_file.h"
 #include "cuda/runtime.h"
 #include "ops/cat.h"
 #include "ops/cross_entropy.h"
@@ -142,6 +143,17 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
         const std::string name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
         const std::string root = p.filename().empty() ? p.parent_path().parent_path().string() : p.parent_path().string();
         run_dir_ = make_run_dir(root.empty() ? "." : root, name, cfg_.to_json());
+        // leftovers of writes a kill cut short, and (resuming) the run's checkpoints so far, which
+        // keep_checkpoints counts with the ones this Trainer writes
+        const std::filesystem::path ckpt_dir = std::filesystem::path(run_dir_) / "checkpoints";
+        data::remove_stale_temp_files(run_dir_);
+        data::remove_stale_temp_files(ckpt_dir.string());
+        if (!cfg_.resume.empty() && std::filesystem::is_directory(ckpt_dir))
+            for (const auto& e : std::filesystem::directory_iterator(ckpt_dir)) {
+                const std::string f = e.path().filename().string();
+                if (f.starts_with("step_") && f.ends_with(".safetensors")) checkpoints_.push_back(e.path().string());
+            }
+        std::sort(checkpoints_.begin(), checkpoints_.end()); // step_<7 digits>: by step
         const std::string metrics = (std::filesystem::path(run_dir_) / "metrics.jsonl").string();
         if (cfg_.resume.empty()) {
             std::filesystem::remove(metrics); // a fresh run starts a fresh log
@@ -270,7 +282,8 @@ void Trainer::write_periodic_checkpoint() {
     std::filesystem::create_directories(dir);
     const std::string path = (dir / fmt::format("step_{:07}.safetensors", state_.step)).string();
     save_checkpoint(path);
-    checkpoints_.push_back(path);
+    if (std::find(checkpoints_.begin(), checkpoints_.end(), path) == checkpoints_.end()) checkpoints_.push_back(path);
+    std::sort(checkpoints_.begin(), checkpoints_.end()); // oldest step first
     while (cfg_.keep_checkpoints > 0 && int64_t(checkpoints_.size()) > cfg_.keep_checkpoints) {
         std::filesystem::remove(checkpoints_.front());
         checkpoints_.erase(checkpoints_.begin());

@@ -165,7 +165,7 @@ private:
     std::vector<StepLoss> losses_;
     std::string run_dir_;
     std::unique_ptr<MetricsLog> log_;
-    std::vector<std::string> checkpoints_; // written by this Trainer, oldest first
+    std::vector<std::string> checkpoints_; // step_*.safetensors of this run (resumed: found on disk), oldest first
 };
 
 } // namespace mg::train
