@@ -163,3 +163,15 @@ TEST_CASE("reliability: a start or resume removes temp files of dead writers; ke
     std::sort(left.begin(), left.end());
     CHECK(left == std::vector<std::string>{"step_0000004.safetensors", "step_0000005.safetensors"});
 }
+
+TEST_CASE("reliability: a missing flag value and non-positive counts are named, not misread", "[reliability][cli]") {
+    REQUIRE_ERROR_WITH(parse_train_args({"--lr", "--seed", "1"}), "--lr needs a value", "the flag --seed");
+    // a negative number is a value, judged as one (not taken for a flag)
+    REQUIRE_ERROR_WITH(parse_train_args({"--lr", "-1e-3"}), "lr is -0.001");
+    TempDir dir("counts");
+    require_one_error_line(run_cli("data --out " + dir.file("x.jsonl") + " --examples -5"), {"--examples is -5", ">= 1"});
+    require_one_error_line(run_cli("data --out " + dir.file("x.jsonl") + " --examples 0"), {"--examples is 0"});
+    CHECK_FALSE(std::filesystem::exists(dir.file("x.jsonl")));
+    require_one_error_line(run_cli("eval --checkpoint " + dir.file("none.safetensors") + " --examples -1"),
+                           {"--examples is -1"});
+}

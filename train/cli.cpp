@@ -424,6 +424,9 @@ int main(int argc, char** argv) {
     try {
         if (*gc) return cmd_gradcheck(op, device, list);
         if (*pl) return cmd_plot(plot_dir);
+        // a count the user gave is a count: 0 or less is refused, not replaced by the default
+        MG_CHECK(!ev->count("--examples") || eval_examples >= 1, "eval: --examples is {}, expected >= 1", eval_examples);
+        MG_CHECK(!da->count("--examples") || data_examples >= 1, "data: --examples is {}, expected >= 1", data_examples);
         if (*ev) {
             const nlohmann::json j = train::checkpoint_config(checkpoint);
             if (j.contains("task") && j["task"].value("kind", std::string("mqar")) == "lm" && !ev->count("--variant") &&

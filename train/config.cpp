@@ -433,6 +433,9 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
         } else {
             MG_CHECK(i + 1 < args.size(), "train: {} needs a value", a);
             value = args[++i];
+            // "--lr --seed 1": the value is missing, not "1" unexpected
+            MG_CHECK(!(value.size() > 2 && value.starts_with("--")), "train: {} needs a value, but the next argument "
+                     "is the flag {}", a, text_excerpt(value, 40));
         }
         if (key == "config") config_path = value;
         else overrides.emplace_back(key, value);
