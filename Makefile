@@ -51,7 +51,7 @@ endif
 find_openblas = $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas /usr/include/aarch64-linux-gnu/openblas-pthread))
 OPENBLAS_INC := $(find_openblas)
 ifeq ($(OPENBLAS_INC)$(filter 0,$(OPENBLAS)),)
-  ifeq ($(shell id -u),0)
+  ifeq ($(shell id -u)$(if $(shell command -v apt-get 2>/dev/null),,none),0)
     $(info mambagrad: installing missing Debian package: libopenblas-dev)
     BLAS_OUT := $(shell (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev) >/dev/null 2>&1 && echo ok)
     OPENBLAS_INC := $(find_openblas)
