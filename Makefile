@@ -112,7 +112,7 @@ STEP_BIN := $(BUILD)/bench_step
 LAB_BIN := $(BUILD)/fft_lab
 SCAN_LAB_BIN := $(BUILD)/scan_lab
 
-.PHONY: all test vendor clean bench lab train corpus
+.PHONY: all test vendor clean bench lab train corpus check-layers
 all: $(LIB) $(BIN)
 
 $(BUILD)/%.o: %.cpp
@@ -156,8 +156,14 @@ lab: $(LAB_BIN) $(SCAN_LAB_BIN)
 # TEST_ARGS passes Catch2 arguments, e.g. make test TEST_ARGS='[matmul]'.
 # With CUDA, the suite's build also compiles the kernel labs, so they keep building (they run only
 # on a GPU: `make lab`).
-test: $(TEST_BIN) $(BIN) $(if $(filter 1,$(CUDA)),$(LAB_BIN) $(SCAN_LAB_BIN))
+test: check-layers $(TEST_BIN) $(BIN) $(if $(filter 1,$(CUDA)),$(LAB_BIN) $(SCAN_LAB_BIN))
 	$(if $(filter 1,$(SANITIZE)),ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1) ./$(TEST_BIN) $(TEST_ARGS)
+
+# The dependency rule of docs/ARCHITECTURE.md: no folder includes one above it (the script's self-test
+# first proves it catches a planted violation).
+check-layers:
+	@tools/check_layers.sh --self-test
+	@tools/check_layers.sh
 
 # `mambagrad train` with its defaults (train/trainer.h): a small Mamba on Standard MQAR (minutes on
 # 2 CPU cores; the GPU when present), then the test table of Standard, Last and Shuffle, which

@@ -191,6 +191,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
 } // namespace mg::autograd
 
 namespace mg {
+std::string Tensor::grad_fn_name() const { return grad_fn() ? std::string(grad_fn()->name()) : std::string(); }
+
 void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
     autograd::run_backward({*this}, {gradient}, retain_graph);
 }

@@ -5,8 +5,8 @@
 #include <cstring>
 
 #include "autograd/grad_mode.h"
-#include "cuda/runtime.h"
 #include "tensor/check.h"
+#include "tensor/runtime.h"
 
 namespace mg {
 
@@ -31,14 +31,12 @@ int64_t storage_offset(const Tensor& x, int64_t linear) {
 double read_elem(const Tensor& x, int64_t linear) {
     const double* p = static_cast<const double*>(x.raw_data()) + storage_offset(x, linear);
     double v;
-    if (x.device().is_cpu()) v = *p;
-    else cuda::copy_d2h(&v, p, sizeof v, x.device().index);
+    read_device_bytes(&v, p, sizeof v, x.device());
     return v;
 }
 void write_elem(const Tensor& x, int64_t linear, double v) {
     double* p = static_cast<double*>(x.raw_data()) + storage_offset(x, linear);
-    if (x.device().is_cpu()) *p = v;
-    else cuda::copy_h2d(p, &v, sizeof v, x.device().index);
+    write_device_bytes(p, &v, sizeof v, x.device());
 }
 
 std::string input_label(const GradcheckOptions& o, size_t i) {

@@ -1,5 +1,5 @@
 // cuda/activation.cu: SiLU, softplus, sigmoid, GELU and dropout; one thread per element. The
-// math is ops/activation_math.h, shared with the CPU kernels.
+// math is common/activation.h, shared with the CPU kernels.
 #include "cuda/activation.h"
 #include "cuda/launch.h"
 

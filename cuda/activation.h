@@ -2,7 +2,7 @@
 #pragma once
 #include <cstdint>
 
-#include "ops/activation_math.h"
+#include "common/activation.h"
 
 namespace mg::cuda {
 

@@ -26,7 +26,7 @@
 
 #include "cuda/conv1d.h"
 #include "cuda/launch.h"
-#include "ops/conv1d.h"
+#include "common/conv1d.h"
 
 namespace mg::cuda {
 

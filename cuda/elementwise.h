@@ -2,7 +2,7 @@
 #pragma once
 #include <cstdint>
 
-#include "ops/elementwise_math.h"
+#include "common/elementwise.h"
 
 namespace mg::cuda {
 

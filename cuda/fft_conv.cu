@@ -34,9 +34,9 @@
 #include "cuda/launch.h"
 #include "cuda/reduce.h"
 #include "cuda/runtime.h"
-#include "ops/conv1d.h"
-#include "ops/fft_conv.h"
-#include "ops/reduce.h"
+#include "common/conv1d.h"
+#include "common/fft_conv.h"
+#include "common/reduce.h"
 
 namespace mg::cuda {
 

@@ -19,8 +19,8 @@
 #include "cuda/fft_block.cuh"
 #include "cuda/launch.h"
 #include "cuda/reduce.h"
-#include "ops/conv1d.h"
-#include "ops/reduce.h"
+#include "common/conv1d.h"
+#include "common/reduce.h"
 
 namespace mg::cuda::fftconv {
 

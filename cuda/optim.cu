@@ -13,7 +13,7 @@ template <typename T> __global__ void adamw_step_kernel(TensorBatch<AdamWSlot<T>
     const AdamWSlot<T>& s = b.slot[slot_of_block(b, int(blockIdx.x), chunk)];
     MG_CHUNK_LOOP(i, s, chunk) {
         T p = s.p[i], m = s.m[i], v = s.v[i];
-        train::adamw_update(p, m, v, s.g[i], s.c);
+        adamw_update(p, m, v, s.g[i], s.c);
         s.p[i] = p;
         s.m[i] = m;
         s.v[i] = v;
@@ -26,7 +26,7 @@ template <typename T> void adamw_step(const std::vector<AdamWSlot<T>>& slots, co
 template <typename T> __global__ void clip_value_kernel(TensorBatch<TensorSlot<T>> b, T c) {
     int64_t chunk;
     const TensorSlot<T>& s = b.slot[slot_of_block(b, int(blockIdx.x), chunk)];
-    MG_CHUNK_LOOP(i, s, chunk) s.x[i] = train::clip_value_apply(s.x[i], c);
+    MG_CHUNK_LOOP(i, s, chunk) s.x[i] = clip_value_apply(s.x[i], c);
 }
 template <typename T> void clip_value(const std::vector<TensorSlot<T>>& slots, T c) {
     for_each_batch(slots, clip_value_kernel<T>, c);

@@ -6,11 +6,11 @@
 #include <cstdint>
 #include <vector>
 
-#include "train/optim_math.h"
+#include "common/optim.h"
 
 namespace mg::cuda {
 
-// One AdamW step (train/optim_math.h) on p, m, v in place, n elements each, contiguous. With
+// One AdamW step (common/optim.h) on p, m, v in place, n elements each, contiguous. With
 // `skip` (a device word) non-zero when the kernels run, nothing changes: the trainer passes the
 // NaN/Inf probe's "any" word, so a step whose gradients are not finite never reaches the
 // parameters, although the host learns of it only later.
@@ -18,7 +18,7 @@ template <typename T> struct AdamWSlot {
     T *p, *m, *v;
     const T* g;
     int64_t n;
-    train::AdamWCoef c;
+    AdamWCoef c;
 };
 template <typename T> void adamw_step(const std::vector<AdamWSlot<T>>& slots, const unsigned long long* skip = nullptr);
 

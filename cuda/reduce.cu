@@ -2,7 +2,7 @@
 // row, then the block combines the partials in a fixed tree order (deterministic: no atomics).
 #include "cuda/launch.h"
 #include "cuda/reduce.h"
-#include "ops/reduce.h"
+#include "common/reduce.h"
 
 namespace mg::cuda {
 

@@ -2,7 +2,7 @@
 #pragma once
 #include <cstdint>
 
-namespace mg { enum class ReduceOp : int; }
+#include "common/reduce.h"
 
 namespace mg::cuda {
 

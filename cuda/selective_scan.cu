@@ -38,7 +38,8 @@
 #include "cuda/launch.h"
 #include "cuda/selective_scan.h"
 #include "cuda/warp.h"
-#include "ops/scan_math.h"
+#include "common/activation.h"
+#include "common/selective_scan.h"
 
 namespace mg::cuda {
 
@@ -64,7 +65,10 @@ static_assert(kPer == 4, "one 4-vector of states per thread");
 static_assert(kTile % kSub == 0 && kSub * kChannels * kBCVals / 4 == kThreads * 16, "dB/dC reduction: 2 threads per 4 values");
 
 template <typename T> struct alignas(4 * sizeof(T)) Quad { T v[4]; };
-template <typename T> struct alignas(2 * sizeof(T)) Pair { T a, b; };
+// One time step's input to the recurrence h = exp(Δ A) h + (Δ u) B: Δ sets the decay, Δ u the input.
+template <typename T> struct alignas(2 * sizeof(T)) StepIn { T delta, delta_u; };
+// One lane's share of a step's gradients with respect to Δ and u.
+template <typename T> struct alignas(2 * sizeof(T)) StepGrad { T ddelta, du; };
 
 // 2^x. Float: the hardware's approximate exp2 (relative error about 2^-22; −inf gives 0, NaN
 // stays NaN; results below 2^-126 flush to 0, i.e. full decay).
@@ -172,7 +176,7 @@ __device__ __forceinline__ void load_fwd(FwdRegs<T>& x, const ScanFwdArgs<T>& a,
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanFwdArgs<T> a) {
-    __shared__ Pair<T> s_in[kTile][kChannels];        // (Δ, Δ u)
+    __shared__ StepIn<T> s_in[kTile][kChannels];
     __shared__ Quad<T> s_B[kTile][kLanes], s_C[kTile][kLanes];
     __shared__ T s_yp[kTile][kLanes][kChannels];      // each lane's share of y
     const ThreadPos p = thread_pos();
@@ -200,9 +204,9 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanFwdArgs<T> a) {
                 int tt = p.r + k * (kThreads / kChannels);
                 bool ok = t0 + tt < L && sactive;
                 T dt = x.raw[k] + bias;
-                if (a.softplus) dt = scan::softplus(dt);
+                if (a.softplus) dt = softplus_of(dt);
                 dt = ok ? dt : T(0);
-                s_in[tt][p.cc] = Pair<T>{dt, dt * x.u[k]};
+                s_in[tt][p.cc] = StepIn<T>{dt, dt * x.u[k]};
                 u_c[k] = x.u[k];
                 z_c[k] = x.z[k];
                 prev_c[k] = x.prev[k];
@@ -212,12 +216,12 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanFwdArgs<T> a) {
             if (t0 + kTile < L) load_fwd(x, a, p, b, d0, t0 + kTile, grp); // in flight during the tile
 #pragma unroll
             for (int tt = 0; tt < kTile; ++tt) {
-                const Pair<T> in = s_in[tt][p.c];
+                const StepIn<T> in = s_in[tt][p.c];
                 const Quad<T> Bq = s_B[tt][p.q], Cq = s_C[tt][p.q];
                 T y = 0;
 #pragma unroll
                 for (int j = 0; j < kPer; ++j) {
-                    h[j] = ex2(in.a * A2[j]) * h[j] + in.b * Bq.v[j];
+                    h[j] = ex2(in.delta * A2[j]) * h[j] + in.delta_u * Bq.v[j];
                     y += Cq.v[j] * h[j];
                 }
                 s_yp[tt][p.q][p.c] = y;
@@ -238,7 +242,7 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanFwdArgs<T> a) {
                     if (a.z) {
                         if (a.y) a.y[idx] = y;
                         T zz = z_c[k];
-                        y *= zz * scan::sigmoid(zz);
+                        y *= zz * sigmoid_of(zz);
                     }
                 }
                 a.out[idx] = y;
@@ -254,7 +258,7 @@ template <typename T> struct BwdSmem {
     Quad<T> (*in)[kChannels];              // [kTile] (Δ, u, dy, Δ u), dy = dout·silu(z)
     Quad<T> (*B)[kLanes];                  // [kTile]
     Quad<T> (*C)[kLanes];                  // [kTile]
-    Pair<T> (*dd)[kLanes][kDDStride];      // [kTile] each lane's share of (dΔ, du)
+    StepGrad<T> (*dd)[kLanes][kDDStride];  // [kTile] each lane's share of (dΔ, du)
     T (*bc)[kChannels][kBCStride];         // [kSub] per channel: 16 dB then 16 dC values
     T (*fin)[kWarps][kChannels];           // [2] dD, dbias partials of the 4 staging rows
     static constexpr size_t elems() {
@@ -265,7 +269,7 @@ template <typename T> struct BwdSmem {
         in = reinterpret_cast<Quad<T>(*)[kChannels]>(p); p += kTile * kChannels * 4;
         B = reinterpret_cast<Quad<T>(*)[kLanes]>(p); p += kTile * kStates;
         C = reinterpret_cast<Quad<T>(*)[kLanes]>(p); p += kTile * kStates;
-        dd = reinterpret_cast<Pair<T>(*)[kLanes][kDDStride]>(p); p += kTile * kLanes * kDDStride * 2;
+        dd = reinterpret_cast<StepGrad<T>(*)[kLanes][kDDStride]>(p); p += kTile * kLanes * kDDStride * 2;
         bc = reinterpret_cast<T(*)[kChannels][kBCStride]>(p); p += kSub * kChannels * kBCStride;
         fin = reinterpret_cast<T(*)[kWarps][kChannels]>(p);
     }
@@ -355,14 +359,14 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<T>()) scan_bwd_kernel
                 T dt = x.raw[k] + bias, dy = x.dout[k], uu = x.u[k];
                 sp[k] = T(1);
                 if (a.softplus) {
-                    dt = scan::softplus(dt);
+                    dt = softplus_of(dt);
                     // d softplus(raw)/d raw = sigmoid(raw) = 1 − exp(−Δ) exactly, as Δ = log1p(e^raw);
                     // −expm1(−Δ) keeps it accurate for small Δ
                     using std::expm1;
                     sp[k] = -expm1(-dt);
                 }
                 if (a.z) {
-                    T zz = x.z[k], sz = scan::sigmoid(zz);
+                    T zz = x.z[k], sz = sigmoid_of(zz);
                     if (grp == 0 && ok) a.dz[(b * L + t) * D + ds] = dy * x.y[k] * sz * (T(1) + zz * (T(1) - sz));
                     dy *= zz * sz;
                 }
@@ -407,7 +411,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<T>()) scan_bwd_kernel
                     vB.v[j] = g * dtu;
                     vC.v[j] = dy * hist[tt][j];
                 }
-                sm.dd[tt][p.q][p.c] = Pair<T>{uu * sB + T(kLn2) * sAw, dt * sB};
+                sm.dd[tt][p.q][p.c] = StepGrad<T>{uu * sB + T(kLn2) * sAw, dt * sB};
                 *reinterpret_cast<Quad<T>*>(&sm.bc[tt % kSub][p.c][p.q * kPer]) = vB;
                 *reinterpret_cast<Quad<T>*>(&sm.bc[tt % kSub][p.c][kStates + p.q * kPer]) = vC;
                 if (tt % kSub == 0) {
@@ -436,8 +440,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<T>()) scan_bwd_kernel
             for (int k = 0; k < kRows; ++k) {
                 int tt = p.r + k * (kThreads / kChannels);
                 int64_t t = t0 + tt;
-                T ddt = ((sm.dd[tt][0][p.cc].a + sm.dd[tt][1][p.cc].a) + sm.dd[tt][2][p.cc].a) + sm.dd[tt][3][p.cc].a;
-                T du = ((sm.dd[tt][0][p.cc].b + sm.dd[tt][1][p.cc].b) + sm.dd[tt][2][p.cc].b) + sm.dd[tt][3][p.cc].b;
+                T ddt = ((sm.dd[tt][0][p.cc].ddelta + sm.dd[tt][1][p.cc].ddelta) + sm.dd[tt][2][p.cc].ddelta) + sm.dd[tt][3][p.cc].ddelta;
+                T du = ((sm.dd[tt][0][p.cc].du + sm.dd[tt][1][p.cc].du) + sm.dd[tt][2][p.cc].du) + sm.dd[tt][3][p.cc].du;
                 if (t >= L || !sactive) continue;
                 int64_t idx = (b * L + t) * D + ds;
                 if (grp > 0) { // earlier groups' shares (raw dΔ, before the softplus derivative)

@@ -13,7 +13,7 @@ namespace mg {
 
 // ---- CPU kernels ----------------------------------------------------------------------------
 // In float, SiLU, softplus and sigmoid use ops/vec_math.h's branch-free functions, one loop per
-// activation, so the loops vectorise; the rest (and double) use activation_math.h's formulas.
+// activation, so the loops vectorise; the rest (and double) use common/activation.h's formulas.
 template <typename T> void activation_forward_cpu(T* out, const T* x, int64_t n, Activation act) {
     if constexpr (std::is_same_v<T, float>) {
         auto each = [&](auto f) {

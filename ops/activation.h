@@ -13,7 +13,7 @@
 //
 // Softplus uses PyTorch's and mamba's threshold 20 in the forward and the backward. sigmoid and
 // softplus are stable for any |x|, and GELU is computed as x erfc(-x / sqrt 2) / 2 and
-// x sigmoid(2u), which do not cancel for negative x (ops/activation_math.h).
+// x sigmoid(2u), which do not cancel for negative x (common/activation.h).
 //
 // Dropout draws its mask from the counter-based RNG (tensor/random.h): element i of the mask is
 // a function of (seed, offset + i) alone, so CPU and CUDA give the same mask for the same
@@ -24,7 +24,7 @@
 #pragma once
 #include <cstdint>
 
-#include "ops/activation_math.h"
+#include "common/activation.h"
 #include "tensor/tensor.h"
 
 namespace mg {

@@ -24,7 +24,7 @@
 #pragma once
 #include <cstdint>
 
-#include "ops/activation_math.h"
+#include "common/conv1d.h"
 #include "tensor/tensor.h"
 
 namespace mg {
@@ -43,24 +43,6 @@ Tensor causal_conv1d_update(const Tensor& conv_state, const Tensor& x_t, const T
 // Argument checks shared by every causal conv op (conv1d, fft_conv, long_conv): x (B,L,D) float,
 // weight (D,K) with K >= 1, bias (D) or undefined; all on one device with one dtype.
 void check_causal_conv_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias);
-
-// ---- SiLU for the fused epilogues: the activations' own math (ops/activation_math.h) ------------
-template <typename T> MG_HD T conv_silu(T v) { return activation_apply(Activation::silu, v); }
-// d silu(v) / dv = s (1 + v (1 - s)), s = sigmoid(v).
-template <typename T> MG_HD T conv_dsilu(T v) { return activation_grad(Activation::silu, T(1), v); }
-
-// One channel's generation step, the body of both devices' step kernels: y = [silu](bias + sum_{k<K-1}
-// w[k] state[k] + w[K-1] x), taps summed oldest first as in the parallel forward; then state
-// (K-1 values, oldest first) shifts left by one and takes x as its newest entry.
-template <typename T> MG_HD T conv_step_channel(T* state, T x, const T* w, T bias, int64_t K, bool silu) {
-    T acc = T(0);
-    for (int64_t k = 0; k < K - 1; ++k) acc += w[k] * state[k];
-    acc += w[K - 1] * x;
-    for (int64_t k = 0; k + 1 < K - 1; ++k) state[k] = state[k + 1];
-    if (K > 1) state[K - 2] = x;
-    T v = acc + bias;
-    return silu ? conv_silu(v) : v;
-}
 
 // ---- kernels (contiguous inputs; bias may be null = no bias) ----------------------------------
 // y (B,L,D) = [silu](conv(x, w) + bias). Writes (=).

@@ -19,7 +19,7 @@
 #pragma once
 #include <cstdint>
 
-#include "ops/elementwise_math.h"
+#include "common/elementwise.h"
 #include "tensor/indexing.h"
 #include "tensor/tensor.h"
 

@@ -20,12 +20,6 @@ namespace mg {
 
 using cd = std::complex<double>;
 
-int64_t fft_conv_size(int64_t L, int64_t K) {
-    int64_t need = std::max<int64_t>(2, L + K - 1), n = 1;
-    while (n < need) n <<= 1;
-    return n;
-}
-
 // ---- the CPU FFT ----------------------------------------------------------------------------
 const FftPlan& fft_plan(int64_t n) {
     static std::mutex mu;

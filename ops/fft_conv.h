@@ -35,6 +35,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/fft_conv.h"
 #include "tensor/tensor.h"
 
 namespace mg {
@@ -49,8 +50,6 @@ Tensor long_conv(const Tensor& x, const Tensor& weight, const Tensor& bias = Ten
                  LongConvMode mode = LongConvMode::automatic, bool silu = false);
 bool long_conv_uses_fft(int64_t L, int64_t K, LongConvMode mode);
 
-// The FFT length: the smallest power of two >= max(2, L + K - 1).
-int64_t fft_conv_size(int64_t L, int64_t K);
 
 // ---- the CPU FFT ----------------------------------------------------------------------------
 // Stockham autosort passes (no bit reversal): radix 4, then one radix-2 pass when log2 n is odd.

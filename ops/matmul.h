@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 
+#include "common/matmul.h"
 #include "tensor/tensor.h"
 
 namespace mg {
@@ -16,16 +17,8 @@ namespace mg {
 Tensor matmul(const Tensor& a, const Tensor& b);
 
 // ---- kernels --------------------------------------------------------------------------------
-// Row-major GEMM over `batch` matrices: C = alpha op(A) op(B) + beta C, with op(A) (M,K),
-// op(B) (K,N), C (M,N). A is stored (M,K) with row stride lda, or (K,M) when ta; likewise B.
-// Writes C (beta = 0: C is not read, so it may hold garbage).
-struct GemmArgs {
-    bool ta = false, tb = false;
-    int64_t M = 0, N = 0, K = 0;
-    int64_t lda = 0, ldb = 0, ldc = 0;
-    int64_t stride_a = 0, stride_b = 0, stride_c = 0; // between batch matrices
-    int64_t batch = 1;
-};
+// GEMM in the geometry of GemmArgs (common/matmul.h). Writes C (beta = 0: C is not read, so it
+// may hold garbage).
 template <typename T> void gemm_cpu(const GemmArgs& g, T alpha, const T* A, const T* B, T beta, T* C);
 template <typename T> void gemm_blocked(const GemmArgs& g, T alpha, const T* A, const T* B, T beta, T* C);
 // The reference: three loops in double, C = alpha op(A) op(B) + beta C.

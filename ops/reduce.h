@@ -5,6 +5,7 @@
 #pragma once
 #include <vector>
 
+#include "common/reduce.h"
 #include "tensor/tensor.h"
 
 namespace mg {
@@ -23,7 +24,6 @@ Tensor argmax(const Tensor& x, int64_t dim = -1, bool keepdim = false);
 Tensor sum_to(const Tensor& g, const Shape& shape);
 
 // ---- kernels (rows contiguous: x is (outer, inner), one result per row) ----------------------
-enum class ReduceOp : int { sum, mean, max };
 // out[o] = sum_k x[o, k] (mean: / inner; max: with argmax[o] = its first index). Writes (=).
 template <typename T>
 void reduce_rows_cpu(T* out, int32_t* argmax, const T* x, int64_t outer, int64_t inner, ReduceOp op);

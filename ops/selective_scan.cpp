@@ -13,7 +13,8 @@
 #include "autograd/node.h"
 #include "cuda/runtime.h"
 #include "ops/dispatch.h"
-#include "ops/scan_math.h"
+#include "common/activation.h"
+#include "common/selective_scan.h"
 #include "ops/vec_math.h"
 
 namespace mg {
@@ -157,14 +158,14 @@ inline Vec<double> exp2_c(Vec<double> x) {
     return x;
 }
 inline float softplus_c(float x) { return vm::softplus(x); }
-inline double softplus_c(double x) { return scan::softplus(x); }
+inline double softplus_c(double x) { return softplus_of(x); }
 inline float softplus_grad_c(float x) { return vm::softplus_grad(x); }
-inline double softplus_grad_c(double x) { return scan::softplus_grad(x); }
+inline double softplus_grad_c(double x) { return softplus_grad_of(x); }
 inline float silu_c(float x) { return vm::silu(x); }
-inline double silu_c(double x) { return x * scan::sigmoid(x); }
+inline double silu_c(double x) { return x * sigmoid_of(x); }
 inline float silu_grad_c(float x) { return vm::silu_grad(x); }
 inline double silu_grad_c(double x) {
-    double s = scan::sigmoid(x);
+    double s = sigmoid_of(x);
     return s * (1 + x * (1 - s));
 }
 

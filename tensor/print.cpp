@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "autograd/node.h"
 #include "tensor/check.h"
 #include "tensor/tensor.h"
 
@@ -86,7 +85,7 @@ std::string Tensor::str() const {
     if (numel() == 0 || p.summarise) out += fmt::format(", size={}", shape_str(shape()));
     if (device().is_cuda()) out += fmt::format(", device='{}'", device().str());
     if (dtype() != DType::f32) out += fmt::format(", dtype={}", dtype_name(dtype()));
-    if (grad_fn()) out += fmt::format(", grad_fn=<{}>", grad_fn()->name());
+    if (grad_fn()) out += fmt::format(", grad_fn=<{}>", grad_fn_name());
     else if (requires_grad()) out += ", requires_grad=True";
     out += ")";
     return out;

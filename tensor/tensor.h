@@ -117,6 +117,9 @@ public:
     Tensor grad() const { return Tensor(impl().grad); }
     void zero_grad() const { impl().grad.reset(); } // sets .grad to undefined (set_to_none)
     const std::shared_ptr<autograd::Node>& grad_fn() const { return impl().grad_fn; }
+    // The name of the op that made this tensor ("MatmulBackward"), or "" for a leaf; defined in
+    // autograd/engine.cpp, where Node is, so that printing needs nothing above tensor/.
+    std::string grad_fn_name() const;
     bool is_leaf() const { return impl().grad_fn == nullptr; }
     // Same data, no autograd history.
     Tensor detach() const;

@@ -27,6 +27,7 @@
 #include "train/plot.h"
 #include "train/probe.h"
 #include "train/trainer.h"
+#include "tensor/runtime.h"
 
 using namespace mg;
 
@@ -34,13 +35,13 @@ namespace {
 
 int cmd_info() {
     fmt::print("mambagrad\n");
-    fmt::print("  CUDA:      {}\n", cuda::built_with_cuda() ? "compiled in" : "not compiled (CUDA=0)");
+    fmt::print("  CUDA:      {}\n", cuda_compiled() ? "compiled in" : "not compiled (CUDA=0)");
     fmt::print("  devices:   cpu ({} OpenMP threads)", omp_get_max_threads());
-    for (int d = 0; d < cuda::device_count(); ++d) fmt::print(", cuda:{} ({})", d, cuda::device_name(d));
+    for (int d = 0; d < cuda_device_count(); ++d) fmt::print(", cuda:{} ({})", d, device_name(Device::cuda(d)));
     fmt::print("\n");
     fmt::print("  CPU GEMM:  {}\n", gemm_cpu_uses_openblas() ? "OpenBLAS" : "mambagrad blocked kernel");
-    for (int d = 0; d < cuda::device_count(); ++d) {
-        auto s = cuda::memory_stats(d);
+    for (int d = 0; d < cuda_device_count(); ++d) {
+        auto s = memory_stats(Device::cuda(d));
         fmt::print("  cuda:{} allocator: {} B in use, {} B peak, {} B reserved, {} cudaMalloc calls\n", d,
                    s.allocated, s.peak_allocated, s.reserved, s.num_cuda_malloc);
     }
@@ -94,9 +95,9 @@ int cmd_gradcheck(const std::string& op, const std::string& device_str, bool lis
     }
     MG_CHECK(!op.empty(), "gradcheck: --op is required; known ops: {}", fmt::join(kOpNames, ", "));
     Device dev = Device::parse(device_str);
-    MG_CHECK(dev.is_cpu() || dev.index < cuda::device_count(),
-             "gradcheck: --device {}: {} CUDA device(s) are visible{}", device_str, cuda::device_count(),
-             cuda::built_with_cuda() ? "" : " (this build has no CUDA)");
+    MG_CHECK(dev.is_cpu() || dev.index < cuda_device_count(),
+             "gradcheck: --device {}: {} CUDA device(s) are visible{}", device_str, cuda_device_count(),
+             cuda_compiled() ? "" : " (this build has no CUDA)");
     int failed = 0;
     for (const OpCase* c : op_cases_for(op)) {
         Generator gen(0xC0FFEE);

@@ -7,20 +7,12 @@
 #include <utility>
 
 #include "autograd/grad_mode.h"
-#include "cuda/optim.h"
-#include "cuda/runtime.h"
 #include "ops/cat.h"
 #include "ops/dispatch.h"
+#include "ops/multi_tensor.h"
 #include "ops/reduce.h"
 
 namespace mg::train {
-
-template <typename T> void clip_value_cpu(T* x, int64_t n, T c) {
-#pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) x[i] = clip_value_apply(x[i], c);
-}
-template void clip_value_cpu<float>(float*, int64_t, float);
-template void clip_value_cpu<double>(double*, int64_t, double);
 
 std::vector<Tensor> grads_of(const NamedTensors& params) {
     std::vector<Tensor> out;
@@ -31,37 +23,16 @@ std::vector<Tensor> grads_of(const NamedTensors& params) {
 
 void clip_grad_value(const std::vector<Tensor>& grads, double clip) {
     MG_CHECK(clip > 0 && !std::isnan(clip), "clip_grad_value: clip is {}, expected > 0", clip);
-    // CPU tensors one by one; CUDA tensors per (device, dtype) in multi-tensor launches.
-    struct CudaGroup {
-        int device;
-        std::vector<cuda::TensorSlot<float>> f32;
-        std::vector<cuda::TensorSlot<double>> f64;
-    };
-    std::vector<CudaGroup> groups;
-    std::vector<std::pair<Tensor, Tensor>> strided; // (gradient, its contiguous copy): copied back
+    std::vector<Tensor> xs;                         // the gradients, or contiguous copies of strided ones
+    std::vector<std::pair<Tensor, Tensor>> strided; // (gradient, its copy): copied back after
     for (size_t i = 0; i < grads.size(); ++i) {
         const Tensor& g = grads[i];
         if (!g.defined()) continue;
         check_float("clip_grad_value", fmt::format("grads[{}]", i).c_str(), g);
-        Tensor x = g.contiguous(); // g itself when contiguous
-        if (!x.same(g)) strided.emplace_back(g, x);
-        const int64_t n = x.numel();
-        dispatch_float(x.dtype(), "clip_grad_value", [&]<typename T>() {
-            if (x.device().is_cpu()) {
-                clip_value_cpu<T>(x.data<T>(), n, T(clip));
-                return;
-            }
-            auto it = std::find_if(groups.begin(), groups.end(),
-                                   [&](const CudaGroup& q) { return q.device == x.device().index; });
-            if (it == groups.end()) it = groups.insert(groups.end(), CudaGroup{x.device().index, {}, {}});
-            if constexpr (std::is_same_v<T, float>) it->f32.push_back({x.data<T>(), n});
-            else it->f64.push_back({x.data<T>(), n});
-        });
+        xs.push_back(g.contiguous()); // g itself when contiguous
+        if (!xs.back().same(g)) strided.emplace_back(g, xs.back());
     }
-    for ([[maybe_unused]] const CudaGroup& q : groups) {
-        MG_CUDA_ONLY(cuda::DeviceGuard dg(q.device); cuda::clip_value(q.f32, float(clip));
-                     cuda::clip_value(q.f64, clip));
-    }
+    clamp_(xs, clip);
     for (const auto& [g, x] : strided) copy_into(g, x);
 }
 

@@ -25,8 +25,4 @@ double global_norm(const std::vector<Tensor>& grads);
 // the global norm is the square root of the sum of their squares.
 std::vector<double> tensor_norms(const std::vector<Tensor>& grads);
 
-// ---- kernels --------------------------------------------------------------------------------
-// x[i] = clamp(x[i], -c, c) on n contiguous elements, in place.
-template <typename T> void clip_value_cpu(T* x, int64_t n, T c);
-
 } // namespace mg::train

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "cuda/runtime.h"
+#include "tensor/runtime.h"
 #include "tensor/check.h"
 #include "tensor/json.h"
 #include "train/checkpoint.h"
@@ -377,10 +377,10 @@ void TrainConfig::validate() const {
 }
 
 Device TrainConfig::resolved_device() const {
-    if (device == "auto") return cuda::device_count() > 0 ? Device::cuda(0) : Device::cpu();
+    if (device == "auto") return cuda_device_count() > 0 ? Device::cuda(0) : Device::cpu();
     Device d = Device::parse(device);
-    MG_CHECK(d.is_cpu() || d.index < cuda::device_count(), "{}: device is \"{}\", but {} CUDA device(s) are visible{}",
-             kWhere, device, cuda::device_count(), cuda::built_with_cuda() ? "" : " (this build has no CUDA)");
+    MG_CHECK(d.is_cpu() || d.index < cuda_device_count(), "{}: device is \"{}\", but {} CUDA device(s) are visible{}",
+             kWhere, device, cuda_device_count(), cuda_compiled() ? "" : " (this build has no CUDA)");
     return d;
 }
 

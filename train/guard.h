@@ -5,10 +5,10 @@
 //   values; the first is nan at index (0,5) (flat 5)
 //
 // It comes in two halves so that a CUDA run never makes the host wait for the GPU:
-// - FiniteProbe's constructor queues the checks. CPU tensors are scanned in place at once. CUDA
-//   tensors are probed by one multi-tensor launch per device and dtype (cuda/optim.h), which
-//   counts each tensor's non-finite values and finds the first one's flat index and kind on the
-//   device, and the findings are copied back asynchronously (cuda::PendingRead).
+// - FiniteProbe's constructor queues the checks (ops/multi_tensor.h's NonfiniteScan). CPU tensors
+//   are scanned in place at once. CUDA tensors are probed by one multi-tensor launch per device
+//   and dtype, which counts each tensor's non-finite values and finds the first one's flat index
+//   and kind on the device; the findings are copied back asynchronously (AsyncRead).
 // - check() waits for that copy (not for later work) and throws naming the first offending
 //   tensor in list order.
 // skip_words() are the device words AdamW::step takes so that a step whose gradients are not
@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cuda/runtime.h"
+#include "ops/multi_tensor.h"
 #include "train/optim.h"
 
 namespace mg::train {
@@ -50,20 +50,10 @@ private:
         Shape shape;
         bool is_loss = false;
     };
-    struct CudaGroup {
-        int device = -1;
-        std::vector<size_t> which; // entry per slot, in slot order
-        Tensor words;              // 1 + 2 slots u64 words (i32 storage) on the device (cuda/optim.h's layout)
-        cuda::PendingRead read;
-    };
     int64_t step_ = 0;
     std::string what_;
     std::vector<Entry> entries_;
-    std::vector<CudaGroup> groups_;
-    // The first CPU finding (entry, count, flat index, value); entry = entries_.size(): none.
-    size_t cpu_bad_ = 0;
-    int64_t cpu_count_ = 0, cpu_first_ = 0;
-    double cpu_value_ = 0;
+    NonfiniteScan scan_; // one tensor per entry
     bool checked_ = false;
 };
 

@@ -8,22 +8,15 @@
 #include <set>
 #include <type_traits>
 
-#include "tensor/json.h"
 #include "autograd/grad_mode.h"
-#include "cuda/optim.h"
-#include "cuda/runtime.h"
 #include "ops/dispatch.h"
+#include "ops/multi_tensor.h"
+#include "tensor/check.h"
+#include "tensor/json.h"
 
 namespace mg::train {
 
-// ---- CPU kernel and reference ---------------------------------------------------------------
-
-template <typename T> void adamw_step_cpu(T* p, T* m, T* v, const T* g, int64_t n, const AdamWCoef& c) {
-#pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) adamw_update(p[i], m[i], v[i], g[i], c);
-}
-template void adamw_step_cpu<float>(float*, float*, float*, const float*, int64_t, const AdamWCoef&);
-template void adamw_step_cpu<double>(double*, double*, double*, const double*, int64_t, const AdamWCoef&);
+// ---- the reference ----------------------------------------------------------------------------
 
 // Written out from the formulas in optim.h, independently of adamw_update.
 void adamw_ref(std::vector<double>& p, std::vector<double>& m, std::vector<double>& v,
@@ -108,52 +101,16 @@ AdamW::AdamW(NamedTensors params, AdamWOptions options) : params_(std::move(para
 
 void AdamW::step(const std::vector<Tensor>& skip_words) {
     autograd::NoGrad no_grad;
-    // CPU tensors are stepped one by one (an OpenMP loop each); CUDA tensors are collected per
-    // (device, dtype) and stepped by one multi-tensor launch per group of cuda::kSlotsPerLaunch.
-    struct CudaGroup {
-        int device;
-        DType dtype;
-        std::vector<cuda::AdamWSlot<float>> f32;
-        std::vector<cuda::AdamWSlot<double>> f64;
-    };
-    std::vector<CudaGroup> groups;
-    std::vector<Tensor> keep; // contiguous copies of strided gradients, alive until the launches
+    std::vector<AdamWTensors> items;
     for (size_t i = 0; i < params_.size(); ++i) {
         const auto& [name, p] = params_[i];
         Tensor g = p.grad();
         if (!g.defined()) continue;
         MG_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype() && g.device() == p.device(),
                  "AdamW: gradient of '{}' is {}, expected {} like the parameter", name, g.desc(), p.desc());
-        if (!g.is_contiguous()) keep.push_back(g = g.contiguous());
-        const AdamWCoef c = adamw_coef(options_, ++steps_[i], decay_[i]);
-        const int64_t n = p.numel();
-        Tensor& m = exp_avg_[i];
-        Tensor& v = exp_avg_sq_[i];
-        dispatch_float(p.dtype(), "AdamW", [&]<typename T>() {
-            if (p.device().is_cpu()) {
-                adamw_step_cpu<T>(p.data<T>(), m.data<T>(), v.data<T>(), g.data<T>(), n, c);
-                return;
-            }
-            auto it = std::find_if(groups.begin(), groups.end(), [&](const CudaGroup& q) {
-                return q.device == p.device().index && q.dtype == p.dtype();
-            });
-            if (it == groups.end()) it = groups.insert(groups.end(), CudaGroup{p.device().index, p.dtype(), {}, {}});
-            cuda::AdamWSlot<T> slot{p.data<T>(), m.data<T>(), v.data<T>(), g.data<T>(), n, c};
-            if constexpr (std::is_same_v<T, float>) it->f32.push_back(slot);
-            else it->f64.push_back(slot);
-        });
+        items.push_back({p, exp_avg_[i], exp_avg_sq_[i], g.contiguous(), adamw_coef(options_, ++steps_[i], decay_[i])});
     }
-    for ([[maybe_unused]] const CudaGroup& q : groups) {
-        const unsigned long long* skip = nullptr;
-        for (const Tensor& w : skip_words)
-            if (w.device() == Device::cuda(q.device)) {
-                MG_CHECK(w.dtype() == DType::i32 && w.numel() >= 2 && w.is_contiguous(),
-                         "AdamW::step: skip word is {}, expected a contiguous i32 tensor of at least 2 elements (one "
-                         "64-bit word)", w.desc());
-                skip = reinterpret_cast<const unsigned long long*>(w.data<int32_t>());
-            }
-        MG_CUDA_ONLY(cuda::DeviceGuard dg(q.device); cuda::adamw_step(q.f32, skip); cuda::adamw_step(q.f64, skip));
-    }
+    adamw_step_(items, skip_words);
 }
 
 void AdamW::zero_grad() {

@@ -21,8 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/optim.h"
 #include "tensor/tensor.h"
-#include "train/optim_math.h"
 
 namespace mg::train {
 
@@ -90,9 +90,7 @@ private:
 // The step's coefficients for a parameter at its step t >= 1.
 AdamWCoef adamw_coef(const AdamWOptions& o, int64_t t, bool decay);
 
-// ---- kernels ----------------------------------------------------------------------------------
-// One step on n contiguous elements; p, m, v updated in place (=), g read.
-template <typename T> void adamw_step_cpu(T* p, T* m, T* v, const T* g, int64_t n, const AdamWCoef& c);
+// ---- the reference (the kernels are ops/multi_tensor.h's adamw_step_) ---------------------------
 // The reference: `steps` consecutive steps in double from the same AdamWOptions, gradients
 // grads[s] (each n values) at step s; t starts at t0 + 1. p, m, v updated in place.
 void adamw_ref(std::vector<double>& p, std::vector<double>& m, std::vector<double>& v,

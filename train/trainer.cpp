@@ -17,7 +17,6 @@
 
 #include "autograd/grad_mode.h"
 #include "data/atomic_file.h"
-#include "cuda/runtime.h"
 #include "ops/cat.h"
 #include "ops/cross_entropy.h"
 #include "ops/embedding.h"
@@ -26,6 +25,7 @@
 #include "tensor/check.h"
 #include "tensor/json.h"
 #include "tensor/random.h"
+#include "tensor/runtime.h"
 #include "train/clip.h"
 #include "train/grad_monitor.h"
 #include "train/guard.h"
@@ -321,7 +321,7 @@ void Trainer::log_eval(const EvalResult& r, int64_t step, double train_s) {
 
 // ---- the loop ------------------------------------------------------------------------------------
 // Steps in flight: a CUDA step's loss and NaN/Inf findings come back by an asynchronous copy
-// (cuda::PendingRead) and are read one step later, so the host queues step s+1 while the GPU still
+// (AsyncRead) and are read one step later, so the host queues step s+1 while the GPU still
 // runs step s and never drains the queue mid-epoch. A step whose gradients are not finite leaves
 // the parameters alone on the device (AdamW's skip word) and is reported, with its own step
 // number, when it is settled. Everything is settled before a log line, an evaluation, a checkpoint
@@ -330,7 +330,7 @@ struct Trainer::Loop {
     struct InFlight {
         int64_t step;
         Tensor losses; // the micro-batches' (weighted) losses, f32/f64, on the device
-        cuda::PendingRead read;
+        AsyncRead read;
         FiniteProbe probe;
     };
     explicit Loop(const Trainer& t)
@@ -423,9 +423,7 @@ Trainer::StepStats Trainer::train_step(Loop& loop, bool log_now) {
     s.lr = schedule_.at(state_.step);
     opt_->set_lr(s.lr);
     opt_->step(f.probe.skip_words());
-    if (f.losses.device().is_cuda())
-        f.read = cuda::PendingRead(f.losses.raw_data(), size_t(f.losses.numel()) * dtype_size(f.losses.dtype()),
-                                   f.losses.device().index);
+    f.read = AsyncRead(f.losses);
     loop.inflight.push_back(std::move(f));
     ++state_.step;
     ++state_.cursor;
@@ -440,17 +438,11 @@ void Trainer::settle(Loop& loop, bool all) {
     while (!loop.inflight.empty()) {
         Loop::InFlight& f = loop.inflight.front();
         f.probe.check();
-        std::vector<double> v;
-        if (f.read.valid()) {
-            const void* h = f.read.wait();
-            for (int64_t i = 0; i < f.losses.numel(); ++i)
-                v.push_back(f.losses.dtype() == DType::f64 ? static_cast<const double*>(h)[i]
-                                                            : double(static_cast<const float*>(h)[i]));
-        } else {
-            v = f.losses.to(DType::f64).to_vector<double>();
-        }
+        const void* h = f.read.wait();
         double l = 0;
-        for (double x : v) l += x;
+        for (int64_t i = 0; i < f.losses.numel(); ++i)
+            l += f.losses.dtype() == DType::f64 ? static_cast<const double*>(h)[i]
+                                                : double(static_cast<const float*>(h)[i]);
         if (cfg_.nan_guard) MG_CHECK(std::isfinite(l), "NaN/Inf guard: step {}: the loss is {}", f.step, l);
         losses_.push_back({f.step, l});
         loop.window_loss += l;
@@ -475,7 +467,7 @@ void Trainer::log_step(Loop& loop, const StepStats& s) {
                   {"grad_norm", s.grad_norm}, {"acc", acc},
                   {"tokens_per_s", tok_s},  {"elapsed_s", elapsed},
                   {"train_s", elapsed - loop.nontrain_s}};
-        if (device_.is_cuda()) row["peak_bytes"] = cuda::memory_stats(device_.index).peak_allocated;
+        if (device_.is_cuda()) row["peak_bytes"] = memory_stats(device_).peak_allocated;
         if (cfg_.task.is_lm()) row["bpb"] = data::bits_per_byte(mean_loss);
         if (cfg_.log_grad_norms) {
             ojson per = ojson::object();

@@ -6,7 +6,8 @@
 #pragma once
 #include "cuda/launch.h"
 #include "cuda/selective_scan.h"
-#include "ops/scan_math.h"
+#include "common/activation.h"
+#include "common/selective_scan.h"
 
 namespace mg::scanlab {
 

@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(kChannels) scan_fwd_kernel(ScanFwdArgs<T> a) {
                 if (t < L && dd < D) {
                     int64_t idx = (b * L + t) * D + dd;
                     dt = a.delta[idx] + (a.delta_bias ? a.delta_bias[dd] : T(0));
-                    if (a.softplus) dt = scan::softplus(dt);
+                    if (a.softplus) dt = softplus_of(dt);
                     uu = a.u[idx];
                 }
                 s_dt[tt][cc] = dt;
@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(kChannels) scan_fwd_kernel(ScanFwdArgs<T> a) {
                     if (a.z) {
                         if (a.y) a.y[idx] = y;
                         T zz = a.z[idx];
-                        y *= zz * scan::sigmoid(zz);
+                        y *= zz * sigmoid_of(zz);
                     }
                 }
                 a.out[idx] = y;
@@ -179,12 +179,12 @@ __global__ void __launch_bounds__(kChannels) scan_bwd_kernel(ScanBwdArgs<T> a, T
                 if (t < L && dd < D) {
                     int64_t idx = (b * L + t) * D + dd;
                     T raw = a.delta[idx] + (a.delta_bias ? a.delta_bias[dd] : T(0));
-                    dt = a.softplus ? scan::softplus(raw) : raw;
-                    sg = a.softplus ? scan::softplus_grad(raw) : T(1);
+                    dt = a.softplus ? softplus_of(raw) : raw;
+                    sg = a.softplus ? softplus_grad_of(raw) : T(1);
                     uu = a.u[idx];
                     dy = a.dout[idx];
                     if (a.z) {
-                        T zz = a.z[idx], sz = scan::sigmoid(zz);
+                        T zz = a.z[idx], sz = sigmoid_of(zz);
                         if (grp == 0) a.dz[idx] = dy * a.y[idx] * sz * (T(1) + zz * (T(1) - sz));
                         dy *= zz * sz;
                     }

@@ -1,12 +1,12 @@
-// train/optim_math.h: the per-element AdamW and clipping math, written once and compiled for the
-// CPU loop (train/optim.cpp, train/clip.cpp) and the CUDA kernels (cuda/optim.cu). No fmt here.
+// common/optim.h: the per-element AdamW and clipping math, written once and compiled for the CPU
+// loops (ops/multi_tensor.cpp) and the CUDA kernels (cuda/optim.cu). No fmt here.
 #pragma once
 #include <cmath>
 #include <cstdint>
 
 #include "tensor/indexing.h"
 
-namespace mg::train {
+namespace mg {
 
 // Where eps and the bias corrections enter (both decoupled-weight-decay AdamW):
 //   Transformers  transformers.AdamW (the paper's optimizer, SPEC §5):
@@ -46,4 +46,4 @@ template <typename T> MG_HD T clip_value_apply(T x, T c) {
     return x > c ? c : x < -c ? -c : x;
 }
 
-} // namespace mg::train
+} // namespace mg

@@ -1,4 +1,4 @@
-// ops/elementwise_math.h: the pointwise math, written once and compiled for both the CPU and
+// common/elementwise.h: the pointwise math, written once and compiled for both the CPU and
 // the CUDA kernels (MG_HD).
 #pragma once
 #include <cmath>

@@ -1,5 +1,8 @@
-// ops/activation_math.h: the pointwise activations and the dropout mask, written once and
+// common/activation.h: the pointwise activations and the dropout mask, written once and
 // compiled for both the CPU and the CUDA kernels (MG_HD), so the two devices run the same math.
+// The one scalar sigmoid and softplus of the project: the activation ops, the scan's Δ and gate,
+// the convolutions' fused SiLU and the global-selection gate all call these (ops/vec_math.h has
+// the same formulas for float with its own exp, written so CPU loops vectorise).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -35,6 +38,11 @@ template <typename T> MG_HD T softplus_of(T x) {
     return x > T(kSoftplusThreshold) ? x : log1p(exp(x));
 }
 
+// d softplus / dx: sigmoid(x) below the threshold, 1 above it (where softplus passes x through).
+template <typename T> MG_HD T softplus_grad_of(T x) {
+    return x > T(kSoftplusThreshold) ? T(1) : sigmoid_of(x);
+}
+
 // GELU without cancellation for negative x: Phi(x) = erfc(-x / sqrt 2) / 2 rather than
 // (1 + erf(x / sqrt 2)) / 2, and the tanh form as x sigmoid(2u) = x/2 (1 + tanh u).
 template <typename T> MG_HD T gelu_tanh_arg(T x) { // 2u, u = sqrt(2/pi) (x + 0.044715 x^3)
@@ -60,7 +68,7 @@ template <typename T> MG_HD T activation_grad(Activation act, T g, T x) {
         T s = sigmoid_of(x);
         return g * s * (T(1) + x * (T(1) - s));
     }
-    case Activation::softplus: return x > T(kSoftplusThreshold) ? g : g * sigmoid_of(x);
+    case Activation::softplus: return g * softplus_grad_of(x);
     case Activation::sigmoid: {
         T s = sigmoid_of(x);
         return g * s * (T(1) - s);
