@@ -29,8 +29,8 @@ constexpr Named<InitScheme> kInits[] = {{InitScheme::mamba, "mamba"}, {InitSchem
 constexpr Named<GlobalSelectionKind> kKinds[] = {{GlobalSelectionKind::longconv, "longconv"},
                                                  {GlobalSelectionKind::flashlongconv, "flashlongconv"}};
 constexpr Named<GateFunction> kGates[] = {{GateFunction::silu, "silu"}, {GateFunction::sigmoid, "sigmoid"}};
-constexpr Named<LongConvMode> kModes[] = {
-    {LongConvMode::automatic, "auto"}, {LongConvMode::direct, "direct"}, {LongConvMode::fft, "fft"}};
+constexpr Named<CausalConvMode> kModes[] = {
+    {CausalConvMode::automatic, "auto"}, {CausalConvMode::direct, "direct"}, {CausalConvMode::fft, "fft"}};
 
 template <typename E, size_t M> std::string_view name_of(const Named<E> (&table)[M], E v) {
     for (const auto& e : table)
@@ -65,7 +65,7 @@ int64_t get_int(const json& j, const std::string& key) {
 
 std::string_view init_scheme_name(InitScheme s) { return name_of(kInits, s); }
 std::string_view gate_function_name(GateFunction g) { return name_of(kGates, g); }
-std::string_view long_conv_mode_name(LongConvMode m) { return name_of(kModes, m); }
+std::string_view causal_conv_mode_name(CausalConvMode m) { return name_of(kModes, m); }
 
 bool GlobalSelection::applies_to(int64_t layer) const {
     return enabled && (layers.empty() || std::find(layers.begin(), layers.end(), layer) != layers.end());

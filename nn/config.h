@@ -55,7 +55,7 @@ struct GlobalSelection {
     GlobalSelectionKind kind = GlobalSelectionKind::longconv;
     int64_t k_long = 128;
     std::vector<int64_t> layers;                        // empty: every layer
-    LongConvMode mode = LongConvMode::automatic;        // direct conv, FFT, or chosen by size
+    CausalConvMode mode = CausalConvMode::automatic;        // direct conv, FFT, or chosen by size
     GateFunction gate = GateFunction::sigmoid;           // the gate's function (see GateFunction)
     bool applies_to(int64_t layer) const;               // enabled and the layer is selected
 };
@@ -121,7 +121,7 @@ std::vector<ParameterSpec> parameter_specs(const MambaConfig& cfg);
 int64_t count_parameters(const MambaConfig& cfg);
 
 std::string_view init_scheme_name(InitScheme s);
-std::string_view long_conv_mode_name(LongConvMode m);
+std::string_view causal_conv_mode_name(CausalConvMode m);
 std::string_view gate_function_name(GateFunction g);
 
 } // namespace mg::nn

@@ -64,7 +64,7 @@ RMSNorm::Result RMSNorm::forward(const Tensor& x, const Tensor& residual) const 
 }
 
 // ---- Conv1d / LongConv --------------------------------------------------------------------------
-Conv1d::Conv1d(int64_t d, int64_t k, bool has_bias, Options o, Generator& gen, LongConvMode m)
+Conv1d::Conv1d(int64_t d, int64_t k, bool has_bias, Options o, Generator& gen, CausalConvMode m)
     : channels(d), kernel_size(k), mode(m) {
     MG_CHECK(d > 0 && k > 0, "Conv1d: channels = {}, kernel_size = {}, expected both > 0", d, k);
     weight = init_uniform({d, 1, k}, default_bound(k), o, gen);
@@ -77,14 +77,14 @@ Conv1d::Conv1d(int64_t d, int64_t k, bool has_bias, Options o, Generator& gen, L
 
 Tensor Conv1d::kernel() const { return weight.reshape({channels, kernel_size}); }
 
-Tensor Conv1d::forward(const Tensor& x, bool silu) const { return long_conv(x, kernel(), bias, mode, silu); }
+Tensor Conv1d::forward(const Tensor& x, bool silu) const { return causal_conv(x, kernel(), bias, mode, silu); }
 
 Tensor Conv1d::step(const Tensor& state, const Tensor& x_t, bool silu) const {
     return causal_conv1d_update(state, x_t, kernel(), bias, silu);
 }
 
 // ---- FlashLongConv ------------------------------------------------------------------------------
-FlashLongConv::FlashLongConv(int64_t d, int64_t k, Options o, Generator& g, LongConvMode m, double p)
+FlashLongConv::FlashLongConv(int64_t d, int64_t k, Options o, Generator& g, CausalConvMode m, double p)
     : channels(d), kernel_size(k), mode(m), dropout_p(p),
       D(Tensor::randn({1, d}, {o.dtype, o.device}, g)),
       kernel(Tensor::randn({1, d, k}, {o.dtype, o.device}, g)),
@@ -114,7 +114,7 @@ Tensor FlashLongConv::forward(const Tensor& u) const {
     MG_CHECK(u.dim() == 3 && u.size(2) == channels, "FlashLongConv: u is {}, expected (B, L, D) with D = {}",
              u.desc(), channels);
     const int64_t B = u.size(0), L = u.size(1);
-    Tensor y = long_conv(u, conv_weight(std::max<int64_t>(1, std::min(kernel_size, L))), Tensor(), mode) + u * D;
+    Tensor y = causal_conv(u, conv_weight(std::max<int64_t>(1, std::min(kernel_size, L))), Tensor(), mode) + u * D;
     y = gelu(y);
     if (is_training() && dropout_p > 0) // one mask per (b, d): dropout of ones is mask / (1 - p)
         y = y * dropout(Tensor::ones({B, 1, channels}, y.options()), dropout_p, gen ? *gen : default_generator());

@@ -66,11 +66,11 @@ public:
 // weight (D, 1, K) as PyTorch's depthwise nn.Conv1d stores it (weight[d,0,K-1] multiplies the
 // current token), bias (D). Init: PyTorch's Conv1d default, weight and bias U(±1/sqrt(K))
 // (fan_in = in_channels / groups * K = K). `mode` picks the direct or the FFT computation
-// (ops/fft_conv.h long_conv); both compute the same function.
+// (ops/fft_conv.h causal_conv); both compute the same function.
 class Conv1d : public Module {
 public:
     Conv1d(int64_t channels, int64_t kernel_size, bool bias, Options o, Generator& gen,
-           LongConvMode mode = LongConvMode::direct);
+           CausalConvMode mode = CausalConvMode::direct);
     Tensor forward(const Tensor& x, bool silu = false) const;
     // One token: x_t (B, D) -> (B, D). state (B, D, K-1) holds the last K-1 inputs (oldest
     // first) and is updated in place. No autograd (generation).
@@ -79,18 +79,37 @@ public:
     Tensor kernel() const;
 
     int64_t channels, kernel_size;
-    LongConvMode mode;
+    CausalConvMode mode;
     Tensor weight, bias;
+};
+
+// The global-selection branch of a Mamba layer (SPEC §2): g = conv(x) over (B, L, D), whose gate
+// f(g) scales Δ. Its two kinds are LongConv and FlashLongConv; a mixer holds one, whichever the
+// kind (MambaMixer::long_conv), and calls it through this interface.
+class GlobalSelectionConv {
+public:
+    virtual ~GlobalSelectionConv() = default;
+    virtual Tensor branch(const Tensor& x) const = 0; // (B, L, D) -> (B, L, D)
+    // One token: x_t (B, D) -> (B, D); state (B, D, kernel_length() - 1) holds the last inputs
+    // (oldest first) and is updated in place. No autograd (generation).
+    virtual Tensor branch_step(const Tensor& state, const Tensor& x_t) const = 0;
+    virtual int64_t kernel_length() const = 0;
+    virtual Module& module() = 0;                   // for registration under "long_conv"
+    virtual void set_dropout_generator(Generator*) {} // FlashLongConv's dropout; others have none
 };
 
 // Global selection's long conv (SPEC §2): an explicit per-channel causal kernel of length K_long
 // with bias, the same layer as Conv1d, computed by direct conv or FFT as `mode` says (automatic:
 // by size). D (K_long + 1) parameters.
-class LongConv : public Conv1d {
+class LongConv : public Conv1d, public GlobalSelectionConv {
 public:
     LongConv(int64_t channels, int64_t k_long, Options o, Generator& gen,
-             LongConvMode mode = LongConvMode::automatic)
+             CausalConvMode mode = CausalConvMode::automatic)
         : Conv1d(channels, k_long, true, o, gen, mode) {}
+    Tensor branch(const Tensor& x) const override { return forward(x); }
+    Tensor branch_step(const Tensor& state, const Tensor& x_t) const override { return step(state, x_t); }
+    int64_t kernel_length() const override { return kernel_size; }
+    Module& module() override { return *this; }
 };
 
 // Global selection's heavier variant, the authors' FlashLongconv (models/modules/flashconv.py,
@@ -113,25 +132,30 @@ public:
 // touch no output and are skipped (the kernel is narrowed to min(K, L) taps before the conv), a
 // kernel shorter than L acts as if zero-padded. The authors take rfft(k, n = 2L), which
 // truncates k to 2L taps and wraps taps L+1 .. 2L-1 around onto earlier outputs (inputs from the
-// future leak in when K > L + 1); we do not reproduce that. The conv runs through long_conv
+// future leak in when K > L + 1); we do not reproduce that. The conv runs through causal_conv
 // (direct or FFT, `mode`), on the kernel flipped into the conv weight's orientation.
 //
 // Dropout masks come from `gen` when set (a trainer that checkpoints its generator resumes
 // exactly), else from default_generator().
-class FlashLongConv : public Module {
+class FlashLongConv : public Module, public GlobalSelectionConv {
 public:
     static constexpr double kSquash = 0.003; // the soft threshold (their kernel_lam)
     FlashLongConv(int64_t channels, int64_t k_long, Options o, Generator& gen,
-                  LongConvMode mode = LongConvMode::automatic, double dropout = 0.2);
+                  CausalConvMode mode = CausalConvMode::automatic, double dropout = 0.2);
     Tensor forward(const Tensor& u) const;
     // One token: u_t (B, D) -> (B, D); state (B, D, K-1) holds the last K-1 inputs (oldest
     // first) and is updated in place. No autograd, no dropout (generation).
     Tensor step(const Tensor& state, const Tensor& u_t) const;
     // The squashed kernel's first `taps` lags, flipped into the conv weight's (D, taps) order.
     Tensor conv_weight(int64_t taps) const;
+    Tensor branch(const Tensor& x) const override { return forward(x); }
+    Tensor branch_step(const Tensor& state, const Tensor& x_t) const override { return step(state, x_t); }
+    int64_t kernel_length() const override { return kernel_size; }
+    Module& module() override { return *this; }
+    void set_dropout_generator(Generator* g) override { gen = g; }
 
     int64_t channels, kernel_size;
-    LongConvMode mode;
+    CausalConvMode mode;
     double dropout_p;
     Generator* gen = nullptr; // dropout's generator; null: default_generator()
     Tensor D, kernel;         // (1, D), (1, D, K)

@@ -6,7 +6,6 @@
 #include "autograd/grad_mode.h"
 #include "ops/activation.h"
 #include "ops/cat.h"
-#include "ops/dispatch.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
 #include "ops/selective_scan.h"
@@ -40,6 +39,15 @@ Tensor dt_bias_init(int64_t D, Options o, Generator& gen) {
     return from_host(bias, {D}, o);
 }
 
+// The layer's global-selection branch of the configured kind, or null where it does not apply.
+std::unique_ptr<GlobalSelectionConv> make_global_selection(const GlobalSelection& gs, int64_t layer_idx,
+                                                           int64_t d_inner, Options o, Generator& gen) {
+    if (!gs.applies_to(layer_idx)) return nullptr;
+    if (gs.kind == GlobalSelectionKind::flashlongconv)
+        return std::make_unique<FlashLongConv>(d_inner, gs.k_long, o, gen, gs.mode);
+    return std::make_unique<LongConv>(d_inner, gs.k_long, o, gen, gs.mode);
+}
+
 } // namespace
 
 // ---- MambaMixer -----------------------------------------------------------------------------------
@@ -51,15 +59,7 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
       gate_function(cfg.global_selection.gate),
       in_proj(d_model, 2 * d_inner, false, o, gen),
       conv1d(d_inner, cfg.d_conv, true, o, gen),
-      long_conv(cfg.global_selection.applies_to(layer_idx) && cfg.global_selection.kind == GlobalSelectionKind::longconv
-                    ? std::make_unique<LongConv>(d_inner, cfg.global_selection.k_long, o, gen,
-                                                 cfg.global_selection.mode)
-                    : nullptr),
-      flash_long_conv(cfg.global_selection.applies_to(layer_idx) &&
-                              cfg.global_selection.kind == GlobalSelectionKind::flashlongconv
-                          ? std::make_unique<FlashLongConv>(d_inner, cfg.global_selection.k_long, o, gen,
-                                                            cfg.global_selection.mode)
-                          : nullptr),
+      long_conv(make_global_selection(cfg.global_selection, layer_idx, d_inner, o, gen)),
       x_proj(d_inner, dt_rank + 2 * d_state, false, o, gen),
       dt_proj(dt_rank, d_inner, true, o, gen), // weight U(±R^-0.5): the default bound for fan_in R
       out_proj(d_inner, d_model, false, o, gen) {
@@ -83,8 +83,7 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
     register_parameter("D", D);
     register_module("in_proj", in_proj);
     register_module("conv1d", conv1d);
-    if (long_conv) register_module("long_conv", *long_conv);
-    if (flash_long_conv) register_module("long_conv", *flash_long_conv);
+    if (long_conv) register_module("long_conv", long_conv->module());
     register_module("x_proj", x_proj);
     register_module("dt_proj", dt_proj);
     register_module("out_proj", out_proj);
@@ -103,8 +102,7 @@ Tensor MambaMixer::forward(const Tensor& u, MixerTrace* trace) const {
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 2);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, L, D), no bias
     Tensor gate;                                                          // global selection gate
-    if (long_conv) gate = gate_of(long_conv->forward(x));                 // f(g), g from either kind
-    if (flash_long_conv) gate = gate_of(flash_long_conv->forward(x));     // of long conv
+    if (long_conv) gate = gate_of(long_conv->branch(x));                  // f(g), g from either kind
     if (gate.defined()) dt = dt * gate;
     Tensor A = -exp(A_log);                                               // (D, N)
     if (trace) {
@@ -126,8 +124,7 @@ Tensor MambaMixer::step(const Tensor& u_t, LayerState& st) const {
     Tensor xc = conv1d.step(st.conv_state, x, /*silu=*/true);             // (B, D)
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 1);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, D)
-    if (long_conv) dt = dt * gate_of(long_conv->step(st.long_conv_state, x));
-    if (flash_long_conv) dt = dt * gate_of(flash_long_conv->step(st.long_conv_state, x));
+    if (long_conv) dt = dt * gate_of(long_conv->branch_step(st.long_conv_state, x));
     Tensor A = -exp(A_log);
     Tensor y = selective_state_update(st.ssm_state, xc, dt, A, dbc[1], dbc[2], D, z, dt_proj.bias, true);
     return out_proj.forward(y);
@@ -138,8 +135,7 @@ LayerState MambaMixer::make_state(int64_t batch) const {
     LayerState s;
     s.conv_state = Tensor::zeros({batch, d_inner, conv1d.kernel_size - 1}, o);
     s.ssm_state = Tensor::zeros({batch, d_inner, d_state}, o);
-    if (long_conv) s.long_conv_state = Tensor::zeros({batch, d_inner, long_conv->kernel_size - 1}, o);
-    if (flash_long_conv) s.long_conv_state = Tensor::zeros({batch, d_inner, flash_long_conv->kernel_size - 1}, o);
+    if (long_conv) s.long_conv_state = Tensor::zeros({batch, d_inner, long_conv->kernel_length() - 1}, o);
     return s;
 }
 
@@ -197,7 +193,7 @@ Tensor MambaLM::forward(const Tensor& ids) const { return linear(hidden_states(i
 
 void MambaLM::set_dropout_generator(Generator* gen) {
     for (const auto& layer : backbone.layers)
-        if (layer->mixer.flash_long_conv) layer->mixer.flash_long_conv->gen = gen;
+        if (layer->mixer.long_conv) layer->mixer.long_conv->set_dropout_generator(gen);
 }
 
 InferenceState MambaLM::make_state(int64_t batch) const {

@@ -58,6 +58,7 @@
 #include "nn/config.h"
 #include "nn/layers.h"
 #include "nn/module.h"
+#include "tensor/error.h"
 
 namespace mg::nn {
 
@@ -95,17 +96,24 @@ public:
     Tensor forward(const Tensor& u, MixerTrace* trace = nullptr) const;
     Tensor step(const Tensor& u_t, LayerState& state) const; // (B, d) -> (B, d); advances state
     LayerState make_state(int64_t batch) const;              // zeros, on the parameters' device
-    bool global_selection() const { return long_conv != nullptr || flash_long_conv != nullptr; }
+    bool global_selection() const { return long_conv != nullptr; }
+    // The global-selection branch as its kind (LongConv or FlashLongConv); throws when this layer
+    // has none or another kind.
+    template <typename Kind> Kind& long_conv_as() const {
+        Kind* k = dynamic_cast<Kind*>(long_conv.get());
+        if (!k) throw Error(long_conv ? "MambaMixer::long_conv_as: this layer's global selection is of another kind"
+                                      : "MambaMixer::long_conv_as: this layer has no global selection");
+        return *k;
+    }
     Tensor gate_of(const Tensor& g) const; // the gate f(g): silu or sigmoid (gate_function)
 
     int64_t d_model, d_inner, d_state, dt_rank;
     GateFunction gate_function;
     Linear in_proj;
     Conv1d conv1d;
-    // The global-selection branch, registered as "long_conv" whichever its kind; both null
-    // without global selection in this layer, at most one set.
-    std::unique_ptr<LongConv> long_conv;             // kind longconv
-    std::unique_ptr<FlashLongConv> flash_long_conv;  // kind flashlongconv
+    // The global-selection branch (LongConv or FlashLongConv, registered as "long_conv" whichever
+    // its kind); null without global selection in this layer.
+    std::unique_ptr<GlobalSelectionConv> long_conv;
     Linear x_proj, dt_proj, out_proj;
     Tensor A_log, D; // (D, N), (D)
 };

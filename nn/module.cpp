@@ -4,7 +4,7 @@
 #include <set>
 
 #include "autograd/grad_mode.h"
-#include "ops/dispatch.h"
+#include "ops/copy.h"
 #include "tensor/check.h"
 
 namespace mg::nn {

@@ -4,6 +4,7 @@
 #include "autograd/node.h"
 #include "cuda/activation.h"
 #include "cuda/runtime.h"
+#include "ops/checks.h"
 #include "ops/dispatch.h"
 #include "ops/vec_math.h"
 

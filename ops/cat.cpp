@@ -2,7 +2,8 @@
 #include "ops/cat.h"
 
 #include "autograd/node.h"
-#include "ops/dispatch.h"
+#include "ops/checks.h"
+#include "ops/copy.h"
 
 namespace mg {
 

@@ -7,6 +7,7 @@
 #include "cuda/conv1d.h"
 #include "cuda/runtime.h"
 #include "ops/causal_conv_op.h"
+#include "ops/checks.h"
 #include "ops/dispatch.h"
 #include "ops/vec_math.h"
 

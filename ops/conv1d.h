@@ -40,7 +40,7 @@ Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias =
 Tensor causal_conv1d_update(const Tensor& conv_state, const Tensor& x_t, const Tensor& weight,
                             const Tensor& bias = Tensor(), bool silu = false);
 
-// Argument checks shared by every causal conv op (conv1d, fft_conv, long_conv): x (B,L,D) float,
+// Argument checks shared by every causal conv op (conv1d, fft_conv, causal_conv): x (B,L,D) float,
 // weight (D,K) with K >= 1, bias (D) or undefined; all on one device with one dtype.
 void check_causal_conv_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias);
 

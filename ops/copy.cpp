@@ -5,7 +5,10 @@
 #include "autograd/node.h"
 #include "cuda/copy.h"
 #include "cuda/runtime.h"
+#include "ops/checks.h"
+#include "ops/copy.h"
 #include "ops/dispatch.h"
+#include "ops/strided.h"
 
 namespace mg {
 

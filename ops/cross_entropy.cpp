@@ -9,6 +9,7 @@
 #include "cuda/cross_entropy.h"
 #include "cuda/index_check.h"
 #include "cuda/runtime.h"
+#include "ops/checks.h"
 #include "ops/dispatch.h"
 #include "ops/embedding.h"
 #include "ops/linear.h"

@@ -1,9 +1,8 @@
-// ops/dispatch.h: dtype dispatch and the argument checks every op shares.
+// ops/dispatch.h: how an op picks its kernel: by dtype (dispatch_float, dispatch_all), by device
+// (MG_CUDA_ONLY around CUDA launcher calls) and by size (kParallelGrain for OpenMP loops). The
+// argument checks are ops/checks.h, strided walks ops/strided.h, copy_into ops/copy.h.
 #pragma once
-#include <initializer_list>
-
 #include "tensor/check.h"
-#include "tensor/indexing.h"
 #include "tensor/tensor.h"
 
 namespace mg {
@@ -25,27 +24,6 @@ template <typename F> void dispatch_all(DType t, F&& f) {
     case DType::i32: f.template operator()<int32_t>(); return;
     }
 }
-
-// `op: <name> is <desc>, expected ...` checks used at op boundaries.
-void check_defined(const char* op, const char* name, const Tensor& t);
-void check_float(const char* op, const char* name, const Tensor& t);
-// a and b must share dtype and device; the message names both tensors.
-void check_same(const char* op, const char* na, const Tensor& a, const char* nb, const Tensor& b);
-void check_dim(const char* op, const char* name, const Tensor& t, int64_t ndim);
-
-StridedIndexer make_indexer(const Shape& shape, const Shape& strides);
-// Rewrites a walk over `shape` by several operands (each with its own strides, same rank) as an
-// equivalent walk over fewer dims: drops size-1 dims and merges dim d into d+1 wherever every
-// operand has stride[d] == stride[d+1] * shape[d+1]. The row-major order of the elements is
-// unchanged, so a strided kernel given the result touches the same elements in the same order,
-// with fewer index divisions (a contiguous operand collapses to one dim).
-void coalesce_dims(Shape& shape, std::initializer_list<Shape*> strides);
-inline StridedIndexer make_indexer(const Tensor& t) { return make_indexer(t.shape(), t.strides()); }
-
-// ---- non-differentiable primitives other ops build on (ops/copy.cpp) ------------------------
-// dst = src elementwise (shapes equal; strides arbitrary; dtypes may differ; src is moved to
-// dst's device first if needed). Writes into dst's storage.
-void copy_into(const Tensor& dst, const Tensor& src);
 
 } // namespace mg
 

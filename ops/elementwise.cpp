@@ -4,8 +4,10 @@
 #include "autograd/node.h"
 #include "cuda/elementwise.h"
 #include "cuda/runtime.h"
+#include "ops/checks.h"
 #include "ops/dispatch.h"
 #include "ops/reduce.h"
+#include "ops/strided.h"
 
 namespace mg {
 

@@ -9,7 +9,9 @@
 #include "cuda/embedding.h"
 #include "cuda/index_check.h"
 #include "cuda/runtime.h"
+#include "ops/checks.h"
 #include "ops/dispatch.h"
+#include "tensor/indexing.h"
 
 namespace mg {
 

@@ -11,8 +11,8 @@
 
 #include "cuda/fft_conv.h"
 #include "cuda/runtime.h"
-#include "ops/conv1d.h"
 #include "ops/causal_conv_op.h"
+#include "ops/conv1d.h"
 #include "ops/dispatch.h"
 #include "ops/vec_math.h"
 
@@ -421,17 +421,17 @@ Tensor fft_causal_conv(const Tensor& x, const Tensor& weight, const Tensor& bias
     return detail::causal_conv_op<FftConvKernels>(x, weight, bias, silu);
 }
 
-bool long_conv_uses_fft(int64_t L, int64_t K, LongConvMode mode) {
+bool causal_conv_uses_fft(int64_t L, int64_t K, CausalConvMode mode) {
     switch (mode) {
-    case LongConvMode::direct: return false;
-    case LongConvMode::fft: return true;
+    case CausalConvMode::direct: return false;
+    case CausalConvMode::fft: return true;
     default: return !(K <= 64 || K * L <= 32768);
     }
 }
 
-Tensor long_conv(const Tensor& x, const Tensor& weight, const Tensor& bias, LongConvMode mode, bool silu) {
-    check_causal_conv_args("long_conv", x, weight, bias);
-    if (long_conv_uses_fft(x.size(1), weight.size(1), mode)) return fft_causal_conv(x, weight, bias, silu);
+Tensor causal_conv(const Tensor& x, const Tensor& weight, const Tensor& bias, CausalConvMode mode, bool silu) {
+    check_causal_conv_args("causal_conv", x, weight, bias);
+    if (causal_conv_uses_fft(x.size(1), weight.size(1), mode)) return fft_causal_conv(x, weight, bias, silu);
     return causal_conv1d(x, weight, bias, silu);
 }
 

@@ -1,5 +1,5 @@
 // ops/fft_conv.h: the causal depthwise convolution computed by FFT (the global-selection long
-// conv of SPEC §2), and long_conv, which picks the direct or the FFT path.
+// conv of SPEC §2), and causal_conv, which picks the direct or the FFT path.
 //
 // Shapes and function: exactly causal_conv1d's (ops/conv1d.h): x (B, L, D) channels-last,
 // weight (D, K) (any K >= 1; K > L is allowed), bias (D) or undefined, optional fused SiLU;
@@ -42,13 +42,14 @@ namespace mg {
 
 Tensor fft_causal_conv(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), bool silu = false);
 
-// long_conv: the same function by either path. automatic: direct when the kernel is short
+// causal_conv: the same function by either path (the short conv and the long conv of global
+// selection both run through it). automatic: direct when the kernel is short
 // (K <= 64) or the direct work is small (K * L <= 32768, where three FFTs of n >= L + K - 1 points
 // cost about as much), FFT otherwise.
-enum class LongConvMode { automatic, direct, fft };
-Tensor long_conv(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
-                 LongConvMode mode = LongConvMode::automatic, bool silu = false);
-bool long_conv_uses_fft(int64_t L, int64_t K, LongConvMode mode);
+enum class CausalConvMode { automatic, direct, fft };
+Tensor causal_conv(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                 CausalConvMode mode = CausalConvMode::automatic, bool silu = false);
+bool causal_conv_uses_fft(int64_t L, int64_t K, CausalConvMode mode);
 
 
 // ---- the CPU FFT ----------------------------------------------------------------------------

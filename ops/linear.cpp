@@ -4,7 +4,8 @@
 #include <limits>
 
 #include "autograd/node.h"
-#include "ops/dispatch.h"
+#include "ops/checks.h"
+#include "ops/copy.h"
 #include "ops/matmul.h"
 #include "ops/reduce.h"
 

@@ -14,6 +14,7 @@
 #include "autograd/node.h"
 #include "cuda/matmul.h"
 #include "cuda/runtime.h"
+#include "ops/checks.h"
 #include "ops/dispatch.h"
 #include "ops/reduce.h"
 

@@ -15,6 +15,7 @@
 #include "autograd/node.h"
 #include "cuda/reduce.h"
 #include "cuda/runtime.h"
+#include "ops/checks.h"
 #include "ops/dispatch.h"
 
 namespace mg {

@@ -8,6 +8,7 @@
 #include "autograd/node.h"
 #include "cuda/rmsnorm.h"
 #include "cuda/runtime.h"
+#include "ops/checks.h"
 #include "ops/dispatch.h"
 
 namespace mg {

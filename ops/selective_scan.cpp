@@ -11,10 +11,11 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
-#include "cuda/runtime.h"
-#include "ops/dispatch.h"
 #include "common/activation.h"
 #include "common/selective_scan.h"
+#include "cuda/runtime.h"
+#include "ops/checks.h"
+#include "ops/dispatch.h"
 #include "ops/vec_math.h"
 
 namespace mg {

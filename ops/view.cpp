@@ -7,8 +7,10 @@
 #include <numeric>
 
 #include "autograd/node.h"
-#include "ops/dispatch.h"
+#include "ops/copy.h"
 #include "ops/reduce.h"
+#include "tensor/check.h"
+#include "tensor/indexing.h"
 
 namespace mg {
 

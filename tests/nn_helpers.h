@@ -13,7 +13,7 @@ namespace mg::test {
 
 // A small config: d_model 16 (D 32, R 1), 2 layers, vocab 13 (padded to 16), d_state 4.
 inline nn::MambaConfig small_config(bool global_selection, int64_t k_long = 5,
-                                    LongConvMode mode = LongConvMode::direct) {
+                                    CausalConvMode mode = CausalConvMode::direct) {
     nn::MambaConfig c;
     c.d_model = 16;
     c.n_layer = 2;

@@ -2,7 +2,7 @@
 // CPU and CUDA kernels (called directly, outputs poisoned) against the direct double reference
 // causal_conv1d_ref at awkward sizes (L = 1, K = L, K > L, L not a power of two, odd B for the
 // paired-row trick, odd D); on CUDA both paths, the fused block FFT (f32, every n from 2 to
-// 16384, the last as two half transforms) and cuFFT; gradcheck; parity; deterministic CUDA backward on both paths; long_conv's
+// 16384, the last as two half transforms) and cuFFT; gradcheck; parity; deterministic CUDA backward on both paths; causal_conv's
 // direct and FFT paths agree in values and gradients; bad inputs.
 #include <cmath>
 #include <complex>
@@ -232,12 +232,12 @@ TEST_CASE("fft_conv: cuda backward is deterministic (bit-identical runs)", "[fft
 #endif
 }
 
-TEST_CASE("fft_conv: long_conv's direct and FFT paths agree in values and gradients", "[fft_conv]") {
-    CHECK_FALSE(long_conv_uses_fft(2048, 4, LongConvMode::automatic));
-    CHECK_FALSE(long_conv_uses_fft(37, 128, LongConvMode::automatic));
-    CHECK(long_conv_uses_fft(1000, 512, LongConvMode::automatic));
-    CHECK(long_conv_uses_fft(37, 4, LongConvMode::fft));
-    CHECK_FALSE(long_conv_uses_fft(1000, 512, LongConvMode::direct));
+TEST_CASE("fft_conv: causal_conv's direct and FFT paths agree in values and gradients", "[fft_conv]") {
+    CHECK_FALSE(causal_conv_uses_fft(2048, 4, CausalConvMode::automatic));
+    CHECK_FALSE(causal_conv_uses_fft(37, 128, CausalConvMode::automatic));
+    CHECK(causal_conv_uses_fft(1000, 512, CausalConvMode::automatic));
+    CHECK(causal_conv_uses_fft(37, 4, CausalConvMode::fft));
+    CHECK_FALSE(causal_conv_uses_fft(1000, 512, CausalConvMode::direct));
     for (Device dev : devices())
         for (int64_t K : {4, 128, 512})
             for (int64_t L : {1, 37, 300, 1000}) {
@@ -252,7 +252,7 @@ TEST_CASE("fft_conv: long_conv's direct and FFT paths agree in values and gradie
                     for (int path = 0; path < 2; ++path) {
                         Tensor xr = x.detach().set_requires_grad(true), wr = w.detach().set_requires_grad(true);
                         Tensor br = b.detach().set_requires_grad(true);
-                        ys[path] = long_conv(xr, wr, br, path == 0 ? LongConvMode::direct : LongConvMode::fft, true);
+                        ys[path] = causal_conv(xr, wr, br, path == 0 ? CausalConvMode::direct : CausalConvMode::fft, true);
                         ys[path].backward(dy);
                         grads[path] = {xr.grad(), wr.grad(), br.grad()};
                     }
@@ -293,10 +293,10 @@ TEST_CASE("causal convs (direct, FFT): bad inputs name the op and the shapes", "
             REQUIRE_ERROR_WITH(conv(x, wg, none, false), op, "(2,37,16) f32 cpu", "(16,4) f32 cuda:0", "same device");
         }
     }
-    REQUIRE_ERROR_WITH(long_conv(x, Tensor::zeros({15, 128})), "long_conv", "weight is (15,128) f32 cpu",
+    REQUIRE_ERROR_WITH(causal_conv(x, Tensor::zeros({15, 128})), "causal_conv", "weight is (15,128) f32 cpu",
                        "x (2,37,16) f32 cpu");
     if (cuda::available())
-        REQUIRE_ERROR_WITH(long_conv(x, Tensor::zeros({16, 4}, {DType::f32, Device::cuda(0)})), "long_conv",
+        REQUIRE_ERROR_WITH(causal_conv(x, Tensor::zeros({16, 4}, {DType::f32, Device::cuda(0)})), "causal_conv",
                            "(2,37,16) f32 cpu", "(16,4) f32 cuda:0", "same device");
 }
 

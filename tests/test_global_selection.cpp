@@ -1,7 +1,7 @@
 // tests/test_global_selection.cpp: the guard against global selection's divergence
 // (docs/global_selection.md), and the gate of checkpoints written before the gate key existed.
+#include "ops/copy.h"
 #include "tests/helpers.h"
-#include "ops/dispatch.h"
 #include "train/clip.h"
 #include "train/optim.h"
 #include "train/trainer.h"
@@ -35,7 +35,7 @@ Curve train_gs(nn::GateFunction gate, double g0, int64_t steps, double lr, doubl
     Generator gen(5);
     nn::MambaLM model(cfg.model, {DType::f32}, gen);
     for (auto& layer : model.backbone.layers) {
-        Tensor& b = layer->mixer.long_conv->bias;
+        Tensor& b = layer->mixer.long_conv_as<nn::LongConv>().bias;
         NoGrad ng;
         copy_into(b, b + g0);
         Tensor& w = layer->mixer.dt_proj.weight;

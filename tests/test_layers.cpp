@@ -7,7 +7,7 @@
 #include "nn/layers.h"
 #include "nn/mamba.h"
 #include "nn/module.h"
-#include "ops/dispatch.h"
+#include "ops/copy.h"
 #include "tests/helpers.h"
 #include "tests/nn_helpers.h"
 
@@ -67,7 +67,7 @@ TEST_CASE("nn: FlashLongConv equals the authors' formula for kernels shorter and
     const int64_t B = 2, L = 9, D = 6;
     for (Device dev : devices())
         for (int64_t K : {1, 4, 9, 13})
-            for (LongConvMode mode : {LongConvMode::direct, LongConvMode::fft}) {
+            for (CausalConvMode mode : {CausalConvMode::direct, CausalConvMode::fft}) {
                 Generator g(31 + uint64_t(K));
                 FlashLongConv m(D, K, {DType::f64, dev}, g, mode);
                 kernel_off_the_kinks(m, g); // the init (N(0, 0.002^2)) would squash nearly all to 0
@@ -76,7 +76,7 @@ TEST_CASE("nn: FlashLongConv equals the authors' formula for kernels shorter and
                 Tensor y = m.forward(u);
                 REQUIRE(y.shape() == Shape{B, L, D});
                 mg::test::require_close(y, Tensor::from_vector(flash_ref(m, u), {B, L, D}), 1e-12, 1e-12,
-                                        fmt::format("K {} mode {} on {}", K, long_conv_mode_name(mode), dev.str()));
+                                        fmt::format("K {} mode {} on {}", K, causal_conv_mode_name(mode), dev.str()));
             }
     // the init: D ~ N(0, 1), kernel ~ N(0, 0.002^2) (most taps inside the dead zone), output_linear
     // U(+-1/sqrt(D))
@@ -134,9 +134,9 @@ TEST_CASE("nn: FlashLongConv dropout: training only, one mask per (batch, channe
 }
 
 TEST_CASE("nn: flashlongconv: stepping reproduces the parallel forward in eval mode (f64)", "[nn][flash]") {
-    struct Case { LongConvMode mode; int64_t k_long; std::vector<int64_t> layers; };
+    struct Case { CausalConvMode mode; int64_t k_long; std::vector<int64_t> layers; };
     // k_long 4 < L = 9: the ring buffer shifts tokens out; 9 = L; 12 > L: taps past L unused
-    const Case cases[] = {{LongConvMode::direct, 4, {}}, {LongConvMode::fft, 9, {1}}, {LongConvMode::automatic, 12, {}}};
+    const Case cases[] = {{CausalConvMode::direct, 4, {}}, {CausalConvMode::fft, 9, {1}}, {CausalConvMode::automatic, 12, {}}};
     for (const Case& cs : cases) {
         MambaConfig cfg = small_config(true, cs.k_long, cs.mode);
         cfg.global_selection.kind = GlobalSelectionKind::flashlongconv;
@@ -145,7 +145,7 @@ TEST_CASE("nn: flashlongconv: stepping reproduces the parallel forward in eval m
             Generator g(12);
             MambaLM model(cfg, {DType::f64, dev}, g);
             for (const auto& layer : model.backbone.layers)
-                if (layer->mixer.flash_long_conv) kernel_off_the_kinks(*layer->mixer.flash_long_conv, g);
+                if (layer->mixer.long_conv) kernel_off_the_kinks(layer->mixer.long_conv_as<FlashLongConv>(), g);
             model.eval();
             const int64_t B = 2, L = 9;
             Tensor ids = random_ids(B, L, cfg.vocab_size, 6).to(dev);
@@ -157,7 +157,7 @@ TEST_CASE("nn: flashlongconv: stepping reproduces the parallel forward in eval m
                 steps.push_back(model.step(ids.narrow(1, t, 1).reshape({B}).contiguous(), st).unsqueeze(1));
             mg::test::require_close(cat(steps, 1), par, 1e-9, 1e-9,
                                     fmt::format("flash step vs parallel (mode={}, k_long={}, {})",
-                                                long_conv_mode_name(cs.mode), cs.k_long, dev.str()));
+                                                causal_conv_mode_name(cs.mode), cs.k_long, dev.str()));
         }
     }
 }
@@ -169,13 +169,13 @@ TEST_CASE("nn: gradcheck of a MambaMixer with flashlongconv, dropout on, every p
         cfg.n_layer = 1;
         cfg.vocab_size = 11;
         cfg.d_state = 4;
-        cfg.global_selection = {true, GlobalSelectionKind::flashlongconv, K, {}, LongConvMode::direct};
-        if (K == 7) cfg.global_selection.mode = LongConvMode::fft;
+        cfg.global_selection = {true, GlobalSelectionKind::flashlongconv, K, {}, CausalConvMode::direct};
+        if (K == 7) cfg.global_selection.mode = CausalConvMode::fft;
         Generator g(21);
         MambaMixer mixer(cfg, 0, {DType::f64}, g);
-        kernel_off_the_kinks(*mixer.flash_long_conv, g);
+        kernel_off_the_kinks(mixer.long_conv_as<FlashLongConv>(), g);
         Generator drop(4);
-        mixer.flash_long_conv->gen = &drop;
+        mixer.long_conv_as<FlashLongConv>().gen = &drop;
         Tensor u = Tensor::randn({2, 5, 8}, {DType::f64}, g);
         u.set_requires_grad(true);
         std::vector<Tensor> inputs = {u};
@@ -199,7 +199,7 @@ TEST_CASE("nn: gradcheck of a MambaMixer with flashlongconv, dropout on, every p
 
 TEST_CASE("nn: an f32 flashlongconv model on cuda matches cpu, training with dropout and recurrent", "[nn][parity][cuda][flash]") {
     MG_REQUIRE_CUDA();
-    MambaConfig cfg = small_config(true, 6, LongConvMode::fft);
+    MambaConfig cfg = small_config(true, 6, CausalConvMode::fft);
     cfg.global_selection.kind = GlobalSelectionKind::flashlongconv;
     Generator g(13);
     MambaLM model(cfg, {}, g);

@@ -8,7 +8,7 @@
 #include "nn/layers.h"
 #include "nn/mamba.h"
 #include "nn/module.h"
-#include "ops/dispatch.h"
+#include "tensor/check.h"
 #include "tests/helpers.h"
 #include "tests/nn_helpers.h"
 
@@ -19,12 +19,12 @@ using namespace mg::test;
 // ---- forward: recurrent = parallel, gradients ---------------------------------------------------
 
 TEST_CASE("nn: stepping token by token reproduces the parallel forward (f64)", "[nn]") {
-    struct Case { bool gs; LongConvMode mode; int64_t k_long; std::vector<int64_t> layers; };
+    struct Case { bool gs; CausalConvMode mode; int64_t k_long; std::vector<int64_t> layers; };
     // k_long 5 < L = 9 so the long conv's state shifts out old tokens; 12 > L covers the other side
-    const Case cases[] = {{false, LongConvMode::direct, 5, {}},
-                          {true, LongConvMode::direct, 5, {}},
-                          {true, LongConvMode::fft, 5, {0}},
-                          {true, LongConvMode::automatic, 12, {1}}};
+    const Case cases[] = {{false, CausalConvMode::direct, 5, {}},
+                          {true, CausalConvMode::direct, 5, {}},
+                          {true, CausalConvMode::fft, 5, {0}},
+                          {true, CausalConvMode::automatic, 12, {1}}};
     for (const Case& cs : cases) {
         MambaConfig cfg = small_config(cs.gs, cs.k_long, cs.mode);
         cfg.global_selection.layers = cs.layers;
@@ -48,7 +48,7 @@ TEST_CASE("nn: stepping token by token reproduces the parallel forward (f64)", "
             // conv, chunked vs stepwise scan)
             mg::test::require_close(cat(steps, 1), par, 1e-9, 1e-9,
                                     fmt::format("step vs parallel (gs={}, mode={}, k_long={}, {})", cs.gs,
-                                                long_conv_mode_name(cs.mode), cs.k_long, dev.str()));
+                                                causal_conv_mode_name(cs.mode), cs.k_long, dev.str()));
         }
     }
 }
@@ -86,7 +86,7 @@ TEST_CASE("nn: gradcheck of a tiny MambaLM loss with respect to every parameter"
 
 TEST_CASE("nn: an f32 model on cuda matches cpu, parallel and recurrent", "[nn][parity][cuda]") {
     MG_REQUIRE_CUDA();
-    MambaConfig cfg = small_config(true, 5, LongConvMode::fft);
+    MambaConfig cfg = small_config(true, 5, CausalConvMode::fft);
     Generator g(12);
     MambaLM model(cfg, {}, g);
     Tensor ids = random_ids(2, 7, cfg.vocab_size, 4);
@@ -158,7 +158,8 @@ TEST_CASE("nn: init schemes: A_log, D, dt, embedding std, bounds, seeds", "[nn]"
         within(mx.in_proj.weight, 1 / 8.0);
         within(mx.dt_proj.weight, 1 / 2.0);
         within(mx.conv1d.weight, 1 / 2.0);
-        within(mx.long_conv->weight, 1 / 4.0);
+        within(mx.long_conv_as<LongConv>().weight, 1 / 4.0);
+        REQUIRE_ERROR_WITH(mx.long_conv_as<FlashLongConv>(), "long_conv_as", "another kind");
         within(mx.out_proj.weight, (1 / std::sqrt(128.0)) / (scheme == InitScheme::mamba ? 2.0 : 1.0));
         // dt: softplus(dt_proj.bias) log-uniform in [1e-3, 1e-1] (mamba); bias 0 (paper-code)
         std::vector<double> bias = mx.dt_proj.bias.to(DType::f64).to_vector<double>();

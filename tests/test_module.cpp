@@ -7,7 +7,7 @@
 #include "nn/layers.h"
 #include "nn/mamba.h"
 #include "nn/module.h"
-#include "ops/dispatch.h"
+#include "tensor/check.h"
 #include "tests/helpers.h"
 #include "tests/nn_helpers.h"
 

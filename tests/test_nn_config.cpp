@@ -7,7 +7,7 @@
 #include "nn/layers.h"
 #include "nn/mamba.h"
 #include "nn/module.h"
-#include "ops/dispatch.h"
+#include "tensor/check.h"
 #include "tests/helpers.h"
 #include "tests/nn_helpers.h"
 
@@ -145,7 +145,7 @@ TEST_CASE("nn: config JSON round trip, presets and overrides", "[nn]") {
     c.global_selection.enabled = true;
     c.global_selection.k_long = 512;
     c.global_selection.layers = {0, 5};
-    c.global_selection.mode = LongConvMode::fft;
+    c.global_selection.mode = CausalConvMode::fft;
     c.init = InitScheme::paper_code;
     MambaConfig r = MambaConfig::from_json(c.to_json());
     CHECK(r.to_json() == c.to_json());
@@ -189,7 +189,7 @@ TEST_CASE("nn: config errors name the key and what is allowed", "[nn][errors]") 
     REQUIRE_ERROR_WITH(MambaConfig::from_json("{\"d_model\": 64,"), "model config: not valid JSON");
     REQUIRE_ERROR_WITH(MambaConfig::from_json("[1, 2]"), "expected a JSON object");
     REQUIRE_ERROR_WITH(MambaConfig::preset("tiny", 128), "only the zoology preset takes a d_model");
-    REQUIRE_ERROR_WITH(FlashLongConv(4, 3, {}, default_generator(), LongConvMode::direct, 1.0), "FlashLongConv",
+    REQUIRE_ERROR_WITH(FlashLongConv(4, 3, {}, default_generator(), CausalConvMode::direct, 1.0), "FlashLongConv",
                        "dropout = 1", "[0, 1)");
     REQUIRE_ERROR_WITH(FlashLongConv(4, 0, {}, default_generator()), "FlashLongConv", "k_long = 0");
     Generator g(2);

@@ -3,7 +3,8 @@
 #include <cmath>
 #include <functional>
 
-#include "ops/dispatch.h"
+#include "ops/copy.h"
+#include "ops/strided.h"
 #include "tests/helpers.h"
 
 using namespace mg;

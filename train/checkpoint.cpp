@@ -10,10 +10,11 @@
 #include <fstream>
 #include <set>
 
-#include "tensor/json.h"
 #include "autograd/grad_mode.h"
 #include "data/atomic_file.h"
-#include "ops/dispatch.h"
+#include "ops/copy.h"
+#include "tensor/check.h"
+#include "tensor/json.h"
 
 namespace mg::train {
 

@@ -8,7 +8,8 @@
 
 #include "autograd/grad_mode.h"
 #include "ops/cat.h"
-#include "ops/dispatch.h"
+#include "ops/checks.h"
+#include "ops/copy.h"
 #include "ops/multi_tensor.h"
 #include "ops/reduce.h"
 

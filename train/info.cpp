@@ -32,7 +32,7 @@ std::string global_selection_text(const nn::MambaConfig& c) {
     if (!gs.enabled) return "off";
     int64_t layers = 0;
     for (int64_t l = 0; l < c.n_layer; ++l) layers += gs.applies_to(l);
-    return fmt::format("longconv, k_long {}, mode {}, in {} of {} layers{}", gs.k_long, nn::long_conv_mode_name(gs.mode),
+    return fmt::format("longconv, k_long {}, mode {}, in {} of {} layers{}", gs.k_long, nn::causal_conv_mode_name(gs.mode),
                        layers, c.n_layer, gs.layers.empty() ? " (all)" : fmt::format(" ({})", fmt::join(gs.layers, ", ")));
 }
 

@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include "autograd/grad_mode.h"
-#include "ops/dispatch.h"
+#include "ops/copy.h"
 #include "ops/multi_tensor.h"
 #include "tensor/check.h"
 #include "tensor/json.h"

@@ -37,7 +37,7 @@ TensorStats tensor_stats(const Tensor& t);
 
 struct LayerProbe {
     TensorStats dt, delta;  // dt before the bias (gated where there is a gate); Δ
-    TensorStats gate;       // silu(long_conv(x)); all zero without global selection
+    TensorStats gate;       // f(long_conv(x)), f = sigmoid or silu; all zero without global selection
     double out_rms = 0;     // root mean square of the mixer's output (what it adds to the residual)
     bool has_gate = false;
     // exp(Δ A_n) for the slowest state (n = argmin |A_n| per channel): the share of (b, t, d)
