@@ -38,27 +38,15 @@ template <typename E, size_t M> std::string_view name_of(const Named<E> (&table)
     return "?";
 }
 
-template <typename E, size_t M> E parse_enum(const Named<E> (&table)[M], const json& j, const std::string& key) {
-    std::vector<std::string_view> allowed;
-    for (const auto& e : table) allowed.push_back(e.name);
-    MG_CHECK(j.is_string(), "{}: {} is {}, expected a string, one of: {}", kWhere, key, json_excerpt(j),
-             fmt::join(allowed, ", "));
-    std::string s = j.get<std::string>();
+// The enum named by key's value (one of the table's names), into out; absent: out unchanged.
+template <typename E, size_t M> void read_enum(const JsonSection& s, const std::string& key, const Named<E> (&table)[M], E& out) {
+    const json* v = s.find(key);
+    if (!v) return;
+    std::vector<std::string> allowed;
+    for (const auto& e : table) allowed.emplace_back(e.name);
+    const std::string name = s.choice(key, *v, allowed);
     for (const auto& e : table)
-        if (e.name == s) return e.value;
-    throw Error(fmt::format("{}: {} is '{}', expected one of: {}", kWhere, key, s, fmt::join(allowed, ", ")));
-}
-
-void check_keys(const json& j, const std::vector<std::string>& allowed, const std::string& where) {
-    MG_CHECK(j.is_object(), "{}: {} is {}, expected a JSON object", kWhere, where, json_excerpt(j));
-    for (const auto& [key, v] : j.items())
-        MG_CHECK(std::find(allowed.begin(), allowed.end(), key) != allowed.end(),
-                 "{}: unknown key '{}' in {}; allowed keys: {}", kWhere, key, where, fmt::join(allowed, ", "));
-}
-
-int64_t get_int(const json& j, const std::string& key) {
-    MG_CHECK(j.is_number_integer(), "{}: {} is {}, expected an integer", kWhere, key, json_excerpt(j));
-    return j.get<int64_t>();
+        if (e.name == name) out = e.value;
 }
 
 } // namespace
@@ -76,9 +64,9 @@ int64_t MambaConfig::padded_vocab() const {
     return (vocab_size + m - 1) / m * m;
 }
 
-void MambaConfig::validate() const {
-    auto positive = [](const char* key, int64_t v) {
-        MG_CHECK(v > 0, "{}: {} = {}, expected a positive integer", kWhere, key, v);
+void MambaConfig::validate(const std::string& where, const std::string& prefix) const {
+    auto positive = [&](const char* key, int64_t v) {
+        MG_CHECK(v > 0, "{}: {}{} = {}, expected a positive integer", where, prefix, key, v);
     };
     positive("d_model", d_model);
     positive("n_layer", n_layer);
@@ -87,15 +75,16 @@ void MambaConfig::validate() const {
     positive("d_state", d_state);
     positive("d_conv", d_conv);
     positive("expand", expand);
-    MG_CHECK(dt_rank >= 0, "{}: dt_rank = {}, expected a positive integer or \"auto\"", kWhere, dt_rank);
-    MG_CHECK(norm_eps > 0, "{}: norm_eps = {}, expected > 0", kWhere, norm_eps);
+    MG_CHECK(dt_rank >= 0, "{}: {}dt_rank = {}, expected a positive integer or \"auto\"", where, prefix, dt_rank);
+    MG_CHECK(norm_eps > 0, "{}: {}norm_eps = {}, expected > 0", where, prefix, norm_eps);
     const GlobalSelection& gs = global_selection;
-    MG_CHECK(gs.k_long > 0, "{}: global_selection.k_long = {}, expected a positive integer", kWhere, gs.k_long);
+    MG_CHECK(gs.k_long > 0, "{}: {}global_selection.k_long = {}, expected a positive integer", where, prefix,
+             gs.k_long);
     std::set<int64_t> seen;
     for (int64_t l : gs.layers) {
-        MG_CHECK(l >= 0 && l < n_layer, "{}: global_selection.layers holds {}, expected layer indices in [0, {})",
-                 kWhere, l, n_layer);
-        MG_CHECK(seen.insert(l).second, "{}: global_selection.layers lists layer {} twice", kWhere, l);
+        MG_CHECK(l >= 0 && l < n_layer, "{}: {}global_selection.layers holds {}, expected layer indices in [0, {})",
+                 where, prefix, l, n_layer);
+        MG_CHECK(seen.insert(l).second, "{}: {}global_selection.layers lists layer {} twice", where, prefix, l);
     }
 }
 
@@ -123,89 +112,71 @@ MambaConfig MambaConfig::preset(std::string_view name, int64_t d_model) {
     return c;
 }
 
-std::string MambaConfig::to_json() const {
+nlohmann::ordered_json MambaConfig::to_json() const {
+    using ojson = nlohmann::ordered_json;
     const GlobalSelection& gs = global_selection;
-    json g = {{"enabled", gs.enabled},
-              {"kind", name_of(kKinds, gs.kind)},
-              {"k_long", gs.k_long},
-              {"layers", gs.layers.empty() ? json("all") : json(gs.layers)},
-              {"mode", name_of(kModes, gs.mode)},
-              {"gate", name_of(kGates, gs.gate)}};
-    json j = {{"d_model", d_model},
-              {"n_layer", n_layer},
-              {"vocab_size", vocab_size},
-              {"pad_vocab_size_multiple", pad_vocab_size_multiple},
-              {"d_state", d_state},
-              {"d_conv", d_conv},
-              {"expand", expand},
-              {"dt_rank", dt_rank > 0 ? json(dt_rank) : json("auto")},
-              {"norm_eps", norm_eps},
-              {"init", name_of(kInits, init)},
-              {"global_selection", g}};
-    return j.dump(2);
+    ojson g = {{"enabled", gs.enabled},
+               {"kind", name_of(kKinds, gs.kind)},
+               {"k_long", gs.k_long},
+               {"layers", gs.layers.empty() ? ojson("all") : ojson(gs.layers)},
+               {"mode", name_of(kModes, gs.mode)},
+               {"gate", name_of(kGates, gs.gate)}};
+    return ojson{{"d_model", d_model},
+                 {"n_layer", n_layer},
+                 {"vocab_size", vocab_size},
+                 {"pad_vocab_size_multiple", pad_vocab_size_multiple},
+                 {"d_state", d_state},
+                 {"d_conv", d_conv},
+                 {"expand", expand},
+                 {"dt_rank", dt_rank > 0 ? ojson(dt_rank) : ojson("auto")},
+                 {"norm_eps", norm_eps},
+                 {"init", name_of(kInits, init)},
+                 {"global_selection", g}};
 }
 
-MambaConfig MambaConfig::from_json(std::string_view text) {
-    const json j = parse_json(text, kWhere);
-    check_keys(j, kKeys, "the model config");
+MambaConfig MambaConfig::from_json(const nlohmann::json& j, const std::string& where, const std::string& prefix) {
+    JsonSection s(j, where, prefix, kKeys);
     MambaConfig c;
-    if (j.contains("preset")) {
-        MG_CHECK(j["preset"].is_string(), "{}: preset is {}, expected a string, one of: zoology, tiny, 130m", kWhere,
-                 json_excerpt(j["preset"]));
-        c = preset(j["preset"].get<std::string>());
+    if (const json* v = s.find("preset")) c = preset(s.choice("preset", *v, {"zoology", "tiny", "130m"}));
+    s.integer("d_model", c.d_model, 1);
+    s.integer("n_layer", c.n_layer, 1);
+    s.integer("vocab_size", c.vocab_size, 1);
+    s.integer("pad_vocab_size_multiple", c.pad_vocab_size_multiple, 1);
+    s.integer("d_state", c.d_state, 1);
+    s.integer("d_conv", c.d_conv, 1);
+    s.integer("expand", c.expand, 1);
+    if (const json* v = s.find("dt_rank")) {
+        if (v->is_string() && v->get<std::string>() == "auto") c.dt_rank = 0;
+        else if (v->is_number_integer() && v->get<int64_t>() > 0) c.dt_rank = v->get<int64_t>();
+        else s.fail("dt_rank", *v, "\"auto\" or an integer >= 1");
     }
-    auto set_int = [&](const char* key, int64_t& field) {
-        if (j.contains(key)) field = get_int(j[key], key);
-    };
-    set_int("d_model", c.d_model);
-    set_int("n_layer", c.n_layer);
-    set_int("vocab_size", c.vocab_size);
-    set_int("pad_vocab_size_multiple", c.pad_vocab_size_multiple);
-    set_int("d_state", c.d_state);
-    set_int("d_conv", c.d_conv);
-    set_int("expand", c.expand);
-    if (j.contains("dt_rank")) {
-        const json& v = j["dt_rank"];
-        if (v.is_string() && v.get<std::string>() == "auto") c.dt_rank = 0;
-        else {
-            MG_CHECK(v.is_number_integer() && v.get<int64_t>() > 0,
-                     "{}: dt_rank is {}, expected \"auto\" or a positive integer", kWhere, json_excerpt(v));
-            c.dt_rank = v.get<int64_t>();
-        }
-    }
-    if (j.contains("norm_eps")) {
-        MG_CHECK(j["norm_eps"].is_number(), "{}: norm_eps is {}, expected a number", kWhere, json_excerpt(j["norm_eps"]));
-        c.norm_eps = j["norm_eps"].get<double>();
-    }
-    if (j.contains("init")) c.init = parse_enum(kInits, j["init"], "init");
-    if (j.contains("global_selection")) {
-        const json& g = j["global_selection"];
-        check_keys(g, kGsKeys, "global_selection");
+    s.number("norm_eps", c.norm_eps, 1e-300, 1.0, "in (0, 1]");
+    read_enum(s, "init", kInits, c.init);
+    if (const json* gj = s.find("global_selection")) {
+        JsonSection g(*gj, where, prefix + "global_selection.", kGsKeys);
         GlobalSelection& gs = c.global_selection;
-        if (g.contains("enabled")) {
-            MG_CHECK(g["enabled"].is_boolean(), "{}: global_selection.enabled is {}, expected true or false", kWhere,
-                     json_excerpt(g["enabled"]));
-            gs.enabled = g["enabled"].get<bool>();
-        }
-        if (g.contains("kind")) gs.kind = parse_enum(kKinds, g["kind"], "global_selection.kind");
-        if (g.contains("k_long")) gs.k_long = get_int(g["k_long"], "global_selection.k_long");
-        if (g.contains("mode")) gs.mode = parse_enum(kModes, g["mode"], "global_selection.mode");
-        if (g.contains("gate")) gs.gate = parse_enum(kGates, g["gate"], "global_selection.gate");
-        if (g.contains("layers")) {
-            const json& v = g["layers"];
-            if (v.is_string() && v.get<std::string>() == "all") gs.layers.clear();
+        g.boolean("enabled", gs.enabled);
+        read_enum(g, "kind", kKinds, gs.kind);
+        g.integer("k_long", gs.k_long, 1);
+        read_enum(g, "mode", kModes, gs.mode);
+        read_enum(g, "gate", kGates, gs.gate);
+        if (const json* v = g.find("layers")) {
+            if (v->is_string() && v->get<std::string>() == "all") gs.layers.clear();
             else {
-                MG_CHECK(v.is_array() && !v.empty(),
-                         "{}: global_selection.layers is {}, expected \"all\" or a non-empty list of layer indices",
-                         kWhere, json_excerpt(v));
+                if (!v->is_array() || v->empty()) g.fail("layers", *v, "\"all\" or a non-empty list of layer indices");
                 gs.layers.clear();
-                for (const json& e : v) gs.layers.push_back(get_int(e, "an entry of global_selection.layers"));
+                for (const json& e : *v) {
+                    if (!e.is_number_integer()) g.fail("layers", *v, "\"all\" or a non-empty list of layer indices");
+                    gs.layers.push_back(e.get<int64_t>());
+                }
             }
         }
     }
-    c.validate();
+    c.validate(where, prefix);
     return c;
 }
+
+MambaConfig MambaConfig::parse(std::string_view text) { return from_json(parse_json(text, kWhere)); }
 
 std::vector<ParameterSpec> parameter_specs(const MambaConfig& c) {
     c.validate();

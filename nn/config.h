@@ -16,6 +16,8 @@
 // Unknown keys, wrong types and values out of range are errors that name the key and what is
 // allowed.
 #pragma once
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -79,8 +81,8 @@ struct MambaConfig {
     // the logits' width.
     int64_t padded_vocab() const;
 
-    // Throws mg::Error naming the first bad field and what is allowed.
-    void validate() const;
+    // Throws mg::Error "<where>: <prefix><field> = ..., expected ..." naming the first bad field.
+    void validate(const std::string& where = "model config", const std::string& prefix = "") const;
 
     // "zoology": 2 layers, vocab 8192 (zoology's MQAR sweep), d_model as given (64-512; 128 when
     //            0);
@@ -89,8 +91,14 @@ struct MambaConfig {
     // "130m":    mamba-130m: d_model 768, 24 layers, vocab 50280 (129,135,360 parameters).
     static MambaConfig preset(std::string_view name, int64_t d_model = 0);
 
-    std::string to_json() const;                       // every field, pretty-printed
-    static MambaConfig from_json(std::string_view text); // throws naming the key on any error
+    // Every field (the preset resolved). from_json(to_json()) gives the same config.
+    nlohmann::ordered_json to_json() const;
+    // Reads the model config object (every key optional: the defaults above, or the preset's);
+    // throws mg::Error "<where>: <prefix><key> is <value>, expected ..." (tensor/json.h's
+    // JsonSection, the reader of every config). train/ passes ("train config", "model.").
+    static MambaConfig from_json(const nlohmann::json& j, const std::string& where = "model config",
+                                 const std::string& prefix = "");
+    static MambaConfig parse(std::string_view text); // from_json of JSON text
 };
 
 // One parameter of MambaLM(cfg): its mamba_ssm name and shape.

@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "tensor/check.h"
 
@@ -73,5 +75,77 @@ template <typename Json = nlohmann::json> Json parse_json_or_discard(std::string
     if (json_nesting_depth(text) > kMaxJsonDepth) return Json(Json::value_t::discarded);
     return Json::parse(text, nullptr, /*allow_exceptions=*/false);
 }
+
+// ---- reading a config object key by key --------------------------------------------------------
+// The one reader of every config (nn::MambaConfig, train::TrainConfig): one JSON object whose
+// dotted path is `prefix` ("" or "task." or "model.global_selection."), inside the config named
+// `where` ("train config", "model config"). Unknown keys are refused on construction; each
+// reader leaves its field alone when the key is absent and otherwise checks the value, so that
+// a bad key gives the same message wherever the config came from (a file, a flag, a checkpoint):
+//   train config: model.d_model is "big", expected an integer >= 1
+class JsonSection {
+public:
+    JsonSection(const nlohmann::json& j, std::string where, std::string prefix, const std::vector<std::string>& allowed)
+        : j_(j), where_(std::move(where)), prefix_(std::move(prefix)) {
+        MG_CHECK(j.is_object(), "{}: {} is {}, expected a JSON object", where_,
+                 prefix_.empty() ? std::string("the config") : prefix_.substr(0, prefix_.size() - 1), json_excerpt(j));
+        for (const auto& [key, v] : j.items())
+            MG_CHECK(std::find(allowed.begin(), allowed.end(), key) != allowed.end(),
+                     "{}: unknown key '{}{}'; allowed keys{}: {}", where_, prefix_, key,
+                     prefix_.empty() ? "" : fmt::format(" in {}", prefix_.substr(0, prefix_.size() - 1)),
+                     fmt::join(allowed, ", "));
+    }
+    const nlohmann::json* find(const std::string& key) const {
+        auto it = j_.find(key);
+        return it == j_.end() ? nullptr : &*it;
+    }
+    const std::string& where() const { return where_; }
+    std::string name(const std::string& key) const { return prefix_ + key; }
+    [[noreturn]] void fail(const std::string& key, const nlohmann::json& v, const std::string& expected) const {
+        throw Error(fmt::format("{}: {} is {}, expected {}", where_, name(key), json_excerpt(v), expected));
+    }
+    void integer(const std::string& key, int64_t& out, int64_t min) const {
+        const nlohmann::json* v = find(key);
+        if (!v) return;
+        if (!v->is_number_integer() || v->get<int64_t>() < min)
+            fail(key, *v, min == 0 ? "an integer >= 0" : fmt::format("an integer >= {}", min));
+        out = v->get<int64_t>();
+    }
+    void unsigned_integer(const std::string& key, uint64_t& out) const {
+        const nlohmann::json* v = find(key);
+        if (!v) return;
+        if (!v->is_number_unsigned()) fail(key, *v, "an integer >= 0");
+        out = v->get<uint64_t>();
+    }
+    void number(const std::string& key, double& out, double lo, double hi, const char* range) const {
+        const nlohmann::json* v = find(key);
+        if (!v) return;
+        if (!v->is_number() || !(v->get<double>() >= lo && v->get<double>() <= hi))
+            fail(key, *v, fmt::format("a number {}", range));
+        out = v->get<double>();
+    }
+    void boolean(const std::string& key, bool& out) const {
+        const nlohmann::json* v = find(key);
+        if (!v) return;
+        if (!v->is_boolean()) fail(key, *v, "true or false");
+        out = v->get<bool>();
+    }
+    void string(const std::string& key, std::string& out) const {
+        const nlohmann::json* v = find(key);
+        if (!v) return;
+        if (!v->is_string()) fail(key, *v, "a string");
+        out = v->get<std::string>();
+    }
+    // One of `allowed`, returned as the string.
+    std::string choice(const std::string& key, const nlohmann::json& v, const std::vector<std::string>& allowed) const {
+        if (!v.is_string() || std::find(allowed.begin(), allowed.end(), v.get<std::string>()) == allowed.end())
+            fail(key, v, fmt::format("one of: {}", fmt::join(allowed, ", ")));
+        return v.get<std::string>();
+    }
+
+private:
+    const nlohmann::json& j_;
+    std::string where_, prefix_;
+};
 
 } // namespace mg

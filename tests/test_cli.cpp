@@ -1,8 +1,12 @@
 // tests/test_cli.cpp: the `mambagrad` program (built beside the test binary): it works, and a bad
 // call prints exactly one `error:` line and exits with status 2; `info` prints a model's parameter
 // table (train/info.h).
+#include <functional>
+#include <set>
+
 #include "tests/helpers.h"
 #include "train/checkpoint.h"
+#include "train/command_line.h"
 #include "train/info.h"
 #include "train/trainer.h"
 
@@ -107,10 +111,10 @@ TEST_CASE("cli: info reads a checkpoint's header", "[cli][info]") {
 TEST_CASE("cli: info errors name the key or file", "[cli][info][errors]") {
     require_one_error_line(run_cli("info --model.preset 7b"), {"preset", "7b"});
     require_one_error_line(run_cli("info --checkpoint /nonexistent/x.safetensors"), {"/nonexistent/x.safetensors", "does not exist"});
-    require_one_error_line(run_cli("info --checkpoint"), {"--checkpoint needs a file"});
+    require_one_error_line(run_cli("info --checkpoint"), {"info: --checkpoint needs a value"});
     require_one_error_line(run_cli("info --model.d_modl 3"), {"d_modl"});
     require_one_error_line(run_cli("info --json"), {"--json needs a model"});
-    require_one_error_line(run_cli("info --checkpoint x.safetensors --lr 1"), {"takes no config flags"});
+    require_one_error_line(run_cli("info --checkpoint x.safetensors --lr 1"), {"takes no config keys", "--lr 1"});
 }
 
 TEST_CASE("cli: --help names every command, train included", "[cli]") {
@@ -119,4 +123,74 @@ TEST_CASE("cli: --help names every command, train included", "[cli]") {
     CHECK(r.status == 0);
     for (const char* c : {"train", "info", "gradcheck", "eval", "generate", "data", "plot", "probe"})
         CHECK(r.out.find(std::string("  ") + c + " ") != std::string::npos);
+}
+
+TEST_CASE("cli: every command's --help has one shape: usage, what it does, one option per line with its default",
+          "[cli]") {
+    for (const char* c : {"train", "info", "gradcheck", "eval", "generate", "data", "plot", "probe"}) {
+        INFO(c);
+        mg::test::Run r = run_cli(std::string(c) + " --help");
+        CHECK(r.status == 0);
+        CHECK(r.out.rfind(std::string("usage: mambagrad ") + c, 0) == 0);
+        CHECK((r.out.find("\noptions:\n") != std::string::npos || r.out.find("\nconfig keys (") != std::string::npos));
+    }
+    // the config keys: one line each, with type, meaning and the compact default; no JSON tree
+    mg::test::Run t = run_cli("train --help");
+    CHECK(t.out.find("  --task.grid list|text") != std::string::npos);
+    CHECK(t.out.find("(default [[16,2],[32,2]])") != std::string::npos);
+    CHECK(t.out.find("  --lr num") != std::string::npos);
+    CHECK(t.out.find("(default 0.01)") != std::string::npos);
+    CHECK(t.out.find("  --model.global_selection.gate text") != std::string::npos);
+    CHECK(t.out.find("\n  [\n") == std::string::npos);
+    for (const mg::train::ConfigKeyDoc& d : mg::train::config_key_docs()) {
+        INFO(d.key);
+        CHECK(t.out.find("  --" + d.key + " " + d.type) != std::string::npos);
+    }
+    // data lists the task keys without their prefix
+    mg::test::Run d = run_cli("data --help");
+    CHECK(d.out.find("  --grid list|text") != std::string::npos);
+    CHECK(d.out.find("--task.grid") == std::string::npos);
+}
+
+TEST_CASE("cli: the config key table documents exactly the keys the config reads", "[cli]") {
+    // every leaf key of a full MQAR config and of an LM task section, and every object key, has a
+    // line; every line is such a key
+    std::set<std::string> keys;
+    std::function<void(const nlohmann::json&, const std::string&)> walk = [&](const nlohmann::json& j,
+                                                                              const std::string& prefix) {
+        for (auto it = j.begin(); it != j.end(); ++it) {
+            const std::string k = prefix + it.key();
+            keys.insert(k);
+            if (it.value().is_object()) walk(it.value(), k + ".");
+        }
+    };
+    mg::train::TrainConfig mqar;
+    walk(nlohmann::json(mqar.to_json()), "");
+    mg::train::TrainConfig lm;
+    lm.task.kind = mg::train::TaskKind::Lm;
+    walk(nlohmann::json(lm.to_json()), "");
+    keys.insert("model.preset");
+    keys.erase("model");
+    keys.erase("task");
+    std::set<std::string> documented;
+    for (const mg::train::ConfigKeyDoc& d : mg::train::config_key_docs()) documented.insert(d.key);
+    CHECK(keys == documented);
+}
+
+TEST_CASE("cli: the parser's mistakes are one error line naming the command and the option", "[cli][errors]") {
+    require_one_error_line(run_cli(""), {"no command given"});
+    require_one_error_line(run_cli("eval"), {"eval: --checkpoint FILE is required"});
+    require_one_error_line(run_cli("eval --checkpoint"), {"eval: --checkpoint needs a value"});
+    require_one_error_line(run_cli("eval --checkpoint x --bogus 1"), {"eval: unknown option --bogus"});
+    require_one_error_line(run_cli("gradcheck --list=yes"), {"gradcheck: --list takes no value"});
+    require_one_error_line(run_cli("generate --checkpoint x --top_k many"), {"generate: --top_k 'many' is not an integer"});
+    require_one_error_line(run_cli("generate --checkpoint x --seed -1"), {"generate: --seed '-1' is not an integer >= 0"});
+    require_one_error_line(run_cli("generate --checkpoint x --temperature hot"), {"generate: --temperature 'hot'",
+                                                                                  "not a number"});
+    require_one_error_line(run_cli("plot"), {"plot: RUN_DIR is required"});
+    require_one_error_line(run_cli("plot a b"), {"plot: unexpected argument 'b'"});
+    // a config key goes to the config reader: the same message as from a file
+    require_one_error_line(run_cli("data --out /tmp/x.jsonl --grdi 64x4"), {"train config: unknown key 'task.grdi'"});
+    require_one_error_line(run_cli("train --model.d_model big"), {"train config: model.d_model is \"big\"",
+                                                                  "an integer >= 1"});
 }

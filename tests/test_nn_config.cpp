@@ -10,6 +10,7 @@
 #include "tensor/check.h"
 #include "tests/helpers.h"
 #include "tests/nn_helpers.h"
+#include "train/config.h"
 
 using namespace mg;
 using namespace mg::nn;
@@ -153,10 +154,10 @@ TEST_CASE("nn: config JSON round trip, presets and overrides", "[nn]") {
     CHECK(r.global_selection.layers == std::vector<int64_t>{0, 5});
     CHECK(r.init == InitScheme::paper_code);
     // defaults and "auto"
-    MambaConfig d = MambaConfig::from_json("{}");
+    MambaConfig d = MambaConfig::parse("{}");
     CHECK(d.to_json() == MambaConfig().to_json());
     CHECK(d.resolved_dt_rank() == 48);
-    MambaConfig z = MambaConfig::from_json(R"({"preset": "zoology", "d_model": 96, "dt_rank": "auto",
+    MambaConfig z = MambaConfig::parse(R"({"preset": "zoology", "d_model": 96, "dt_rank": "auto",
         "global_selection": {"enabled": true, "layers": "all", "mode": "direct"}})");
     CHECK(z.n_layer == 2);
     CHECK(z.vocab_size == 8192);
@@ -169,25 +170,35 @@ TEST_CASE("nn: config JSON round trip, presets and overrides", "[nn]") {
 }
 
 TEST_CASE("nn: config errors name the key and what is allowed", "[nn][errors]") {
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"d_modle": 64})"), "unknown key 'd_modle'", "allowed keys:",
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"d_modle": 64})"), "unknown key 'd_modle'", "allowed keys:",
                        "d_model");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"global_selection": {"k": 3}})"), "unknown key 'k'",
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"global_selection": {"k": 3}})"), "unknown key 'global_selection.k'",
                        "global_selection", "k_long");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"init": "xavier"})"), "init is 'xavier'", "mamba, paper-code");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"global_selection": {"mode": "FFT"}})"), "global_selection.mode",
-                       "'FFT'", "auto, direct, fft");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"global_selection": {"kind": "hyena"}})"), "longconv, flashlongconv");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"d_model": "big"})"), "d_model is \"big\"", "integer");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"d_model": 0})"), "d_model = 0", "positive");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"dt_rank": "max"})"), "dt_rank", "\"auto\"");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"preset": "1.4b"})"), "preset is '1.4b'", "zoology, tiny, 130m");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"n_layer": 2, "global_selection": {"layers": [0, 2]}})"),
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"init": "xavier"})"), "model config: init is \"xavier\"", "one of: mamba, paper-code");
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"global_selection": {"mode": "FFT"}})"), "global_selection.mode",
+                       "\"FFT\"", "auto, direct, fft");
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"global_selection": {"kind": "hyena"}})"), "longconv, flashlongconv");
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"d_model": "big"})"), "d_model is \"big\"", "integer");
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"d_model": 0})"), "d_model is 0", "an integer >= 1");
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"dt_rank": "max"})"), "dt_rank", "\"auto\"");
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"preset": "1.4b"})"), "preset is \"1.4b\"", "zoology, tiny, 130m");
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"n_layer": 2, "global_selection": {"layers": [0, 2]}})"),
                        "global_selection.layers holds 2", "[0, 2)");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"global_selection": {"layers": []}})"), "global_selection.layers",
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"global_selection": {"layers": []}})"), "global_selection.layers",
                        "\"all\"");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json(R"({"global_selection": {"enabled": 1}})"), "enabled", "true or false");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json("{\"d_model\": 64,"), "model config: not valid JSON");
-    REQUIRE_ERROR_WITH(MambaConfig::from_json("[1, 2]"), "expected a JSON object");
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"global_selection": {"enabled": 1}})"), "enabled", "true or false");
+    REQUIRE_ERROR_WITH(MambaConfig::parse("{\"d_model\": 64,"), "model config: not valid JSON");
+    REQUIRE_ERROR_WITH(MambaConfig::parse("[1, 2]"), "expected a JSON object");
+    // one reader: the same bad key gives the same message inside a training config, with its path
+    REQUIRE_ERROR_WITH(mg::train::TrainConfig::from_json(nlohmann::json::parse(R"({"model": {"d_model": "big"}})")),
+                       "train config: model.d_model is \"big\", expected an integer >= 1");
+    REQUIRE_ERROR_WITH(MambaConfig::parse(R"({"d_model": "big"})"), "model config: d_model is \"big\", expected an integer >= 1");
+    REQUIRE_ERROR_WITH(mg::train::TrainConfig::from_json(
+                           nlohmann::json::parse(R"({"model": {"global_selection": {"gate": "tanh"}}})")),
+                       "train config: model.global_selection.gate is \"tanh\", expected one of: silu, sigmoid");
+    REQUIRE_ERROR_WITH(mg::train::TrainConfig::from_json(
+                           nlohmann::json::parse(R"({"model": {"n_layer": 2, "global_selection": {"layers": [3]}}})")),
+                       "train config: model.global_selection.layers holds 3");
     REQUIRE_ERROR_WITH(MambaConfig::preset("tiny", 128), "only the zoology preset takes a d_model");
     REQUIRE_ERROR_WITH(FlashLongConv(4, 3, {}, default_generator(), CausalConvMode::direct, 1.0), "FlashLongConv",
                        "dropout = 1", "[0, 1)");

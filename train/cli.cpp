@@ -1,35 +1,34 @@
-// train/cli.cpp: the `mambagrad` command.
+// train/cli.cpp: the `mambagrad` program: one parser (train/command_line.h) for every command;
+// `mambagrad --help` lists them and `mambagrad COMMAND --help` shows each one's options.
 //
-//   mambagrad info                          build, devices, allocator, BLAS
-//   mambagrad info [--config f.json] [--key value ...] [--json]   a model's parameter table
-//   mambagrad info --checkpoint f.safetensors [--json]            (train/info.h)
-//   mambagrad gradcheck --op matmul [--device cuda] [--dtype f64]
-//   mambagrad gradcheck --list
-//   mambagrad train [--config f.json] [--key value ...]   (train/trainer.h lists the keys)
-//   mambagrad eval --checkpoint f.safetensors [--variant standard,last,shuffle] [--grid 64x4,...]
-//   mambagrad eval --checkpoint lm.safetensors [--split valid] [--corpus FILE]   (an LM checkpoint)
-//   mambagrad generate --checkpoint lm.safetensors [--prompt TEXT] [--max_new_tokens 256]
-//                      [--temperature 1] [--top_k 0] [--seed 0] [--device auto]
+//   mambagrad info [--checkpoint F | --config F --KEY VALUE ...] [--json]   build, devices; a model's parameters
+//   mambagrad gradcheck --op matmul [--device cuda] | --list
+//   mambagrad train [--config F] [--KEY VALUE ...]        (train/config.h lists the keys)
+//   mambagrad eval --checkpoint F [--variant ...] [--grid ...] [--split ...] [--corpus F]
+//   mambagrad generate --checkpoint F [--prompt TEXT] [--max_new_tokens N] [--temperature T] ...
 //   mambagrad plot RUN_DIR                  loss/accuracy charts (PNG + SVG) from metrics.jsonl
-//   mambagrad probe [--checkpoint f.safetensors | --KEY VALUE ...] [--batch 4] [--seq_len 0]
-//                   [--dtype f32|f64] [--device auto] [--out probe.safetensors]   (train/probe.h)
-//   mambagrad data --out f.jsonl [--variant standard] [--grid 64x4] [--examples 100] [--split train]
+//   mambagrad probe [--checkpoint F] [--KEY VALUE ...] [--batch N] [--dtype f64] [--out F]
+//   mambagrad data --out F.jsonl [--variant ...] [--grid ...] [--examples N] [--split train]
 //
 // Every failure prints one `error: ...` line to stderr and exits with status 2.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <omp.h>
 
+#include <functional>
+
 #include "mambagrad.h"
 #include "ops/op_table.h"
+#include "tensor/json.h"
+#include "tensor/runtime.h"
+#include "train/command_line.h"
 #include "train/generate.h"
 #include "train/info.h"
 #include "train/plot.h"
 #include "train/probe.h"
 #include "train/trainer.h"
-#include "tensor/runtime.h"
 
 using namespace mg;
+using train::CommandLine;
 
 namespace {
 
@@ -49,38 +48,25 @@ int cmd_info() {
     return 0;
 }
 
-constexpr const char* kInfoUsage = R"(usage: mambagrad info [--config FILE] [--KEY VALUE ...] [--json]
-       mambagrad info --checkpoint FILE.safetensors [--json]
-
-Without arguments: the build, devices, CPU GEMM and CUDA allocator. With a model (the config flags
-of `mambagrad train`, e.g. --model.preset 130m --model.global_selection.enabled true, or a
-checkpoint): the parameter table (mamba_ssm names, shapes, counts, dtypes), the totals with and
-without global selection (lm_head tied to the embedding) and the bytes in fp32; --json prints the
-same as one JSON object.
-)";
-
-int cmd_model_info(const std::vector<std::string>& args) {
+int cmd_info_args(const std::vector<std::string>& args) {
     std::string checkpoint;
     bool as_json = false;
     std::vector<std::string> config_args;
-    for (size_t i = 0; i < args.size(); ++i) {
-        if (args[i] == "--help" || args[i] == "-h") {
-            fmt::print("{}", kInfoUsage);
-            return 0;
-        }
-        if (args[i] == "--json") as_json = true;
-        else if (args[i] == "--checkpoint") {
-            MG_CHECK(i + 1 < args.size(), "info: --checkpoint needs a file");
-            checkpoint = args[++i];
-        } else if (args[i].starts_with("--checkpoint=")) checkpoint = args[i].substr(13);
-        else config_args.push_back(args[i]);
-    }
+    CommandLine cl("info", "info [--checkpoint FILE | --config FILE --KEY VALUE ...] [--json]",
+                   "Without a model: the build, the devices, the CPU GEMM and the CUDA allocator. With a model (a\n"
+                   "checkpoint, or the config keys of `mambagrad train`, e.g. --model.preset 130m): its parameter\n"
+                   "table (mamba_ssm names, shapes, counts), the totals with and without global selection and the\n"
+                   "bytes in fp32.");
+    cl.option("--checkpoint", "FILE", checkpoint, "a checkpoint: its model's table")
+        .flag("--json", as_json, "the table as one JSON object")
+        .config_keys(config_args);
+    if (!cl.parse(args)) return 0;
     if (checkpoint.empty() && config_args.empty()) {
         MG_CHECK(!as_json, "info: --json needs a model (--config, --model.KEY VALUE or --checkpoint)");
         return cmd_info();
     }
     MG_CHECK(checkpoint.empty() || config_args.empty(),
-             "info: --checkpoint takes no config flags (got {}); the model is the checkpoint's",
+             "info: --checkpoint takes no config keys (got {}); the model is the checkpoint's",
              fmt::join(config_args, " "));
     train::ModelInfo m = checkpoint.empty() ? train::model_info(train::parse_train_args(config_args).model)
                                             : train::model_info_from_checkpoint(checkpoint);
@@ -88,7 +74,7 @@ int cmd_model_info(const std::vector<std::string>& args) {
     return 0;
 }
 
-int cmd_gradcheck(const std::string& op, const std::string& device_str, bool list) {
+int cmd_gradcheck_run(const std::string& op, const std::string& device_str, bool list) {
     if (list) {
         for (const OpCase& c : op_cases()) fmt::print("{:<20} {}\n", c.op, c.label);
         return 0;
@@ -115,25 +101,29 @@ int cmd_gradcheck(const std::string& op, const std::string& device_str, bool lis
     return failed == 0 ? 0 : 1;
 }
 
-constexpr const char* kTrainUsage = R"(usage: mambagrad train [--config FILE] [--KEY VALUE | --KEY=VALUE ...]
-
-Trains a MambaLM on MQAR, then scores the test split of every task.test_variants; with
-task.kind lm (e.g. --config configs/lm_kjv.json) a byte-level language model instead, then
-reports the test split's bits per byte and prints a sample.
-Without --config the defaults below are used (or the checkpoint's config with --resume); each
---KEY VALUE then sets one dotted key; VALUE is read as JSON when it parses (numbers, true,
-[[64,4]]) and as a string otherwise. Defaults:
-)";
+int cmd_gradcheck(const std::vector<std::string>& args) {
+    std::string op, device = "cpu";
+    bool list = false;
+    CommandLine cl("gradcheck", "gradcheck --op NAME [--device DEV] | --list",
+                   "Finite-difference gradient check (f64) of every op-table case of an op: prints each case's\n"
+                   "largest difference, or which element of which input is wrong. Exit status 1 when one fails.");
+    cl.option("--op", "NAME", op, "the op (see --list)")
+        .option("--device", "DEV", device, "cpu, cuda or cuda:N", "cpu")
+        .flag("--list", list, "list the ops and their cases");
+    if (!cl.parse(args)) return 0;
+    return cmd_gradcheck_run(op, device, list);
+}
 
 int cmd_train(const std::vector<std::string>& args) {
-    for (const std::string& a : args)
-        if (a == "--help" || a == "-h") {
-            auto defaults = train::TrainConfig{}.to_json();
-            defaults["model"] = nlohmann::ordered_json::parse(train::default_model_json().dump());
-            fmt::print("{}{}\n", kTrainUsage, defaults.dump(2));
-            return 0;
-        }
-    train::TrainConfig cfg = train::parse_train_args(args);
+    std::vector<std::string> config_args;
+    CommandLine cl("train", "train [--config FILE] [--KEY VALUE | --KEY=VALUE ...]",
+                   "Trains a MambaLM on MQAR, then scores the test split of every task.test_variants; with\n"
+                   "task.kind lm (e.g. --config configs/lm_kjv.json) a byte-level language model instead, then\n"
+                   "reports the test split's bits per byte and prints a sample. Without --config the defaults\n"
+                   "below are used (or the checkpoint's config with --resume); each --KEY VALUE then sets one key.");
+    cl.config_keys(config_args);
+    if (!cl.parse(args)) return 0;
+    train::TrainConfig cfg = train::parse_train_args(config_args);
     train::Trainer trainer(cfg, stdout);
     trainer.train();
     if (cfg.task.is_lm()) {
@@ -149,57 +139,27 @@ int cmd_train(const std::vector<std::string>& args) {
     return 0;
 }
 
-constexpr const char* kProbeUsage = R"(usage: mambagrad probe --checkpoint FILE.safetensors [--KEY VALUE ...] [options]
-       mambagrad probe [--config FILE] [--KEY VALUE ...] [options]
-
-One forward and backward on a training batch of a checkpoint's model (or of a fresh model built
-from the config flags of `mambagrad train`, with its seed; with a checkpoint the flags change its
-config, e.g. --model.global_selection.mode fft): the loss, every parameter's gradient
-norm, and per layer what the mixer computed (dt, the global-selection gate silu(g), delta and the
-decay exp(delta A) of the slowest state). tools/torch_reference.py checks the --out file against
-an independent PyTorch float64 implementation. Options:
-  --batch N        examples in the batch (default 4)
-  --seq_len L      their length, one of task.grid's (default: the longest)
-  --dtype T        f32 (as trained) or f64 (default f32)
-  --device D       auto, cpu, cuda or cuda:N (default auto)
-  --out FILE       also write the batch, the loss and the gradients (safetensors)
-)";
-
 int cmd_probe(const std::vector<std::string>& args) {
     std::string checkpoint, out, device = "auto", dtype = "f32";
     train::ProbeOptions o;
     std::vector<std::string> config_args;
-    auto value = [&](size_t& i) -> std::string {
-        MG_CHECK(i + 1 < args.size(), "probe: {} needs a value", args[i]);
-        return args[++i];
-    };
-    auto integer = [&](size_t& i) -> int64_t {
-        const std::string flag = args[i], v = value(i);
-        try {
-            size_t used = 0;
-            const long long n = std::stoll(v, &used);
-            if (used == v.size()) return n;
-        } catch (const std::exception&) {
-        }
-        throw Error(fmt::format("probe: {} '{}' is not an integer", flag, v.substr(0, 40)));
-    };
-    for (size_t i = 0; i < args.size(); ++i) {
-        const std::string& a = args[i];
-        if (a == "--help" || a == "-h") {
-            fmt::print("{}", kProbeUsage);
-            return 0;
-        }
-        if (a == "--checkpoint") checkpoint = value(i);
-        else if (a == "--out") out = value(i);
-        else if (a == "--device") device = value(i);
-        else if (a == "--dtype") dtype = value(i);
-        else if (a == "--batch") o.batch = integer(i);
-        else if (a == "--seq_len") o.seq_len = integer(i);
-        else config_args.push_back(a);
-    }
-    MG_CHECK(dtype == "f32" || dtype == "f64", "probe: --dtype {}, expected f32 or f64", dtype.substr(0, 40));
+    CommandLine cl("probe", "probe [--checkpoint FILE] [--KEY VALUE ...] [options]",
+                   "One forward and backward on a training batch of a checkpoint's model (or of a fresh model built\n"
+                   "from the config keys, with its seed; with a checkpoint the keys change its config, e.g.\n"
+                   "--model.global_selection.mode fft): the loss, every parameter's gradient norm, and per layer\n"
+                   "what the mixer computed (dt, the global-selection gate, delta, the slowest state's decay).\n"
+                   "tools/torch_reference.py checks an --out file against an independent PyTorch implementation.");
+    cl.option("--checkpoint", "FILE", checkpoint, "the model to probe (default: a fresh one from the config)")
+        .option("--batch", "N", o.batch, "examples in the batch", "4")
+        .option("--seq_len", "N", o.seq_len, "their length, one of task.grid's (default: the longest)")
+        .option("--dtype", "f32|f64", dtype, "the precision of the pass", "f32")
+        .option("--device", "DEV", device, "auto, cpu, cuda or cuda:N", "auto")
+        .option("--out", "FILE", out, "also write the batch, the loss and the gradients (safetensors)")
+        .config_keys(config_args);
+    if (!cl.parse(args)) return 0;
+    MG_CHECK(dtype == "f32" || dtype == "f64", "probe: --dtype {}, expected f32 or f64", text_excerpt(dtype, 40));
     o.dtype = dtype == "f64" ? DType::f64 : DType::f32;
-    // the checkpoint's config (or the defaults) with the flags applied, e.g. another
+    // the checkpoint's config (or the defaults) with the keys applied, e.g. another
     // model.global_selection.mode for the same weights
     std::vector<std::string> a = config_args;
     if (!checkpoint.empty()) a.insert(a.begin(), {"--resume", checkpoint});
@@ -252,7 +212,7 @@ int cmd_eval_lm(const std::string& checkpoint, const std::string& split_name, co
     return 0;
 }
 
-int cmd_generate(const std::string& checkpoint, const std::string& prompt, const train::GenerateOptions& o,
+int cmd_generate_run(const std::string& checkpoint, const std::string& prompt, const train::GenerateOptions& o,
                  const std::string& device) {
     train::validate(o);
     nlohmann::json j = lm_checkpoint_config(checkpoint, "generate");
@@ -265,6 +225,24 @@ int cmd_generate(const std::string& checkpoint, const std::string& prompt, const
     });
     std::fputc('\n', stdout);
     return 0;
+}
+
+int cmd_generate(const std::vector<std::string>& args) {
+    std::string checkpoint, prompt, device = "auto";
+    train::GenerateOptions o;
+    CommandLine cl("generate", "generate --checkpoint FILE [options]",
+                   "Samples text from a language-model checkpoint (task.kind lm) in recurrent mode, one byte\n"
+                   "at a time, printing as it goes.");
+    cl.option("--checkpoint", "FILE", checkpoint, "a checkpoint of a task.kind lm run")
+        .required("--checkpoint")
+        .option("--prompt", "TEXT", prompt, "text the sample continues (default: none, the text's start)")
+        .option("--max_new_tokens", "N", o.max_new_tokens, "bytes to draw at most (stops early at EOS)", "256")
+        .option("--temperature", "NUM", o.temperature, "softmax temperature; 0: greedy (argmax)", "1")
+        .option("--top_k", "N", o.top_k, "draw among the k most likely tokens only (0: all)", "0")
+        .option("--seed", "N", o.seed, "the sampling seed: the same seed gives the same text", "0")
+        .option("--device", "DEV", device, "auto, cpu, cuda or cuda:N", "auto");
+    if (!cl.parse(args)) return 0;
+    return cmd_generate_run(checkpoint, prompt, o, device);
 }
 
 // "standard,last" -> ["standard", "last"] (validated by the config).
@@ -280,7 +258,7 @@ nlohmann::json split_list(const std::string& s) {
     return out;
 }
 
-int cmd_eval(const std::string& checkpoint, const std::string& variants, const std::string& grid,
+int cmd_eval_mqar(const std::string& checkpoint, const std::string& variants, const std::string& grid,
              int64_t examples, const std::string& split_name, const std::string& device) {
     MG_CHECK(!checkpoint.empty(), "eval: --checkpoint is required");
     const data::Split split = data::parse_split(split_name);
@@ -309,22 +287,65 @@ int cmd_eval(const std::string& checkpoint, const std::string& variants, const s
     return 0;
 }
 
-int cmd_plot(const std::string& run_dir) {
+int cmd_eval(const std::vector<std::string>& args) {
+    std::string checkpoint, variants, grid, split = "test", device = "auto", corpus;
+    int64_t examples = 0;
+    CommandLine cl("eval", "eval --checkpoint FILE [options]",
+                   "Scores a checkpoint: MQAR variants (per-subtask query accuracy, one column per variant), or\n"
+                   "for a language model a split's loss, bits per byte and perplexity.");
+    cl.option("--checkpoint", "FILE", checkpoint, "a checkpoint written by `mambagrad train`")
+        .required("--checkpoint")
+        .option("--variant", "LIST", variants, "comma-separated variants, e.g. standard,last,shuffle (default: the "
+                                               "run's test_variants)")
+        .option("--grid", "CELLS", grid, "cells LxN, e.g. 64x4,128x8, or zoology / paper (default: the run's)")
+        .option("--examples", "N", examples, "examples per cell (default: the run's)")
+        .option("--split", "NAME", split, "test, valid or train (an LM checkpoint: default valid)", "test")
+        .option("--device", "DEV", device, "auto, cpu, cuda or cuda:N", "auto")
+        .option("--corpus", "FILE", corpus, "LM checkpoints: score this text file instead of the run's task.corpus");
+    if (!cl.parse(args)) return 0;
+    // a count the user gave is a count: 0 or less is refused, not replaced by the default
+    MG_CHECK(!cl.given("--examples") || examples >= 1, "eval: --examples is {}, expected >= 1", examples);
+    const nlohmann::json j = train::checkpoint_config(checkpoint);
+    if (j.contains("task") && j["task"].value("kind", std::string("mqar")) == "lm" && !cl.given("--variant") &&
+        !cl.given("--grid") && !cl.given("--examples"))
+        return cmd_eval_lm(checkpoint, cl.given("--split") ? split : "valid", corpus, device);
+    MG_CHECK(corpus.empty(), "eval: --corpus applies to language-model checkpoints; '{}' is MQAR", checkpoint);
+    return cmd_eval_mqar(checkpoint, variants, grid, examples, split, device);
+}
+
+int cmd_plot_run(const std::string& run_dir) {
     const train::RunPlots p = train::write_run_plots(run_dir);
     fmt::print("wrote {} from {} rows of {}/metrics.jsonl{}\n", fmt::join(p.files, ", "), p.rows, run_dir,
                p.skipped_lines ? fmt::format(" ({} lines that are not JSON objects skipped)", p.skipped_lines) : "");
     return 0;
 }
 
-int cmd_data(const std::string& config, const std::string& out, const std::map<std::string, std::string>& task_keys,
-             int64_t examples, const std::string& split_name) {
-    MG_CHECK(!out.empty(), "data: --out FILE is required");
+int cmd_plot(const std::vector<std::string>& args) {
+    std::string run_dir;
+    CommandLine cl("plot", "plot RUN_DIR", "Writes a run's loss and accuracy charts (PNG and SVG) from its metrics.jsonl.");
+    cl.positional("RUN_DIR", run_dir, "a run directory of `mambagrad train`");
+    if (!cl.parse(args)) return 0;
+    return cmd_plot_run(run_dir);
+}
+
+int cmd_data(const std::vector<std::string>& args) {
+    std::string out, split_name = "train";
+    int64_t examples = 0;
+    std::vector<std::string> task_args;
+    CommandLine cl("data", "data --out FILE [--config FILE] [--KEY VALUE ...] [--examples N] [--split NAME]",
+                   "Writes a generated MQAR dataset as JSONL (the paper's format): the task's variant over its\n"
+                   "grid, for one split.");
+    cl.option("--out", "FILE", out, "the JSONL file to write")
+        .required("--out")
+        .option("--examples", "N", examples, "examples per cell (default: the task's for the split)")
+        .option("--split", "NAME", split_name, "train, valid or test (the seed base and the training-only labels)",
+                "train")
+        .config_keys(task_args, "task.");
+    if (!cl.parse(args)) return 0;
+    MG_CHECK(!cl.given("--examples") || examples >= 1, "data: --examples is {}, expected >= 1", examples);
     const data::Split split = data::parse_split(split_name);
-    nlohmann::json j = nlohmann::json::object();
-    if (!config.empty()) j = train::parse_train_args({"--config", config}).to_json();
-    for (const auto& [k, v] : task_keys) train::apply_override(j, "task." + k, v);
-    j["model"] = train::default_model_json(); // the data need no model; "auto" fits any task
-    const train::TaskConfig task = train::TrainConfig::from_json(j).task;
+    task_args.insert(task_args.end(), {"--model", train::default_model_json().dump()}); // "auto" fits any task
+    const train::TaskConfig task = train::parse_train_args(task_args).task;
     MG_CHECK(!task.is_lm(), "data: writes MQAR datasets; the config's task.kind is lm (its corpus is the data)");
     const int64_t n = examples > 0                      ? examples
                       : split == data::Split::Train     ? task.train_examples
@@ -338,75 +359,45 @@ int cmd_data(const std::string& config, const std::string& out, const std::map<s
     return 0;
 }
 
+struct Command {
+    const char* name;
+    const char* summary;
+    int (*run)(const std::vector<std::string>&);
+};
+const Command kCommands[] = {
+    {"train", "train a model on MQAR or a byte-level LM, then score it", cmd_train},
+    {"eval", "score a checkpoint: MQAR variants or an LM split", cmd_eval},
+    {"generate", "sample text from a language-model checkpoint", cmd_generate},
+    {"probe", "one batch through a model: loss, gradient norms, what each layer computed", cmd_probe},
+    {"plot", "a run's loss and accuracy charts (PNG, SVG)", cmd_plot},
+    {"data", "write a generated MQAR dataset as JSONL", cmd_data},
+    {"info", "the build, devices and memory; a model's parameter table", cmd_info_args},
+    {"gradcheck", "finite-difference gradient check of an op (f64)", cmd_gradcheck},
+};
+
+std::string program_help() {
+    std::string out = "usage: mambagrad COMMAND [options]   (mambagrad COMMAND --help: its options)\n\n"
+                      "mambagrad: tensors, autograd and Mamba kernels on CPU and CUDA.\n\ncommands:\n";
+    for (const Command& c : kCommands) out += fmt::format("  {:<12} {}\n", c.name, c.summary);
+    return out;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"mambagrad: tensors, autograd and Mamba kernels on CPU and CUDA"};
-    app.require_subcommand(1);
-    // train, info and probe parse their own arguments (config keys as flags: train --help); they
-    // are listed here so that `mambagrad --help` names every command
-    app.add_subcommand("train", "train a model on MQAR or a byte-level LM, then score it (train --help lists every "
-                                "config key)");
-    app.add_subcommand("info", "build configuration, devices and memory; a model's parameter table (info --help)");
-    std::string op, device = "cpu";
-    bool list = false;
-    auto* gc = app.add_subcommand("gradcheck", "finite-difference gradient check of an op (f64)");
-    gc->add_option("--op", op, "op name (see --list)");
-    gc->add_option("--device", device, "cpu, cuda or cuda:N");
-    gc->add_flag("--list", list, "list the ops and their cases");
-
-    std::string checkpoint, variants, grid, eval_split = "test", eval_device = "auto";
-    int64_t eval_examples = 0;
-    std::string eval_corpus;
-    auto* ev = app.add_subcommand("eval", "score a checkpoint: MQAR variants (per-subtask query accuracy) or an LM "
-                                          "split (loss, bits per byte, perplexity)");
-    ev->add_option("--checkpoint", checkpoint, "a checkpoint written by `mambagrad train`")->required();
-    ev->add_option("--variant", variants, "comma-separated variants (default: the run's test_variants), e.g. "
-                                          "standard,last,shuffle");
-    ev->add_option("--grid", grid, "cells LxN, e.g. 64x4,128x8, or zoology / paper (default: the run's grid)");
-    ev->add_option("--examples", eval_examples, "examples per cell (default: the run's)");
-    ev->add_option("--split", eval_split, "test, valid or train");
-    ev->add_option("--device", eval_device, "auto, cpu, cuda or cuda:N");
-    ev->add_option("--corpus", eval_corpus, "LM checkpoints: score this text file instead of the run's task.corpus");
-
-    std::string gen_checkpoint, gen_prompt, gen_device = "auto";
-    train::GenerateOptions gen;
-    auto* ge = app.add_subcommand("generate", "sample text from a language-model checkpoint (recurrent mode)");
-    ge->add_option("--checkpoint", gen_checkpoint, "a checkpoint of a task.kind lm run")->required();
-    ge->add_option("--prompt", gen_prompt, "text the sample continues (default: none, the text's start)");
-    ge->add_option("--max_new_tokens", gen.max_new_tokens, "bytes to draw at most (stops early at EOS)");
-    ge->add_option("--temperature", gen.temperature, "softmax temperature; 0: greedy (argmax)");
-    ge->add_option("--top_k", gen.top_k, "draw among the k most likely tokens only (0: all)");
-    ge->add_option("--seed", gen.seed, "the sampling seed: the same seed gives the same text");
-    ge->add_option("--device", gen_device, "auto, cpu, cuda or cuda:N");
-
-    std::string data_config, data_out, data_split = "train";
-    int64_t data_examples = 0;
-    std::map<std::string, std::string> task_keys;
-    auto* da = app.add_subcommand("data", "write a generated MQAR dataset as JSONL (the paper's format)");
-    da->add_option("--out", data_out, "output JSONL file")->required();
-    da->add_option("--config", data_config, "take the task from a training config");
-    for (const char* key : {"variant", "grid", "vocab_size", "seed", "noise", "binding"})
-        da->add_option(std::string("--") + key, task_keys[key], std::string("task.") + key + " (see `mambagrad train --help`)");
-    da->add_option("--examples", data_examples, "examples per cell (default: the task's for the split)");
-    da->add_option("--split", data_split, "train, valid or test (the seed base and the training-only labels)");
-
-    std::string plot_dir;
-    auto* pl = app.add_subcommand("plot", "write loss and accuracy charts (PNG and SVG) of a run from its metrics.jsonl");
-    pl->add_option("RUN_DIR", plot_dir, "a run directory of `mambagrad train`")->required();
-
-    app.add_subcommand("probe", "one batch through a model: loss, gradient norms, what each layer computed "
-                                "(probe --help)");
-    const std::set<std::string> commands = {"info", "gradcheck", "train", "eval", "generate", "data", "plot", "probe"};
-    if (argc > 1 && argv[1][0] != '-' && !commands.count(argv[1])) {
-        fmt::print(stderr, "error: unknown command '{}'; expected one of: info, gradcheck, train, eval, generate, "
-                   "data, plot, probe\n", argv[1]);
-        return 2;
+    const std::vector<std::string> all(argv + 1, argv + argc);
+    if (!all.empty() && (all[0] == "--help" || all[0] == "-h")) {
+        std::fputs(program_help().c_str(), stdout);
+        return 0;
     }
     try {
-        if (argc > 1 && std::string(argv[1]) == "train") return cmd_train(std::vector<std::string>(argv + 2, argv + argc));
-        if (argc > 1 && std::string(argv[1]) == "info") return cmd_model_info(std::vector<std::string>(argv + 2, argv + argc));
-        if (argc > 1 && std::string(argv[1]) == "probe") return cmd_probe(std::vector<std::string>(argv + 2, argv + argc));
+        if (all.empty()) throw Error("no command given (see `mambagrad --help`)");
+        for (const Command& c : kCommands)
+            if (all[0] == c.name) return c.run(std::vector<std::string>(all.begin() + 1, all.end()));
+        std::vector<std::string> names;
+        for (const Command& c : kCommands) names.push_back(c.name);
+        throw Error(fmt::format("unknown command '{}'; expected one of: {} (see `mambagrad --help`)",
+                                text_excerpt(all[0], 40), fmt::join(names, ", ")));
     } catch (const mg::Error& e) {
         fmt::print(stderr, "error: {}\n", e.what());
         return 2;
@@ -414,42 +405,4 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "error: internal: {}\n", e.what());
         return 2;
     }
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::CallForHelp& e) {
-        return app.exit(e);
-    } catch (const CLI::ParseError& e) {
-        fmt::print(stderr, "error: {} (run `mambagrad --help`)\n", e.what());
-        return 2;
-    }
-    try {
-        if (*gc) return cmd_gradcheck(op, device, list);
-        if (*pl) return cmd_plot(plot_dir);
-        // a count the user gave is a count: 0 or less is refused, not replaced by the default
-        MG_CHECK(!ev->count("--examples") || eval_examples >= 1, "eval: --examples is {}, expected >= 1", eval_examples);
-        MG_CHECK(!da->count("--examples") || data_examples >= 1, "data: --examples is {}, expected >= 1", data_examples);
-        if (*ev) {
-            const nlohmann::json j = train::checkpoint_config(checkpoint);
-            if (j.contains("task") && j["task"].value("kind", std::string("mqar")) == "lm" && !ev->count("--variant") &&
-                !ev->count("--grid") && !ev->count("--examples"))
-                return cmd_eval_lm(checkpoint, ev->count("--split") ? eval_split : "valid", eval_corpus, eval_device);
-            MG_CHECK(eval_corpus.empty(), "eval: --corpus applies to language-model checkpoints; '{}' is MQAR",
-                     checkpoint);
-            return cmd_eval(checkpoint, variants, grid, eval_examples, eval_split, eval_device);
-        }
-        if (*ge) return cmd_generate(gen_checkpoint, gen_prompt, gen, gen_device);
-        if (*da) {
-            std::map<std::string, std::string> given;
-            for (const auto& [k, v] : task_keys)
-                if (da->count("--" + k)) given[k] = v;
-            return cmd_data(data_config, data_out, given, data_examples, data_split);
-        }
-    } catch (const mg::Error& e) {
-        fmt::print(stderr, "error: {}\n", e.what());
-        return 2;
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "error: internal: {}\n", e.what());
-        return 2;
-    }
-    return 0;
 }

@@ -23,84 +23,18 @@ namespace {
 
 constexpr const char* kWhere = "train config";
 
-// ---- reading a JSON section with key-naming errors --------------------------------------------
-
-// One JSON object of the config, read key by key; `prefix` is its dotted path ("" or "task.").
-class Section {
-public:
-    Section(const json& j, std::string prefix, const std::vector<std::string>& allowed) : j_(j), prefix_(std::move(prefix)) {
-        MG_CHECK(j.is_object(), "{}: {} is {}, expected a JSON object", kWhere,
-                 prefix_.empty() ? std::string("the config") : prefix_.substr(0, prefix_.size() - 1), json_excerpt(j));
-        for (const auto& [key, v] : j.items())
-            MG_CHECK(std::find(allowed.begin(), allowed.end(), key) != allowed.end(),
-                     "{}: unknown key '{}{}'; allowed keys{}: {}", kWhere, prefix_, key,
-                     prefix_.empty() ? "" : fmt::format(" in {}", prefix_.substr(0, prefix_.size() - 1)),
-                     fmt::join(allowed, ", "));
-    }
-    const json* find(const std::string& key) const {
-        auto it = j_.find(key);
-        return it == j_.end() ? nullptr : &*it;
-    }
-    std::string name(const std::string& key) const { return prefix_ + key; }
-    [[noreturn]] void fail(const std::string& key, const json& v, const std::string& expected) const {
-        throw Error(fmt::format("{}: {} is {}, expected {}", kWhere, name(key), json_excerpt(v), expected));
-    }
-    void integer(const std::string& key, int64_t& out, int64_t min) const {
-        const json* v = find(key);
-        if (!v) return;
-        if (!v->is_number_integer() || v->get<int64_t>() < min)
-            fail(key, *v, min == 0 ? "an integer >= 0" : fmt::format("an integer >= {}", min));
-        out = v->get<int64_t>();
-    }
-    void unsigned_integer(const std::string& key, uint64_t& out) const {
-        const json* v = find(key);
-        if (!v) return;
-        if (!v->is_number_unsigned()) fail(key, *v, "an integer >= 0");
-        out = v->get<uint64_t>();
-    }
-    void number(const std::string& key, double& out, double lo, double hi, const char* range) const {
-        const json* v = find(key);
-        if (!v) return;
-        if (!v->is_number() || !(v->get<double>() >= lo && v->get<double>() <= hi))
-            fail(key, *v, fmt::format("a number {}", range));
-        out = v->get<double>();
-    }
-    void boolean(const std::string& key, bool& out) const {
-        const json* v = find(key);
-        if (!v) return;
-        if (!v->is_boolean()) fail(key, *v, "true or false");
-        out = v->get<bool>();
-    }
-    void string(const std::string& key, std::string& out) const {
-        const json* v = find(key);
-        if (!v) return;
-        if (!v->is_string()) fail(key, *v, "a string");
-        out = v->get<std::string>();
-    }
-    // One of `allowed`, returned as the string.
-    std::string choice(const std::string& key, const json& v, const std::vector<std::string>& allowed) const {
-        if (!v.is_string() || std::find(allowed.begin(), allowed.end(), v.get<std::string>()) == allowed.end())
-            fail(key, v, fmt::format("one of: {}", fmt::join(allowed, ", ")));
-        return v.get<std::string>();
-    }
-
-private:
-    const json& j_;
-    std::string prefix_;
-};
-
 std::vector<std::string> variant_names() {
     std::vector<std::string> out;
     for (data::MqarVariant v : data::all_variants()) out.emplace_back(data::variant_name(v));
     return out;
 }
 
-data::MqarVariant read_variant(const Section& s, const std::string& key, const json& v) {
+data::MqarVariant read_variant(const JsonSection& s, const std::string& key, const json& v) {
     return data::parse_variant(s.choice(key, v, variant_names()));
 }
 
 // "64x4,128x8", "zoology", "paper", or [[64, 4], [128, 8]].
-std::vector<data::GridCell> read_grid(const Section& s, const std::string& key, const json& v) {
+std::vector<data::GridCell> read_grid(const JsonSection& s, const std::string& key, const json& v) {
     const char* expected = "a list of [L, N] pairs, a string like \"64x4,128x8\", \"zoology\" or \"paper\"";
     std::vector<data::GridCell> grid;
     if (v.is_string()) {
@@ -211,7 +145,7 @@ ojson TrainConfig::to_json() const {
     }
 
     ojson j;
-    j["model"] = ojson::parse(model.to_json());
+    j["model"] = model.to_json();
     j["task"] = t;
     j["seed"] = seed;
     j["batch_size"] = batch_size;
@@ -245,7 +179,7 @@ ojson TrainConfig::to_json() const {
 
 TrainConfig TrainConfig::from_json(const json& j) {
     TrainConfig c;
-    Section s(j, "", kTopKeys);
+    JsonSection s(j, kWhere, "", kTopKeys);
 
     // task first: the model's "auto" vocabulary depends on it
     if (const json* tj = s.find("task")) {
@@ -255,7 +189,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
                 throw Error(fmt::format("{}: task.kind is {}, expected one of: mqar, lm", kWhere, json_excerpt(k)));
             c.task.kind = k == "lm" ? TaskKind::Lm : TaskKind::Mqar;
         }
-        Section t(*tj, "task.", c.task.is_lm() ? kLmTaskKeys : kTaskKeys);
+        JsonSection t(*tj, kWhere, "task.", c.task.is_lm() ? kLmTaskKeys : kTaskKeys);
         if (c.task.is_lm()) {
             t.string("corpus", c.task.corpus);
             t.integer("seq_len", c.task.seq_len, 1);
@@ -292,7 +226,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
         auto_vocab = true;
         mj.erase("vocab_size");
     }
-    c.model = nn::MambaConfig::from_json(mj.dump());
+    c.model = nn::MambaConfig::from_json(mj, kWhere, "model.");
     if (auto_vocab) c.model.vocab_size = c.task.model_vocab();
 
     s.unsigned_integer("seed", c.seed);

@@ -115,7 +115,7 @@ nlohmann::ordered_json model_info_json(const ModelInfo& info) {
     for (const auto& r : info.parameters)
         params.push_back({{"name", r.name}, {"shape", r.shape}, {"count", r.count}, {"dtype", dtype_name(r.dtype)}});
     ojson j = {{"source", info.source},
-               {"config", ojson::parse(info.config.to_json())},
+               {"config", info.config.to_json()},
                {"parameters", params},
                {"total", info.total},
                {"total_without_global_selection", info.without_global_selection},
