@@ -8,7 +8,7 @@ bin=${BIN:-build/mambagrad}
 task=(--task.variant k4v8-shuffle --task.grid '[[256,8],[512,16]]' --task.vocab_size 8192)
 "$bin" data --out /tmp/k4v8_train.jsonl --variant k4v8-shuffle --grid '[[256,8],[512,16]]' --vocab_size 8192 \
     --examples 10000 > /dev/null
-"$bin" probe --model.preset tiny "${task[@]}" --model.global_selection '{"enabled": true, "k_long": 128}' \
+"$bin" probe --model.preset tiny "${task[@]}" --model.global_selection '{"enabled": true, "k_long": 128, "gate": "silu"}' \
     --device cuda --batch 1 --out /tmp/init_gs128.safetensors > /dev/null
 PYTHONUNBUFFERED=1 timeout "$limit" python3 tools/torch_train.py /tmp/init_gs128.safetensors /tmp/k4v8_train.jsonl \
     --steps 12520 --total_steps 12520 --batch 32 --lr 1e-3 --device cuda --log_every 50 \
