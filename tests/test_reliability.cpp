@@ -2,11 +2,13 @@
 // state that points outside the data, and JSON nested deep enough to overflow the stack when an
 // error message printed it; and a run directory after kills: stale temp files, the checkpoints
 // that keep_checkpoints counts.
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 
+#include "data/dir_lock.h"
 #include "tensor/json.h"
 #include "tests/helpers.h"
 #include "train/checkpoint.h"
@@ -174,4 +176,78 @@ TEST_CASE("reliability: a missing flag value and non-positive counts are named, 
     CHECK_FALSE(std::filesystem::exists(dir.file("x.jsonl")));
     require_one_error_line(run_cli("eval --checkpoint " + dir.file("none.safetensors") + " --examples -1"),
                            {"--examples is -1"});
+}
+
+TEST_CASE("reliability: a run directory is one run's: a second run is refused naming the holder", "[reliability]") {
+    TempDir dir("lock");
+    std::filesystem::create_directories(dir.file("run"));
+    {
+        // in one process: the lock belongs to an open file, so a second lock conflicts
+        data::DirLock first(dir.file("run"));
+        REQUIRE_ERROR_WITH(data::DirLock(dir.file("run")), "run directory", dir.file("run"),
+                           fmt::format("in use by process {}", ::getpid()), "/.lock");
+        // a training on that directory is refused before it writes or removes anything there
+        std::ofstream(dir.file("run/metrics.jsonl")) << "{\"step\": 1}\n";
+        REQUIRE_ERROR_WITH(Trainer(small_run(dir.file("run")), nullptr), "train: run directory",
+                           fmt::format("in use by process {}", ::getpid()));
+        CHECK(std::filesystem::exists(dir.file("run/metrics.jsonl")));
+        CHECK_FALSE(std::filesystem::exists(dir.file("run/config.json")));
+    }
+    // released: the next run takes it, and nothing is reported as left behind
+    {
+        data::DirLock again(dir.file("run"));
+        CHECK(again.held());
+        CHECK(again.previous_holder() == 0);
+    }
+    // another process holds it: refused with that process's id; killed (-9), the kernel drops its
+    // lock, and the next run takes it, reporting the process that died holding it
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+        ::close(ready[0]);
+        data::DirLock held(dir.file("run"));
+        (void)!::write(ready[1], "x", 1);
+        ::pause();
+        ::_exit(0);
+    }
+    ::close(ready[1]);
+    char c;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    ::close(ready[0]);
+    REQUIRE_ERROR_WITH(data::DirLock(dir.file("run")), fmt::format("in use by process {}", child));
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    data::DirLock after(dir.file("run"));
+    CHECK(after.previous_holder() == long(child));
+}
+
+TEST_CASE("reliability: a trainer holds its run directory for its lifetime and says when the last user died",
+          "[reliability]") {
+    TempDir dir("lock2");
+    TrainConfig cfg = small_run(dir.file("run"));
+    cfg.max_steps = 2;
+    {
+        Trainer t(cfg, nullptr);
+        REQUIRE_ERROR_WITH(Trainer(cfg, nullptr), "train: run directory", "is in use by process");
+        t.train();
+    }
+    Trainer again(cfg, nullptr); // released when the first one ended
+    (void)again;
+    // a lock file naming a dead process (left by a crash) is taken, with a note
+    const pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    ::waitpid(child, nullptr, 0);
+    TempDir dir2("lock3");
+    std::filesystem::create_directories(dir2.file("run"));
+    std::ofstream(dir2.file("run/.lock")) << child << "\n";
+    std::FILE* out = std::tmpfile();
+    {
+        Trainer t(small_run(dir2.file("run")), out);
+    }
+    std::rewind(out);
+    std::string text(4096, '\0');
+    text.resize(std::fread(text.data(), 1, text.size(), out));
+    std::fclose(out);
+    CHECK(text.find(fmt::format("last user (process {}) ended without releasing it", child)) != std::string::npos);
 }

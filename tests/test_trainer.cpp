@@ -149,9 +149,12 @@ TEST_CASE("trainer: a resumed run repeats the uninterrupted run's losses exactly
     TrainConfig cfg = tiny_config(fmt::format(
         R"({{"run_dir": "{}", "max_steps": 10, "checkpoint_every": 3, "keep_checkpoints": 0, "eval_every": 0}})", run));
     REQUIRE(Trainer(cfg, nullptr).batches_per_epoch() == 3);
-    Trainer full(cfg, nullptr);
-    full.train();
-    const std::vector<StepLoss> ref = full.losses();
+    std::vector<StepLoss> ref;
+    {
+        Trainer full(cfg, nullptr); // ended before a resume reuses its run directory (one run per directory)
+        full.train();
+        ref = full.losses();
+    }
     REQUIRE(ref.size() == 10);
 
     auto check_tail = [&](const std::vector<StepLoss>& got, int64_t from_step) {

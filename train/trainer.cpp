@@ -17,6 +17,7 @@
 
 #include "autograd/grad_mode.h"
 #include "data/atomic_file.h"
+#include "data/dir_lock.h"
 #include "ops/cat.h"
 #include "ops/cross_entropy.h"
 #include "ops/embedding.h"
@@ -142,6 +143,12 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
         const std::filesystem::path p = std::filesystem::path(cfg_.run_dir).lexically_normal();
         const std::string name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
         const std::string root = p.filename().empty() ? p.parent_path().parent_path().string() : p.parent_path().string();
+        // one run per directory: lock it before anything in it is written or removed
+        const std::filesystem::path dir = std::filesystem::path(root.empty() ? "." : root) / name;
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        MG_CHECK(!ec, "run directory: cannot create '{}': {}", dir.string(), ec.message());
+        run_lock_ = data::DirLock(dir.string(), "train: run directory");
         run_dir_ = make_run_dir(root.empty() ? "." : root, name, cfg_.to_json());
         // leftovers of writes a kill cut short, and (resuming) the run's checkpoints so far, which
         // keep_checkpoints counts with the ones this Trainer writes
@@ -192,6 +199,9 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
                        data::variant_name(cfg_.task.variant), cells, cfg_.task.vocab_size, train_.size(), valid_.size(),
                        per_epoch, batch, total_steps_, resumed);
         if (!run_dir_.empty()) fmt::print(out_, "run:   {}\n", run_dir_);
+        if (run_lock_.previous_holder())
+            fmt::print(out_, "note:  the run directory's last user (process {}) ended without releasing it (a crash "
+                             "or a kill); its files are as it left them\n", run_lock_.previous_holder());
         std::fflush(out_);
     }
 }

@@ -65,6 +65,7 @@
 #include <string>
 #include <vector>
 
+#include "data/dir_lock.h"
 #include "data/mqar.h"
 #include "data/text.h"
 #include "nn/mamba.h"
@@ -164,6 +165,7 @@ private:
     Generator dropout_gen_;
     std::vector<StepLoss> losses_;
     std::string run_dir_;
+    data::DirLock run_lock_; // held while this Trainer lives: one run per directory
     std::unique_ptr<MetricsLog> log_;
     std::vector<std::string> checkpoints_; // step_*.safetensors of this run (resumed: found on disk), oldest first
 };
