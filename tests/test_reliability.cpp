@@ -2,11 +2,14 @@
 // state that points outside the data, and JSON nested deep enough to overflow the stack when an
 // error message printed it; and a run directory after kills: stale temp files, the checkpoints
 // that keep_checkpoints counts.
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "data/dir_lock.h"
 #include "tensor/json.h"
@@ -250,4 +253,92 @@ TEST_CASE("reliability: a trainer holds its run directory for its lifetime and s
     text.resize(std::fread(text.data(), 1, text.size(), out));
     std::fclose(out);
     CHECK(text.find(fmt::format("last user (process {}) ended without releasing it", child)) != std::string::npos);
+}
+
+namespace {
+
+// Starts `mambagrad ARGS` (the program beside the test binary) in the background, its stdout and
+// stderr into `log`; returns its pid.
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
+    const std::string bin = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mambagrad").string();
+    std::vector<std::string> all = {bin};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    REQUIRE(rc == 0);
+    return pid;
+}
+
+// Train rows in a metrics file (0 when it does not exist yet).
+int train_rows(const std::string& metrics) {
+    std::ifstream in(metrics);
+    int n = 0;
+    for (std::string line; std::getline(in, line);)
+        if (line.find("\"kind\":\"train\"") != std::string::npos) ++n;
+    return n;
+}
+
+std::string read_all(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+} // namespace
+
+TEST_CASE("reliability: SIGINT finishes the step, checkpoints and says how to resume; a second signal ends at once",
+          "[reliability][cli]") {
+    TempDir dir("signal");
+    const std::vector<std::string> run = {"train", "--device", "cpu", "--model.d_model", "16", "--model.n_layer", "1",
+                                          "--model.d_state", "4", "--task.grid", "32x4", "--task.train_examples",
+                                          "4096", "--task.test_variants", "[]", "--batch_size", "8", "--max_steps",
+                                          "100000", "--log_every", "1", "--eval_every", "0", "--target_accuracy", "0"};
+    auto with_dir = [&](const std::string& d) {
+        std::vector<std::string> a = run;
+        a.insert(a.end(), {"--run_dir", d});
+        return a;
+    };
+    auto wait_for_rows = [&](const std::string& metrics, int rows) {
+        for (int i = 0; i < 600 && train_rows(metrics) < rows; ++i) ::usleep(50'000);
+        REQUIRE(train_rows(metrics) >= rows);
+    };
+    // one signal: the run stops after the step in flight with a checkpoint and exit status 130
+    const pid_t pid = spawn_cli(with_dir(dir.file("run")), dir.file("log"));
+    wait_for_rows(dir.file("run/metrics.jsonl"), 3);
+    ::kill(pid, SIGINT);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const std::string log = read_all(dir.file("log"));
+    INFO(log);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 130);
+    const std::string said = "interrupted (SIGINT) after step ";
+    const size_t at = log.find(said);
+    REQUIRE(at != std::string::npos);
+    const int64_t step = std::stoll(log.substr(at + said.size()));
+    CHECK(step >= 3);
+    const std::string ckpt = dir.file(fmt::format("run/checkpoints/step_{:07}.safetensors", step));
+    CHECK(log.find("checkpoint " + ckpt + "; go on with `mambagrad train --resume " + ckpt + "`") != std::string::npos);
+    REQUIRE(std::filesystem::exists(ckpt));
+    CHECK(read_trainer_state(load_safetensors(ckpt).metadata, ckpt).step == step);
+    // the run goes on from it, to the next interrupt
+    const pid_t again = spawn_cli({"train", "--resume", ckpt}, dir.file("log2"));
+    wait_for_rows(dir.file("run/metrics.jsonl"), int(step) + 3);
+    // two signals: the second ends the process at once, by a signal (which of the two counts as
+    // second is the kernel's choice when both arrive together)
+    ::kill(again, SIGINT);
+    ::kill(again, SIGTERM);
+    ::waitpid(again, &status, 0);
+    INFO(read_all(dir.file("log2")));
+    REQUIRE(WIFSIGNALED(status));
+    CHECK((WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM));
 }

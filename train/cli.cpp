@@ -398,6 +398,9 @@ int main(int argc, char** argv) {
         for (const Command& c : kCommands) names.push_back(c.name);
         throw Error(fmt::format("unknown command '{}'; expected one of: {} (see `mambagrad --help`)",
                                 text_excerpt(all[0], 40), fmt::join(names, ", ")));
+    } catch (const train::Interrupted& e) {
+        fmt::print(stderr, "{}\n", e.what());
+        return 128 + e.signal; // the shell's convention for a run ended by that signal
     } catch (const mg::Error& e) {
         fmt::print(stderr, "error: {}\n", e.what());
         return 2;

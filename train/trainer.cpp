@@ -5,7 +5,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <deque>
 #include <cmath>
 #include <filesystem>
@@ -373,7 +375,53 @@ struct Trainer::StepStats {
     int64_t labelled = 0, right = 0; // labelled positions, and how many the pre-step model got right
 };
 
+namespace {
+
+// The first SIGINT or SIGTERM asks the loop to stop after the step in flight (it is recorded
+// here and read between steps); a second one ends the process at once (the default action).
+// The count is a lock-free atomic (async-signal-safe): two signals handled at once on two threads
+// still have exactly one first.
+std::atomic<int> g_stop_count{0};
+std::atomic<int> g_stop_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+
+extern "C" void on_stop_signal(int sig) {
+    if (g_stop_count.fetch_add(1) > 0) { // the second: at once
+        std::signal(sig, SIG_DFL);
+        std::raise(sig);
+        return;
+    }
+    g_stop_signal.store(sig);
+}
+
+// Installs the handlers for one train() call and puts the previous ones back after it.
+class StopSignals {
+public:
+    StopSignals() {
+        g_stop_count = 0;
+        g_stop_signal = 0;
+        struct sigaction sa = {};
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int_);
+        sigaction(SIGTERM, &sa, &old_term_);
+    }
+    ~StopSignals() {
+        sigaction(SIGINT, &old_int_, nullptr);
+        sigaction(SIGTERM, &old_term_, nullptr);
+        g_stop_count = 0;
+        g_stop_signal = 0;
+    }
+    int pending() const { return g_stop_signal.load(); }
+
+private:
+    struct sigaction old_int_ = {}, old_term_ = {};
+};
+
+} // namespace
+
 TrainSummary Trainer::train(int64_t stop_after_step) {
+    StopSignals signals;
     Loop loop(*this);
     while (!loop.stop && state_.step < total_steps_) {
         if (state_.cursor >= per_epoch_) { // a run paused at the end of an epoch
@@ -391,9 +439,24 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
         if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0) run_eval(loop);
         if (cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0) checkpoint(loop);
         if (state_.step == stop_after_step) return pause(loop);
+        if (const int sig = signals.pending()) interrupted(loop, sig);
         if (state_.cursor >= per_epoch_) end_epoch(loop);
     }
     return finish(loop);
+}
+
+// A stop signal arrived during the step just taken: settle it, write a checkpoint (whatever
+// checkpoint_every says), say where it is and how to go on, and end the run with Interrupted.
+void Trainer::interrupted(Loop& loop, int sig) {
+    pause(loop);
+    const char* name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+    if (run_dir_.empty())
+        throw Interrupted(sig, fmt::format("interrupted ({}) after step {} of {}; run_dir is \"\", so nothing was "
+                                           "saved", name, state_.step, total_steps_));
+    const std::string ckpt = (std::filesystem::path(run_dir_) / "checkpoints" /
+                              fmt::format("step_{:07}.safetensors", state_.step)).string();
+    throw Interrupted(sig, fmt::format("interrupted ({}) after step {} of {}: checkpoint {}; go on with `mambagrad "
+                                       "train --resume {}`", name, state_.step, total_steps_, ckpt, ckpt));
 }
 
 // One optimizer step: forward and backward of each micro-batch (its mean cross-entropy weighted

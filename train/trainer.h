@@ -92,6 +92,13 @@ struct TrainSummary {
     std::string final_checkpoint; // "" without a run_dir
 };
 
+// train() ended early because the process got SIGINT or SIGTERM: the step in flight was
+// finished and checkpointed; what() says where the checkpoint is and how to resume.
+struct Interrupted : Error {
+    Interrupted(int sig, const std::string& message) : Error(message), signal(sig) {}
+    int signal;
+};
+
 class Trainer {
 public:
     // Builds the model (or reloads it with the optimizer and position when cfg.resume is set),
@@ -102,6 +109,9 @@ public:
     // Trains until the last step, early stop, or (when stop_after_step >= 0) that step; the
     // latter leaves the run resumable in memory and on disk (a checkpoint is written when a
     // run_dir is set). Returns where it stands.
+    // A first SIGINT or SIGTERM during train() stops it after the step in flight, writes a
+    // checkpoint (whatever checkpoint_every says) and throws Interrupted; a second one ends the
+    // process at once.
     TrainSummary train(int64_t stop_after_step = -1);
 
     // Scores `variant` on `split` over the task grid (examples from the task's seeds).
@@ -146,6 +156,7 @@ private:
     void checkpoint(Loop& loop);
     void end_epoch(Loop& loop);
     TrainSummary pause(Loop& loop);
+    [[noreturn]] void interrupted(Loop& loop, int sig);
     TrainSummary finish(Loop& loop);
 
     TrainConfig cfg_;
