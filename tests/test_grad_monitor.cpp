@@ -58,3 +58,20 @@ TEST_CASE("GradNormMonitor: names a parameter whose norm jumps 100x over its run
     CHECK(w[0].name == "x");
     REQUIRE_ERROR_WITH(n.observe(3, {"x", "y"}, {1.0}), "GradNormMonitor", "2 names for 1 norms");
 }
+
+TEST_CASE("GradNormMonitor: its memory restores into a new monitor that warns as the first would", "[train]") {
+    const std::vector<std::string> names = {"a", "b"};
+    GradNormMonitor one, two;
+    for (int s = 1; s <= 8; ++s) one.observe(s, names, {1.0 + 0.01 * s, 2.0});
+    const GradNormMonitor::Memory m = one.memory();
+    CHECK(m.history.size() == 2);
+    CHECK(m.history[0].size() == 8);
+    two.restore(m);
+    CHECK(two.memory() == m);
+    const auto w1 = one.observe(9, names, {500.0, 2.0}), w2 = two.observe(9, names, {500.0, 2.0});
+    REQUIRE(w1.size() == 1);
+    REQUIRE(w2.size() == 1);
+    CHECK(w2[0].message() == w1[0].message());
+    CHECK(two.memory() == one.memory());
+    REQUIRE_ERROR_WITH(two.restore({{{1.0}}, {}}), "GradNormMonitor", "1 histories for 0 warned flags");
+}

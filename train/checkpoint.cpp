@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -211,6 +212,14 @@ void save_checkpoint(const std::string& path, const NamedTensors& params, const 
                               {"cursor", state.cursor},
                               {"rng_seed", state.rng_seed},
                               {"rng_offset", state.rng_offset}};
+    if (state.log_steps > 0 || !state.monitor.history.empty()) {
+        nlohmann::ordered_json warned = nlohmann::ordered_json::array();
+        for (bool w : state.monitor.warned) warned.push_back(w);
+        tr["log"] = {{"loss_sum", state.log_loss_sum},
+                     {"steps", state.log_steps},
+                     {"grad_norm_history", state.monitor.history},
+                     {"grad_norm_warned", warned}};
+    }
     meta[kTrainerKey] = tr.dump();
     NamedTensors all = params;
     if (optimizer) {
@@ -246,6 +255,36 @@ TrainerState read_trainer_state(const Metadata& metadata, const std::string& pat
         state.cursor = field("cursor", false).get<int64_t>();
         state.rng_seed = field("rng_seed", true).get<uint64_t>();
         state.rng_offset = field("rng_offset", true).get<uint64_t>();
+        if (j.contains("log")) { // the log's running state (checkpoints before it existed lack it)
+            const auto& l = j["log"];
+            auto bad = [&](const std::string& what) {
+                return Error(fmt::format("load_checkpoint: '{}': metadata '{}': log {}", path, kTrainerKey, what));
+            };
+            if (!l.is_object()) throw bad(fmt::format("is {}, expected a JSON object", json_excerpt(l)));
+            const auto &sum = l.value("loss_sum", nlohmann::json()), &steps = l.value("steps", nlohmann::json());
+            if (!sum.is_number() || !std::isfinite(sum.get<double>()))
+                throw bad(fmt::format("loss_sum is {}, expected a finite number", json_excerpt(sum)));
+            if (!steps.is_number_integer() || steps.get<int64_t>() < 0)
+                throw bad(fmt::format("steps is {}, expected an integer >= 0", json_excerpt(steps)));
+            state.log_loss_sum = sum.get<double>();
+            state.log_steps = steps.get<int64_t>();
+            const auto &hist = l.value("grad_norm_history", nlohmann::json::array()),
+                       &warned = l.value("grad_norm_warned", nlohmann::json::array());
+            if (!hist.is_array() || !warned.is_array() || hist.size() != warned.size())
+                throw bad("grad_norm_history and grad_norm_warned must be lists of one length");
+            for (size_t i = 0; i < hist.size(); ++i) {
+                if (!hist[i].is_array() || !warned[i].is_boolean())
+                    throw bad(fmt::format("grad_norm_history[{}] or grad_norm_warned[{}] is malformed", i, i));
+                std::vector<double> h;
+                for (const auto& x : hist[i]) {
+                    if (!x.is_number() || !std::isfinite(x.get<double>()) || x.get<double>() < 0)
+                        throw bad(fmt::format("grad_norm_history[{}] holds {}, expected norms >= 0", i, json_excerpt(x)));
+                    h.push_back(x.get<double>());
+                }
+                state.monitor.history.push_back(std::move(h));
+                state.monitor.warned.push_back(warned[i].get<bool>());
+            }
+        }
     } catch (const nlohmann::json::exception& e) {
         throw Error(fmt::format("load_checkpoint: '{}': metadata '{}' is not a trainer state: {}", path, kTrainerKey,
                                 e.what()));

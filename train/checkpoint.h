@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "tensor/tensor.h"
+#include "train/grad_monitor.h"
 #include "train/optim.h"
 
 namespace mg::train {
@@ -73,6 +74,12 @@ struct TrainerState {
     int64_t step = 0;   // optimizer steps taken (the schedule's step)
     int64_t cursor = 0; // batches of the current epoch already consumed
     uint64_t rng_seed = 0, rng_offset = 0; // Generator::seed(), Generator::offset()
+    // The log's running state, so that a resumed run writes the uninterrupted run's metrics: the
+    // losses summed since the last train row and their count, and the gradient-norm monitor's
+    // memory (train/grad_monitor.h). Absent in older checkpoints: zero and empty.
+    double log_loss_sum = 0;
+    int64_t log_steps = 0;
+    GradNormMonitor::Memory monitor;
     bool operator==(const TrainerState&) const = default;
 };
 

@@ -40,4 +40,24 @@ std::vector<GradNormWarning> GradNormMonitor::observe(int64_t step, const std::v
     return out;
 }
 
+GradNormMonitor::Memory GradNormMonitor::memory() const {
+    Memory m;
+    for (const Track& t : tracks_) {
+        m.history.emplace_back(t.history.begin(), t.history.end());
+        m.warned.push_back(t.warned);
+    }
+    return m;
+}
+
+void GradNormMonitor::restore(const Memory& m) {
+    MG_CHECK(m.history.size() == m.warned.size(), "GradNormMonitor: {} histories for {} warned flags",
+             m.history.size(), m.warned.size());
+    tracks_.assign(m.history.size(), {});
+    for (size_t i = 0; i < tracks_.size(); ++i) {
+        const size_t keep = std::min(m.history[i].size(), size_t(window_));
+        tracks_[i].history.assign(m.history[i].end() - int64_t(keep), m.history[i].end());
+        tracks_[i].warned = m.warned[i];
+    }
+}
+
 } // namespace mg::train

@@ -29,6 +29,17 @@ public:
     std::vector<GradNormWarning> observe(int64_t step, const std::vector<std::string>& names,
                                          const std::vector<double>& norms);
 
+    // What the monitor remembers, per parameter: its recent norms (oldest first) and whether it
+    // is in a warned stretch. A resumed run carries it in the checkpoint, so that it warns as
+    // the uninterrupted run would.
+    struct Memory {
+        std::vector<std::vector<double>> history;
+        std::vector<bool> warned;
+        bool operator==(const Memory&) const = default;
+    };
+    Memory memory() const;
+    void restore(const Memory& m); // throws when the lists differ in length
+
 private:
     struct Track {
         std::deque<double> history;

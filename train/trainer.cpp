@@ -347,8 +347,10 @@ struct Trainer::Loop {
     };
     explicit Loop(const Trainer& t)
         : params(t.model_->named_parameters()), first_step(t.state_.step),
-          max_inflight(t.device_.is_cuda() ? 1 : 0) {
+          max_inflight(t.device_.is_cuda() ? 1 : 0), window_loss(t.state_.log_loss_sum),
+          window_steps(t.state_.log_steps) {
         if (t.out_) bar = std::make_unique<ProgressBar>(t.out_);
+        monitor.restore(t.state_.monitor); // where the log stood (a resumed or continued run)
     }
     const std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
     NamedTensors params;
@@ -361,10 +363,11 @@ struct Trainer::Loop {
     std::deque<InFlight> inflight;
     size_t max_inflight;
     double last_loss = NAN;
-    // the logging window: since the last log line
+    // the logging window: since the last log line (the loss sum and its count carry over a
+    // checkpoint, so a resumed run logs what the uninterrupted one would)
     std::chrono::steady_clock::time_point window_t0 = std::chrono::steady_clock::now();
-    double window_loss = 0, window_tokens = 0;
-    int64_t window_steps = 0;
+    double window_loss, window_tokens = 0;
+    int64_t window_steps;
     double eval_s = 0;     // evaluation time inside the window (not training)
     double nontrain_s = 0; // evaluation and checkpoint time since t0: train_s excludes it
 };
@@ -598,9 +601,18 @@ void Trainer::run_eval(Loop& loop) {
 
 void Trainer::checkpoint(Loop& loop) {
     settle(loop, true);
+    carry_log(loop);
     const auto c0 = std::chrono::steady_clock::now();
     write_periodic_checkpoint();
     loop.nontrain_s += seconds_since(c0);
+}
+
+// The log's running state into the trainer state, which checkpoints store (and a later train()
+// call on this Trainer starts from).
+void Trainer::carry_log(const Loop& loop) {
+    state_.log_loss_sum = loop.window_loss;
+    state_.log_steps = loop.window_steps;
+    state_.monitor = loop.monitor.memory();
 }
 
 // The epoch is done: the next one starts at its first batch (evaluated now when eval_every is 0).
@@ -613,6 +625,7 @@ void Trainer::end_epoch(Loop& loop) {
 // train(stop_after_step) reached that step: settled and checkpointed, resumable.
 TrainSummary Trainer::pause(Loop& loop) {
     settle(loop, true);
+    carry_log(loop);
     if (loop.bar) loop.bar->finish();
     if (!(cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0)) write_periodic_checkpoint();
     loop.sum.steps = state_.step;

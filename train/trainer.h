@@ -157,6 +157,7 @@ private:
     void end_epoch(Loop& loop);
     TrainSummary pause(Loop& loop);
     [[noreturn]] void interrupted(Loop& loop, int sig);
+    void carry_log(const Loop& loop);
     TrainSummary finish(Loop& loop);
 
     TrainConfig cfg_;
