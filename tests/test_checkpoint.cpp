@@ -177,7 +177,7 @@ TEST_CASE("checkpoint: parameters, optimizer and trainer state resume bit-identi
                 op.step();
             };
             for (int s = 0; s < 3; ++s) run_step(params, opt, s);
-            TrainerState st{2, 3, 17, 0xDEADBEEFCAFEULL, 1ULL << 40};
+            TrainerState st{2, 3, 17, 0xDEADBEEFCAFEULL, 1ULL << 40, 0.0, 0, {}};
             const std::string config = R"({"model":{"d_model":4,"n_layer":1},"lr":0.001})";
             const std::string path = dir.file(fmt::format("step3_{}.safetensors", dev.kind));
             save_checkpoint(path, params, &opt, st, config, {{"note", "test"}});
@@ -237,7 +237,7 @@ TEST_CASE("safetensors: Python's safetensors reads our files and we read its fil
     Tensor f = Tensor::from_vector(std::vector<float>{0.5f, -1.25f, 3.0f, 1e-30f, -0.0f, 7.0f}, {2, 3});
     Tensor d = Tensor::from_vector(std::vector<double>{1.0 / 3.0, -2.5e300}, {2, 1});
     Tensor i = Tensor::from_vector(std::vector<int32_t>{-1, 0, 1, 2147483647}, {4});
-    save_checkpoint(ours, {{"model.f", f}, {"model.d", d}, {"model.i", i}}, nullptr, TrainerState{1, 2, 3, 4, 5},
+    save_checkpoint(ours, {{"model.f", f}, {"model.d", d}, {"model.i", i}}, nullptr, TrainerState{1, 2, 3, 4, 5, 0.0, 0, {}},
                     R"({"name":"py"})");
     const std::string cmd = fmt::format("python3 {} {} {}", script, ours, theirs);
     REQUIRE(std::system(cmd.c_str()) == 0);
