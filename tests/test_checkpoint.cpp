@@ -47,7 +47,11 @@ TEST_CASE("safetensors: round trip is bit-exact for f32, f64, i32, scalars, empt
     std::memcpy(&n, bytes.data(), 8);
     CHECK((8 + n) % 8 == 0); // data section 8-byte aligned
     SafetensorsFile r = load_safetensors(path);
-    CHECK(r.metadata == meta);
+    Metadata with_sum = meta; // the writer adds the checksum of the tensor bytes
+    REQUIRE(r.metadata.count(kChecksumKey));
+    CHECK(r.metadata.at(kChecksumKey).starts_with("mg64:"));
+    with_sum[kChecksumKey] = r.metadata.at(kChecksumKey);
+    CHECK(r.metadata == with_sum);
     REQUIRE(r.tensors.size() == ts.size());
     auto by = r.by_name();
     for (const auto& [name, t] : ts) {
@@ -57,9 +61,9 @@ TEST_CASE("safetensors: round trip is bit-exact for f32, f64, i32, scalars, empt
         CHECK(by[name].dtype() == t.dtype());
         CHECK(same_bits(by[name], t));
     }
-    // no metadata at all; and onto a GPU when there is one
+    // no metadata of the caller's (only the checksum); and onto a GPU when there is one
     save_safetensors(path, {{"i", i}});
-    CHECK(load_safetensors(path).metadata.empty());
+    CHECK(load_safetensors(path).metadata.size() == 1);
     if (cuda::available()) {
         SafetensorsFile g = load_safetensors(path, Device::cuda());
         CHECK(g.tensors[0].second.is_cuda());
@@ -252,4 +256,55 @@ TEST_CASE("safetensors: Python's safetensors reads our files and we read its fil
     CHECK(by["np.scalar"].shape() == Shape{});
     CHECK(by["np.scalar"].item() == 2.0);
     CHECK(r.metadata.at("from") == "python");
+}
+
+TEST_CASE("safetensors: a flipped data byte is caught by the checksum; files without one still load", "[train]") {
+    TempDir dir("st_checksum");
+    Generator gen(5);
+    const std::string path = dir.file("a.safetensors");
+    save_safetensors(path, {{"w", Tensor::randn({7, 3}, {}, gen)}, {"b", Tensor::randn({5}, {DType::f64}, gen)}},
+                     {{"format", "pt"}});
+    std::string bytes = read_all(path);
+    uint64_t n;
+    std::memcpy(&n, bytes.data(), 8);
+    const size_t data = 8 + size_t(n);
+    for (size_t at : {data, data + 40, bytes.size() - 1}) { // first, middle and last byte of the data
+        std::string bad = bytes;
+        bad[at] = char(bad[at] ^ 0x10);
+        std::ofstream(dir.file("bad.safetensors"), std::ios::binary) << bad;
+        REQUIRE_ERROR_WITH(load_safetensors(dir.file("bad.safetensors")), "load_safetensors", "bad.safetensors",
+                           "does not match the file's checksum", "the file is damaged");
+    }
+    // the same bytes without the checksum key (as another writer would make them) load
+    SafetensorsFile f = load_safetensors(path);
+    const std::string sum = f.metadata.at(kChecksumKey);
+    const size_t key = bytes.find(kChecksumKey);
+    REQUIRE(key != std::string::npos);
+    std::string renamed = bytes;
+    renamed.replace(key, std::string(kChecksumKey).size(), std::string(std::string(kChecksumKey).size(), 'x'));
+    renamed[data + 3] = char(renamed[data + 3] ^ 1); // unchecked now: loads with the changed byte
+    std::ofstream(dir.file("nosum.safetensors"), std::ios::binary) << renamed;
+    CHECK_FALSE(load_safetensors(dir.file("nosum.safetensors")).metadata.count(kChecksumKey));
+    // the checksum covers the bytes in order and their count
+    const char a[] = "abcdefghij";
+    CHECK(data_checksum({{a, 10}}) == data_checksum({{a, 3}, {a + 3, 7}}));
+    CHECK(data_checksum({{a, 10}}) != data_checksum({{a, 9}}));
+    CHECK(data_checksum({}) != data_checksum({{a, 1}}));
+    (void)sum;
+}
+
+TEST_CASE("checkpoint: NaN or Inf in a weight is refused on load with the tensor and the first index", "[train]") {
+    TempDir dir("ckpt_nan");
+    Generator gen(3);
+    Tensor w = Tensor::randn({3, 4}, {}, gen), good = Tensor::randn({2}, {}, gen);
+    std::vector<float> v = w.to_vector<float>();
+    v[6] = NAN;
+    v[9] = -INFINITY;
+    Tensor bad = Tensor::from_vector(v, {3, 4});
+    save_checkpoint(dir.file("c.safetensors"), {{"model.w", bad}, {"model.g", good}}, nullptr, TrainerState{}, "{}");
+    Tensor into_w = Tensor::zeros({3, 4}), into_g = Tensor::zeros({2});
+    REQUIRE_ERROR_WITH(load_checkpoint(dir.file("c.safetensors"), {{"model.w", into_w}, {"model.g", into_g}}, nullptr),
+                       "load_checkpoint", "c.safetensors", "tensor 'model.w' ((3,4) f32 cpu)", "2 non-finite values",
+                       "the first is nan at index (1,2)", "refusing");
+    CHECK(into_w.to_vector<float>() == std::vector<float>(12, 0.f)); // nothing was copied
 }

@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "data/dir_lock.h"
@@ -341,4 +343,39 @@ TEST_CASE("reliability: SIGINT finishes the step, checkpoints and says how to re
     INFO(read_all(dir.file("log2")));
     REQUIRE(WIFSIGNALED(status));
     CHECK((WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM));
+}
+
+TEST_CASE("reliability: eval, generate and resume refuse a checkpoint with a NaN weight or a damaged byte",
+          "[reliability][cli]") {
+    TempDir dir("nanckpt");
+    TrainConfig cfg = small_run(dir.file("run"));
+    cfg.max_steps = 1;
+    {
+        Trainer t(cfg, nullptr);
+        t.train();
+    }
+    const std::string good = dir.file("run/final.safetensors");
+    SafetensorsFile f = load_safetensors(good);
+    for (auto& [name, t] : f.tensors)
+        if (name == "backbone.layers.0.mixer.D") {
+            std::vector<float> v = t.to_vector<float>();
+            v[1] = NAN;
+            t = Tensor::from_vector(v, t.shape());
+        }
+    save_safetensors(dir.file("nan.safetensors"), f.tensors, f.metadata);
+    require_one_error_line(run_cli("eval --checkpoint " + dir.file("nan.safetensors") + " --device cpu"),
+                           {"tensor 'backbone.layers.0.mixer.D'", "non-finite", "nan at index (1)"});
+    TrainConfig r = cfg;
+    r.resume = dir.file("nan.safetensors");
+    r.run_dir = dir.file("run2");
+    REQUIRE_ERROR_WITH(Trainer(r, nullptr), "tensor 'backbone.layers.0.mixer.D'", "non-finite");
+    // one flipped byte in the data section of a good checkpoint
+    std::ifstream in(good, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    uint64_t n;
+    std::memcpy(&n, bytes.data(), 8);
+    bytes[8 + size_t(n) + 100] = char(bytes[8 + size_t(n) + 100] ^ 0x40);
+    std::ofstream(dir.file("flip.safetensors"), std::ios::binary) << bytes;
+    require_one_error_line(run_cli("eval --checkpoint " + dir.file("flip.safetensors") + " --device cpu"),
+                           {"flip.safetensors", "does not match the file's checksum"});
 }

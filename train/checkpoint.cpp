@@ -14,6 +14,7 @@
 #include "autograd/grad_mode.h"
 #include "data/atomic_file.h"
 #include "ops/copy.h"
+#include "ops/multi_tensor.h"
 #include "tensor/check.h"
 #include "tensor/json.h"
 
@@ -37,17 +38,40 @@ std::map<std::string, Tensor> SafetensorsFile::by_name() const {
 
 // ---- writer ---------------------------------------------------------------------------------
 
+std::string data_checksum(const std::vector<std::pair<const void*, size_t>>& pieces) {
+    uint64_t h = 0xcbf29ce484222325ull, word = 0, total = 0;
+    int filled = 0; // bytes in `word` so far (pieces need not end on 8-byte boundaries)
+    auto mix = [&](uint64_t w) {
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+    };
+    for (const auto& [ptr, n] : pieces) {
+        const auto* b = static_cast<const unsigned char*>(ptr);
+        size_t i = 0;
+        for (; i < n && filled > 0; ++i) { // finish a word begun by the previous piece
+            word |= uint64_t(b[i]) << (8 * filled);
+            if (++filled == 8) mix(word), word = 0, filled = 0;
+        }
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w;
+            std::memcpy(&w, b + i, 8); // little-endian host (static_assert above)
+            mix(w);
+        }
+        for (; i < n; ++i) word |= uint64_t(b[i]) << (8 * filled++);
+        total += n;
+    }
+    if (filled > 0) mix(word);
+    mix(total);
+    return fmt::format("mg64:{:016x}", h);
+}
+
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
     autograd::NoGrad no_grad;
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
-    if (!metadata.empty()) {
-        nlohmann::ordered_json m = nlohmann::ordered_json::object();
-        for (const auto& [k, v] : metadata) m[k] = v;
-        header[kMetadataKey] = m;
-    }
     std::set<std::string> seen;
     std::vector<Tensor> host;
     uint64_t offset = 0;
+    nlohmann::ordered_json entries = nlohmann::ordered_json::object();
     for (const auto& [name, t] : tensors) {
         MG_CHECK(!name.empty() && name != kMetadataKey, "save_safetensors: '{}': tensor name '{}' is not allowed", path,
                  name);
@@ -55,10 +79,18 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
         MG_CHECK(t.defined(), "save_safetensors: '{}': tensor '{}' is undefined", path, name);
         Tensor h = t.detach().to(Device::cpu()).contiguous();
         const uint64_t nbytes = uint64_t(h.numel()) * dtype_size(h.dtype());
-        header[name] = {{"dtype", st_dtype(h.dtype())}, {"shape", h.shape()}, {"data_offsets", {offset, offset + nbytes}}};
+        entries[name] = {{"dtype", st_dtype(h.dtype())}, {"shape", h.shape()}, {"data_offsets", {offset, offset + nbytes}}};
         offset += nbytes;
         host.push_back(std::move(h));
     }
+    std::vector<std::pair<const void*, size_t>> pieces;
+    for (const Tensor& h : host) pieces.emplace_back(h.raw_data(), size_t(h.numel()) * dtype_size(h.dtype()));
+    nlohmann::ordered_json m = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : metadata)
+        if (k != kChecksumKey) m[k] = v; // a copied file's old checksum is replaced by this one's
+    m[kChecksumKey] = data_checksum(pieces);
+    header[kMetadataKey] = m;
+    header.update(entries);
     std::string text;
     try {
         text = header.dump();
@@ -186,13 +218,26 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
     MG_CHECK(in.good(), "load_safetensors: cannot open '{}': {}", path, std::strerror(errno));
     SafetensorsFile out;
     out.metadata = std::move(h.metadata);
+    std::vector<Tensor> host;
     for (const SafetensorsEntry& e : h.entries) {
         Tensor t = Tensor::empty(e.shape, {e.dtype, Device::cpu()});
         in.seekg(std::streamoff(h.data_start + e.begin));
         in.read(static_cast<char*>(t.raw_data()), std::streamsize(e.end - e.begin));
         MG_CHECK(in.good(), "load_safetensors: '{}': read error in tensor '{}'", path, e.name);
-        out.tensors.emplace_back(e.name, device.is_cpu() ? t : t.to(device));
+        host.push_back(t);
     }
+    if (auto c = out.metadata.find(kChecksumKey); c != out.metadata.end()) {
+        // in data-offset order, as written (entries are sorted by offset)
+        std::vector<std::pair<const void*, size_t>> pieces;
+        for (size_t i = 0; i < host.size(); ++i)
+            pieces.emplace_back(host[i].raw_data(), size_t(h.entries[i].end - h.entries[i].begin));
+        const std::string got = data_checksum(pieces);
+        MG_CHECK(got == c->second,
+                 "load_safetensors: '{}': the tensor data does not match the file's checksum (stored {}, computed {}): "
+                 "the file is damaged", path, text_excerpt(c->second, 40), got);
+    }
+    for (size_t i = 0; i < host.size(); ++i)
+        out.tensors.emplace_back(h.entries[i].name, device.is_cpu() ? host[i] : host[i].to(device));
     return out;
 }
 
@@ -322,6 +367,28 @@ LoadedCheckpoint load_checkpoint(const std::string& path, const NamedTensors& pa
             MG_CHECK(used.count(name) || (!optimizer && name.starts_with("optimizer.")),
                      "load_checkpoint: '{}': tensor '{}' ({}) matches no parameter{}", path, name, t.desc(),
                      optimizer ? " or optimizer state" : "");
+    // no NaN or Inf may enter a model: one pass over every floating tensor of the file
+    {
+        std::vector<std::string> names;
+        std::vector<Tensor> floats;
+        for (const auto& [name, t] : f.tensors)
+            if (is_floating(t.dtype())) names.push_back(name), floats.push_back(t);
+        NonfiniteScan scan(floats);
+        const auto& found = scan.findings();
+        for (size_t i = 0; i < found.size(); ++i) {
+            if (found[i].count == 0) continue;
+            const Shape& shape = floats[i].shape();
+            std::vector<int64_t> index(shape.size());
+            for (int64_t d = int64_t(index.size()) - 1, rest = found[i].first; d >= 0; --d) {
+                index[size_t(d)] = rest % shape[size_t(d)];
+                rest /= shape[size_t(d)];
+            }
+            throw Error(fmt::format("load_checkpoint: '{}': tensor '{}' ({}) has {} non-finite value{}; the first is {} "
+                                    "at index ({}): refusing to load it", path, names[i], floats[i].desc(),
+                                    found[i].count, found[i].count == 1 ? "" : "s", found[i].value,
+                                    fmt::join(index, ",")));
+        }
+    }
     if (optimizer) optimizer->load_state(by_name, o->second); // checks everything, then changes
     autograd::NoGrad no_grad;
     for (const auto& [name, p] : params) copy_into(p, by_name.at(name));

@@ -42,7 +42,16 @@ using Metadata = std::map<std::string, std::string>;
 
 // Tensors (any device, any strides) are copied to the host and written in the given order.
 // Names must be unique and non-empty and not "__metadata__". Throws mg::Error naming the file.
+// The metadata gets kChecksumKey: a checksum of the tensor bytes (data_checksum), which
+// load_safetensors verifies, so a flipped byte is caught rather than scored. Other safetensors
+// readers ignore it.
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata = {});
+
+inline constexpr const char* kChecksumKey = "mambagrad.checksum";
+// "mg64:<16 hex digits>": each 8-byte little-endian word w of the bytes (the tail zero-padded)
+// updates h = (h ^ w) * 0x100000001b3 then h ^= h >> 29, from h = 0xcbf29ce484222325, and the
+// byte count is mixed in last. Not cryptographic: it catches damage, not tampering.
+std::string data_checksum(const std::vector<std::pair<const void*, size_t>>& pieces);
 
 struct SafetensorsFile {
     NamedTensors tensors; // in data-offset order
