@@ -105,7 +105,7 @@ TEST_CASE("cli: info reads a checkpoint's header", "[cli][info]") {
     train::save_checkpoint(dir.file("bad.safetensors"), {{"backbone.embedding.weight", Tensor::zeros({3, 16})}}, nullptr,
                            {}, cfg.to_json().dump());
     require_one_error_line(run_cli("info --checkpoint " + dir.file("bad.safetensors")),
-                           {"backbone.embedding.weight", "is (3,16) in the file"});
+                           {"backbone.embedding.weight", "is (3,16) f32 in the file"});
 }
 
 TEST_CASE("cli: info errors name the key or file", "[cli][info][errors]") {

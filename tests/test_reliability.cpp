@@ -379,3 +379,37 @@ TEST_CASE("reliability: eval, generate and resume refuse a checkpoint with a NaN
     require_one_error_line(run_cli("eval --checkpoint " + dir.file("flip.safetensors") + " --device cpu"),
                            {"flip.safetensors", "does not match the file's checksum"});
 }
+
+TEST_CASE("reliability: a checkpoint whose header disagrees with its config is refused before allocation, by every "
+          "command alike", "[reliability][cli]") {
+    TempDir dir("hdr");
+    TrainConfig cfg = small_run(dir.file("run"));
+    cfg.max_steps = 1;
+    {
+        Trainer t(cfg, nullptr);
+        t.train();
+    }
+    // the config claims d_model 8192 (a 4 GB embedding), the file holds the small model's tensors
+    SafetensorsFile f = load_safetensors(dir.file("run/final.safetensors"));
+    json c = json::parse(f.metadata.at("mambagrad.config"));
+    c["model"]["d_model"] = 8192;
+    f.metadata["mambagrad.config"] = c.dump();
+    save_safetensors(dir.file("big.safetensors"), f.tensors, f.metadata);
+    for (const std::string cmd : {"eval --device cpu --checkpoint ", "info --checkpoint ", "probe --device cpu --checkpoint "}) {
+        INFO(cmd);
+        require_one_error_line(run_cli(cmd + dir.file("big.safetensors")),
+                               {"big.safetensors", "tensor 'backbone.embedding.weight'", "its config says (40,8192)"});
+    }
+    TrainConfig r = cfg;
+    r.resume = dir.file("big.safetensors");
+    r.model.d_model = 8192;
+    r.run_dir = dir.file("run2");
+    REQUIRE_ERROR_WITH(Trainer(r, nullptr), "train --resume", "its config says (40,8192)");
+    // and a tensor the config does not know is refused by info as by eval
+    f = load_safetensors(dir.file("run/final.safetensors"));
+    f.tensors.emplace_back("backbone.extra", Tensor::zeros({2}));
+    save_safetensors(dir.file("extra.safetensors"), f.tensors, f.metadata);
+    for (const std::string cmd : {"eval --device cpu --checkpoint ", "info --checkpoint "})
+        require_one_error_line(run_cli(cmd + dir.file("extra.safetensors")),
+                               {"tensor 'backbone.extra' (2) is neither a parameter of its config nor optimizer state"});
+}

@@ -337,6 +337,29 @@ TrainerState read_trainer_state(const Metadata& metadata, const std::string& pat
     return state;
 }
 
+void require_finite(const std::string& path, const NamedTensors& tensors) {
+    std::vector<std::string> names;
+    std::vector<Tensor> floats;
+    for (const auto& [name, t] : tensors)
+        if (is_floating(t.dtype())) names.push_back(name), floats.push_back(t);
+    NonfiniteScan scan(floats);
+    const auto& found = scan.findings();
+    for (size_t i = 0; i < found.size(); ++i) {
+        if (found[i].count == 0) continue;
+        const Shape& shape = floats[i].shape();
+        std::vector<int64_t> index(shape.size());
+        for (int64_t d = int64_t(index.size()) - 1, rest = found[i].first; d >= 0; --d) {
+            index[size_t(d)] = rest % shape[size_t(d)];
+            rest /= shape[size_t(d)];
+        }
+        throw Error(fmt::format("load_checkpoint: '{}': tensor '{}' ({}) has {} non-finite value{}; the first is {} "
+                                "at index ({}): refusing to load it", path, names[i], floats[i].desc(), found[i].count,
+                                found[i].count == 1 ? "" : "s", found[i].value, fmt::join(index, ",")));
+    }
+}
+
+void check_checkpoint_data(const std::string& path) { require_finite(path, load_safetensors(path).tensors); }
+
 LoadedCheckpoint load_checkpoint(const std::string& path, const NamedTensors& params, AdamW* optimizer,
                                  bool allow_unexpected) {
     SafetensorsFile f = load_safetensors(path);
@@ -367,28 +390,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, const NamedTensors& pa
             MG_CHECK(used.count(name) || (!optimizer && name.starts_with("optimizer.")),
                      "load_checkpoint: '{}': tensor '{}' ({}) matches no parameter{}", path, name, t.desc(),
                      optimizer ? " or optimizer state" : "");
-    // no NaN or Inf may enter a model: one pass over every floating tensor of the file
-    {
-        std::vector<std::string> names;
-        std::vector<Tensor> floats;
-        for (const auto& [name, t] : f.tensors)
-            if (is_floating(t.dtype())) names.push_back(name), floats.push_back(t);
-        NonfiniteScan scan(floats);
-        const auto& found = scan.findings();
-        for (size_t i = 0; i < found.size(); ++i) {
-            if (found[i].count == 0) continue;
-            const Shape& shape = floats[i].shape();
-            std::vector<int64_t> index(shape.size());
-            for (int64_t d = int64_t(index.size()) - 1, rest = found[i].first; d >= 0; --d) {
-                index[size_t(d)] = rest % shape[size_t(d)];
-                rest /= shape[size_t(d)];
-            }
-            throw Error(fmt::format("load_checkpoint: '{}': tensor '{}' ({}) has {} non-finite value{}; the first is {} "
-                                    "at index ({}): refusing to load it", path, names[i], floats[i].desc(),
-                                    found[i].count, found[i].count == 1 ? "" : "s", found[i].value,
-                                    fmt::join(index, ",")));
-        }
-    }
+    require_finite(path, f.tensors); // no NaN or Inf may enter a model
     if (optimizer) optimizer->load_state(by_name, o->second); // checks everything, then changes
     autograd::NoGrad no_grad;
     for (const auto& [name, p] : params) copy_into(p, by_name.at(name));

@@ -101,6 +101,12 @@ void save_checkpoint(const std::string& path, const NamedTensors& params, const 
 // file in the error when the entry is malformed.
 TrainerState read_trainer_state(const Metadata& metadata, const std::string& path);
 
+// Throws naming the file, the tensor and the first index when a floating tensor holds NaN or Inf.
+void require_finite(const std::string& path, const NamedTensors& tensors);
+// Reads the file's data (verifying its checksum) and requires it finite: what load_checkpoint
+// checks of the data, without a model to load it into.
+void check_checkpoint_data(const std::string& path);
+
 struct LoadedCheckpoint {
     TrainerState state;
     std::string config_json; // "" when the file has none

@@ -122,7 +122,30 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& device)
     return load_model(checkpoint, cfg);
 }
 
+SafetensorsHeader check_checkpoint_header(const std::string& checkpoint, const nn::MambaConfig& model,
+                                          const char* what) {
+    SafetensorsHeader h = read_safetensors_header(checkpoint);
+    std::map<std::string, const SafetensorsEntry*> by_name;
+    for (const SafetensorsEntry& e : h.entries) by_name[e.name] = &e;
+    std::set<std::string> params;
+    for (const nn::ParameterSpec& p : nn::parameter_specs(model)) {
+        params.insert(p.name);
+        auto it = by_name.find(p.name);
+        MG_CHECK(it != by_name.end(), "{}: checkpoint '{}': parameter '{}' {} of its config is not in the file", what,
+                 checkpoint, p.name, shape_str(p.shape));
+        MG_CHECK(it->second->shape == p.shape && is_floating(it->second->dtype),
+                 "{}: checkpoint '{}': tensor '{}' is {} {} in the file, its config says {} (a float type)", what,
+                 checkpoint, p.name, shape_str(it->second->shape), dtype_name(it->second->dtype), shape_str(p.shape));
+    }
+    for (const SafetensorsEntry& e : h.entries)
+        MG_CHECK(params.count(e.name) || e.name.starts_with("optimizer."),
+                 "{}: checkpoint '{}': tensor '{}' {} is neither a parameter of its config nor optimizer state", what,
+                 checkpoint, e.name, shape_str(e.shape));
+    return h;
+}
+
 LoadedModel load_model(const std::string& checkpoint, const TrainConfig& cfg) {
+    check_checkpoint_header(checkpoint, cfg.model, "load_model"); // before the model is allocated
     LoadedModel m;
     m.config = cfg;
     Generator gen(m.config.seed);

@@ -51,6 +51,13 @@ struct LoadedModel {
     std::unique_ptr<nn::MambaLM> model;
     TrainerState state;
 };
+// Checks a checkpoint's header against a model config before anything is allocated: every
+// parameter of `model` (nn::parameter_specs) is in the file with its shape and a float dtype, and
+// every tensor of the file is a parameter or optimizer state ("optimizer."). `what` names the
+// command in the error ("eval", "train --resume"). eval, generate, probe, info and --resume all
+// run it, so they accept the same files; the data (checksum, NaN/Inf) is checked as it is read.
+SafetensorsHeader check_checkpoint_header(const std::string& checkpoint, const nn::MambaConfig& model,
+                                          const char* what);
 // The model of cfg (cfg.model on cfg.resolved_device()) with the checkpoint's parameters.
 LoadedModel load_model(const std::string& checkpoint, const TrainConfig& cfg);
 // The same with the checkpoint's own config (its device replaced by `device`).

@@ -1,6 +1,8 @@
 // train/info.cpp: see train/info.h.
 #include "train/info.h"
 
+#include "train/evaluate.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -57,18 +59,14 @@ ModelInfo model_info(const nn::MambaConfig& cfg) { return info_of(cfg, "config")
 
 ModelInfo model_info_from_checkpoint(const std::string& path) {
     MG_CHECK(std::filesystem::is_regular_file(path), "info: checkpoint '{}' does not exist (or is not a file)", path);
-    SafetensorsHeader h = read_safetensors_header(path);
     ModelInfo info = info_of(TrainConfig::from_json(checkpoint_config(path)).model, path);
+    // the checks eval and --resume make, so that info accepts the same files: the header against
+    // the config, then the data (checksum, no NaN/Inf) as load_checkpoint reads it
+    SafetensorsHeader h = check_checkpoint_header(path, info.config, "info");
+    check_checkpoint_data(path);
     std::map<std::string, const SafetensorsEntry*> by_name;
     for (const SafetensorsEntry& e : h.entries) by_name[e.name] = &e;
-    for (ModelInfo::Row& r : info.parameters) {
-        auto it = by_name.find(r.name);
-        MG_CHECK(it != by_name.end(), "info: checkpoint '{}': parameter '{}' {} of its config is not in the file", path,
-                 r.name, shape_str(r.shape));
-        MG_CHECK(it->second->shape == r.shape, "info: checkpoint '{}': tensor '{}' is {} in the file, its config says {}",
-                 path, r.name, shape_str(it->second->shape), shape_str(r.shape));
-        r.dtype = it->second->dtype;
-    }
+    for (ModelInfo::Row& r : info.parameters) r.dtype = by_name.at(r.name)->dtype;
     info.optimizer_tensors =
         std::count_if(h.entries.begin(), h.entries.end(), [](const SafetensorsEntry& e) { return e.name.starts_with("optimizer."); });
     info.state = read_trainer_state(h.metadata, path);

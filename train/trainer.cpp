@@ -111,6 +111,8 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
     schedule_.total_steps = total_steps_;
     schedule_.warmup_fraction = cfg_.warmup_fraction;
 
+    // a checkpoint to resume must fit the config before the model is allocated
+    if (!cfg_.resume.empty()) check_checkpoint_header(cfg_.resume, cfg_.model, "train --resume");
     Generator gen(cfg_.seed);
     model_ = std::make_unique<nn::MambaLM>(cfg_.model, Options{DType::f32, device_}, gen);
     AdamWOptions o;
