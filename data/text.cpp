@@ -2,10 +2,12 @@
 #include "data/text.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <numbers>
 
+#include "data/read_file.h"
 #include "tensor/check.h"
 #include "tensor/random.h"
 
@@ -45,11 +47,10 @@ TextSplits split_text(std::span<const int32_t> stream, double valid_fraction, do
 }
 
 TextCorpus load_text_corpus(const std::string& path, double valid_fraction, double test_fraction) {
-    std::ifstream in(path, std::ios::binary);
-    MG_CHECK(in.good(), "text corpus: cannot read '{}'{}", path,
+    MG_CHECK(std::filesystem::exists(path), "text corpus: cannot read '{}': no such file{}", path,
              path.ends_with("kjv.txt") ? " (run `make corpus` to prepare the King James Bible)" : "");
-    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    MG_CHECK(!in.bad(), "text corpus: error while reading '{}'", path);
+    // a byte becomes a 4-byte token: 1 GiB of text is 4 GiB of tokens
+    const std::string text = read_regular_file(path, "text corpus", kMaxCorpusBytes);
     MG_CHECK(!text.empty(), "text corpus: '{}' is empty", path);
     std::vector<int32_t> stream;
     stream.reserve(text.size() + 2);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <sstream>
 
 #include "data/dir_lock.h"
+#include "data/text.h"
 #include "tensor/json.h"
 #include "tests/helpers.h"
 #include "train/checkpoint.h"
@@ -412,4 +414,21 @@ TEST_CASE("reliability: a checkpoint whose header disagrees with its config is r
     for (const std::string cmd : {"eval --device cpu --checkpoint ", "info --checkpoint "})
         require_one_error_line(run_cli(cmd + dir.file("extra.safetensors")),
                                {"tensor 'backbone.extra' (2) is neither a parameter of its config nor optimizer state"});
+}
+
+TEST_CASE("reliability: a directory, a pipe or a device where a file is expected is refused before reading",
+          "[reliability][cli]") {
+    TempDir dir("notfile");
+    const std::string fifo = dir.file("fifo");
+    REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0); // reading it would block forever: never opened
+    for (const auto& [path, says] : std::vector<std::pair<std::string, std::string>>{
+             {dir.path.string(), "is a directory, expected a file"},
+             {fifo, "is not a regular file (a pipe, socket or device)"},
+             {"/dev/urandom", "is not a regular file (a pipe, socket or device)"}}) {
+        INFO(path);
+        REQUIRE_ERROR_WITH(data::load_text_corpus(path, 0.1, 0.1), "text corpus", "'" + path + "'", says);
+        require_one_error_line(run_cli("train --config " + path), {"train: --config", "'" + path + "'", says});
+    }
+    require_one_error_line(run_cli("train --config " + dir.file("missing.json")),
+                           {"train: --config", "missing.json", "No such file"});
 }

@@ -9,9 +9,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "tensor/runtime.h"
+#include "data/read_file.h"
 #include "tensor/check.h"
 #include "tensor/json.h"
+#include "tensor/runtime.h"
 #include "train/checkpoint.h"
 
 namespace mg::train {
@@ -75,13 +76,6 @@ const std::vector<std::string> kTaskKeys = {"kind",       "variant", "grid", "tr
 const std::vector<std::string> kLmTaskKeys = {"kind",           "corpus",        "seq_len",
                                               "valid_fraction", "test_fraction", "eval_batches"};
 
-std::string read_text_file(const std::string& path, const char* what) {
-    std::ifstream in(path, std::ios::binary);
-    MG_CHECK(in.good(), "{}: cannot read '{}'", what, path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 } // namespace
 
@@ -377,7 +371,7 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
     }
     json base;
     if (!config_path.empty()) {
-        const std::string text = read_text_file(config_path, "train: --config");
+        const std::string text = data::read_regular_file(config_path, "train: --config", uint64_t(16) << 20);
         base = parse_json(text, fmt::format("{}: {}", kWhere, config_path));
         MG_CHECK(base.is_object(), "{}: {} holds {}, expected a JSON object", kWhere, config_path, json_excerpt(base));
     } else if (!resume.empty()) {
