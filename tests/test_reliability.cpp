@@ -432,3 +432,20 @@ TEST_CASE("reliability: a directory, a pipe or a device where a file is expected
     require_one_error_line(run_cli("train --config " + dir.file("missing.json")),
                            {"train: --config", "missing.json", "No such file"});
 }
+
+TEST_CASE("reliability: what a run will write is checked before the first step", "[reliability]") {
+    TempDir dir("outputs");
+    std::filesystem::create_directories(dir.file("a"));
+    std::ofstream(dir.file("a/checkpoints")) << "a file where the checkpoint folder goes";
+    REQUIRE_ERROR_WITH(Trainer(small_run(dir.file("a")), nullptr), "train: cannot use", "a/checkpoints",
+                       "for checkpoints");
+    std::filesystem::create_directories(dir.file("b/final.safetensors"));
+    REQUIRE_ERROR_WITH(Trainer(small_run(dir.file("b")), nullptr), "b/final.safetensors",
+                       "exists and is not a file");
+    std::filesystem::create_directories(dir.file("c/metrics.jsonl"));
+    REQUIRE_ERROR_WITH(Trainer(small_run(dir.file("c")), nullptr), "c/metrics.jsonl", "exists and is not a file");
+    // a good directory leaves no trace of the check
+    { Trainer ok(small_run(dir.file("d")), nullptr); }
+    CHECK(std::filesystem::is_directory(dir.file("d/checkpoints")));
+    CHECK(std::filesystem::is_empty(dir.file("d/checkpoints")));
+}

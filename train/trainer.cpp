@@ -157,6 +157,18 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
         // leftovers of writes a kill cut short, and (resuming) the run's checkpoints so far, which
         // keep_checkpoints counts with the ones this Trainer writes
         const std::filesystem::path ckpt_dir = std::filesystem::path(run_dir_) / "checkpoints";
+        // what the run will write, checked now and not after an hour of training: the checkpoint
+        // folder exists and takes files, and the final checkpoint's name is free for a file
+        std::filesystem::create_directories(ckpt_dir, ec);
+        MG_CHECK(!ec && std::filesystem::is_directory(ckpt_dir), "train: cannot use '{}' for checkpoints: {}",
+                 ckpt_dir.string(), ec ? ec.message() : std::string("it exists and is not a directory"));
+        data::write_file_atomic((ckpt_dir / ".write_check").string(), "");
+        std::filesystem::remove(ckpt_dir / ".write_check");
+        for (const char* out : {"final.safetensors", "metrics.jsonl"}) {
+            const std::filesystem::path f = std::filesystem::path(run_dir_) / out;
+            MG_CHECK(!std::filesystem::exists(f) || std::filesystem::is_regular_file(f),
+                     "train: '{}' exists and is not a file; the run writes it", f.string());
+        }
         data::remove_stale_temp_files(run_dir_);
         data::remove_stale_temp_files(ckpt_dir.string());
         if (!cfg_.resume.empty() && std::filesystem::is_directory(ckpt_dir))
