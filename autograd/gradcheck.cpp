@@ -12,18 +12,9 @@ namespace mg {
 
 namespace {
 
-std::vector<int64_t> unravel(int64_t linear, const Shape& shape) {
-    std::vector<int64_t> idx(shape.size());
-    for (size_t d = shape.size(); d-- > 0;) {
-        idx[d] = linear % shape[d];
-        linear /= shape[d];
-    }
-    return idx;
-}
-
 // Reads/writes one f64 element of x (logical row-major index) in place, on any device.
 int64_t storage_offset(const Tensor& x, int64_t linear) {
-    auto idx = unravel(linear, x.shape());
+    auto idx = unravel_index(linear, x.shape());
     int64_t off = 0;
     for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * x.strides()[d];
     return off;
@@ -110,7 +101,7 @@ GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Tensor>& input
             if (excess > worst_excess) {
                 worst_excess = excess;
                 res.input = int(i);
-                res.index = unravel(j, x.shape());
+                res.index = unravel_index(j, x.shape());
                 res.analytical = ana;
                 res.numerical = num;
             }

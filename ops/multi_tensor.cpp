@@ -135,6 +135,7 @@ template <typename T> NonfiniteScan::Finding first_nonfinite_cpu(const T* x, int
 
 NonfiniteScan::NonfiniteScan(const std::vector<Tensor>& xs) : findings_(xs.size()), done_(false) {
     autograd::NoGrad no_grad;
+    std::vector<int64_t> slot(xs.size(), -1); // a CUDA tensor's position among its device's tensors
     for (size_t i = 0; i < xs.size(); ++i) {
         const Tensor& x = xs[i];
         if (!x.defined()) continue;
@@ -148,6 +149,7 @@ NonfiniteScan::NonfiniteScan(const std::vector<Tensor>& xs) : findings_(xs.size(
         auto it = std::find_if(devices_.begin(), devices_.end(),
                                [&](const DeviceWords& d) { return d.device == x.device().index; });
         if (it == devices_.end()) it = devices_.insert(devices_.end(), DeviceWords{x.device().index, {}, {}, {}});
+        slot[i] = int64_t(it->which.size());
         it->which.push_back(i);
     }
     // Per device, the words of cuda/optim.h: "any", then a count and a first code per tensor.
@@ -166,12 +168,17 @@ NonfiniteScan::NonfiniteScan(const std::vector<Tensor>& xs) : findings_(xs.size(
         const int64_t K = int64_t(d.which.size());
         std::vector<cuda::ProbeSlot<T>> slots;
         for (size_t i : which) {
-            const int64_t k = int64_t(std::find(d.which.begin(), d.which.end(), i) - d.which.begin());
+            const int64_t k = slot[i];
             slots.push_back({xs[i].data<T>(), xs[i].numel(), w + 1 + k, w + 1 + K + k, w});
         }
         MG_CUDA_ONLY(cuda::DeviceGuard dg(device); cuda::nonfinite_probe(slots));
     });
     for (DeviceWords& d : devices_) d.read = AsyncRead(d.words);
+}
+
+std::string NonfiniteScan::Finding::describe(const Shape& shape) const {
+    return fmt::format("has {} non-finite value{}; the first is {} at index ({}) (flat {})", count,
+                       count == 1 ? "" : "s", value, fmt::join(unravel_index(first, shape), ","), first);
 }
 
 const std::vector<NonfiniteScan::Finding>& NonfiniteScan::findings() {

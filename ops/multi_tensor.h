@@ -40,6 +40,8 @@ public:
         int64_t count = 0;  // 0: every value is finite
         int64_t first = -1; // flat index of the first non-finite value
         double value = 0;   // NaN, +Inf or -Inf
+        // "has 3 non-finite values; the first is nan at index (0,5) (flat 5)" for a tensor of `shape`
+        std::string describe(const Shape& shape) const;
     };
     NonfiniteScan() = default;
     // Undefined tensors are allowed (and finite); defined ones must be f32 or f64.

@@ -51,6 +51,15 @@ Shape contiguous_strides(const Shape& shape) {
 
 std::string shape_str(const Shape& shape) { return fmt::format("({})", fmt::join(shape, ",")); }
 
+std::vector<int64_t> unravel_index(int64_t flat, const Shape& shape) {
+    std::vector<int64_t> idx(shape.size());
+    for (size_t d = shape.size(); d-- > 0;) {
+        idx[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    return idx;
+}
+
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
     int64_t lo = ndim == 0 ? -1 : -ndim, hi = ndim == 0 ? 0 : ndim - 1;
     MG_CHECK(dim >= lo && dim <= hi, "{}: dim {} out of range for a tensor of {} dims (expected {}..{})",

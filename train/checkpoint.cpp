@@ -346,15 +346,8 @@ void require_finite(const std::string& path, const NamedTensors& tensors) {
     const auto& found = scan.findings();
     for (size_t i = 0; i < found.size(); ++i) {
         if (found[i].count == 0) continue;
-        const Shape& shape = floats[i].shape();
-        std::vector<int64_t> index(shape.size());
-        for (int64_t d = int64_t(index.size()) - 1, rest = found[i].first; d >= 0; --d) {
-            index[size_t(d)] = rest % shape[size_t(d)];
-            rest /= shape[size_t(d)];
-        }
-        throw Error(fmt::format("load_checkpoint: '{}': tensor '{}' ({}) has {} non-finite value{}; the first is {} "
-                                "at index ({}): refusing to load it", path, names[i], floats[i].desc(), found[i].count,
-                                found[i].count == 1 ? "" : "s", found[i].value, fmt::join(index, ",")));
+        throw Error(fmt::format("load_checkpoint: '{}': tensor '{}' ({}) {}: refusing to load it", path, names[i],
+                                floats[i].desc(), found[i].describe(floats[i].shape())));
     }
 }
 

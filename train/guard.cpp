@@ -38,15 +38,8 @@ void FiniteProbe::check() {
     if (bad == found.end()) return;
     const Entry& e = entries_[size_t(bad - found.begin())];
     if (e.is_loss) throw Error(fmt::format("NaN/Inf guard: step {}: the loss is {}", step_, bad->value));
-    std::vector<int64_t> index(e.shape.size());
-    for (int64_t d = int64_t(index.size()) - 1, rest = bad->first; d >= 0; --d) {
-        index[size_t(d)] = rest % e.shape[size_t(d)];
-        rest /= e.shape[size_t(d)];
-    }
-    throw Error(fmt::format("NaN/Inf guard: step {}: {} '{}' ({}) has {} non-finite value{}; the first is {} at "
-                            "index ({}) (flat {})",
-                            step_, what_, e.name, e.desc, bad->count, bad->count == 1 ? "" : "s", bad->value,
-                            fmt::join(index, ","), bad->first));
+    throw Error(fmt::format("NaN/Inf guard: step {}: {} '{}' ({}) {}", step_, what_, e.name, e.desc,
+                            bad->describe(e.shape)));
 }
 
 std::vector<Tensor> FiniteProbe::skip_words() const { return scan_.skip_words(); }
