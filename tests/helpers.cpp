@@ -109,8 +109,12 @@ std::vector<std::string> TempDir::listing() const {
     return out;
 }
 
+std::string cli_binary() {
+    return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mambagrad").string();
+}
+
 Run run_cli(const std::string& args) {
-    std::string bin = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mambagrad").string();
+    const std::string bin = cli_binary();
     REQUIRE(std::filesystem::exists(bin));
     Run r;
     FILE* p = popen((bin + " " + args + " 2>&1").c_str(), "r");

@@ -75,6 +75,8 @@ struct Run {
     std::string out; // stdout and stderr together
 };
 Run run_cli(const std::string& args);
+// The path of that program (for tests that start it themselves).
+std::string cli_binary();
 // The run failed the CLI's way: exit status 2 and exactly one line, "error: ...", that contains
 // every one of `must_contain`.
 void require_one_error_line(const Run& r, const std::vector<std::string>& must_contain);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "tests/helpers.h"
+#include "tests/train_helpers.h"
 #include "train/evaluate.h"
 
 using mg::test::run_cli;
@@ -14,14 +15,6 @@ namespace {
 
 const std::string kDir = "tests/fixtures/old_checkpoint/";
 
-std::string read_text(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    REQUIRE(f.good());
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
 } // namespace
 
 TEST_CASE("checkpoint compatibility: ac8e6f2's checkpoints evaluate to the numbers it printed", "[checkpoint]") {
@@ -29,7 +22,8 @@ TEST_CASE("checkpoint compatibility: ac8e6f2's checkpoints evaluate to the numbe
         INFO(name);
         const std::string ckpt = kDir + name + "_ac8e6f2.safetensors";
         // The old program's stdout, verbatim: the table names the checkpoint by this relative path.
-        const std::string expected = read_text(kDir + name + "_eval.txt");
+        const std::string expected = mg::test::read_all(kDir + name + "_eval.txt");
+        REQUIRE(!expected.empty()); // the fixture is there
         mg::test::Run r = run_cli("eval --checkpoint " + ckpt + " --device cpu --examples 64 --variant standard "
                                   "--grid 64x4");
         CHECK(r.status == 0);

@@ -18,6 +18,7 @@
 #include "data/text.h"
 #include "tensor/json.h"
 #include "tests/helpers.h"
+#include "tests/train_helpers.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -264,7 +265,7 @@ namespace {
 // Starts `mambagrad ARGS` (the program beside the test binary) in the background, its stdout and
 // stderr into `log`; returns its pid.
 pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
-    const std::string bin = (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mambagrad").string();
+    const std::string bin = mg::test::cli_binary();
     std::vector<std::string> all = {bin};
     all.insert(all.end(), args.begin(), args.end());
     std::vector<char*> argv;
@@ -288,13 +289,6 @@ int train_rows(const std::string& metrics) {
     for (std::string line; std::getline(in, line);)
         if (line.find("\"kind\":\"train\"") != std::string::npos) ++n;
     return n;
-}
-
-std::string read_all(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
 }
 
 } // namespace
@@ -372,12 +366,11 @@ TEST_CASE("reliability: eval, generate and resume refuse a checkpoint with a NaN
     r.run_dir = dir.file("run2");
     REQUIRE_ERROR_WITH(Trainer(r, nullptr), "tensor 'backbone.layers.0.mixer.D'", "non-finite");
     // one flipped byte in the data section of a good checkpoint
-    std::ifstream in(good, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string bytes = read_all(good);
     uint64_t n;
     std::memcpy(&n, bytes.data(), 8);
     bytes[8 + size_t(n) + 100] = char(bytes[8 + size_t(n) + 100] ^ 0x40);
-    std::ofstream(dir.file("flip.safetensors"), std::ios::binary) << bytes;
+    write_all(dir.file("flip.safetensors"), bytes);
     require_one_error_line(run_cli("eval --checkpoint " + dir.file("flip.safetensors") + " --device cpu"),
                            {"flip.safetensors", "does not match the file's checksum"});
 }
