@@ -175,7 +175,7 @@ bool CommandLine::given(const std::string& name) const {
 }
 
 void CommandLine::set(Option& o, const std::string& value) {
-    const std::string what = fmt::format("{}: {} {}", command_, o.name, text_excerpt(value, 40).empty() ? "''" : "'" + text_excerpt(value, 40) + "'");
+    const std::string what = fmt::format("{}: {} '{}'", command_, o.name, text_excerpt(value, 40));
     auto whole = [&](const char* end) { return !value.empty() && *end == '\0' && errno == 0; };
     errno = 0;
     char* end = nullptr;

@@ -5,9 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <csignal>
 #include <deque>
 #include <cmath>
 #include <filesystem>
@@ -34,6 +32,8 @@
 #include "train/guard.h"
 #include "train/metrics.h"
 #include "train/plot.h"
+#include "train/run_dir.h"
+#include "train/stop_signals.h"
 
 namespace mg::train {
 
@@ -144,54 +144,11 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
     dropout_gen_.set_state(state_.rng_seed, state_.rng_offset);
     model_->set_dropout_generator(&dropout_gen_);
     if (!cfg_.run_dir.empty()) {
-        const std::filesystem::path p = std::filesystem::path(cfg_.run_dir).lexically_normal();
-        const std::string name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
-        const std::string root = p.filename().empty() ? p.parent_path().parent_path().string() : p.parent_path().string();
-        // one run per directory: lock it before anything in it is written or removed
-        const std::filesystem::path dir = std::filesystem::path(root.empty() ? "." : root) / name;
-        std::error_code ec;
-        std::filesystem::create_directories(dir, ec);
-        MG_CHECK(!ec, "run directory: cannot create '{}': {}", dir.string(), ec.message());
-        run_lock_ = data::DirLock(dir.string(), "train: run directory");
-        run_dir_ = make_run_dir(root.empty() ? "." : root, name, cfg_.to_json());
-        // leftovers of writes a kill cut short, and (resuming) the run's checkpoints so far, which
-        // keep_checkpoints counts with the ones this Trainer writes
-        const std::filesystem::path ckpt_dir = std::filesystem::path(run_dir_) / "checkpoints";
-        // what the run will write, checked now and not after an hour of training: the checkpoint
-        // folder exists and takes files, and the final checkpoint's name is free for a file
-        std::filesystem::create_directories(ckpt_dir, ec);
-        MG_CHECK(!ec && std::filesystem::is_directory(ckpt_dir), "train: cannot use '{}' for checkpoints: {}",
-                 ckpt_dir.string(), ec ? ec.message() : std::string("it exists and is not a directory"));
-        data::write_file_atomic((ckpt_dir / ".write_check").string(), "");
-        std::filesystem::remove(ckpt_dir / ".write_check");
-        for (const char* out : {"final.safetensors", "metrics.jsonl"}) {
-            const std::filesystem::path f = std::filesystem::path(run_dir_) / out;
-            MG_CHECK(!std::filesystem::exists(f) || std::filesystem::is_regular_file(f),
-                     "train: '{}' exists and is not a file; the run writes it", f.string());
-        }
-        data::remove_stale_temp_files(run_dir_);
-        data::remove_stale_temp_files(ckpt_dir.string());
-        if (!cfg_.resume.empty() && std::filesystem::is_directory(ckpt_dir))
-            for (const auto& e : std::filesystem::directory_iterator(ckpt_dir)) {
-                const std::string f = e.path().filename().string();
-                if (f.starts_with("step_") && f.ends_with(".safetensors")) checkpoints_.push_back(e.path().string());
-            }
-        std::sort(checkpoints_.begin(), checkpoints_.end()); // step_<7 digits>: by step
-        const std::string metrics = (std::filesystem::path(run_dir_) / "metrics.jsonl").string();
-        if (cfg_.resume.empty()) {
-            std::filesystem::remove(metrics); // a fresh run starts a fresh log
-        } else if (std::filesystem::exists(metrics)) {
-            // keep the rows up to the checkpoint's step: an interrupted run may have logged past it
-            std::ifstream in(metrics);
-            std::string line, kept;
-            while (std::getline(in, line)) {
-                json row = parse_json_or_discard(line);
-                if (!row.is_discarded() && row.is_object() && row.value("step", int64_t(0)) <= state_.step)
-                    kept += line + "\n";
-            }
-            data::write_file_atomic(metrics, kept);
-        }
-        log_ = std::make_unique<MetricsLog>(metrics);
+        RunDir rd = open_run_dir(cfg_.run_dir, cfg_.to_json(), !cfg_.resume.empty(), state_.step);
+        run_lock_ = std::move(rd.lock);
+        run_dir_ = rd.path;
+        checkpoints_ = std::move(rd.checkpoints);
+        log_ = std::make_unique<MetricsLog>(rd.metrics);
     }
     if (out_) {
         std::string cells;
@@ -391,51 +348,6 @@ struct Trainer::StepStats {
     std::vector<double> norms;      // each parameter's, grad_names order (logged steps only)
     int64_t labelled = 0, right = 0; // labelled positions, and how many the pre-step model got right
 };
-
-namespace {
-
-// The first SIGINT or SIGTERM asks the loop to stop after the step in flight (it is recorded
-// here and read between steps); a second one ends the process at once (the default action).
-// The count is a lock-free atomic (async-signal-safe): two signals handled at once on two threads
-// still have exactly one first.
-std::atomic<int> g_stop_count{0};
-std::atomic<int> g_stop_signal{0};
-static_assert(std::atomic<int>::is_always_lock_free);
-
-extern "C" void on_stop_signal(int sig) {
-    if (g_stop_count.fetch_add(1) > 0) { // the second: at once
-        std::signal(sig, SIG_DFL);
-        std::raise(sig);
-        return;
-    }
-    g_stop_signal.store(sig);
-}
-
-// Installs the handlers for one train() call and puts the previous ones back after it.
-class StopSignals {
-public:
-    StopSignals() {
-        g_stop_count = 0;
-        g_stop_signal = 0;
-        struct sigaction sa = {};
-        sa.sa_handler = on_stop_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, &old_int_);
-        sigaction(SIGTERM, &sa, &old_term_);
-    }
-    ~StopSignals() {
-        sigaction(SIGINT, &old_int_, nullptr);
-        sigaction(SIGTERM, &old_term_, nullptr);
-        g_stop_count = 0;
-        g_stop_signal = 0;
-    }
-    int pending() const { return g_stop_signal.load(); }
-
-private:
-    struct sigaction old_int_ = {}, old_term_ = {};
-};
-
-} // namespace
 
 TrainSummary Trainer::train(int64_t stop_after_step) {
     StopSignals signals;
