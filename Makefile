@@ -200,4 +200,7 @@ vendor:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
+# Every object's dependency file, the labs' and bench_step's included: a header or .inc change must
+# rebuild each object that includes it (a stale lab object once hid a renamed helper from local builds).
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) \
+         $(addprefix $(BUILD)/bench/,bench_step.d fft_lab.d scan_lab.d)
