@@ -3,6 +3,9 @@
 #   make              the library and the `mambagrad` program (build/mambagrad)
 #   make test         build and run the whole test suite (CUDA cases run when a GPU is present)
 #   make test SANITIZE=1   the CPU suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz         build the libFuzzer targets of fuzz/ (clang++, ASan + UBSan, build/fuzz) and
+#                     run each for FUZZ_SECONDS (default 60); see README "Reliability"
+#   make gpu-check    the CUDA suite under compute-sanitizer's four tools (GPU machine)
 #   make train        train a small Mamba on Standard MQAR, then score Standard, Last and Shuffle
 #   make corpus       the LM corpus data/corpus/kjv.txt (the King James Bible, public domain) from
 #                     Debian's bible-kjv-text (installs bible-kjv with apt-get when run as root)
@@ -16,7 +19,8 @@
 NVCC_PATH := $(shell command -v nvcc 2>/dev/null)
 CUDA ?= $(if $(NVCC_PATH),1,0)
 SANITIZE ?= 0
-ifeq ($(SANITIZE),1)
+FUZZ ?= 0
+ifneq ($(filter 1,$(SANITIZE) $(FUZZ)),)
   CUDA := 0
 endif
 DEBUG ?= 0
@@ -24,7 +28,9 @@ CUDA_ARCH ?= 90
 
 # ---- where things go: one build folder per configuration, so switching never mixes objects ---
 BUILD := build
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+  BUILD := build/fuzz
+else ifeq ($(SANITIZE),1)
   BUILD := build/san
 else ifeq ($(CUDA),0)
   BUILD := build/cpu
@@ -75,6 +81,16 @@ ifeq ($(SANITIZE),1)
   CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 endif
+# The fuzz build: clang's libFuzzer needs clang (Debian: clang, libclang-rt-14-dev, libomp-dev); the
+# library gets coverage instrumentation, the targets link libFuzzer's main.
+ifeq ($(FUZZ),1)
+  CXX := clang++
+  OPT := -O1 -g
+  CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -fno-trapping-math -MMD -MP \
+              -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+              -Wno-pass-failed
+  LDFLAGS += -fsanitize=address,undefined
+endif
 ifeq ($(OPENBLAS),1)
   CPPFLAGS += -DMG_OPENBLAS -I$(OPENBLAS_INC)
   LDLIBS += -lopenblas
@@ -112,7 +128,7 @@ STEP_BIN := $(BUILD)/bench_step
 LAB_BIN := $(BUILD)/fft_lab
 SCAN_LAB_BIN := $(BUILD)/scan_lab
 
-.PHONY: all test vendor clean bench lab train corpus check-layers
+.PHONY: all test vendor clean bench lab train corpus check-layers fuzz fuzz-build fuzz-run gpu-check
 all: $(LIB) $(BIN)
 
 $(BUILD)/%.o: %.cpp
@@ -192,6 +208,24 @@ $(CORPUS): data/prepare_kjv.sh
 	fi
 	sh data/prepare_kjv.sh $@
 
+# ---- fuzzing (issue "Reliability"): one libFuzzer target per reader of outside files; fuzz/corpus/<t>/
+# holds each one's committed seeds, build/fuzz/corpus/<t>/ what a run found beyond them, and
+# build/fuzz/findings/<t>/ the input of any crash, leak, sanitizer report, hang or unclean error.
+FUZZ_TARGETS := safetensors config metadata jsonl corpus
+FUZZ_SECONDS ?= 60
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(BUILD)/fuzz_%)
+$(BUILD)/fuzz_%: $(BUILD)/fuzz/%.o $(LIB)
+	$(CXX) $(LDFLAGS) -fsanitize=fuzzer $^ $(LDLIBS) -o $@
+fuzz-build: $(FUZZ_BINS)
+fuzz-run: $(FUZZ_BINS)
+	tools/fuzz.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz:
+	$(MAKE) FUZZ=1 fuzz-run
+
+# The CUDA suite under compute-sanitizer memcheck, racecheck, initcheck and synccheck (GPU machine).
+gpu-check: $(TEST_BIN)
+	tools/gpu_check.sh $(TEST_BIN) $(BUILD)/gpu-check
+
 vendor:
 	@mkdir -p third_party/include
 	cp -r /usr/include/fmt /usr/include/catch2 /usr/include/CLI /usr/include/nlohmann third_party/include/
@@ -203,4 +237,4 @@ clean:
 # Every object's dependency file, the labs' and bench_step's included: a header or .inc change must
 # rebuild each object that includes it (a stale lab object once hid a renamed helper from local builds).
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) \
-         $(addprefix $(BUILD)/bench/,bench_step.d fft_lab.d scan_lab.d)
+         $(addprefix $(BUILD)/bench/,bench_step.d fft_lab.d scan_lab.d) $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%.d)

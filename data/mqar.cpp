@@ -16,6 +16,7 @@
 #include "tensor/json.h"
 #include "tensor/check.h"
 #include "tensor/random.h"
+#include "tensor/runtime.h"
 
 namespace mg::data {
 
@@ -552,7 +553,21 @@ std::vector<GridCell> robustness_k2v2_grid() {
 }
 std::vector<GridCell> robustness_split_grid() { return powers_grid({{64, 4}, {128, 8}, {256, 16}, {512, 32}}); }
 
+uint64_t mqar_grid_bytes(const MqarConfig& base, const std::vector<GridCell>& grid) {
+    double bytes = 0; // double: an absurd count must not wrap
+    for (const auto& [L, N] : grid) // inputs and labels (2 x 4L), queries and context records (<= 16N)
+        bytes += double(base.num_examples) * double(sizeof(MqarExample) + 8 * L + 16 * N);
+    return bytes >= 1.8e19 ? UINT64_MAX : uint64_t(bytes);
+}
+
 MqarGridData generate_mqar_grid(const MqarConfig& base, const std::vector<GridCell>& grid) {
+    const uint64_t need = mqar_grid_bytes(base, grid), have = host_memory_bytes();
+    int64_t longest = 0;
+    for (const auto& cell : grid) longest = std::max(longest, cell.first);
+    MG_CHECK(have == 0 || need <= have,
+             "mqar: {} examples per grid cell ({} cells, L up to {}) need about {} of host memory, more than this "
+             "machine's {}; ask for fewer examples",
+             base.num_examples, grid.size(), longest, format_bytes(double(need)), format_bytes(double(have)));
     MqarGridData d;
     for (size_t i = 0; i < grid.size(); ++i) {
         MqarConfig c = base;

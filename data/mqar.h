@@ -186,7 +186,11 @@ struct MqarGridData {
 };
 // Every cell of `grid` with base's other settings; cell i gets config_index = i (skipped cells
 // keep their index, as in the paper's loop, so seeds do not shift).
+// Refuses (mg::Error naming the count, the grid and both sizes) a grid whose examples would not fit
+// this machine's memory (mqar_grid_bytes against host_memory_bytes), before allocating any.
 MqarGridData generate_mqar_grid(const MqarConfig& base, const std::vector<GridCell>& grid);
+// About how many bytes of host memory the grid's examples take (cells that do not fit included).
+uint64_t mqar_grid_bytes(const MqarConfig& base, const std::vector<GridCell>& grid);
 
 // Presets. paper(): W = 20000 (ids < 20020, the paper's tiny model has vocab 20480).
 // zoology(): W = 8192, no noise (zoology's figure-2 configs set random_non_queries=False).

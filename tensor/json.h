@@ -43,18 +43,76 @@ inline int json_nesting_depth(std::string_view text, int limit = kMaxJsonDepth) 
     return deepest;
 }
 
-// At most max_chars characters of j.dump(), then "... (N characters)". j must come from
-// parse_json (bounded depth) or from our own code.
-template <typename Json> std::string json_excerpt(const Json& j, size_t max_chars = 80) {
-    std::string s = j.dump();
-    if (s.size() <= max_chars) return s;
-    return s.substr(0, max_chars) + "... (" + std::to_string(s.size()) + " characters)";
+// The offset of the first byte of `s` that is not part of well-formed UTF-8 (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF), or npos when all of it is.
+inline size_t utf8_invalid_at(std::string_view s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        size_t n = 0;
+        unsigned lo = 0x80, hi = 0xBF; // the allowed range of the second byte
+        if (c < 0x80) n = 0;
+        else if (c >= 0xC2 && c <= 0xDF) n = 1;
+        else if (c >= 0xE0 && c <= 0xEF) n = 2, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        else if (c >= 0xF0 && c <= 0xF4) n = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        else return i;
+        if (i + n >= s.size()) return i; // truncated sequence
+        for (size_t k = 1; k <= n; ++k) {
+            const unsigned char b = static_cast<unsigned char>(s[i + k]);
+            if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return i;
+        }
+        i += n + 1;
+    }
+    return std::string_view::npos;
 }
 
-// The same for raw text (a flag value, a line of a file).
+// Raw text (a flag value, a key, a line of a file) for an error message: at most max_chars bytes,
+// then "... (N characters)"; bytes that are not well-formed UTF-8 and control characters are
+// written \xNN, so the message stays one printable line whatever the input held.
 inline std::string text_excerpt(std::string_view s, size_t max_chars = 80) {
-    if (s.size() <= max_chars) return std::string(s);
-    return std::string(s.substr(0, max_chars)) + "... (" + std::to_string(s.size()) + " characters)";
+    const std::string_view head = s.substr(0, std::min(s.size(), max_chars));
+    std::string out;
+    size_t i = 0;
+    while (i < head.size()) {
+        const size_t bad = utf8_invalid_at(head.substr(i));
+        const size_t good = bad == std::string_view::npos ? head.size() - i : bad;
+        for (size_t k = i; k < i + good; ++k) {
+            const unsigned char c = static_cast<unsigned char>(head[k]);
+            if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02X}", c);
+            else out += char(c);
+        }
+        i += good;
+        if (i < head.size()) out += fmt::format("\\x{:02X}", static_cast<unsigned char>(head[i++]));
+    }
+    if (s.size() > max_chars) out += "... (" + std::to_string(s.size()) + " characters)";
+    return out;
+}
+
+// At most max_chars characters of j.dump(), then "... (N characters)". j must come from
+// parse_json (bounded depth) or from our own code; a string that is not UTF-8 (a flag's bytes)
+// is printed with U+FFFD for its bad bytes instead of making dump() throw.
+template <typename Json> std::string json_excerpt(const Json& j, size_t max_chars = 80) {
+    return text_excerpt(j.dump(-1, ' ', false, Json::error_handler_t::replace), max_chars); // a cut sequence: \xNN
+}
+
+// nlohmann's message without its "[json.exception.parse_error.101] " tag (library internals):
+// "parse error at line 1, column 5: syntax error while parsing object key - ...".
+inline std::string json_error_text(const nlohmann::json::exception& e) {
+    std::string_view m = e.what();
+    if (m.starts_with("[json.exception.")) {
+        const size_t close = m.find("] ");
+        if (close != std::string_view::npos) m.remove_prefix(close + 2);
+    }
+    return text_excerpt(m, 200);
+}
+
+// obj[key] when obj is an object whose `key` holds a string; otherwise `fallback`. For a field of
+// JSON that nothing has validated yet (a metrics row, a checkpoint's config before its reader has
+// run), where nlohmann's value() would throw a type error on a number or a non-object.
+inline std::string json_string_at(const nlohmann::json& obj, const std::string& key, std::string fallback) {
+    if (!obj.is_object()) return fallback;
+    const auto it = obj.find(key);
+    return it != obj.end() && it->is_string() ? it->get<std::string>() : fallback;
 }
 
 // Parses `text`; throws mg::Error "<what>: ..." when it is not JSON or nests deeper than
@@ -65,7 +123,7 @@ template <typename Json = nlohmann::json> Json parse_json(std::string_view text,
     try {
         return Json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-        throw Error(fmt::format("{}: not valid JSON: {}", what, e.what()));
+        throw Error(fmt::format("{}: not valid JSON: {}", what, json_error_text(e)));
     }
 }
 
@@ -91,7 +149,7 @@ public:
                  prefix_.empty() ? std::string("the config") : prefix_.substr(0, prefix_.size() - 1), json_excerpt(j));
         for (const auto& [key, v] : j.items())
             MG_CHECK(std::find(allowed.begin(), allowed.end(), key) != allowed.end(),
-                     "{}: unknown key '{}{}'; allowed keys{}: {}", where_, prefix_, key,
+                     "{}: unknown key '{}{}'; allowed keys{}: {}", where_, prefix_, text_excerpt(key, 40),
                      prefix_.empty() ? "" : fmt::format(" in {}", prefix_.substr(0, prefix_.size() - 1)),
                      fmt::join(allowed, ", "));
     }
@@ -134,7 +192,12 @@ public:
         const nlohmann::json* v = find(key);
         if (!v) return;
         if (!v->is_string()) fail(key, *v, "a string");
-        out = v->get<std::string>();
+        // Config values are stored as JSON (config.json, checkpoints), which must be UTF-8.
+        const std::string& text = v->get_ref<const std::string&>();
+        if (const size_t bad = utf8_invalid_at(text); bad != std::string_view::npos)
+            fail(key, *v, fmt::format("UTF-8 text (byte {} is 0x{:02X}; a config is stored as JSON, which is UTF-8)", bad,
+                                      static_cast<unsigned char>(text[bad])));
+        out = text;
     }
     // One of `allowed`, returned as the string.
     std::string choice(const std::string& key, const nlohmann::json& v, const std::vector<std::string>& allowed) const {

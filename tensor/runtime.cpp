@@ -1,6 +1,8 @@
 // tensor/runtime.cpp: see tensor/runtime.h.
 #include "tensor/runtime.h"
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include "tensor/check.h"
@@ -20,6 +22,18 @@ std::string device_name(Device d) {
 MemoryStats memory_stats(Device d) {
     MG_CHECK(d.is_cuda(), "memory_stats: {} is not a CUDA device (the CPU allocator keeps no statistics)", d.str());
     return cuda::memory_stats(d.index);
+}
+
+uint64_t host_memory_bytes() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+}
+
+std::string format_bytes(double bytes) {
+    static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 6) bytes /= 1024, ++u;
+    return u == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.1f} {}", bytes, units[u]);
 }
 
 void read_device_bytes(void* host_dst, const void* src, size_t nbytes, Device d) {

@@ -4,6 +4,7 @@
 // autograd/, nn/, data/ and train/ come here instead. A CPU-only build has no CUDA device.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "cuda/runtime.h"
@@ -18,6 +19,12 @@ std::string device_name(Device d); // "cpu", or the GPU's name
 // peak, bytes reserved, cudaMalloc calls.
 using cuda::MemoryStats;
 MemoryStats memory_stats(Device d);
+// This machine's physical memory in bytes (0 when the system does not say): the bound a data
+// generator checks its estimate against before it allocates, so that an absurd example count
+// gives an error naming the count rather than std::bad_alloc.
+uint64_t host_memory_bytes();
+// "512 B", "3.4 KiB", "2.0 GiB", "1.8 PiB": a byte count for a message.
+std::string format_bytes(double bytes);
 
 // nbytes between host memory and memory on device d (a CPU device: memcpy), ordered with the
 // device's work: for a few scalars at a time, such as gradcheck's perturbations. Bulk transfers

@@ -9,17 +9,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <sstream>
 
 #include "data/dir_lock.h"
+#include "data/mqar.h"
 #include "data/text.h"
 #include "tensor/json.h"
 #include "tests/helpers.h"
 #include "tests/train_helpers.h"
 #include "train/checkpoint.h"
+#include "train/metrics.h"
+#include "train/plot.h"
 #include "train/trainer.h"
 
 using namespace mg;
@@ -441,4 +447,170 @@ TEST_CASE("reliability: what a run will write is checked before the first step",
     { Trainer ok(small_run(dir.file("d")), nullptr); }
     CHECK(std::filesystem::is_directory(dir.file("d/checkpoints")));
     CHECK(std::filesystem::is_empty(dir.file("d/checkpoints")));
+}
+
+TEST_CASE("reliability: a kill -9 at a random moment, then --resume, gives the uninterrupted run's log and weights",
+          "[reliability][cli]") {
+    TempDir dir("kill9");
+    // log_every 3 and eval_every 5 against checkpoint_every 1: a resume lands between log and eval
+    // rows, so the running sums in the checkpoint are exercised
+    auto run = [&](const std::string& run_dir) {
+        return std::vector<std::string>{
+            "train", "--device", "cpu", "--model.d_model", "16", "--model.n_layer", "1", "--model.d_state", "4",
+            "--task.grid", "32x4", "--task.train_examples", "96", "--task.valid_examples", "16",
+            "--task.test_variants", "[\"standard\"]", "--task.test_examples", "16", "--batch_size", "8", "--epochs", "3",
+            "--log_every", "3", "--eval_every", "5",
+            "--target_accuracy", "0", "--checkpoint_every", "1", "--run_dir", run_dir};
+    };
+    auto finish = [&](pid_t pid, const std::string& log) {
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        INFO(read_all(log));
+        REQUIRE(WIFEXITED(status));
+        REQUIRE(WEXITSTATUS(status) == 0);
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    finish(spawn_cli(run(dir.file("full")), dir.file("full.log")), dir.file("full.log"));
+    const double full_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::vector<json> want = metrics_rows_without_timing(dir.file("full/metrics.jsonl"));
+    const SafetensorsFile want_final = load_safetensors(dir.file("full/final.safetensors"));
+    REQUIRE(want.size() > 10);
+
+    const uint64_t seed = std::random_device{}();
+    std::mt19937_64 rng(seed);
+    for (int trial = 0; trial < 3; ++trial) {
+        const std::string name = fmt::format("cut{}", trial);
+        const double at_s = std::uniform_real_distribution<double>(0.0, full_s)(rng);
+        INFO("seed " << seed << ", trial " << trial << ": SIGKILL after " << at_s << " s of a " << full_s << " s run");
+        const pid_t pid = spawn_cli(run(dir.file(name)), dir.file(name + ".log"));
+        ::usleep(useconds_t(at_s * 1e6));
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        // resume from the newest checkpoint (a fresh start when the kill came before the first)
+        std::vector<std::string> ckpts;
+        if (std::filesystem::is_directory(dir.file(name + "/checkpoints")))
+            for (const auto& e : std::filesystem::directory_iterator(dir.file(name + "/checkpoints")))
+                if (e.path().extension() == ".safetensors") ckpts.push_back(e.path().string());
+        std::sort(ckpts.begin(), ckpts.end());
+        INFO("resumed from " << (ckpts.empty() ? std::string("nothing") : ckpts.back()));
+        const std::vector<std::string> again =
+            ckpts.empty() ? run(dir.file(name)) : std::vector<std::string>{"train", "--resume", ckpts.back()};
+        finish(spawn_cli(again, dir.file(name + ".log2")), dir.file(name + ".log2"));
+        const std::vector<json> got = metrics_rows_without_timing(dir.file(name + "/metrics.jsonl"));
+        REQUIRE(got.size() == want.size());
+        for (size_t i = 0; i < want.size(); ++i) {
+            INFO("row " << i << "\n  want " << want[i].dump() << "\n  got  " << got[i].dump());
+            CHECK(got[i] == want[i]);
+        }
+        const SafetensorsFile got_final = load_safetensors(dir.file(name + "/final.safetensors"));
+        REQUIRE(got_final.tensors.size() == want_final.tensors.size());
+        for (size_t i = 0; i < want_final.tensors.size(); ++i) {
+            INFO(want_final.tensors[i].first);
+            CHECK(got_final.tensors[i].first == want_final.tensors[i].first);
+            CHECK(same_bits(got_final.tensors[i].second, want_final.tensors[i].second));
+        }
+        CHECK(read_trainer_state(got_final.metadata, "got") == read_trainer_state(want_final.metadata, "want"));
+    }
+}
+
+TEST_CASE("reliability: bytes that are not UTF-8 are named and shown escaped, never an internal error",
+          "[reliability][cli]") {
+    SECTION("utf8_invalid_at follows RFC 3629") {
+        const size_t ok = std::string_view::npos;
+        for (const auto& [text, at] : std::vector<std::pair<std::string, size_t>>{
+                 {"", ok}, {"plain", ok}, {"h\xC3\xA9llo", ok}, {"\xE2\x82\xAC", ok}, {"\xF0\x9F\x98\x80", ok},
+                 {"\xFF", 0}, {"a\xC0\x80", 1},            // overlong NUL
+                 {"\xED\xA0\x80", 0},                       // a UTF-16 surrogate
+                 {"\xF4\x90\x80\x80", 0},                   // above U+10FFFF
+                 {"ab\xE2\x82", 2}, {"\xC3", 0},            // cut short
+                 {"\xE2\x28\xA1", 0}, {"ok\x80", 2}}) {     // a bad continuation, a lone one
+            INFO(text_excerpt(text));
+            CHECK(utf8_invalid_at(text) == at);
+        }
+    }
+    SECTION("echoes escape bad bytes and control characters") {
+        CHECK(text_excerpt("a\xFF\x01" "b\xC3\xA9") == "a\\xFF\\x01b\xC3\xA9");
+        CHECK(text_excerpt(std::string(100, 'x'), 10) == "xxxxxxxxxx... (100 characters)");
+        CHECK(json_excerpt(json(std::string("r\xFF"))) == "\"r\xEF\xBF\xBD\""); // U+FFFD, no throw
+    }
+    SECTION("a config string that is not UTF-8 is refused by key") {
+        TempDir dir("utf8");
+        require_one_error_line(run_cli("train --device cpu --run_dir '" + dir.file("r\xFF") + "'"),
+                               {"train config: run_dir is", "expected UTF-8 text", "0xFF"});
+        require_one_error_line(run_cli("train --device cpu --task.kind lm --task.corpus 'a\xFE.txt'"),
+                               {"task.corpus is", "expected UTF-8 text", "0xFE"});
+        require_one_error_line(run_cli("train --device cpu --task '{\"corpus\": \"\xFF\"}'"),
+                               {"train config: task is", "expected a JSON object"});
+        const Run r = run_cli("train --device cpu '--se\xFF" "ed' 3");
+        require_one_error_line(r, {"unknown key 'se\\xFFed'"});
+        CHECK(r.out.find('\xFF') == std::string::npos);
+    }
+}
+
+TEST_CASE("reliability: an example count beyond this machine's memory is refused by name before allocating",
+          "[reliability][cli]") {
+    TempDir dir("huge");
+    require_one_error_line(run_cli("data --out " + dir.file("x.jsonl") + " --examples 999999999999"),
+                           {"999999999999 examples per grid cell", "of host memory, more than this machine's"});
+    CHECK_FALSE(std::filesystem::exists(dir.file("x.jsonl")));
+    require_one_error_line(run_cli("train --device cpu --task.train_examples 999999999999 --run_dir " + dir.file("r")),
+                           {"999999999999 examples per grid cell", "host memory"});
+    data::MqarConfig c = data::zoology_config(64, 4);
+    c.num_examples = 1000;
+    const uint64_t small = data::mqar_grid_bytes(c, data::zoology_grid());
+    CHECK(small > 1000 * 3 * 8 * 64);    // at least the inputs and labels
+    CHECK(small < 1000 * 3 * 16 * 512);  // and not wildly more
+}
+
+TEST_CASE("reliability: JSON of the wrong kind in a checkpoint's config, its optimizer state or a metrics row",
+          "[reliability][cli]") {
+    TempDir dir("kinds");
+    TrainConfig cfg = small_run(dir.file("run"));
+    cfg.max_steps = 1;
+    {
+        Trainer t(cfg, nullptr);
+        t.train();
+    }
+    const SafetensorsFile f = load_safetensors(dir.file("run/final.safetensors"));
+    for (const auto& [config, says] : std::vector<std::pair<std::string, std::string>>{
+             {"[1]", "is [1], expected a JSON object"},
+             {"{\"task\": 5}", "task is 5, expected a JSON object"},
+             {"{\"model\": \"x\"}", "model is \"x\", expected a JSON object"},
+             {"{\"task\": {\"kind\": 7}}", "task.kind is 7"}}) {
+        Metadata m = f.metadata;
+        m["mambagrad.config"] = config;
+        save_safetensors(dir.file("bad.safetensors"), f.tensors, m);
+        for (const std::string cmd : {"eval --device cpu --checkpoint ", "generate --device cpu --checkpoint ",
+                                      "info --checkpoint "}) {
+            INFO(cmd << config);
+            const Run r = run_cli(cmd + dir.file("bad.safetensors"));
+            require_one_error_line(r, {says});
+            CHECK(r.out.find("internal") == std::string::npos);
+        }
+    }
+    // the optimizer state and the trainer state, as --resume reads them
+    AdamW opt({{"w", Tensor::zeros({3})}});
+    REQUIRE_ERROR_WITH(opt.load_state({}, "{\"type\": 5}"), "AdamW::load_state", "\"type\": \"adamw\"");
+    REQUIRE_ERROR_WITH(opt.load_state({}, "{\"type\": \"adamw\", \"steps\"}"), "not valid JSON", "parse error");
+    try {
+        (void)parse_json("{\"a\" 1}", "a test");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()).find("json.exception") == std::string::npos);
+    }
+    // metrics rows: a resume keeps objects whose step is an integer <= the checkpoint's, drops the rest
+    const std::string log = "{\"kind\":\"train\",\"step\":3}\n[1]\n{\"step\":\"x\"}\n{\"step\":9}\nnot json\n"
+                            "{\"kind\":\"start\"}\n{\"step\":2.5}\n{\"step\":5";
+    int64_t kept = 0;
+    CHECK(metrics_kept_on_resume(log, 5, -1, &kept) == "{\"kind\":\"train\",\"step\":3}\n{\"kind\":\"start\"}\n");
+    CHECK(kept == 2);
+    // a checkpoint that counted its rows: the first that many JSON objects, whatever their step
+    CHECK(metrics_kept_on_resume(log, 5, 3, &kept) == "{\"kind\":\"train\",\"step\":3}\n{\"step\":\"x\"}\n{\"step\":9}\n");
+    CHECK(kept == 3);
+    // and the charts skip what they cannot read
+    int64_t skipped = 0;
+    const auto charts = run_charts("{\"kind\":5,\"step\":1}\n{\"kind\":\"eval\",\"step\":1,\"query_acc\":0.5,"
+                                   "\"subtasks\":[{\"L\":\"a\",\"N\":2,\"query_acc\":0.3},{\"L\":64,\"N\":4,\"query_acc\":0.25}]}\n"
+                                   "{\"kind\":\"test\",\"step\":2,\"variant\":3,\"query_acc\":0.5}\n",
+                                   &skipped);
+    CHECK_FALSE(charts.empty());
 }

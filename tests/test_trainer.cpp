@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "tests/helpers.h"
+#include "tests/train_helpers.h"
 #include "train/generate.h"
 #include "train/trainer.h"
 
@@ -700,17 +701,8 @@ TEST_CASE("trainer: a resumed run writes the uninterrupted run's metrics file, r
         if (at == 6) t.train(13);
         else t.train();
     }
-    auto rows = [](const std::string& path) {
-        std::vector<json> out;
-        std::ifstream in(path);
-        for (std::string line; std::getline(in, line);) {
-            json row = json::parse(line);
-            for (const char* timing : {"tokens_per_s", "elapsed_s", "train_s", "eval_s", "peak_bytes"}) row.erase(timing);
-            out.push_back(row);
-        }
-        return out;
-    };
-    const std::vector<json> want = rows(dir.file("full/metrics.jsonl")), got = rows(dir.file("part/metrics.jsonl"));
+    const std::vector<json> want = mg::test::metrics_rows_without_timing(dir.file("full/metrics.jsonl")),
+                            got = mg::test::metrics_rows_without_timing(dir.file("part/metrics.jsonl"));
     REQUIRE(want.size() > 6);
     REQUIRE(got.size() == want.size());
     for (size_t i = 0; i < want.size(); ++i) {

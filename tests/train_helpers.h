@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "mambagrad.h"
 
 namespace mg::test {
@@ -33,6 +35,19 @@ inline void write_all(const std::string& path, const std::string& bytes) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), std::streamsize(bytes.size()));
 }
+// The rows of a metrics.jsonl without their timing fields (tokens_per_s, elapsed_s, train_s,
+// eval_s, peak_bytes): what an interrupted and resumed run must reproduce exactly.
+inline std::vector<nlohmann::json> metrics_rows_without_timing(const std::string& path) {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+        nlohmann::json row = nlohmann::json::parse(line);
+        for (const char* timing : {"tokens_per_s", "elapsed_s", "train_s", "eval_s", "peak_bytes"}) row.erase(timing);
+        out.push_back(row);
+    }
+    return out;
+}
+
 // A safetensors file from a header text and a data section, as a hostile writer would make it.
 inline std::string raw_safetensors(const std::string& header, const std::string& data) {
     std::string out(8, '\0');

@@ -13,7 +13,7 @@
 #   data/     MQAR, corpora, tokenizer, files                             -> data, tensor
 #   train/    config, loop, evaluation, checkpoints, CLI                  -> train, nn, data, ops, autograd, common, tensor
 #
-# Only `#include "folder/..."` lines count (system headers are free). tests/, bench/ and tools/
+# Only `#include "folder/..."` lines count (system headers are free). tests/, bench/, fuzz/ and tools/
 # sit on top and may include anything.
 set -uo pipefail
 

@@ -95,7 +95,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
     try {
         text = header.dump();
     } catch (const nlohmann::json::exception& e) { // a name or metadata value that is not UTF-8
-        throw Error(fmt::format("save_safetensors: '{}': cannot encode the header: {}", path, e.what()));
+        throw Error(fmt::format("save_safetensors: '{}': cannot encode the header: {}", path, json_error_text(e)));
     }
     text.append((8 - (8 + text.size()) % 8) % 8, ' '); // data starts 8-byte aligned
     MG_CHECK(text.size() <= kMaxHeader, "save_safetensors: '{}': the header is {} bytes, the limit is {}", path,
@@ -257,6 +257,8 @@ void save_checkpoint(const std::string& path, const NamedTensors& params, const 
                               {"cursor", state.cursor},
                               {"rng_seed", state.rng_seed},
                               {"rng_offset", state.rng_offset}};
+    if (state.metrics_rows >= 0) tr["metrics_rows"] = state.metrics_rows;
+    if (state.last_eval_step >= 0) tr["last_eval_step"] = state.last_eval_step;
     if (state.log_steps > 0 || !state.monitor.history.empty()) {
         nlohmann::ordered_json warned = nlohmann::ordered_json::array();
         for (bool w : state.monitor.warned) warned.push_back(w);
@@ -300,6 +302,8 @@ TrainerState read_trainer_state(const Metadata& metadata, const std::string& pat
         state.cursor = field("cursor", false).get<int64_t>();
         state.rng_seed = field("rng_seed", true).get<uint64_t>();
         state.rng_offset = field("rng_offset", true).get<uint64_t>();
+        for (auto [name, out] : {std::pair{"metrics_rows", &state.metrics_rows}, std::pair{"last_eval_step", &state.last_eval_step}})
+            if (j.contains(name)) *out = field(name, false).get<int64_t>(); // newer checkpoints only
         if (j.contains("log")) { // the log's running state (checkpoints before it existed lack it)
             const auto& l = j["log"];
             auto bad = [&](const std::string& what) {
@@ -332,7 +336,7 @@ TrainerState read_trainer_state(const Metadata& metadata, const std::string& pat
         }
     } catch (const nlohmann::json::exception& e) {
         throw Error(fmt::format("load_checkpoint: '{}': metadata '{}' is not a trainer state: {}", path, kTrainerKey,
-                                e.what()));
+                                json_error_text(e)));
     }
     return state;
 }

@@ -89,6 +89,12 @@ struct TrainerState {
     double log_loss_sum = 0;
     int64_t log_steps = 0;
     GradNormMonitor::Memory monitor;
+    // The rows metrics.jsonl held when the checkpoint was taken (a resume keeps exactly those:
+    // rows of the same step can follow a checkpoint, such as an end-of-epoch or final
+    // evaluation), and the step of the last evaluation (so a resumed run does not repeat it).
+    // -1: unknown (older checkpoints); a resume then keeps the rows up to the checkpoint's step.
+    int64_t metrics_rows = -1;
+    int64_t last_eval_step = -1;
     bool operator==(const TrainerState&) const = default;
 };
 

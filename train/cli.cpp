@@ -186,7 +186,7 @@ int cmd_probe(const std::vector<std::string>& args) {
 // The config of a checkpoint that must be a language model (`what` names the command).
 nlohmann::json lm_checkpoint_config(const std::string& checkpoint, const char* what) {
     nlohmann::json j = train::checkpoint_config(checkpoint);
-    const std::string kind = j.contains("task") ? j["task"].value("kind", std::string("mqar")) : "mqar";
+    const std::string kind = train::task_kind(j);
     MG_CHECK(kind == "lm", "{}: checkpoint '{}' was trained on task.kind {}, not a language model (task.kind lm)",
              what, checkpoint, kind);
     return j;
@@ -263,7 +263,7 @@ int cmd_eval_mqar(const std::string& checkpoint, const std::string& variants, co
     MG_CHECK(!checkpoint.empty(), "eval: --checkpoint is required");
     const data::Split split = data::parse_split(split_name);
     nlohmann::json j = train::checkpoint_config(checkpoint);
-    MG_CHECK(!(j.contains("task") && j["task"].value("kind", std::string("mqar")) == "lm"),
+    MG_CHECK(train::task_kind(j) != "lm",
              "eval: checkpoint '{}' is a language model (task.kind lm): --variant, --grid and --examples apply to "
              "MQAR checkpoints", checkpoint);
     j["device"] = device;
@@ -306,7 +306,7 @@ int cmd_eval(const std::vector<std::string>& args) {
     // a count the user gave is a count: 0 or less is refused, not replaced by the default
     MG_CHECK(!cl.given("--examples") || examples >= 1, "eval: --examples is {}, expected >= 1", examples);
     const nlohmann::json j = train::checkpoint_config(checkpoint);
-    if (j.contains("task") && j["task"].value("kind", std::string("mqar")) == "lm" && !cl.given("--variant") &&
+    if (train::task_kind(j) == "lm" && !cl.given("--variant") &&
         !cl.given("--grid") && !cl.given("--examples"))
         return cmd_eval_lm(checkpoint, cl.given("--split") ? split : "valid", corpus, device);
     MG_CHECK(corpus.empty(), "eval: --corpus applies to language-model checkpoints; '{}' is MQAR", checkpoint);
@@ -403,6 +403,12 @@ int main(int argc, char** argv) {
         return 128 + e.signal; // the shell's convention for a run ended by that signal
     } catch (const mg::Error& e) {
         fmt::print(stderr, "error: {}\n", e.what());
+        return 2;
+    } catch (const std::bad_alloc&) {
+        // An allocation no check foresaw (the data generators check their estimates first).
+        fmt::print(stderr, "error: {}: out of host memory (this machine has {}); ask for less (fewer examples, a "
+                           "smaller model or batch)\n",
+                   all.empty() ? std::string("mambagrad") : text_excerpt(all[0], 40), format_bytes(double(host_memory_bytes())));
         return 2;
     } catch (const std::exception& e) {
         fmt::print(stderr, "error: internal: {}\n", e.what());

@@ -314,9 +314,9 @@ Device TrainConfig::resolved_device() const {
 
 void apply_override(json& config, const std::string& key, const std::string& value) {
     MG_CHECK(!key.empty() && key.front() != '.' && key.back() != '.' && key.find("..") == std::string::npos,
-             "{}: '--{}' is not a config key (expected e.g. --lr 1e-3 or --task.grid 64x4)", kWhere, key);
+             "{}: '--{}' is not a config key (expected e.g. --lr 1e-3 or --task.grid 64x4)", kWhere, text_excerpt(key, 60));
     MG_CHECK(json_nesting_depth(value) <= kMaxJsonDepth, "{}: --{}: the value is JSON nested more than {} levels deep",
-             kWhere, key, kMaxJsonDepth);
+             kWhere, text_excerpt(key, 60), kMaxJsonDepth);
     json v = parse_json_or_discard(value);
     if (v.is_discarded()) v = value; // not JSON: a plain string
     json* at = &config;
@@ -329,19 +329,39 @@ void apply_override(json& config, const std::string& key, const std::string& val
         path += (path.empty() ? "" : ".") + parts[i];
         if (!at->contains(parts[i])) (*at)[parts[i]] = json::object();
         at = &(*at)[parts[i]];
-        MG_CHECK(at->is_object(), "{}: --{}: {} is {}, not an object with keys", kWhere, key, path, json_excerpt(*at));
+        MG_CHECK(at->is_object(), "{}: --{}: {} is {}, not an object with keys", kWhere, text_excerpt(key, 60), path, json_excerpt(*at));
     }
     (*at)[parts.back()] = v;
 }
 
 json checkpoint_config(const std::string& checkpoint) {
-    const Metadata metadata = read_safetensors_header(checkpoint).metadata;
+    return checkpoint_config(read_safetensors_header(checkpoint).metadata, checkpoint);
+}
+
+std::string task_kind(const json& config) {
+    if (!config.is_object() || !config.contains("task")) return "mqar";
+    const json& task = config["task"];
+    MG_CHECK(task.is_object(), "{}: task is {}, expected a JSON object", kWhere, json_excerpt(task));
+    if (!task.contains("kind")) return "mqar";
+    MG_CHECK(task["kind"].is_string(), "{}: task.kind is {}, expected one of: mqar, lm", kWhere, json_excerpt(task["kind"]));
+    return task["kind"].get<std::string>();
+}
+
+json checkpoint_config(const Metadata& metadata, const std::string& checkpoint) {
     auto it = metadata.find(kCheckpointConfigKey);
     MG_CHECK(it != metadata.end() && !it->second.empty(), "checkpoint '{}' holds no run config (metadata '{}')",
              checkpoint, kCheckpointConfigKey);
     json j = parse_json(it->second, fmt::format("checkpoint '{}': metadata '{}'", checkpoint, kCheckpointConfigKey));
+    // the commands edit it (device, task keys) before TrainConfig::from_json reads it: its
+    // sections must be objects first
+    MG_CHECK(j.is_object(), "checkpoint '{}': metadata '{}' is {}, expected a JSON object (a train config)", checkpoint,
+             kCheckpointConfigKey, json_excerpt(j));
+    for (const char* section : {"task", "model"})
+        MG_CHECK(!j.contains(section) || j[section].is_object(),
+                 "checkpoint '{}': metadata '{}': {} is {}, expected a JSON object", checkpoint, kCheckpointConfigKey,
+                 section, json_excerpt(j[section]));
     // Written before global_selection.gate existed: the gate was silu (nn/config.h).
-    if (j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].contains("global_selection") &&
+    if (j.contains("model") && j["model"].contains("global_selection") &&
         j["model"]["global_selection"].is_object() && !j["model"]["global_selection"].contains("gate"))
         j["model"]["global_selection"]["gate"] = "silu";
     return j;
@@ -353,7 +373,7 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
         MG_CHECK(a.size() > 2 && a.starts_with("--"), "train: unexpected argument '{}'; expected --config FILE or "
-                 "--key value", a);
+                 "--key value", text_excerpt(a, 40));
         std::string key = a.substr(2), value;
         if (auto eq = key.find('='); eq != std::string::npos) {
             value = key.substr(eq + 1);
@@ -390,9 +410,9 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
         // --task.kind switching kinds starts the task section afresh (the other kind's keys would be
         // unknown keys), and the default run_dir follows the kind
         if (k == "task.kind" && base.contains("task") && base["task"].is_object() &&
-            base["task"].value("kind", std::string("mqar")) != v) {
+            task_kind(base) != v) {
             base["task"] = json::object();
-            if (base.value("run_dir", std::string()) == TrainConfig{}.run_dir && v == "lm") base["run_dir"] = "runs/lm";
+            if (json_string_at(base, "run_dir", "") == TrainConfig{}.run_dir && v == "lm") base["run_dir"] = "runs/lm";
         }
         apply_override(base, k, v);
     }

@@ -46,6 +46,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -134,6 +135,12 @@ inline constexpr const char* kCheckpointConfigKey = "mambagrad.config";
 // The config JSON stored in a checkpoint (throws when it has none, or when it is not JSON).
 // Configs written before model.global_selection.gate existed get "gate": "silu" (what they ran).
 nlohmann::json checkpoint_config(const std::string& checkpoint);
+// The same from a checkpoint's metadata (`checkpoint` names the file in errors).
+nlohmann::json checkpoint_config(const std::map<std::string, std::string>& metadata, const std::string& checkpoint);
+// A config's task.kind, "mqar" when absent; for JSON not yet read by TrainConfig::from_json (a
+// checkpoint's config): a task that is not an object or a kind that is not a string is an
+// mg::Error naming the key, as from_json would give.
+std::string task_kind(const nlohmann::json& config);
 
 
 // Parses `mambagrad train` arguments after the subcommand: --config FILE, --key value,

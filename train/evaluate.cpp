@@ -96,7 +96,8 @@ std::string format_score_table(const std::vector<std::pair<std::string, data::Mq
     fmt::format_to(it, "{:>5} {:>4}  ", "L", "N");
     for (const auto& [name, s] : columns) fmt::format_to(it, "{:>{}}", name, w);
     out += "\n";
-    for (const auto& [L, N] : cells) {
+    for (const auto& cell : cells) {
+        const int64_t L = cell.first, N = cell.second; // (not a structured binding: lambdas capture them)
         fmt::format_to(it, "{:>5} {:>4}  ", L, N);
         for (const auto& [name, s] : columns) {
             auto t = std::find_if(s.subtasks.begin(), s.subtasks.end(),

@@ -11,8 +11,30 @@
 
 #include "data/atomic_file.h"
 #include "tensor/check.h"
+#include "tensor/json.h"
 
 namespace mg::train {
+
+std::string metrics_kept_on_resume(std::string_view jsonl, int64_t step, int64_t rows, int64_t* kept_rows) {
+    std::string kept;
+    int64_t n = 0;
+    size_t begin = 0;
+    while (begin < jsonl.size() && (rows < 0 || n < rows)) {
+        size_t end = jsonl.find('\n', begin);
+        if (end == std::string_view::npos) end = jsonl.size();
+        const std::string_view line = jsonl.substr(begin, end - begin);
+        begin = end + 1;
+        const nlohmann::json row = parse_json_or_discard(line);
+        if (row.is_discarded() || !row.is_object()) continue;
+        const auto at = row.find("step");
+        if (rows >= 0 || at == row.end() || (at->is_number_integer() && at->get<int64_t>() <= step)) {
+            kept.append(line).append("\n");
+            ++n;
+        }
+    }
+    if (kept_rows) *kept_rows = n;
+    return kept;
+}
 
 std::string make_run_dir(const std::string& root, const std::string& name, const nlohmann::json& config) {
     MG_CHECK(!name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos,
@@ -27,7 +49,7 @@ std::string make_run_dir(const std::string& root, const std::string& name, const
 
 // ---- metrics.jsonl --------------------------------------------------------------------------
 
-MetricsLog::MetricsLog(const std::string& path) : path_(path) {
+MetricsLog::MetricsLog(const std::string& path, int64_t rows) : path_(path), rows_(rows) {
     f_ = std::fopen(path.c_str(), "a");
     MG_CHECK(f_ != nullptr, "metrics: cannot open '{}' for appending: {}", path, std::strerror(errno));
 }
@@ -42,6 +64,7 @@ void MetricsLog::write(const nlohmann::json& record) {
     const std::string line = record.dump() + "\n";
     MG_CHECK(std::fwrite(line.data(), 1, line.size(), f_) == line.size() && std::fflush(f_) == 0,
              "metrics: write to '{}' failed: {}", path_, std::strerror(errno));
+    ++rows_;
 }
 
 // ---- progress -------------------------------------------------------------------------------

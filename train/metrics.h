@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <string_view>
 
 namespace mg::train {
 
@@ -24,18 +25,29 @@ std::string make_run_dir(const std::string& root, const std::string& name, const
 // so a crash loses at most the record being written.
 class MetricsLog {
 public:
-    explicit MetricsLog(const std::string& path);
+    // `rows`: the rows the file already holds (a resumed run's kept log).
+    explicit MetricsLog(const std::string& path, int64_t rows = 0);
     ~MetricsLog();
     MetricsLog(const MetricsLog&) = delete;
     MetricsLog& operator=(const MetricsLog&) = delete;
     // `record` must be a JSON object.
     void write(const nlohmann::json& record);
     const std::string& path() const { return path_; }
+    int64_t rows() const { return rows_; } // rows in the file: those it held, and those written since
 
 private:
     std::string path_;
+    int64_t rows_ = 0;
     std::FILE* f_ = nullptr;
 };
+
+// The rows of a metrics.jsonl text that a run resumed from a checkpoint keeps (an interrupted run
+// may have logged past its last checkpoint). With `rows` >= 0 (the checkpoint says how many rows
+// the log held): the first `rows` lines that are JSON objects. With -1 (an older checkpoint):
+// the JSON objects whose "step" is an integer <= step, or that have none. Lines that are not JSON
+// objects (a row cut by a crash, an edit) are dropped; each kept line ends with "\n". `kept`
+// receives the number of rows kept.
+std::string metrics_kept_on_resume(std::string_view jsonl, int64_t step, int64_t rows, int64_t* kept = nullptr);
 
 struct Progress {
     int64_t epoch = 0, epochs = 0; // 1-based epoch being run, of `epochs`

@@ -146,8 +146,8 @@ std::string AdamW::state_json() const {
 
 void AdamW::load_state(const std::map<std::string, Tensor>& tensors, const std::string& json) {
     const nlohmann::json j = parse_json(json, "AdamW::load_state: the optimizer state");
-    MG_CHECK(j.is_object() && j.value("type", "") == "adamw",
-             "AdamW::load_state: expected an object with \"type\": \"adamw\", got {:.200}", json);
+    MG_CHECK(json_string_at(j, "type", "") == "adamw",
+             "AdamW::load_state: expected an object with \"type\": \"adamw\", got {}", text_excerpt(json, 200));
     const auto& steps = j.find("steps");
     MG_CHECK(steps != j.end() && steps->is_object(), "AdamW::load_state: no \"steps\" object in the optimizer state");
     // Check everything before changing anything.

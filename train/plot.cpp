@@ -468,7 +468,7 @@ std::vector<Chart> run_charts(const std::string& text, int64_t* skipped_lines) {
         }
         double step, v;
         if (!num(row, "step", step)) continue;
-        const std::string kind = row.value("kind", "");
+        const std::string kind = json_string_at(row, "kind", "");
         if (kind == "train") {
             if (num(row, "loss", v)) train_loss.points.push_back({step, v});
             if (num(row, "acc", v)) train_acc.points.push_back({step, 100 * v});
@@ -477,15 +477,18 @@ std::vector<Chart> run_charts(const std::string& text, int64_t* skipped_lines) {
             if (num(row, "query_acc", v)) valid_mean.points.push_back({step, 100 * v});
             if (auto st = row.find("subtasks"); st != row.end() && st->is_array())
                 for (const json& c : *st) {
-                    if (!c.is_object() || !c.contains("L") || !c.contains("N") || !num(c, "query_acc", v)) continue;
-                    const int64_t L = c["L"].get<int64_t>(), N = c["N"].get<int64_t>();
+                    if (!c.is_object() || !num(c, "query_acc", v)) continue;
+                    const auto L_at = c.find("L"), N_at = c.find("N");
+                    if (L_at == c.end() || N_at == c.end() || !L_at->is_number_integer() || !N_at->is_number_integer())
+                        continue;
+                    const int64_t L = L_at->get<int64_t>(), N = N_at->get<int64_t>();
                     Series& s = cells[{L, N}];
                     s.label = fmt::format("valid {}x{}", L, N);
                     s.points.push_back({step, 100 * v});
                 }
         } else if (kind == "test") {
             if (num(row, "query_acc", v)) {
-                const std::string variant = row.value("variant", "?");
+                const std::string variant = json_string_at(row, "variant", "?");
                 Series& s = tests[variant];
                 s.label = "test " + variant;
                 s.markers = true;

@@ -3,17 +3,17 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 
 #include "data/atomic_file.h"
+#include "data/read_file.h"
 #include "tensor/check.h"
 #include "tensor/json.h"
 #include "train/metrics.h"
 
 namespace mg::train {
 
-RunDir open_run_dir(const std::string& run_dir, const nlohmann::json& config, bool resuming, int64_t resume_step) {
-    using json = nlohmann::json;
+RunDir open_run_dir(const std::string& run_dir, const nlohmann::json& config, bool resuming, int64_t resume_step,
+                    int64_t resume_rows) {
     const std::filesystem::path p = std::filesystem::path(run_dir).lexically_normal();
     const std::string name = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
     const std::string root = p.filename().empty() ? p.parent_path().parent_path().string() : p.parent_path().string();
@@ -54,14 +54,8 @@ RunDir open_run_dir(const std::string& run_dir, const nlohmann::json& config, bo
         std::filesystem::remove(metrics); // a fresh run starts a fresh log
     } else if (std::filesystem::exists(metrics)) {
         // keep the rows up to the checkpoint's step: an interrupted run may have logged past it
-        std::ifstream in(metrics);
-        std::string line, kept;
-        while (std::getline(in, line)) {
-            json row = parse_json_or_discard(line);
-            if (!row.is_discarded() && row.is_object() && row.value("step", int64_t(0)) <= resume_step)
-                kept += line + "\n";
-        }
-        data::write_file_atomic(metrics, kept);
+        const std::string log = data::read_regular_file(metrics, "train --resume: the run's metrics log", uint64_t(1) << 32);
+        data::write_file_atomic(metrics, metrics_kept_on_resume(log, resume_step, resume_rows, &out.metrics_rows));
     }
     return out;
 }

@@ -144,11 +144,11 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
     dropout_gen_.set_state(state_.rng_seed, state_.rng_offset);
     model_->set_dropout_generator(&dropout_gen_);
     if (!cfg_.run_dir.empty()) {
-        RunDir rd = open_run_dir(cfg_.run_dir, cfg_.to_json(), !cfg_.resume.empty(), state_.step);
+        RunDir rd = open_run_dir(cfg_.run_dir, cfg_.to_json(), !cfg_.resume.empty(), state_.step, state_.metrics_rows);
         run_lock_ = std::move(rd.lock);
         run_dir_ = rd.path;
         checkpoints_ = std::move(rd.checkpoints);
-        log_ = std::make_unique<MetricsLog>(rd.metrics);
+        log_ = std::make_unique<MetricsLog>(rd.metrics, rd.metrics_rows);
     }
     if (out_) {
         std::string cells;
@@ -317,7 +317,7 @@ struct Trainer::Loop {
         FiniteProbe probe;
     };
     explicit Loop(const Trainer& t)
-        : params(t.model_->named_parameters()), first_step(t.state_.step),
+        : params(t.model_->named_parameters()), first_step(t.state_.step), last_eval_step(t.state_.last_eval_step),
           max_inflight(t.device_.is_cuda() ? 1 : 0), window_loss(t.state_.log_loss_sum),
           window_steps(t.state_.log_steps) {
         if (t.out_) bar = std::make_unique<ProgressBar>(t.out_);
@@ -329,7 +329,8 @@ struct Trainer::Loop {
     GradNormMonitor monitor;
     std::unique_ptr<ProgressBar> bar;
     TrainSummary sum;
-    int64_t first_step, plan_epoch = 0, last_eval_step = -1; // plan_epoch: the epoch plan_ belongs to
+    int64_t first_step, plan_epoch = 0; // plan_epoch: the epoch plan_ belongs to
+    int64_t last_eval_step;             // where the last evaluation ran (-1: none yet)
     bool stop = false;
     std::deque<InFlight> inflight;
     size_t max_inflight;
@@ -352,7 +353,9 @@ struct Trainer::StepStats {
 TrainSummary Trainer::train(int64_t stop_after_step) {
     StopSignals signals;
     Loop loop(*this);
-    while (!loop.stop && state_.step < total_steps_) {
+    // (a run paused after the last batch of an epoch, the run's last step included, ends that
+    // epoch first, as the uninterrupted run did right after the step)
+    while (!loop.stop && (state_.step < total_steps_ || state_.cursor >= per_epoch_)) {
         if (state_.cursor >= per_epoch_) { // a run paused at the end of an epoch
             end_epoch(loop);
             continue;
@@ -539,6 +542,8 @@ void Trainer::carry_log(const Loop& loop) {
     state_.log_loss_sum = loop.window_loss;
     state_.log_steps = loop.window_steps;
     state_.monitor = loop.monitor.memory();
+    state_.metrics_rows = log_ ? log_->rows() : -1;
+    state_.last_eval_step = loop.last_eval_step;
 }
 
 // The epoch is done: the next one starts at its first batch (evaluated now when eval_every is 0).
@@ -567,6 +572,7 @@ TrainSummary Trainer::finish(Loop& loop) {
     if (loop.last_eval_step != state_.step) run_eval(loop);
     TrainSummary& sum = loop.sum;
     if (!run_dir_.empty()) {
+        carry_log(loop); // a resume from the final checkpoint keeps the whole log and adds nothing
         sum.final_checkpoint = (std::filesystem::path(run_dir_) / "final.safetensors").string();
         save_checkpoint(sum.final_checkpoint);
         if (out_) fmt::print(out_, "plots: {}\n", fmt::join(write_run_plots(run_dir_).files, ", "));
