@@ -128,7 +128,7 @@ STEP_BIN := $(BUILD)/bench_step
 LAB_BIN := $(BUILD)/fft_lab
 SCAN_LAB_BIN := $(BUILD)/scan_lab
 
-.PHONY: all test vendor clean bench lab train corpus check-layers fuzz fuzz-build fuzz-run gpu-check
+.PHONY: FORCE all test vendor clean bench lab train corpus check-layers fuzz fuzz-build fuzz-run gpu-check
 all: $(LIB) $(BIN)
 
 $(BUILD)/%.o: %.cpp
@@ -138,6 +138,16 @@ $(BUILD)/%.o: %.cpp
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(CPPFLAGS) $(NVCCFLAGS) -c $< -o $@
+
+# The commit the build compiles (train/build_info.h), recorded in result rows: a stamp file that
+# changes only when the commit (or its dirty flag) does, so only build_info.o recompiles.
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo +dirty)
+$(BUILD)/commit.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(GIT_COMMIT)' | cmp -s - $@ || echo '$(GIT_COMMIT)' > $@
+$(BUILD)/train/build_info.o: $(BUILD)/commit.stamp
+$(BUILD)/train/build_info.o: CPPFLAGS += -DMG_COMMIT='"$(GIT_COMMIT)"'
+FORCE:
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@

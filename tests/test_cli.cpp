@@ -121,13 +121,13 @@ TEST_CASE("cli: --help names every command, train included", "[cli]") {
     mg::test::Run r = mg::test::run_cli("--help");
     INFO(r.out);
     CHECK(r.status == 0);
-    for (const char* c : {"train", "info", "gradcheck", "eval", "generate", "data", "plot", "probe"})
+    for (const char* c : {"train", "sweep", "info", "gradcheck", "eval", "generate", "data", "plot", "probe"})
         CHECK(r.out.find(std::string("  ") + c + " ") != std::string::npos);
 }
 
 TEST_CASE("cli: every command's --help has one shape: usage, what it does, one option per line with its default",
           "[cli]") {
-    for (const char* c : {"train", "info", "gradcheck", "eval", "generate", "data", "plot", "probe"}) {
+    for (const char* c : {"train", "sweep", "info", "gradcheck", "eval", "generate", "data", "plot", "probe"}) {
         INFO(c);
         mg::test::Run r = run_cli(std::string(c) + " --help");
         CHECK(r.status == 0);
@@ -193,4 +193,46 @@ TEST_CASE("cli: the parser's mistakes are one error line naming the command and 
     require_one_error_line(run_cli("data --out /tmp/x.jsonl --grdi 64x4"), {"train config: unknown key 'task.grdi'"});
     require_one_error_line(run_cli("train --model.d_model big"), {"train config: model.d_model is \"big\"",
                                                                   "an integer >= 1"});
+}
+
+TEST_CASE("cli: eval --data scores a JSONL file, with the loss, as eval scores the same examples it generates",
+          "[cli][eval]") {
+    TempDir dir("cli_evaldata");
+    train::TrainConfig cfg = train::parse_train_args(
+        {"--model.d_model", "16", "--model.n_layer", "1", "--model.d_state", "4", "--task.grid", "32x2",
+         "--task.vocab_size", "16", "--task.train_examples", "32", "--task.test_examples", "12",
+         "--task.test_variants", "[\"last\"]", "--task.variant", "last", "--max_steps", "3", "--eval_every", "0",
+         "--device", "cpu", "--run_dir", dir.file("run")});
+    {
+        train::Trainer t(cfg, nullptr);
+        t.train();
+    }
+    const std::string ckpt = dir.file("run/final.safetensors");
+    // the test split the checkpoint's config generates, written as JSONL, then scored from the file
+    Run d = run_cli("data --config " + dir.file("run/config.json") + " --split test --out " + dir.file("test.jsonl"));
+    REQUIRE(d.status == 0);
+    Run gen = run_cli("eval --device cpu --checkpoint " + ckpt);
+    Run file = run_cli("eval --device cpu --checkpoint " + ckpt + " --data " + dir.file("test.jsonl"));
+    INFO(gen.out << "\n" << file.out);
+    REQUIRE(gen.status == 0);
+    REQUIRE(file.status == 0);
+    CHECK(file.out.find("on " + dir.file("test.jsonl") + " (12 examples)") != std::string::npos);
+    // the same examples give the same row of accuracies and the same loss
+    auto after = [](const std::string& text, const std::string& mark) {
+        const size_t at = text.find(mark);
+        if (at == std::string::npos) return std::string();
+        const std::string rest = text.substr(at + mark.size(), text.find('\n', at) - at - mark.size());
+        return rest.substr(std::min(rest.size(), rest.find_first_not_of(' ')));
+    };
+    CHECK_FALSE(after(gen.out, "   32    2  ").empty());
+    CHECK(after(gen.out, "   32    2  ") == after(file.out, "   32    2  "));
+    CHECK(after(gen.out, "loss (mean cross-entropy per labelled token, nats): last ") ==
+          after(file.out, "loss (mean cross-entropy per labelled token, nats): test.jsonl "));
+    // what does not apply, and data for a larger vocabulary, are one error line each
+    require_one_error_line(run_cli("eval --checkpoint " + ckpt + " --data " + dir.file("test.jsonl") + " --split valid"),
+                           {"eval: --data scores the file's examples", "--split"});
+    Run big = run_cli("data --out " + dir.file("big.jsonl") + " --grid 32x2 --vocab_size 4000 --examples 2 --split test");
+    REQUIRE(big.status == 0);
+    require_one_error_line(run_cli("eval --device cpu --checkpoint " + ckpt + " --data " + dir.file("big.jsonl")),
+                           {"big.jsonl", "holds token id", "model.vocab_size"});
 }

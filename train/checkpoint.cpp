@@ -142,13 +142,21 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
     SafetensorsHeader out;
     out.data_start = 8 + n;
     std::vector<SafetensorsEntry>& entries = out.entries;
+    // names are echoed in every message below: no control characters in them (JSON allows "\r")
+    auto printable = [](std::string_view s) {
+        return std::none_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; });
+    };
     for (auto it = header.begin(); it != header.end(); ++it) {
         const std::string& name = it.key();
         const auto& v = it.value();
+        MG_CHECK(printable(name), "load_safetensors: '{}': the name '{}' holds a control character", path,
+                 text_excerpt(name));
         if (name == kMetadataKey) {
             MG_CHECK(v.is_object(), "load_safetensors: '{}': __metadata__ is {}, expected an object of strings", path,
                      v.type_name());
             for (auto m = v.begin(); m != v.end(); ++m) {
+                MG_CHECK(printable(m.key()), "load_safetensors: '{}': the __metadata__ key '{}' holds a control character",
+                         path, text_excerpt(m.key()));
                 MG_CHECK(m.value().is_string(), "load_safetensors: '{}': __metadata__ entry '{}' is {}, expected a string",
                          path, m.key(), m.value().type_name());
                 out.metadata[m.key()] = m.value().get<std::string>();
@@ -167,15 +175,15 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
         if (d == "F32") e.dtype = DType::f32;
         else if (d == "F64") e.dtype = DType::f64;
         else if (d == "I32") e.dtype = DType::i32;
-        else throw bad(fmt::format("dtype '{}' is not supported (supported: F32, F64, I32)", d));
+        else throw bad(fmt::format("dtype '{}' is not supported (supported: F32, F64, I32)", text_excerpt(d, 20)));
         auto sh = v.find("shape");
         if (sh == v.end() || !sh->is_array()) throw bad("no \"shape\" array");
         uint64_t numel = 1;
         for (const auto& dim : *sh) {
-            if (!dim.is_number_unsigned()) throw bad(fmt::format("shape {} holds a non-integer or negative size", sh->dump()));
+            if (!dim.is_number_unsigned()) throw bad(fmt::format("shape {} holds a non-integer or negative size", json_excerpt(*sh)));
             const uint64_t s = dim.get<uint64_t>();
             if (s != 0 && numel > data_size / s) // also catches overflow: numel never exceeds the data
-                throw bad(fmt::format("shape {} has more elements than the {}-byte data section holds", sh->dump(),
+                throw bad(fmt::format("shape {} has more elements than the {}-byte data section holds", json_excerpt(*sh),
                                       data_size));
             numel *= s;
             e.shape.push_back(int64_t(s));
@@ -192,7 +200,7 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
                                   data_size));
         if (e.end - e.begin != numel * dtype_size(e.dtype))
             throw bad(fmt::format("data_offsets [{}, {}] hold {} bytes, but shape {} of {} needs {}", e.begin, e.end,
-                                  e.end - e.begin, sh->dump(), d, numel * dtype_size(e.dtype)));
+                                  e.end - e.begin, json_excerpt(*sh), d, numel * dtype_size(e.dtype)));
         entries.push_back(std::move(e));
     }
     std::sort(entries.begin(), entries.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <omp.h>
 
+#include <filesystem>
 #include <functional>
 
 #include "mambagrad.h"
@@ -24,6 +25,7 @@
 #include "train/generate.h"
 #include "train/info.h"
 #include "train/plot.h"
+#include "train/sweep.h"
 #include "train/probe.h"
 #include "train/trainer.h"
 
@@ -258,6 +260,36 @@ nlohmann::json split_list(const std::string& s) {
     return out;
 }
 
+// One line of each column's loss, under a score table.
+std::string format_losses(const std::vector<std::pair<std::string, double>>& losses) {
+    std::string out = "loss (mean cross-entropy per labelled token, nats):";
+    for (const auto& [name, loss] : losses) out += fmt::format(" {} {:.4f}", name, loss);
+    return out + "\n";
+}
+
+// eval --data FILE: the examples of a JSONL file in the paper's format (ours or the authors').
+int cmd_eval_data(const std::string& checkpoint, const std::string& file, const std::string& device) {
+    const nlohmann::json j = train::checkpoint_config(checkpoint);
+    MG_CHECK(train::task_kind(j) != "lm", "eval: --data scores MQAR JSONL; checkpoint '{}' is a language model (use "
+             "--corpus)", checkpoint);
+    const std::vector<data::MqarExample> examples = data::load_jsonl(file);
+    MG_CHECK(!examples.empty(), "eval: --data '{}' holds no examples", file);
+    train::LoadedModel m = train::load_model(checkpoint, device);
+    const int64_t vocab = m.config.model.vocab_size;
+    for (size_t e = 0; e < examples.size(); ++e)
+        for (int32_t id : examples[e].inputs)
+            MG_CHECK(id < vocab, "eval: --data '{}': example {} holds token id {}, but the model's vocabulary is {} "
+                     "(model.vocab_size); was the data made for another vocabulary?", file, e, id, vocab);
+    const train::EvalResult r = train::evaluate_mqar(*m.model, examples, m.config.batch_size);
+    const std::string name = std::filesystem::path(file).filename().string();
+    fmt::print("{}", train::format_score_table({{name, r.score}},
+                                               fmt::format("query accuracy (%) on {} ({} examples); checkpoint {} (step {}, "
+                                                           "trained on {})", file, examples.size(), checkpoint,
+                                                           m.state.step, data::variant_name(m.config.task.variant))));
+    fmt::print("{}", format_losses({{name, r.loss}}));
+    return 0;
+}
+
 int cmd_eval_mqar(const std::string& checkpoint, const std::string& variants, const std::string& grid,
              int64_t examples, const std::string& split_name, const std::string& device) {
     MG_CHECK(!checkpoint.empty(), "eval: --checkpoint is required");
@@ -273,26 +305,30 @@ int cmd_eval_mqar(const std::string& checkpoint, const std::string& variants, co
     train::LoadedModel m = train::load_model(checkpoint, train::TrainConfig::from_json(j));
     const train::TaskConfig& task = m.config.task;
     std::vector<std::pair<std::string, data::MqarScore>> cols;
+    std::vector<std::pair<std::string, double>> losses;
     for (data::MqarVariant v : task.test_variants) {
         const int64_t n = split == data::Split::Test    ? task.test_examples
                           : split == data::Split::Valid ? task.valid_examples
                                                         : task.train_examples;
-        cols.emplace_back(std::string(data::variant_name(v)),
-                          train::evaluate_mqar(*m.model, task.generate(v, split, n).examples, m.config.batch_size).score);
+        const train::EvalResult r = train::evaluate_mqar(*m.model, task.generate(v, split, n).examples, m.config.batch_size);
+        cols.emplace_back(std::string(data::variant_name(v)), r.score);
+        losses.emplace_back(std::string(data::variant_name(v)), r.loss);
     }
     fmt::print("{}", train::format_score_table(
                          cols, fmt::format("query accuracy (%) on the {} split; checkpoint {} (step {}, trained on {})",
                                            data::split_name(split), checkpoint, m.state.step,
                                            data::variant_name(task.variant))));
+    fmt::print("{}", format_losses(losses));
     return 0;
 }
 
 int cmd_eval(const std::vector<std::string>& args) {
-    std::string checkpoint, variants, grid, split = "test", device = "auto", corpus;
+    std::string checkpoint, variants, grid, split = "test", device = "auto", corpus, data_file;
     int64_t examples = 0;
     CommandLine cl("eval", "eval --checkpoint FILE [options]",
-                   "Scores a checkpoint: MQAR variants (per-subtask query accuracy, one column per variant), or\n"
-                   "for a language model a split's loss, bits per byte and perplexity.");
+                   "Scores a checkpoint: MQAR variants (per-subtask query accuracy, one column per variant, and\n"
+                   "each variant's loss) or a JSONL file of examples (--data), or for a language model a split's\n"
+                   "loss, bits per byte and perplexity.");
     cl.option("--checkpoint", "FILE", checkpoint, "a checkpoint written by `mambagrad train`")
         .required("--checkpoint")
         .option("--variant", "LIST", variants, "comma-separated variants, e.g. standard,last,shuffle (default: the "
@@ -301,8 +337,17 @@ int cmd_eval(const std::vector<std::string>& args) {
         .option("--examples", "N", examples, "examples per cell (default: the run's)")
         .option("--split", "NAME", split, "test, valid or train (an LM checkpoint: default valid)", "test")
         .option("--device", "DEV", device, "auto, cpu, cuda or cuda:N", "auto")
-        .option("--corpus", "FILE", corpus, "LM checkpoints: score this text file instead of the run's task.corpus");
+        .option("--corpus", "FILE", corpus, "LM checkpoints: score this text file instead of the run's task.corpus")
+        .option("--data", "FILE", data_file, "MQAR checkpoints: score the examples of this JSONL file (the paper's "
+                                             "format: `mambagrad data`'s, or the authors' released sets)");
     if (!cl.parse(args)) return 0;
+    if (cl.given("--data")) {
+        MG_CHECK(!cl.given("--variant") && !cl.given("--grid") && !cl.given("--examples") && !cl.given("--split") &&
+                     !cl.given("--corpus"),
+                 "eval: --data scores the file's examples; --variant, --grid, --examples, --split and --corpus do not "
+                 "apply");
+        return cmd_eval_data(checkpoint, data_file, device);
+    }
     // a count the user gave is a count: 0 or less is refused, not replaced by the default
     MG_CHECK(!cl.given("--examples") || examples >= 1, "eval: --examples is {}, expected >= 1", examples);
     const nlohmann::json j = train::checkpoint_config(checkpoint);
@@ -364,8 +409,29 @@ struct Command {
     const char* summary;
     int (*run)(const std::vector<std::string>&);
 };
+int cmd_sweep(const std::vector<std::string>& args) {
+    std::string file;
+    train::SweepOptions o;
+    CommandLine cl("sweep", "sweep EXPERIMENT.json [--jobs N] [--dry-run] [--runs DIR] [--results DIR]",
+                   "Runs an experiment: the grid of training runs its file describes (train/sweep.h), each a\n"
+                   "`mambagrad train` process, several at once, and appends one result row per finished run to\n"
+                   "experiments/results/<name>.jsonl. Runs already recorded are skipped and interrupted runs go on\n"
+                   "from their newest checkpoint, so the same command continues a sweep in a later sitting.");
+    cl.positional("EXPERIMENT", file, "the experiment file (e.g. experiments/positional.json)")
+        .option("--jobs", "N", o.jobs, "runs at once (default: the file's \"jobs\", else 1)")
+        .flag("--dry-run", o.dry_run, "list the runs left and whether each starts or resumes; run nothing")
+        .option("--runs", "DIR", o.runs_root, "where the runs' directories go", "runs/sweeps")
+        .option("--results", "DIR", o.results_dir, "where the results file goes (default: results/ beside the file)");
+    if (!cl.parse(args)) return 0;
+    MG_CHECK(!cl.given("--jobs") || (o.jobs >= 1 && o.jobs <= 64), "sweep: --jobs is {}, expected 1 to 64", o.jobs);
+    const train::SweepSummary s = train::run_sweep(train::SweepSpec::load(file), o, stdout);
+    if (s.interrupted) return 130;
+    return s.failed > 0 ? 1 : 0;
+}
+
 const Command kCommands[] = {
     {"train", "train a model on MQAR or a byte-level LM, then score it", cmd_train},
+    {"sweep", "run an experiment's grid of training runs, resumably, several at once", cmd_sweep},
     {"eval", "score a checkpoint: MQAR variants or an LM split", cmd_eval},
     {"generate", "sample text from a language-model checkpoint", cmd_generate},
     {"probe", "one batch through a model: loss, gradient norms, what each layer computed", cmd_probe},

@@ -228,7 +228,7 @@ bool CommandLine::parse(const std::vector<std::string>& args) {
         auto value = [&]() -> std::string {
             if (inline_value) return a.substr(eq + 1);
             if (i + 1 >= args.size() || (args[i + 1].starts_with("--") && args[i + 1].size() > 2))
-                throw Error(fmt::format("{}: {} needs a value", command_, name));
+                throw Error(fmt::format("{}: {} needs a value", command_, text_excerpt(name, 60)));
             return args[++i];
         };
         if (Option* o = find(name)) {

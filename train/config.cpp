@@ -216,7 +216,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     bool auto_vocab = false;
     if (auto it = mj.find("vocab_size"); it != mj.end() && it->is_string()) {
         MG_CHECK(it->get<std::string>() == "auto", "{}: model.vocab_size is {}, expected \"auto\" or an integer",
-                 kWhere, it->dump());
+                 kWhere, json_excerpt(*it));
         auto_vocab = true;
         mj.erase("vocab_size");
     }
@@ -319,6 +319,12 @@ void apply_override(json& config, const std::string& key, const std::string& val
              kWhere, text_excerpt(key, 60), kMaxJsonDepth);
     json v = parse_json_or_discard(value);
     if (v.is_discarded()) v = value; // not JSON: a plain string
+    set_config_key(config, key, std::move(v));
+}
+
+void set_config_key(json& config, const std::string& key, json v) {
+    MG_CHECK(!key.empty() && key.front() != '.' && key.back() != '.' && key.find("..") == std::string::npos,
+             "{}: '{}' is not a config key (expected e.g. lr or task.grid)", kWhere, text_excerpt(key, 60));
     json* at = &config;
     std::string path;
     std::stringstream ss(key);
@@ -329,9 +335,10 @@ void apply_override(json& config, const std::string& key, const std::string& val
         path += (path.empty() ? "" : ".") + parts[i];
         if (!at->contains(parts[i])) (*at)[parts[i]] = json::object();
         at = &(*at)[parts[i]];
-        MG_CHECK(at->is_object(), "{}: --{}: {} is {}, not an object with keys", kWhere, text_excerpt(key, 60), path, json_excerpt(*at));
+        MG_CHECK(at->is_object(), "{}: setting {}: {} is {}, not an object with keys", kWhere, text_excerpt(key, 60), path,
+                 json_excerpt(*at));
     }
-    (*at)[parts.back()] = v;
+    (*at)[parts.back()] = std::move(v);
 }
 
 json checkpoint_config(const std::string& checkpoint) {
@@ -379,11 +386,11 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
             value = key.substr(eq + 1);
             key = key.substr(0, eq);
         } else {
-            MG_CHECK(i + 1 < args.size(), "train: {} needs a value", a);
+            MG_CHECK(i + 1 < args.size(), "train: {} needs a value", text_excerpt(a, 60));
             value = args[++i];
             // "--lr --seed 1": the value is missing, not "1" unexpected
             MG_CHECK(!(value.size() > 2 && value.starts_with("--")), "train: {} needs a value, but the next argument "
-                     "is the flag {}", a, text_excerpt(value, 40));
+                     "is the flag {}", text_excerpt(a, 60), text_excerpt(value, 40));
         }
         if (key == "config") config_path = value;
         else overrides.emplace_back(key, value);

@@ -124,6 +124,8 @@ struct TrainConfig {
 // as a plain string otherwise. Intermediate objects are created; an unknown key is caught later
 // by TrainConfig::from_json.
 void apply_override(nlohmann::json& config, const std::string& key, const std::string& value);
+// The same with a JSON value (what apply_override and the sweep runner's overrides set).
+void set_config_key(nlohmann::json& config, const std::string& key, nlohmann::json value);
 
 // The default model section: {"preset": "zoology", "d_model": 64, "vocab_size": "auto"}.
 nlohmann::json default_model_json();
