@@ -6,6 +6,8 @@
 #   make fuzz         build the libFuzzer targets of fuzz/ (clang++, ASan + UBSan, build/fuzz) and
 #                     run each for FUZZ_SECONDS (default 60); see README "Reliability"
 #   make gpu-check    the CUDA suite under compute-sanitizer's four tools (GPU machine)
+#   make results      docs/RESULTS.md from the experiments' committed result rows
+#   make reproduce-mini   experiments 1 and 3 in miniature on the CPU (about 9 minutes)
 #   make train        train a small Mamba on Standard MQAR, then score Standard, Last and Shuffle
 #   make corpus       the LM corpus data/corpus/kjv.txt (the King James Bible, public domain) from
 #                     Debian's bible-kjv-text (installs bible-kjv with apt-get when run as root)
@@ -128,7 +130,7 @@ STEP_BIN := $(BUILD)/bench_step
 LAB_BIN := $(BUILD)/fft_lab
 SCAN_LAB_BIN := $(BUILD)/scan_lab
 
-.PHONY: FORCE all test vendor clean bench lab train corpus check-layers fuzz fuzz-build fuzz-run gpu-check
+.PHONY: FORCE all test vendor clean bench lab train corpus check-layers fuzz fuzz-build fuzz-run gpu-check results reproduce-mini
 all: $(LIB) $(BIN)
 
 $(BUILD)/%.o: %.cpp
@@ -231,6 +233,18 @@ fuzz-run: $(FUZZ_BINS)
 	tools/fuzz.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 fuzz:
 	$(MAKE) FUZZ=1 fuzz-run
+
+# ---- experiments (experiments/README.md) -------------------------------------------------------
+# docs/RESULTS.md from the committed result rows of every experiment (a test keeps it current).
+results: $(BIN)
+	./$(BIN) report $(sort $(wildcard experiments/*.json)) --out docs/RESULTS.md
+# Experiments 1 and 3 in miniature on the CPU (about 9 minutes on 2 cores); runs and rows go to
+# $(BUILD)/reproduce-mini/ (delete it to run them again).
+MINI := experiments/mini/positional.json experiments/mini/k4v8.json
+reproduce-mini: $(BIN)
+	@for e in $(MINI); do ./$(BIN) sweep $$e --runs $(BUILD)/reproduce-mini/runs \
+	    --results $(BUILD)/reproduce-mini/results || exit 1; done
+	@echo; ./$(BIN) report $(MINI) --results $(BUILD)/reproduce-mini/results
 
 # The CUDA suite under compute-sanitizer memcheck, racecheck, initcheck and synccheck (GPU machine).
 gpu-check: $(TEST_BIN)

@@ -7,12 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "tests/helpers.h"
 #include "tests/train_helpers.h"
+#include "train/report.h"
 #include "train/sweep.h"
 
 using namespace mg;
@@ -193,4 +195,48 @@ TEST_CASE("sweep: an interrupted sweep passes the signal on, and the next one go
     REQUIRE(rows.size() == 1);
     CHECK(rows[0]["resumed"] == true);
     CHECK(rows[0]["steps"] == 4096 / 8);
+}
+
+TEST_CASE("report: groups over seeds, mean ± sd, the paper beside, each cell; says when nothing was learned",
+          "[sweep][report]") {
+    SweepSpec spec = SweepSpec::from_json(tiny_experiment("rep"), "x");
+    spec.paper = ojson::parse(R"({"model=mamba": {"standard": 99.72, "last": 15.44}})");
+    spec.description = "A test.";
+    auto row = [](const char* model, int seed, double standard, double last) {
+        ojson cells = ojson::array();
+        cells.push_back({{"L", 32}, {"N", 2}, {"query_acc", standard}, {"token_acc", standard}});
+        cells.push_back({{"L", 64}, {"N", 4}, {"query_acc", standard / 2}, {"token_acc", standard / 2}});
+        return ojson{{"experiment", "rep"}, {"run", fmt::format("model={},seed={}", model, seed)},
+                     {"labels", {{"model", model}, {"seed", std::to_string(seed)}}}, {"status", "ok"},
+                     {"test", {{"standard", {{"query_acc", standard}, {"token_acc", standard}, {"subtasks", cells}}},
+                               {"last", {{"query_acc", last}, {"token_acc", last}}}}},
+                     {"device", "cpu"}, {"commit", "abc1234"}, {"date", "2026-12-07T00:00:00Z"}};
+    };
+    const std::vector<ojson> rows = {row("mamba", 0, 0.90, 0.10), row("mamba", 1, 0.80, 0.20), row("gs", 0, 0.5, 0.5),
+                                     ojson{{"experiment", "other"}, {"status", "ok"}}, ojson{{"status", "failed"}}};
+    const std::string md = experiment_report(spec, rows);
+    INFO(md);
+    CHECK(md.find("## rep\n\nA test.\n") != std::string::npos);
+    CHECK(md.find("| model | seeds | standard | last | paper |") != std::string::npos);
+    CHECK(md.find("| mamba | 2 | 85.00 ± 7.07 | 15.00 ± 7.07 | 99.72 / 15.44 |") != std::string::npos);
+    CHECK(md.find("| gs | 1 | 50.00 | 50.00 | – |") != std::string::npos);
+    CHECK(md.find("model=mamba → tested on standard: query accuracy (%) per cell") != std::string::npos);
+    CHECK(md.find("| 32 | 85.0 | · |") != std::string::npos);
+    CHECK(md.find("| 64 | · | 42.5 |") != std::string::npos);
+    CHECK(md.find("Rows: 3 runs; device cpu; commit abc1234; date 2026-12-07.") != std::string::npos);
+    CHECK(md.find("No group reaches 1%") == std::string::npos);
+    const std::string none = experiment_report(spec, {row("mamba", 0, 0.0, 0.001)});
+    CHECK(none.find("No group reaches 1% query accuracy") != std::string::npos);
+    CHECK(experiment_report(spec, {}).find("No result rows yet.") != std::string::npos);
+}
+
+TEST_CASE("report: docs/RESULTS.md is what `make results` writes from the committed rows", "[sweep][report]") {
+    std::vector<std::string> files;
+    for (const auto& e : std::filesystem::directory_iterator("experiments"))
+        if (e.path().extension() == ".json") files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+    REQUIRE(files.size() >= 6);
+    const std::string want = results_document(files), have = read_all("docs/RESULTS.md");
+    INFO("docs/RESULTS.md is out of date: run `make results` and commit it");
+    CHECK(have == want);
 }

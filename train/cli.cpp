@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "data/atomic_file.h"
 #include "mambagrad.h"
 #include "ops/op_table.h"
 #include "tensor/json.h"
@@ -25,6 +26,7 @@
 #include "train/generate.h"
 #include "train/info.h"
 #include "train/plot.h"
+#include "train/report.h"
 #include "train/sweep.h"
 #include "train/probe.h"
 #include "train/trainer.h"
@@ -429,9 +431,37 @@ int cmd_sweep(const std::vector<std::string>& args) {
     return s.failed > 0 ? 1 : 0;
 }
 
+int cmd_report(const std::vector<std::string>& args) {
+    std::string out, results_dir;
+    CommandLine cl("report", "report EXPERIMENT [EXPERIMENT ...] [--out FILE]",
+                   "Renders experiments from their result rows alone (train/report.h): per experiment a table of\n"
+                   "test accuracy per group of runs (mean ± standard deviation over seeds, the paper's numbers\n"
+                   "beside), and each group's accuracy per (L, N) cell. EXPERIMENT is an experiment file\n"
+                   "(experiments/positional.json, or without .json); its rows are in results/<name>.jsonl beside it.\n"
+                   "With --out the whole document is written there (docs/RESULTS.md: `make results`).");
+    std::vector<std::string> files;
+    cl.positionals("EXPERIMENT", files, "experiment files")
+        .option("--out", "FILE", out, "write the document (title, then every experiment) to FILE, atomically")
+        .option("--results", "DIR", results_dir, "where the results files are (default: results/ beside each file)");
+    if (!cl.parse(args)) return 0;
+    for (std::string& f : files)
+        if (!std::filesystem::exists(f) && std::filesystem::exists(f + ".json")) f += ".json";
+    if (!out.empty()) {
+        data::write_file_atomic(out, train::results_document(files, results_dir));
+        fmt::print("wrote {} ({} experiment{})\n", out, files.size(), files.size() == 1 ? "" : "s");
+        return 0;
+    }
+    for (const std::string& f : files) {
+        const train::SweepSpec spec = train::SweepSpec::load(f);
+        fmt::print("{}", train::experiment_report(spec, train::read_result_rows(train::sweep_results_path(spec, results_dir))));
+    }
+    return 0;
+}
+
 const Command kCommands[] = {
     {"train", "train a model on MQAR or a byte-level LM, then score it", cmd_train},
     {"sweep", "run an experiment's grid of training runs, resumably, several at once", cmd_sweep},
+    {"report", "an experiment's results as markdown tables, beside the paper's numbers", cmd_report},
     {"eval", "score a checkpoint: MQAR variants or an LM split", cmd_eval},
     {"generate", "sample text from a language-model checkpoint", cmd_generate},
     {"probe", "one batch through a model: loss, gradient norms, what each layer computed", cmd_probe},

@@ -152,6 +152,11 @@ CommandLine& CommandLine::positional(const std::string& meta, std::string& out, 
     o.required = true;
     return add(std::move(o));
 }
+CommandLine& CommandLine::positionals(const std::string& meta, std::vector<std::string>& out, const std::string& help) {
+    Option o{meta, meta, help, "", Option::Positionals, &out};
+    o.required = true;
+    return add(std::move(o));
+}
 CommandLine& CommandLine::required(const std::string& name) {
     Option* o = find(name);
     if (!o) throw Error(fmt::format("internal: {}: required() of an undeclared option {}", command_, name));
@@ -166,7 +171,7 @@ CommandLine& CommandLine::config_keys(std::vector<std::string>& out, const std::
 
 CommandLine::Option* CommandLine::find(const std::string& name) {
     for (Option& o : options_)
-        if (o.name == name && o.kind != Option::Positional) return &o;
+        if (o.name == name && o.kind != Option::Positional && o.kind != Option::Positionals) return &o;
     return nullptr;
 }
 
@@ -182,6 +187,7 @@ void CommandLine::set(Option& o, const std::string& value) {
     switch (o.kind) {
     case Option::Text:
     case Option::Positional: *static_cast<std::string*>(o.out) = value; break;
+    case Option::Positionals: static_cast<std::vector<std::string>*>(o.out)->push_back(value); break;
     case Option::Int: {
         const long long v = std::strtoll(value.c_str(), &end, 10);
         if (!whole(end)) throw Error(what + " is not an integer");
@@ -214,7 +220,7 @@ bool CommandLine::parse(const std::vector<std::string>& args) {
         }
         if (!a.starts_with("--")) {
             auto it = std::find_if(options_.begin(), options_.end(), [&](const Option& o) {
-                return o.kind == Option::Positional && !o.seen;
+                return (o.kind == Option::Positional && !o.seen) || o.kind == Option::Positionals;
             });
             if (it == options_.end())
                 throw Error(fmt::format("{}: unexpected argument '{}' (see `mambagrad {} --help`)", command_,
@@ -254,7 +260,9 @@ bool CommandLine::parse(const std::vector<std::string>& args) {
     for (const Option& o : options_)
         if (o.required && !o.seen)
             throw Error(fmt::format("{}: {} is required (see `mambagrad {} --help`)", command_,
-                                    o.kind == Option::Positional ? o.meta : o.name + " " + o.meta, command_));
+                                    o.kind == Option::Positional || o.kind == Option::Positionals ? o.meta
+                                                                                                  : o.name + " " + o.meta,
+                                    command_));
     return true;
 }
 
@@ -268,9 +276,10 @@ std::string CommandLine::help() const {
     for (const Option& o : options_) {
         if (!any) out += "\noptions:\n";
         any = true;
-        const std::string left = o.kind == Option::Positional ? o.meta
-                                 : o.kind == Option::Flag     ? o.name
-                                                              : o.name + " " + o.meta;
+        const std::string left = o.kind == Option::Positional    ? o.meta
+                                 : o.kind == Option::Positionals ? o.meta + " ..."
+                                 : o.kind == Option::Flag        ? o.name
+                                                                 : o.name + " " + o.meta;
         line(left, o.def, o.required ? o.help + " (required)" : o.help);
     }
     if (config_out_) {

@@ -40,6 +40,8 @@ public:
                         const std::string& def = "");
     CommandLine& flag(const std::string& name, bool& out, const std::string& help);
     CommandLine& positional(const std::string& meta, std::string& out, const std::string& help);
+    // One or more positionals (declared last): every argument left after the single ones.
+    CommandLine& positionals(const std::string& meta, std::vector<std::string>& out, const std::string& help);
     // Marks an option as required (an error names it when it is missing).
     CommandLine& required(const std::string& name);
     // Accepts --config FILE and every config key of `mambagrad train` (or, with prefix "task.",
@@ -55,7 +57,7 @@ public:
 private:
     struct Option {
         std::string name, meta, help, def;
-        enum Kind { Text, Int, Uint, Num, Flag, Positional } kind;
+        enum Kind { Text, Int, Uint, Num, Flag, Positional, Positionals } kind;
         void* out;
         bool required = false, seen = false;
     };

@@ -1,0 +1,32 @@
+// train/report.h: an experiment's results as markdown, from its result rows alone
+// (`mambagrad report`; docs/RESULTS.md is this over every experiments/*.json).
+//
+// For each experiment (train/sweep.h's file and its results/<name>.jsonl):
+//   a heading and the file's description;
+//   the summary table: one line per group of runs that differ only in their "seed" axis, with
+//     each test variant's query accuracy (%) as mean ± sample standard deviation over the seeds
+//     (the seed count in its own column; an LM run shows held-out bits per byte instead), and the
+//     paper's numbers beside them when the file's "paper" has the group: "paper": {"<group id>":
+//     {"<variant>": number}}, the group id being the run id without its seed
+//     ("model=mamba,train_on=standard");
+//   per group and test variant, the accuracy of every (L, N) cell (mean over seeds), L down and
+//     N across, with "·" where the grid has no cell;
+//   where the rows came from: their count, devices, commits and dates.
+// Nothing in it is typed by hand: a test regenerates docs/RESULTS.md and compares.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "train/sweep.h"
+
+namespace mg::train {
+
+// The markdown of one experiment, from `rows` (read_result_rows of its results file; rows of
+// other experiments or without "status" "ok" are ignored).
+std::string experiment_report(const SweepSpec& spec, const std::vector<nlohmann::ordered_json>& rows);
+
+// The whole document over experiment files (each with its results file beside it, in
+// results/<name>.jsonl): a title, a line saying how it was made, then experiment_report of each.
+std::string results_document(const std::vector<std::string>& experiment_files, const std::string& results_dir = "");
+
+} // namespace mg::train
