@@ -146,7 +146,22 @@ TEST_CASE("sweep: runs record one row each, a second sweep skips them, a failed 
     CHECK(s.done == 0);
     CHECK(s.failed == 1);
     CHECK(read_result_rows(results).size() == 1);
-    CHECK(recorded_runs(results) == std::vector<std::string>{"train_on=standard"});
+    const auto recorded = recorded_runs(results);
+    REQUIRE(recorded.size() == 1);
+    CHECK(recorded.begin()->first == "train_on=standard");
+    CHECK(recorded.begin()->second["task"]["variant"] == "standard");
+    // a file edited after a run was recorded: the row stands, and the sweep says so
+    ojson edited = j;
+    edited["base"]["lr"] = 0.005;
+    const SweepSpec spec2 = write_spec(dir, edited);
+    out = std::tmpfile();
+    (void)run_sweep(spec2, options_in(dir), out);
+    std::rewind(out);
+    text.assign(1 << 16, '\0');
+    text.resize(std::fread(text.data(), 1, text.size(), out));
+    std::fclose(out);
+    CHECK(text.find("note: train_on=standard is recorded with a config other than the file's now") != std::string::npos);
+    CHECK(read_result_rows(results).size() == 1);
 }
 
 TEST_CASE("sweep: an interrupted sweep passes the signal on, and the next one goes on from the checkpoints",

@@ -15,6 +15,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -173,12 +174,12 @@ std::vector<ojson> read_result_rows(const std::string& results_path, int64_t* sk
     return rows;
 }
 
-std::vector<std::string> recorded_runs(const std::string& results_path) {
-    std::vector<std::string> ids;
+std::map<std::string, ojson> recorded_runs(const std::string& results_path) {
+    std::map<std::string, ojson> runs;
     for (const ojson& row : read_result_rows(results_path))
         if (json_string_at(row, "status", "") == "ok" && row.contains("run") && row["run"].is_string())
-            ids.push_back(row["run"].get<std::string>());
-    return ids;
+            runs[row["run"].get<std::string>()] = row.contains("config") ? row["config"] : ojson();
+    return runs;
 }
 
 std::string newest_checkpoint(const std::string& run_dir) {
@@ -336,14 +337,23 @@ std::string log_tail(const std::string& log, size_t lines) {
 SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options, std::FILE* out) {
     const std::vector<SweepRun> runs = expand_sweep(spec, options.runs_root);
     const std::string results = sweep_results_path(spec, options.results_dir);
-    const std::vector<std::string> recorded = recorded_runs(results);
+    const std::map<std::string, ojson> recorded = recorded_runs(results); // id -> the config its row ran
     const int64_t jobs = options.jobs > 0 ? options.jobs : spec.jobs;
     SweepSummary sum;
     sum.total = int64_t(runs.size());
     std::vector<size_t> todo;
     for (size_t i = 0; i < runs.size(); ++i) {
-        if (std::find(recorded.begin(), recorded.end(), runs[i].id) != recorded.end()) ++sum.skipped;
-        else todo.push_back(i);
+        auto it = recorded.find(runs[i].id);
+        if (it == recorded.end()) {
+            todo.push_back(i);
+            continue;
+        }
+        ++sum.skipped;
+        // rows are never edited: a run recorded under another config stays recorded, but say so
+        if (nlohmann::json::parse(it->second.dump()) != nlohmann::json::parse(runs[i].config.dump()))
+            fmt::print(out, "sweep {}: note: {} is recorded with a config other than the file's now; its row stands "
+                            "(move the results file aside to run the experiment afresh)\n",
+                       spec.name, runs[i].id);
     }
     fmt::print(out, "sweep {}: {} runs, {} recorded in {}, {} to run, {} at once\n", spec.name, sum.total, sum.skipped,
                results, todo.size(), jobs);

@@ -38,6 +38,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,8 +74,9 @@ std::vector<SweepRun> expand_sweep(const SweepSpec& spec, const std::string& run
 // The results file of an experiment: experiments/results/<name>.jsonl beside the experiment
 // file's folder's "results" (results_dir overrides).
 std::string sweep_results_path(const SweepSpec& spec, const std::string& results_dir = "");
-// The ids that have a row with "status" "ok" in a results file (none when it does not exist).
-std::vector<std::string> recorded_runs(const std::string& results_path);
+// The runs recorded in a results file: each id with a row of "status" "ok", and the config that
+// row ran (none when the file does not exist).
+std::map<std::string, nlohmann::ordered_json> recorded_runs(const std::string& results_path);
 // The rows of a results file (lines that are not JSON objects are skipped and counted).
 std::vector<nlohmann::ordered_json> read_result_rows(const std::string& results_path, int64_t* skipped = nullptr);
 
