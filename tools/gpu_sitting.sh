@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# tools/gpu_sitting.sh OUT_DIR STEP...: the GPU machine's work of one sitting, in as few device
+# calls as possible (the device tool runs one command over a copy of the tree and returns only
+# what is under $OUT). Binaries come prebuilt (BIN, TESTS; see the closing notes for packing).
+# Steps, run in the order given, each logging under OUT_DIR:
+#   tests             the whole suite (CUDA cases included)            -> tests.log
+#   gpu-check         tools/gpu_check.sh: the CUDA suite under compute-sanitizer's four tools
+#                                                                      -> gpu-check/*.log
+#   concurrency       tools/sweep_concurrency.sh (sets the experiments' jobs)
+#                                                                      -> concurrency/
+#   sweep:NAME:SECS   mambagrad sweep experiments/NAME.json for at most SECS seconds; then SIGTERM
+#                     (the sweep passes it on; runs in flight checkpoint, but the checkpoints stay
+#                     on the GPU machine and are lost with it: size SECS so that runs finish). The
+#                     rows of finished runs come back in results/NAME.jsonl: append them to
+#                     experiments/results/NAME.jsonl here and commit them at once.
+# Example: tools/gpu_sitting.sh "$OUT" tests concurrency sweep:positional:420
+set -uo pipefail
+out=${1:?usage: gpu_sitting.sh OUT_DIR STEP...}
+shift
+bin=${BIN:-build/mambagrad}
+tests=${TESTS:-build/mg_tests}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" 2>&1
+for step in "$@"; do
+    echo "== $step ($(date -u +%H:%M:%S))" | tee -a "$out/steps.log"
+    case $step in
+        tests)
+            "$tests" > "$out/tests.log" 2>&1
+            tail -n 1 "$out/tests.log" | tee -a "$out/steps.log" ;;
+        gpu-check)
+            tools/gpu_check.sh "$tests" "$out/gpu-check" | tee -a "$out/steps.log" ;;
+        concurrency)
+            BIN=$bin tools/sweep_concurrency.sh "$out/concurrency" | tee -a "$out/steps.log" ;;
+        sweep:*:*)
+            IFS=: read -r _ name secs <<< "$step"
+            # the sweep sees the committed rows (and skips their runs); only this sitting's new
+            # rows come back, in results/NAME.jsonl
+            scratch=$(mktemp -d)
+            touch "$scratch/$name.jsonl"
+            [ -f "experiments/results/$name.jsonl" ] && cp "experiments/results/$name.jsonl" "$scratch/"
+            before=$(wc -l < "$scratch/$name.jsonl")
+            timeout -s TERM "$secs" "$bin" sweep "experiments/$name.json" --results "$scratch" \
+                > "$out/sweep_$name.log" 2>&1
+            rc=$?
+            mkdir -p "$out/results"
+            tail -n +$((before + 1)) "$scratch/$name.jsonl" >> "$out/results/$name.jsonl"
+            echo "exit $rc; $(wc -l < "$out/results/$name.jsonl") new rows" | tee -a "$out/steps.log" ;;
+        *)
+            echo "gpu_sitting: unknown step '$step'" | tee -a "$out/steps.log" ;;
+    esac
+done
