@@ -5,6 +5,7 @@
 #include <set>
 
 #include "tests/helpers.h"
+#include "train/build_info.h"
 #include "train/checkpoint.h"
 #include "train/command_line.h"
 #include "train/info.h"
@@ -22,6 +23,8 @@ TEST_CASE("cli: info and gradcheck run", "[cli]") {
     INFO(info.out);
     CHECK(info.status == 0);
     CHECK(info.out.find("CPU GEMM") != std::string::npos);
+    // the build's commit, as result rows record it (train/build_info.h)
+    CHECK(info.out.rfind("mambagrad (commit " + mg::train::build_commit() + ")\n", 0) == 0);
     Run gc = run_cli("gradcheck --op div --device cpu");
     INFO(gc.out);
     CHECK(gc.status == 0);

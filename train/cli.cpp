@@ -22,6 +22,7 @@
 #include "ops/op_table.h"
 #include "tensor/json.h"
 #include "tensor/runtime.h"
+#include "train/build_info.h"
 #include "train/command_line.h"
 #include "train/generate.h"
 #include "train/info.h"
@@ -37,7 +38,7 @@ using train::CommandLine;
 namespace {
 
 int cmd_info() {
-    fmt::print("mambagrad\n");
+    fmt::print("mambagrad (commit {})\n", train::build_commit());
     fmt::print("  CUDA:      {}\n", cuda_compiled() ? "compiled in" : "not compiled (CUDA=0)");
     fmt::print("  devices:   cpu ({} OpenMP threads)", omp_get_max_threads());
     for (int d = 0; d < cuda_device_count(); ++d) fmt::print(", cuda:{} ({})", d, device_name(Device::cuda(d)));
