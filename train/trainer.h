@@ -39,8 +39,10 @@
 // A checkpoint holds the parameters, AdamW's state and step counts, (epoch, step, cursor) and
 // the config. Resuming rebuilds the data from the seeds, reloads all of it and continues at the
 // cursor: the losses are bit-identical to an uninterrupted run on the same device and thread
-// count (every kernel is deterministic). The resumed run keeps metrics.jsonl's rows up to the
-// checkpoint's step and appends its own.
+// count (every kernel is deterministic). The resumed run keeps the metrics.jsonl rows the
+// checkpoint counted (TrainerState::metrics_rows; older checkpoints: the rows up to its step)
+// and appends its own, so its log is the uninterrupted run's, wherever it was stopped (kill -9
+// included: tests/test_reliability.cpp).
 //
 // ---- metrics.jsonl rows ------------------------------------------------------------------------
 //   {"kind":"train","step":s,"epoch":e,"loss":l (mean over the rows since the last one),
