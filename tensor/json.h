@@ -66,6 +66,10 @@ inline size_t utf8_invalid_at(std::string_view s) {
     return std::string_view::npos;
 }
 
+// Whether c is a control character (C0 or DEL), which an echo must not print raw.
+inline bool is_control_char(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; }
+inline bool has_control_char(std::string_view s) { return std::any_of(s.begin(), s.end(), is_control_char); }
+
 // Raw text (a flag value, a key, a line of a file) for an error message: at most max_chars bytes,
 // then "... (N characters)"; bytes that are not well-formed UTF-8 and control characters are
 // written \xNN, so the message stays one printable line whatever the input held.
@@ -77,9 +81,8 @@ inline std::string text_excerpt(std::string_view s, size_t max_chars = 80) {
         const size_t bad = utf8_invalid_at(head.substr(i));
         const size_t good = bad == std::string_view::npos ? head.size() - i : bad;
         for (size_t k = i; k < i + good; ++k) {
-            const unsigned char c = static_cast<unsigned char>(head[k]);
-            if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02X}", c);
-            else out += char(c);
+            if (is_control_char(head[k])) out += fmt::format("\\x{:02X}", static_cast<unsigned char>(head[k]));
+            else out += head[k];
         }
         i += good;
         if (i < head.size()) out += fmt::format("\\x{:02X}", static_cast<unsigned char>(head[i++]));

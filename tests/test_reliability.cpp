@@ -2,9 +2,7 @@
 // state that points outside the data, and JSON nested deep enough to overflow the stack when an
 // error message printed it; and a run directory after kills: stale temp files, the checkpoints
 // that keep_checkpoints counts.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +24,7 @@
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 #include "train/plot.h"
+#include "train/process.h"
 #include "train/trainer.h"
 
 using namespace mg;
@@ -42,6 +41,15 @@ TrainConfig small_run(const std::string& run_dir) {
               {"batch_size", 8}, {"epochs", 4}, {"eval_every", 0}, {"target_accuracy", 0}, {"device", "cpu"},
               {"run_dir", run_dir}, {"log_every", 1}};
     return TrainConfig::from_json(j);
+}
+
+// small_run trained for one step: its run directory holds final.safetensors. Returns its config.
+TrainConfig one_step_run(const std::string& run_dir) {
+    TrainConfig cfg = small_run(run_dir);
+    cfg.max_steps = 1;
+    Trainer t(cfg, nullptr);
+    t.train();
+    return cfg;
 }
 
 // A copy of `src` at `dst` whose "mambagrad.trainer" metadata is `state` (JSON text).
@@ -271,21 +279,7 @@ namespace {
 // Starts `mambagrad ARGS` (the program beside the test binary) in the background, its stdout and
 // stderr into `log`; returns its pid.
 pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
-    const std::string bin = mg::test::cli_binary();
-    std::vector<std::string> all = {bin};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    REQUIRE(rc == 0);
-    return pid;
+    return spawn_logged(mg::test::cli_binary(), args, log, /*append=*/false, /*own_group=*/false);
 }
 
 // Train rows in a metrics file (0 when it does not exist yet).
@@ -350,12 +344,7 @@ TEST_CASE("reliability: SIGINT finishes the step, checkpoints and says how to re
 TEST_CASE("reliability: eval, generate and resume refuse a checkpoint with a NaN weight or a damaged byte",
           "[reliability][cli]") {
     TempDir dir("nanckpt");
-    TrainConfig cfg = small_run(dir.file("run"));
-    cfg.max_steps = 1;
-    {
-        Trainer t(cfg, nullptr);
-        t.train();
-    }
+    const TrainConfig cfg = one_step_run(dir.file("run")); // run/final.safetensors
     const std::string good = dir.file("run/final.safetensors");
     SafetensorsFile f = load_safetensors(good);
     for (auto& [name, t] : f.tensors)
@@ -384,12 +373,7 @@ TEST_CASE("reliability: eval, generate and resume refuse a checkpoint with a NaN
 TEST_CASE("reliability: a checkpoint whose header disagrees with its config is refused before allocation, by every "
           "command alike", "[reliability][cli]") {
     TempDir dir("hdr");
-    TrainConfig cfg = small_run(dir.file("run"));
-    cfg.max_steps = 1;
-    {
-        Trainer t(cfg, nullptr);
-        t.train();
-    }
+    const TrainConfig cfg = one_step_run(dir.file("run")); // run/final.safetensors
     // the config claims d_model 8192 (a 4 GB embedding), the file holds the small model's tensors
     SafetensorsFile f = load_safetensors(dir.file("run/final.safetensors"));
     json c = json::parse(f.metadata.at("mambagrad.config"));
@@ -565,12 +549,7 @@ TEST_CASE("reliability: an example count beyond this machine's memory is refused
 TEST_CASE("reliability: JSON of the wrong kind in a checkpoint's config, its optimizer state or a metrics row",
           "[reliability][cli]") {
     TempDir dir("kinds");
-    TrainConfig cfg = small_run(dir.file("run"));
-    cfg.max_steps = 1;
-    {
-        Trainer t(cfg, nullptr);
-        t.train();
-    }
+    (void)one_step_run(dir.file("run")); // run/final.safetensors
     const SafetensorsFile f = load_safetensors(dir.file("run/final.safetensors"));
     for (const auto& [config, says] : std::vector<std::pair<std::string, std::string>>{
              {"[1]", "is [1], expected a JSON object"},

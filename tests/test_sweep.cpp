@@ -1,9 +1,7 @@
 // tests/test_sweep.cpp: experiments as grids of runs (train/sweep.h): the file's checks, the grid's
 // expansion, a sweep of real `mambagrad train` processes that records one row per run, skips what
 // is recorded, retries what failed, and goes on from checkpoints after an interrupt.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +12,7 @@
 
 #include "tests/helpers.h"
 #include "tests/train_helpers.h"
+#include "train/process.h"
 #include "train/report.h"
 #include "train/sweep.h"
 
@@ -174,19 +173,9 @@ TEST_CASE("sweep: an interrupted sweep passes the signal on, and the next one go
     j["axes"] = ojson::parse(R"([{"name": "seed", "values": [0]}])");
     const SweepSpec spec = write_spec(dir, j);
     // the sweep as a process, interrupted once its run has logged a few steps
-    const std::string bin = cli_binary();
-    std::vector<std::string> args = {bin, "sweep", spec.path, "--runs", dir.file("runs")};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
     const std::string log = dir.file("sweep.log");
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    pid_t pid = -1;
-    REQUIRE(posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ) == 0);
-    posix_spawn_file_actions_destroy(&fa);
+    const pid_t pid = spawn_logged(cli_binary(), {"sweep", spec.path, "--runs", dir.file("runs")}, log,
+                                   /*append=*/false, /*own_group=*/false);
     const std::string run_dir = dir.file("runs/long/seed=0");
     for (int i = 0; i < 600 && newest_checkpoint(run_dir).empty(); ++i) ::usleep(50'000);
     REQUIRE_FALSE(newest_checkpoint(run_dir).empty());

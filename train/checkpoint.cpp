@@ -143,19 +143,16 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
     out.data_start = 8 + n;
     std::vector<SafetensorsEntry>& entries = out.entries;
     // names are echoed in every message below: no control characters in them (JSON allows "\r")
-    auto printable = [](std::string_view s) {
-        return std::none_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; });
-    };
     for (auto it = header.begin(); it != header.end(); ++it) {
         const std::string& name = it.key();
         const auto& v = it.value();
-        MG_CHECK(printable(name), "load_safetensors: '{}': the name '{}' holds a control character", path,
+        MG_CHECK(!has_control_char(name), "load_safetensors: '{}': the name '{}' holds a control character", path,
                  text_excerpt(name));
         if (name == kMetadataKey) {
             MG_CHECK(v.is_object(), "load_safetensors: '{}': __metadata__ is {}, expected an object of strings", path,
                      v.type_name());
             for (auto m = v.begin(); m != v.end(); ++m) {
-                MG_CHECK(printable(m.key()), "load_safetensors: '{}': the __metadata__ key '{}' holds a control character",
+                MG_CHECK(!has_control_char(m.key()), "load_safetensors: '{}': the __metadata__ key '{}' holds a control character",
                          path, text_excerpt(m.key()));
                 MG_CHECK(m.value().is_string(), "load_safetensors: '{}': __metadata__ entry '{}' is {}, expected a string",
                          path, m.key(), m.value().type_name());

@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,9 +27,8 @@
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/metrics.h"
+#include "train/process.h"
 #include "train/stop_signals.h"
-
-extern char** environ;
 
 namespace mg::train {
 
@@ -282,43 +280,12 @@ int64_t last_logged_step(const std::string& metrics) {
     return step;
 }
 
-std::string self_program() {
-    std::error_code ec;
-    const fs::path p = fs::read_symlink("/proc/self/exe", ec);
-    MG_CHECK(!ec, "sweep: cannot find this program's path (/proc/self/exe): {}", ec.message());
-    return p.string();
-}
-
 struct Child {
     pid_t pid = -1;
     size_t run = 0;
     bool resumed = false;
     std::chrono::steady_clock::time_point t0;
 };
-
-// Starts `program args...` in its own process group (a terminal's Ctrl-C reaches the sweep only,
-// which passes it on once), its output appended to `log`.
-pid_t spawn(const std::string& program, const std::vector<std::string>& args, const std::string& log) {
-    std::vector<std::string> all = {program};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, program.c_str(), &fa, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    MG_CHECK(rc == 0, "sweep: cannot start '{}': {}", program, std::strerror(rc));
-    return pid;
-}
 
 std::string log_tail(const std::string& log, size_t lines) {
     std::ifstream in(log);
@@ -418,7 +385,7 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options, std::
                 args = {"train", "--resume", ckpt};
             }
             Child c;
-            c.pid = spawn(program, args, r.run_dir + ".log");
+            c.pid = spawn_logged(program, args, r.run_dir + ".log", /*append=*/true, /*own_group=*/true);
             c.run = todo[next];
             c.resumed = !ckpt.empty();
             c.t0 = std::chrono::steady_clock::now();
