@@ -6,6 +6,7 @@
 //
 //   build/bench_ops --device cuda [--L 512,2048,8192] [--reps 20]
 //   build/bench_ops --device cpu --B 4 --D 256 --L 1024
+//   build/bench_ops --ops attention --B 8 --H 12 --Dh 64   (bench/bench_attention.py adds PyTorch)
 //
 // GPU times are medians of CUDA-event intervals after warm-up; CPU times are medians of wall
 // time; both also report the minimum. On the CPU the scan row also times the naive double
@@ -167,6 +168,42 @@ void bench_fft_conv(Device dev, int64_t B, int64_t D, int64_t L, int reps) {
     emit("fft_conv_k=L", dev, fmt::format("B={} D={} L={}", B, D, L), fwd, fwdbwd, 2 * bld + dl, 5 * bld + 2 * dl, extra);
 }
 
+// Causal attention over (B, H, L, Dh), fp32: the Transformer's core. `useful` FLOPs as flash
+// attention counts them: forward 2 matmuls of L x L x Dh, halved by the causal mask; backward
+// 2.5x the forward. Peak memory: the allocator's high-water mark above what the inputs hold.
+void bench_attention(Device dev, int64_t B, int64_t H, int64_t Dh, int64_t L, int reps) {
+    Generator g(4);
+    Options o{DType::f32, dev};
+    Tensor q = Tensor::randn({B, H, L, Dh}, o, g), k = Tensor::randn({B, H, L, Dh}, o, g),
+           v = Tensor::randn({B, H, L, Dh}, o, g), dout = Tensor::randn({B, H, L, Dh}, o, g);
+    Timing fwd = time_ms(dev, reps, [&] {
+        NoGrad ng;
+        attention(q, k, v);
+    });
+    for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
+    auto fb = [&] {
+        attention(q, k, v).backward(dout);
+        for (Tensor* t : {&q, &k, &v}) t->zero_grad();
+    };
+    Timing fwdbwd = time_ms(dev, reps, fb);
+    std::string extra;
+#ifdef MG_CUDA
+    if (dev.is_cuda()) {
+        cuda::synchronize(dev.index);
+        const size_t base = memory_stats(dev).allocated;
+        cuda::reset_peak_memory(dev.index);
+        fb();
+        cuda::synchronize(dev.index);
+        extra += fmt::format(", \"peak_extra_bytes\": {}", memory_stats(dev).peak_allocated - base);
+    }
+#endif
+    const double flops_fwd = 4.0 * double(B * H) * double(L) * double(L) * double(Dh) / 2;
+    extra += fmt::format(", \"flops_fwd\": {:.0f}, \"flops_fwdbwd\": {:.0f}", flops_fwd, 3.5 * flops_fwd);
+    const double bhld = double(B * H * L * Dh) * 4;
+    emit("attention", dev, fmt::format("B={} H={} Dh={} L={}", B, H, Dh, L), fwd, fwdbwd, 4 * bhld, 4 * bhld + 7 * bhld,
+         extra);
+}
+
 std::vector<int64_t> parse_list(const std::string& s) {
     std::vector<int64_t> v;
     std::stringstream ss(s);
@@ -180,15 +217,17 @@ std::vector<int64_t> parse_list(const std::string& s) {
 int main(int argc, char** argv) {
     CLI::App app{"mambagrad kernel benchmarks (JSON lines)"};
     std::string device = "cuda", Ls = "512,2048,8192", ops = "scan";
-    int64_t B = 8, D = 1536, N = 16;
+    int64_t B = 8, D = 1536, N = 16, H = 12, Dh = 64;
     int reps = 20;
     app.add_option("--device", device);
     app.add_option("--L", Ls, "comma-separated sequence lengths");
     app.add_option("--B", B);
     app.add_option("--D", D);
     app.add_option("--N", N);
+    app.add_option("--H", H, "attention heads");
+    app.add_option("--Dh", Dh, "attention head dim");
     app.add_option("--reps", reps);
-    app.add_option("--ops", ops, "comma-separated: scan, conv, fft");
+    app.add_option("--ops", ops, "comma-separated: scan, conv, fft, attention");
     CLI11_PARSE(app, argc, argv);
     try {
         Device dev = Device::parse(device);
@@ -196,6 +235,7 @@ int main(int argc, char** argv) {
             if (ops.find("scan") != std::string::npos) bench_scan(dev, B, D, N, L, reps);
             if (ops.find("conv") != std::string::npos) bench_conv(dev, B, D, L, reps);
             if (ops.find("fft") != std::string::npos) bench_fft_conv(dev, B, D, L, reps);
+            if (ops.find("attention") != std::string::npos) bench_attention(dev, B, H, Dh, L, reps);
         }
     } catch (const mg::Error& e) {
         fmt::print(stderr, "error: {}\n", e.what());

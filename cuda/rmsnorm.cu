@@ -1,66 +1,16 @@
 // cuda/rmsnorm.cu: RMSNorm forward and backward.
 //
-// Forward and dx: a team of kRowThreads(D) threads per row (one warp for D <= 1024, else up to
-// 256 threads), 256 / team rows per block. Each thread folds a strided slice of its row, the
-// warp combines by a butterfly of shuffles and a team of several warps adds its warps' sums in
-// warp order: a fixed order that depends on D only, so results are deterministic. A warp per
-// row needs no barrier at all; a block per row (the first version) spent most of its time in
-// the tree's seven barriers at D = 128 (bench/RESULTS.md).
-// dweight[j] = sum_n dout_nj h_nj r_n: the N rows are cut into G fixed groups; block (tile,
+// Forward and dx: a team of threads per row (cuda/row_team.cuh: one warp for D <= 1024, else up
+// to 256 threads), combined by team_sum in a fixed order that depends on D only, so results are
+// deterministic. A warp per row needs no barrier at all; a block per row (the first version)
+// spent most of its time in the tree's seven barriers at D = 128 (bench/RESULTS.md).
+// dweight[j] = sum_n dout_nj h_nj r_n: the N rows are cut into fixed groups; block (tile,
 // group) writes one partial per column of its tile for its group (a thread per column, rows
-// in order), and a second kernel sums the G partials of each column in order. No atomics.
-#include "cuda/launch.h"
+// in order), and column_group_sum adds the partials of each column in order. No atomics.
 #include "cuda/rmsnorm.h"
-#include "cuda/warp.h"
+#include "cuda/row_team.cuh"
 
 namespace mg::cuda {
-
-namespace {
-
-constexpr int kRowBlock = 256;      // threads per block for the row kernels
-constexpr int kColTile = 256;       // columns per dweight-partial block (at most)
-constexpr int64_t kMaxGroups = 1024; // row groups for dweight
-constexpr int64_t kMinGroupRows = 16;
-
-// Threads per row: one warp up to D = 1024 (32 values per lane), then a power of two up to 256.
-int row_threads(int64_t D) {
-    int t = 32;
-    while (t < kRowBlock && t * 32 < D) t *= 2;
-    return t;
-}
-
-int64_t groups_for(int64_t N) {
-    int64_t g = ceil_div(N, kMinGroupRows);
-    return g < 1 ? 1 : (g > kMaxGroups ? kMaxGroups : g);
-}
-
-// Sum of v over the row's team of blockDim.x threads (a row per threadIdx.y), in a fixed order:
-// a butterfly within each warp (a + b == b + a, so every lane holds the same bits), then the
-// warps' sums in warp order. Every thread of the team gets the result.
-template <typename T> __device__ T team_sum(T v) {
-    v = warp_sum(v);
-    if (blockDim.x == 32) return v;
-    __shared__ T warp_sums[kRowBlock / 32];
-    const int row_warp0 = threadIdx.y * blockDim.x / 32, warps = blockDim.x / 32;
-    if (threadIdx.x % 32 == 0) warp_sums[row_warp0 + threadIdx.x / 32] = v;
-    __syncthreads();
-    T s = warp_sums[row_warp0];
-    for (int w = 1; w < warps; ++w) s += warp_sums[row_warp0 + w];
-    __syncthreads(); // warp_sums may be reused by the next call
-    return s;
-}
-
-// Grid for N rows of D: a team of row_threads(D) threads (x) per row, kRowBlock / team rows (y).
-struct RowLaunch {
-    dim3 grid, block;
-    RowLaunch(int64_t N, int64_t D) {
-        const int team = row_threads(D), rows = kRowBlock / team;
-        block = dim3(unsigned(team), unsigned(rows));
-        grid = dim3(unsigned(ceil_div(N, rows)));
-    }
-};
-
-} // namespace
 
 // ---- forward --------------------------------------------------------------------------------
 template <typename T>
@@ -124,22 +74,8 @@ __global__ void rmsnorm_dweight_partial_kernel(T* partial, const T* dout, const 
     partial[group * D + j] = acc;
 }
 
-// dweight[j] = sum over groups of partial[group, j]: one warp per column; lane l sums groups
-// l, l + 32, ... in order, then a butterfly over the lanes (a + b == b + a, so every lane ends
-// with the same bits, and the same inputs always give the same result).
-template <typename T>
-__global__ void rmsnorm_dweight_final_kernel(T* dweight, const T* partial, int64_t D, int64_t groups) {
-    const int64_t j = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-    const int lane = int(threadIdx.x % 32);
-    if (j >= D) return; // the whole warp leaves together
-    T acc = T(0);
-    for (int64_t g = lane; g < groups; g += 32) acc += partial[g * D + j];
-    acc = warp_sum(acc);
-    if (lane == 0) dweight[j] = acc;
-}
-
 size_t rmsnorm_backward_workspace(int64_t N, int64_t D, size_t elem_size) {
-    return size_t(groups_for(N) * D) * elem_size;
+    return size_t(row_groups(N) * D) * elem_size;
 }
 
 template <typename T>
@@ -156,15 +92,11 @@ void rmsnorm_backward(T* dx, T* dweight, const T* dout, const T* dh, const T* h,
         CUDA_CHECK(cudaMemsetAsync(dweight, 0, size_t(D) * sizeof(T)));
         return;
     }
-    int64_t groups = groups_for(N), rows = ceil_div(N, groups);
+    const GroupLaunch l(N, D);
     T* partial = static_cast<T*>(workspace);
-    const int cols = int(D < kColTile ? ceil_div(D, 32) * 32 : kColTile);
-    dim3 grid(unsigned(ceil_div(D, cols)), unsigned(groups));
-    rmsnorm_dweight_partial_kernel<T><<<grid, cols>>>(partial, dout, h, rstd, N, D, rows);
+    rmsnorm_dweight_partial_kernel<T><<<l.grid, l.block>>>(partial, dout, h, rstd, N, D, l.rows);
     CUDA_CHECK_LAUNCH();
-    constexpr int kFinalThreads = 256; // 8 columns (warps) per block
-    rmsnorm_dweight_final_kernel<T><<<unsigned(ceil_div(D * 32, kFinalThreads)), kFinalThreads>>>(dweight, partial, D, groups);
-    CUDA_CHECK_LAUNCH();
+    column_group_sum(dweight, partial, D, l.groups);
 }
 
 #define MG_INST(T)                                                                                          \

@@ -93,6 +93,7 @@ std::vector<OpCase> build() {
     add_nn_cases(c);
     add_conv_cases(c);
     add_scan_cases(c);
+    add_transformer_cases(c);
     return c;
 }
 

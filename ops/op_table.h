@@ -16,7 +16,7 @@
 
 namespace mg {
 
-inline constexpr std::array<std::string_view, 36> kOpNames = {
+inline constexpr std::array<std::string_view, 40> kOpNames = {
     // foundation (ops/op_table.cpp)
     "add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt", "pow", "softshrink",
     "sum", "mean", "max", "matmul", "cat", "split", "flip",
@@ -27,7 +27,9 @@ inline constexpr std::array<std::string_view, 36> kOpNames = {
     // convolutions (ops/op_table_conv.cpp)
     "conv1d", "fft_conv",
     // the selective scan (ops/op_table_scan.cpp)
-    "selective_scan"};
+    "selective_scan",
+    // the Transformer (ops/op_table_transformer.cpp)
+    "layernorm", "softmax", "rope", "attention"};
 
 struct OpCase {
     std::string op;    // one of kOpNames
@@ -43,6 +45,7 @@ const std::vector<OpCase>& op_cases();
 void add_nn_cases(std::vector<OpCase>& cases);
 void add_conv_cases(std::vector<OpCase>& cases);
 void add_scan_cases(std::vector<OpCase>& cases);
+void add_transformer_cases(std::vector<OpCase>& cases);
 std::vector<const OpCase*> op_cases_for(std::string_view op); // throws naming the known ops
 
 } // namespace mg
