@@ -9,6 +9,7 @@
 #include "ops/conv1d.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
+#include "ops/layernorm.h"
 #include "ops/linear.h"
 #include "ops/rmsnorm.h"
 #include "tensor/check.h"
@@ -50,6 +51,16 @@ Embedding::Embedding(int64_t n, int64_t d, double std, Options o, Generator& gen
 Tensor Embedding::forward(const Tensor& ids) const { return embedding(ids, weight); }
 
 // ---- RMSNorm ------------------------------------------------------------------------------------
+LayerNorm::LayerNorm(int64_t d, double e, Options o) : dim(d), eps(e) {
+    MG_CHECK(d > 0 && e > 0, "LayerNorm: dim = {}, eps = {}, expected both > 0", d, e);
+    weight = Tensor::ones({d}, {o.dtype, o.device});
+    bias = Tensor::zeros({d}, {o.dtype, o.device});
+    register_parameter("weight", weight);
+    register_parameter("bias", bias);
+}
+
+Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight, bias, eps); }
+
 RMSNorm::RMSNorm(int64_t d, double e, Options o) : dim(d), eps(e) {
     MG_CHECK(d > 0 && e > 0, "RMSNorm: dim = {}, eps = {}, expected both > 0", d, e);
     weight = Tensor::ones({d}, {o.dtype, o.device});

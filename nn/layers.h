@@ -44,6 +44,18 @@ public:
     Tensor weight;
 };
 
+// y = (x - mean) / sqrt(var + eps) * weight + bias over the last dim (ops/layernorm.h).
+// x (..., D); weight (D) init 1, bias (D) init 0 (PyTorch nn.LayerNorm).
+class LayerNorm : public Module {
+public:
+    LayerNorm(int64_t dim, double eps, Options o);
+    Tensor forward(const Tensor& x) const;
+
+    int64_t dim;
+    double eps;
+    Tensor weight, bias;
+};
+
 // y = x / sqrt(mean(x^2) + eps) * weight.   x (..., D); weight (D), init 1.
 class RMSNorm : public Module {
 public:
