@@ -204,6 +204,17 @@ InferenceState MambaLM::make_state(int64_t batch) const {
     return s;
 }
 
+std::unique_ptr<RecurrentState> MambaLM::make_recurrent_state(int64_t batch) const {
+    return std::make_unique<InferenceState>(make_state(batch));
+}
+
+Tensor MambaLM::step(const Tensor& ids, RecurrentState& state) const {
+    auto* s = dynamic_cast<InferenceState*>(&state);
+    MG_CHECK(s, "MambaLM::step: the recurrent state was made by another kind of model; make it with "
+             "make_recurrent_state()");
+    return step(ids, *s);
+}
+
 Tensor MambaLM::step(const Tensor& ids, InferenceState& state) const {
     MG_CHECK(ids.dim() == 1 && ids.dtype() == DType::i32 && ids.size(0) == state.batch,
              "MambaLM::step: ids is {}, expected (B) i32 with B = {} as in the inference state", ids.desc(),

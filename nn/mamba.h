@@ -57,6 +57,7 @@
 
 #include "nn/config.h"
 #include "nn/layers.h"
+#include "nn/lm.h"
 #include "nn/module.h"
 #include "tensor/error.h"
 
@@ -81,10 +82,8 @@ struct MixerTrace {
     Tensor x, gate, dt, delta, out;
 };
 
-struct InferenceState {
+struct InferenceState : RecurrentState { // batch, position: RecurrentState's
     std::vector<LayerState> layers;
-    int64_t batch = 0;
-    int64_t position = 0; // tokens consumed so far
 };
 
 class MambaMixer : public Module {
@@ -144,30 +143,23 @@ public:
     RMSNorm norm_f;
 };
 
-class MambaLM : public Module {
+class MambaLM : public LanguageModel {
 public:
-    // Parameters in o.dtype on o.device (default f32 cpu), initialised by cfg.init from gen.
     explicit MambaLM(const MambaConfig& cfg, Options o = {}, Generator& gen = default_generator());
 
-    // ids i32 (B, L) -> logits (B, L, V).
-    Tensor forward(const Tensor& ids) const;
-    // ids i32 (B, L) -> the final normed hidden states (B, L, d), the input of lm_head; with
-    // lm_head_weight() it feeds cross_entropy_indexed (logits only where there are labels).
-    // trace, when given, receives one MixerTrace per layer (what each mixer computed).
-    Tensor hidden_states(const Tensor& ids, std::vector<MixerTrace>* trace = nullptr) const;
-    // lm_head's weight (V, d): the embedding's (tied).
-    const Tensor& lm_head_weight() const { return backbone.embedding.weight; }
-    // Where flashlongconv layers draw their dropout masks in training mode (train()/eval(), on
-    // by default like PyTorch); null (the default): default_generator(). Not owned.
-    void set_dropout_generator(Generator* gen);
+    std::string_view arch() const override { return "mamba"; }
+    Tensor forward(const Tensor& ids) const override;
+    Tensor hidden_states(const Tensor& ids) const override { return hidden_states(ids, nullptr); }
+    Tensor hidden_states(const Tensor& ids, std::vector<MixerTrace>* trace) const;
+    const Tensor& lm_head_weight() const override { return backbone.embedding.weight; }
+    int64_t vocab_size() const override { return cfg_.vocab_size; }
+    void set_dropout_generator(Generator* gen) override;
 
-    // Generation. make_state: zero states for `batch` sequences on the parameters'
-    // device/dtype. step: ids i32 (B) -> logits (B, V) for the next position; no autograd.
     InferenceState make_state(int64_t batch) const;
     Tensor step(const Tensor& ids, InferenceState& state) const;
+    std::unique_ptr<RecurrentState> make_recurrent_state(int64_t batch) const override;
+    Tensor step(const Tensor& ids, RecurrentState& state) const override;
 
-    // As Module's, and also accepts "lm_head.weight" (mamba_ssm's torch state dicts carry the
-    // tied head under its own name): it must equal backbone.embedding.weight.
     void load_state_dict(const StateDict& dict) override;
 
     const MambaConfig& config() const { return cfg_; }

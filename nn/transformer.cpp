@@ -227,9 +227,24 @@ TransformerState TransformerLM::make_state(int64_t batch) const {
     return s;
 }
 
+std::unique_ptr<RecurrentState> TransformerLM::make_recurrent_state(int64_t batch) const {
+    return std::make_unique<TransformerState>(make_state(batch));
+}
+
+Tensor TransformerLM::step(const Tensor& ids, RecurrentState& state) const {
+    auto* s = dynamic_cast<TransformerState*>(&state);
+    MG_CHECK(s, "TransformerLM::step: the recurrent state was made by another kind of model; make it with "
+             "make_recurrent_state()");
+    return step(ids, *s);
+}
+
 Tensor TransformerLM::step(const Tensor& ids, TransformerState& state) const {
     MG_CHECK(ids.dim() == 1 && ids.size(0) == state.batch, "TransformerLM::step: ids is {}, expected i32 (B) with B = {}",
              ids.desc(), state.batch);
+    MG_CHECK(ids.dtype() == DType::i32 && state.layers.size() == gpt_neox.layers.size(),
+             "TransformerLM::step: ids is {}, state has {} layers for the model's {}; expected i32 ids and a state "
+             "from make_state()", ids.desc(), state.layers.size(), gpt_neox.layers.size());
+    NoGrad ng;
     Tensor h = gpt_neox.forward(ids.reshape({state.batch, 1}), &state.layers); // (B, 1, d)
     state.position += 1;
     return linear(h.reshape({state.batch, cfg_.d_model}), embed_out.weight);

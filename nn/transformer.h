@@ -33,6 +33,7 @@
 
 #include "nn/config.h"
 #include "nn/layers.h"
+#include "nn/lm.h"
 #include "nn/module.h"
 
 namespace mg::nn {
@@ -119,23 +120,25 @@ public:
     LayerNorm final_layer_norm;
 };
 
-// The recurrent state of TransformerLM: a KV cache per layer and the positions consumed.
-struct TransformerState {
+// The recurrent state of TransformerLM: a KV cache per layer (batch, position: RecurrentState's).
+struct TransformerState : RecurrentState {
     std::vector<KVCache> layers;
-    int64_t batch = 0;
-    int64_t position = 0;
 };
 
-class TransformerLM : public Module {
+class TransformerLM : public LanguageModel {
 public:
     explicit TransformerLM(const TransformerConfig& cfg, Options o = {}, Generator& gen = default_generator());
 
-    Tensor forward(const Tensor& ids) const;        // i32 (B, L) -> logits (B, L, V)
-    Tensor hidden_states(const Tensor& ids) const;  // (B, L, d), before the output embedding
-    const Tensor& lm_head_weight() const { return embed_out.weight; }
+    std::string_view arch() const override { return "transformer"; }
+    Tensor forward(const Tensor& ids) const override;       // i32 (B, L) -> logits (B, L, V)
+    Tensor hidden_states(const Tensor& ids) const override; // (B, L, d), before the output embedding
+    const Tensor& lm_head_weight() const override { return embed_out.weight; }
+    int64_t vocab_size() const override { return cfg_.vocab_size; }
 
     TransformerState make_state(int64_t batch) const;
     Tensor step(const Tensor& ids, TransformerState& state) const; // i32 (B) -> logits (B, V)
+    std::unique_ptr<RecurrentState> make_recurrent_state(int64_t batch) const override;
+    Tensor step(const Tensor& ids, RecurrentState& state) const override;
 
     const TransformerConfig& config() const { return cfg_; }
 

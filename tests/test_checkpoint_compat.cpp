@@ -37,7 +37,7 @@ TEST_CASE("checkpoint compatibility: ac8e6f2's checkpoints evaluate to the numbe
     // The old checkpoint with global selection ran the SiLU gate and says nothing of a gate: it
     // must load with that gate, not today's sigmoid default (which scores it 4.69, not 6.25).
     mg::train::LoadedModel gs = mg::train::load_model(kDir + "gs_ac8e6f2.safetensors", "cpu");
-    REQUIRE(gs.model->backbone.layers[0]->mixer.global_selection());
-    CHECK(gs.model->backbone.layers[0]->mixer.gate_function == mg::nn::GateFunction::silu);
+    REQUIRE(gs.mamba().backbone.layers[0]->mixer.global_selection());
+    CHECK(gs.mamba().backbone.layers[0]->mixer.gate_function == mg::nn::GateFunction::silu);
     CHECK(gs.state.step == 512);
 }

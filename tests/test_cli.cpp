@@ -4,6 +4,7 @@
 #include <functional>
 #include <set>
 
+#include "nn/mamba.h"
 #include "tests/helpers.h"
 #include "train/build_info.h"
 #include "train/checkpoint.h"
@@ -172,6 +173,9 @@ TEST_CASE("cli: the config key table documents exactly the keys the config reads
     mg::train::TrainConfig lm;
     lm.task.kind = mg::train::TaskKind::Lm;
     walk(nlohmann::json(lm.to_json()), "");
+    mg::train::TrainConfig transformer;
+    transformer.arch = mg::train::ModelArch::transformer;
+    walk(nlohmann::json(transformer.to_json()), "");
     keys.insert("model.preset");
     keys.erase("model");
     keys.erase("task");

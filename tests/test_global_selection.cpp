@@ -1,5 +1,6 @@
 // tests/test_global_selection.cpp: the guard against global selection's divergence
 // (docs/global_selection.md), and the gate of checkpoints written before the gate key existed.
+#include "nn/mamba.h"
 #include "ops/copy.h"
 #include "tests/helpers.h"
 #include "train/clip.h"
@@ -115,7 +116,7 @@ TEST_CASE("global selection: checkpoints written before the gate key existed loa
     save_safetensors(dir.file("old.safetensors"), f.tensors, f.metadata);
     CHECK(checkpoint_config(dir.file("old.safetensors"))["model"]["global_selection"]["gate"] == "silu");
     LoadedModel m = load_model(dir.file("old.safetensors"), "cpu");
-    CHECK(m.model->backbone.layers[0]->mixer.gate_function == nn::GateFunction::silu);
-    CHECK(load_model(dir.file("run/final.safetensors"), "cpu").model->backbone.layers[0]->mixer.gate_function ==
+    CHECK(m.mamba().backbone.layers[0]->mixer.gate_function == nn::GateFunction::silu);
+    CHECK(load_model(dir.file("run/final.safetensors"), "cpu").mamba().backbone.layers[0]->mixer.gate_function ==
           nn::GateFunction::sigmoid);
 }

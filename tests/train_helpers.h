@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mambagrad.h"
+#include "nn/mamba.h"
 
 namespace mg::test {
 

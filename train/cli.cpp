@@ -26,6 +26,7 @@
 #include "train/command_line.h"
 #include "train/generate.h"
 #include "train/info.h"
+#include "train/model.h"
 #include "train/plot.h"
 #include "train/report.h"
 #include "train/sweep.h"
@@ -73,7 +74,7 @@ int cmd_info_args(const std::vector<std::string>& args) {
     MG_CHECK(checkpoint.empty() || config_args.empty(),
              "info: --checkpoint takes no config keys (got {}); the model is the checkpoint's",
              fmt::join(config_args, " "));
-    train::ModelInfo m = checkpoint.empty() ? train::model_info(train::parse_train_args(config_args).model)
+    train::ModelInfo m = checkpoint.empty() ? train::model_info(train::parse_train_args(config_args))
                                             : train::model_info_from_checkpoint(checkpoint);
     fmt::print("{}", as_json ? train::model_info_json(m).dump(2) + "\n" : train::format_model_info(m));
     return 0;
@@ -176,9 +177,12 @@ int cmd_probe(const std::vector<std::string>& args) {
         m = train::load_model(checkpoint, m.config);
     } else {
         Generator gen(m.config.seed);
-        m.model = std::make_unique<nn::MambaLM>(m.config.model, Options{DType::f32, m.config.resolved_device()}, gen);
+        m.model = train::make_model(m.config, Options{DType::f32, m.config.resolved_device()}, gen);
     }
-    train::ProbeResult r = train::probe_model(*m.model, m.config, o);
+    auto* mamba = dynamic_cast<nn::MambaLM*>(m.model.get());
+    MG_CHECK(mamba, "probe: model.arch is {}; probe reads the Mamba mixer's dt, gate and state (model.arch mamba)",
+             m.model->arch());
+    train::ProbeResult r = train::probe_model(*mamba, m.config, o);
     fmt::print("{} on {} in {} (step {}):\n{}", checkpoint.empty() ? "a fresh model" : checkpoint,
                m.config.resolved_device().str(), dtype, m.state.step, train::format_probe(r));
     if (!out.empty()) {
@@ -278,7 +282,7 @@ int cmd_eval_data(const std::string& checkpoint, const std::string& file, const 
     const std::vector<data::MqarExample> examples = data::load_jsonl(file);
     MG_CHECK(!examples.empty(), "eval: --data '{}' holds no examples", file);
     train::LoadedModel m = train::load_model(checkpoint, device);
-    const int64_t vocab = m.config.model.vocab_size;
+    const int64_t vocab = m.config.model_vocab_size();
     for (size_t e = 0; e < examples.size(); ++e)
         for (int32_t id : examples[e].inputs)
             MG_CHECK(id < vocab, "eval: --data '{}': example {} holds token id {}, but the model's vocabulary is {} "

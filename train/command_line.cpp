@@ -19,9 +19,10 @@ namespace mg::train {
 // TrainConfig::from_json by tests/test_cli.cpp (every key it reads has an entry, and no more).
 const std::vector<ConfigKeyDoc>& config_key_docs() {
     static const std::vector<ConfigKeyDoc> docs = {
-        {"model.preset", "text", "zoology (2 layers, vocab 8192), tiny (the paper's: 8 layers, d 256) or 130m"},
+        {"model.arch", "text", "mamba, or transformer (GPT-NeoX/Pythia; the keys marked transformer)"},
+        {"model.preset", "text", "mamba: zoology (2 layers), tiny (the paper's) or 130m; transformer: zoology, pythia-70m, pythia-160m"},
         {"model.d_model", "int", "the residual width"},
-        {"model.n_layer", "int", "Mamba blocks"},
+        {"model.n_layer", "int", "blocks (Mamba) or layers (transformer)"},
         {"model.vocab_size", "int|auto", "embedding rows; auto: the smallest that holds the task's tokens"},
         {"model.pad_vocab_size_multiple", "int", "the vocabulary is padded up to a multiple of this"},
         {"model.d_state", "int", "N, the SSM state size per channel"},
@@ -36,7 +37,13 @@ const std::vector<ConfigKeyDoc>& config_key_docs() {
         {"model.global_selection.k_long", "int", "the long conv's kernel length"},
         {"model.global_selection.layers", "list|all", "the layers that get the gate"},
         {"model.global_selection.mode", "text", "auto, direct or fft: how the long conv is computed"},
-        {"model.global_selection.gate", "text", "sigmoid (bounded, the default) or silu (the authors'; diverges at tiny)"},
+        {"model.global_selection.gate", "text", "sigmoid (bounded, the default) or silu (the authors' code)"},
+        {"model.n_head", "int", "transformer: attention heads (d_model / n_head per head)"},
+        {"model.d_ff", "int", "transformer: the MLP's width; 0: 4 d_model"},
+        {"model.rotary_pct", "num", "transformer: the share of each head's dims that rotate (RoPE)"},
+        {"model.rotary_base", "num", "transformer: RoPE's base"},
+        {"model.layer_norm_eps", "num", "transformer: LayerNorm's epsilon"},
+        {"model.init_std", "num", "transformer: the std of the normal init of weights and embeddings"},
         {"task.kind", "text", "mqar (associative recall) or lm (byte-level language modelling)"},
         {"task.variant", "text", "the MQAR variant trained on: standard, last, shuffle, ... (SPEC §4)"},
         {"task.grid", "list|text", "(L, N) cells: [[64,4],[128,8]], \"64x4,128x8\", zoology or paper"},
@@ -91,9 +98,11 @@ namespace {
 nlohmann::json config_defaults() {
     nlohmann::json j = TrainConfig{}.to_json();
     j["model"] = default_model_json();
-    const nlohmann::json model = nn::MambaConfig::preset("zoology", 64).to_json();
-    for (auto it = model.begin(); it != model.end(); ++it)
-        if (!j["model"].contains(it.key())) j["model"][it.key()] = it.value();
+    j["model"]["arch"] = "mamba";
+    for (const nlohmann::json& model : {nlohmann::json(nn::MambaConfig::preset("zoology", 64).to_json()),
+                                        nlohmann::json(nn::TransformerConfig::preset("zoology", 64).to_json())})
+        for (auto it = model.begin(); it != model.end(); ++it)
+            if (!j["model"].contains(it.key())) j["model"][it.key()] = it.value();
     TrainConfig lm;
     lm.task.kind = TaskKind::Lm;
     const nlohmann::json lm_task = lm.to_json()["task"];

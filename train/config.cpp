@@ -139,7 +139,13 @@ ojson TrainConfig::to_json() const {
     }
 
     ojson j;
-    j["model"] = model.to_json();
+    if (is_transformer()) { // "arch" only here: a Mamba config's JSON stays what it was before the key
+        const ojson t = transformer.to_json();
+        j["model"] = ojson{{"arch", "transformer"}};
+        for (auto it = t.begin(); it != t.end(); ++it) j["model"][it.key()] = it.value();
+    } else {
+        j["model"] = model.to_json();
+    }
     j["task"] = t;
     j["seed"] = seed;
     j["batch_size"] = batch_size;
@@ -220,8 +226,19 @@ TrainConfig TrainConfig::from_json(const json& j) {
         auto_vocab = true;
         mj.erase("vocab_size");
     }
-    c.model = nn::MambaConfig::from_json(mj, kWhere, "model.");
-    if (auto_vocab) c.model.vocab_size = c.task.model_vocab();
+    if (auto it = mj.find("arch"); it != mj.end()) {
+        MG_CHECK(it->is_string() && (*it == "mamba" || *it == "transformer"),
+                 "{}: model.arch is {}, expected one of: mamba, transformer", kWhere, json_excerpt(*it));
+        c.arch = *it == "transformer" ? ModelArch::transformer : ModelArch::mamba;
+        mj.erase("arch");
+    }
+    if (c.is_transformer()) {
+        c.transformer = nn::TransformerConfig::from_json(mj, kWhere, "model.");
+        if (auto_vocab) c.transformer.vocab_size = c.task.model_vocab();
+    } else {
+        c.model = nn::MambaConfig::from_json(mj, kWhere, "model.");
+        if (auto_vocab) c.model.vocab_size = c.task.model_vocab();
+    }
 
     s.unsigned_integer("seed", c.seed);
     s.integer("batch_size", c.batch_size, 1);
@@ -262,24 +279,25 @@ TrainConfig TrainConfig::from_json(const json& j) {
 }
 
 void TrainConfig::validate() const {
-    model.validate();
+    if (is_transformer()) transformer.validate(kWhere, "model.");
+    else model.validate();
     MG_CHECK(epochs > 0 || max_steps > 0, "{}: epochs and max_steps are both 0; set one of them", kWhere);
     const int64_t need = task.model_vocab();
     if (task.is_lm()) {
-        MG_CHECK(model.vocab_size >= need,
+        MG_CHECK(model_vocab_size() >= need,
                  "{}: model.vocab_size is {}, but byte-level LM tokens go up to {} (data/text.h); set "
                  "model.vocab_size >= {} or \"auto\"",
-                 kWhere, model.vocab_size, need - 1, need);
+                 kWhere, model_vocab_size(), need - 1, need);
         MG_CHECK(!task.corpus.empty(), "{}: task.corpus is \"\", expected a text file", kWhere);
         MG_CHECK(task.valid_fraction + task.test_fraction < 1, "{}: task.valid_fraction {} + task.test_fraction {} "
                  "leave no training text", kWhere, task.valid_fraction, task.test_fraction);
     } else {
         std::vector<std::string_view> used = {data::variant_name(task.variant)};
         for (data::MqarVariant v : task.test_variants) used.push_back(data::variant_name(v));
-        MG_CHECK(model.vocab_size >= need,
+        MG_CHECK(model_vocab_size() >= need,
                  "{}: model.vocab_size is {}, but the task (vocab_size {}, variants {}) emits token ids up to {}; set "
                  "model.vocab_size >= {} or \"auto\"",
-                 kWhere, model.vocab_size, task.vocab_size, fmt::join(used, ", "), need - 1, need);
+                 kWhere, model_vocab_size(), task.vocab_size, fmt::join(used, ", "), need - 1, need);
         for (size_t i = 0; i < task.grid.size(); ++i) {
             data::MqarConfig c;
             c.variant = task.variant;

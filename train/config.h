@@ -2,7 +2,8 @@
 // a checkpoint), validated once, with errors that name the dotted key.
 //
 // ---- The config (JSON; every key optional, defaults below; unknown keys are errors) -----------
-//   {"model":  {...nn/config.h's MambaConfig JSON..., "vocab_size": "auto" | int},
+//   {"model":  {...nn/config.h's MambaConfig JSON..., "vocab_size": "auto" | int}
+//          or {"arch": "transformer", ...nn/transformer.h's TransformerConfig JSON..., "vocab_size": ...},
 //    "task":   {"kind": "mqar",
 //               "variant": "standard", "grid": [[16, 2], [32, 2]] | "64x4,128x8" | "zoology" | "paper",
 //               "train_examples": 16384, "valid_examples": 100, "test_examples": 100,   (per cell)
@@ -54,6 +55,7 @@
 #include "data/mqar.h"
 #include "data/text.h"
 #include "nn/config.h"
+#include "nn/transformer.h"
 #include "tensor/device.h"
 #include "train/optim.h"
 #include "train/schedule.h"
@@ -87,8 +89,16 @@ struct TaskConfig {
     bool is_lm() const { return kind == TaskKind::Lm; }
 };
 
+// model.arch: which model the run trains. "mamba" (the default, and every config or checkpoint
+// written before the key existed) reads the model section as a MambaConfig into `model`;
+// "transformer" reads it as a TransformerConfig into `transformer` (the same presets' names where
+// they exist: "zoology"), and `model` is unused.
+enum class ModelArch { mamba, transformer };
+
 struct TrainConfig {
+    ModelArch arch = ModelArch::mamba;
     nn::MambaConfig model = nn::MambaConfig::preset("zoology", 64);
+    nn::TransformerConfig transformer = nn::TransformerConfig::preset("zoology", 64);
     TaskConfig task;
     uint64_t seed = 0;
     int64_t batch_size = 32;      // examples per forward/backward (micro-batch)
@@ -117,6 +127,8 @@ struct TrainConfig {
     static TrainConfig from_json(const nlohmann::json& j);
     void validate() const;
     Device resolved_device() const; // "auto": cuda when a CUDA device is visible, else cpu
+    bool is_transformer() const { return arch == ModelArch::transformer; }
+    int64_t model_vocab_size() const { return is_transformer() ? transformer.vocab_size : model.vocab_size; }
 };
 
 // Sets the dotted key (e.g. "task.grid", "model.d_model", "lr") of `config` to `value`, read as

@@ -14,12 +14,13 @@
 #include "ops/reduce.h"
 #include "tensor/check.h"
 #include "train/checkpoint.h"
+#include "train/model.h"
 
 namespace mg::train {
 
 // ---- evaluation ---------------------------------------------------------------------------------------
 
-EvalResult evaluate_mqar(nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size) {
+EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarExample>& examples, int64_t batch_size) {
     autograd::NoGrad no_grad;
     nn::EvalScope eval_mode(model);
     const Device device = model.lm_head_weight().device();
@@ -51,7 +52,7 @@ EvalResult evaluate_mqar(nn::MambaLM& model, const std::vector<data::MqarExample
 
 double EvalResult::perplexity() const { return std::exp(loss); }
 
-EvalResult evaluate_lm(nn::MambaLM& model, std::span<const int32_t> tokens, int64_t seq_len,
+EvalResult evaluate_lm(nn::LanguageModel& model, std::span<const int32_t> tokens, int64_t seq_len,
                        int64_t batch_size, int64_t max_batches) {
     MG_CHECK(batch_size >= 1 && max_batches >= 0, "evaluate_lm: batch_size {} must be >= 1 and max_batches {} >= 0",
              batch_size, max_batches);
@@ -116,6 +117,12 @@ std::string format_score_table(const std::vector<std::pair<std::string, data::Mq
     return out;
 }
 
+nn::MambaLM& LoadedModel::mamba() const {
+    auto* m = dynamic_cast<nn::MambaLM*>(model.get());
+    MG_CHECK(m, "this needs a Mamba model, and the checkpoint's model.arch is {}", model ? model->arch() : "none");
+    return *m;
+}
+
 LoadedModel load_model(const std::string& checkpoint, const std::string& device) {
     TrainConfig cfg = TrainConfig::from_json(checkpoint_config(checkpoint));
     cfg.device = device;
@@ -123,13 +130,12 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& device)
     return load_model(checkpoint, cfg);
 }
 
-SafetensorsHeader check_checkpoint_header(const std::string& checkpoint, const nn::MambaConfig& model,
-                                          const char* what) {
+SafetensorsHeader check_checkpoint_header(const std::string& checkpoint, const TrainConfig& cfg, const char* what) {
     SafetensorsHeader h = read_safetensors_header(checkpoint);
     std::map<std::string, const SafetensorsEntry*> by_name;
     for (const SafetensorsEntry& e : h.entries) by_name[e.name] = &e;
     std::set<std::string> params;
-    for (const nn::ParameterSpec& p : nn::parameter_specs(model)) {
+    for (const nn::ParameterSpec& p : model_parameter_specs(cfg)) {
         params.insert(p.name);
         auto it = by_name.find(p.name);
         MG_CHECK(it != by_name.end(), "{}: checkpoint '{}': parameter '{}' {} of its config is not in the file", what,
@@ -146,11 +152,11 @@ SafetensorsHeader check_checkpoint_header(const std::string& checkpoint, const n
 }
 
 LoadedModel load_model(const std::string& checkpoint, const TrainConfig& cfg) {
-    check_checkpoint_header(checkpoint, cfg.model, "load_model"); // before the model is allocated
+    check_checkpoint_header(checkpoint, cfg, "load_model"); // before the model is allocated
     LoadedModel m;
     m.config = cfg;
     Generator gen(m.config.seed);
-    m.model = std::make_unique<nn::MambaLM>(m.config.model, Options{DType::f32, m.config.resolved_device()}, gen);
+    m.model = make_model(m.config, Options{DType::f32, m.config.resolved_device()}, gen);
     m.state = load_checkpoint(checkpoint, m.model->named_parameters(), nullptr).state;
     return m;
 }

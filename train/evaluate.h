@@ -12,6 +12,7 @@
 #include "data/metric.h"
 #include "data/mqar.h"
 #include "data/text.h"
+#include "nn/lm.h"
 #include "nn/mamba.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
@@ -30,12 +31,12 @@ struct EvalResult {
 // One forward pass per length-uniform batch, greedy argmax at the labelled positions (the only
 // ones the metric reads), scored with data::MqarMetric. No autograd; the model in eval mode
 // (dropout off) for the call, its train/eval flag restored after.
-EvalResult evaluate_mqar(nn::MambaLM& model, const std::vector<data::MqarExample>& examples, int64_t batch_size);
+EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarExample>& examples, int64_t batch_size);
 
 // LM: the mean cross-entropy over the stride-seq_len windows of `tokens` (data::text_windows),
 // batch_size windows per forward pass, the first max_batches batches (0: all). No autograd;
 // score is left empty, labelled counts the targets. Eval mode as evaluate_mqar.
-EvalResult evaluate_lm(nn::MambaLM& model, std::span<const int32_t> tokens, int64_t seq_len,
+EvalResult evaluate_lm(nn::LanguageModel& model, std::span<const int32_t> tokens, int64_t seq_len,
                        int64_t batch_size, int64_t max_batches = 0);
 // "loss 1.2345 nats/byte, 1.7810 bits/byte, perplexity 3.44 (n bytes)".
 std::string format_lm_result(const EvalResult& r);
@@ -48,17 +49,19 @@ std::string format_score_table(const std::vector<std::pair<std::string, data::Mq
 // A trained model read back from a checkpoint, for evaluation.
 struct LoadedModel {
     TrainConfig config;
-    std::unique_ptr<nn::MambaLM> model;
+    std::unique_ptr<nn::LanguageModel> model;
     TrainerState state;
+    // The model as a MambaLM (probe, the Mamba's internals); throws mg::Error naming the
+    // architecture when it is another.
+    nn::MambaLM& mamba() const;
 };
-// Checks a checkpoint's header against a model config before anything is allocated: every
-// parameter of `model` (nn::parameter_specs) is in the file with its shape and a float dtype, and
+// Checks a checkpoint's header against a run config's model before anything is allocated: every
+// parameter of cfg's model (model_parameter_specs) is in the file with its shape and a float dtype, and
 // every tensor of the file is a parameter or optimizer state ("optimizer."). `what` names the
 // command in the error ("eval", "train --resume"). eval, generate, probe, info and --resume all
 // run it, so they accept the same files; the data (checksum, NaN/Inf) is checked as it is read.
-SafetensorsHeader check_checkpoint_header(const std::string& checkpoint, const nn::MambaConfig& model,
-                                          const char* what);
-// The model of cfg (cfg.model on cfg.resolved_device()) with the checkpoint's parameters.
+SafetensorsHeader check_checkpoint_header(const std::string& checkpoint, const TrainConfig& cfg, const char* what);
+// The model of cfg (its architecture, on cfg.resolved_device()) with the checkpoint's parameters.
 LoadedModel load_model(const std::string& checkpoint, const TrainConfig& cfg);
 // The same with the checkpoint's own config (its device replaced by `device`).
 LoadedModel load_model(const std::string& checkpoint, const std::string& device = "auto");

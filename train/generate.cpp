@@ -48,18 +48,18 @@ int32_t sample_token(std::span<const double> logits, const GenerateOptions& o, u
     return cand.back(); // u within rounding of the total
 }
 
-std::vector<int32_t> generate_ids(const nn::MambaLM& model, std::span<const int32_t> prompt, const GenerateOptions& o,
+std::vector<int32_t> generate_ids(const nn::LanguageModel& model, std::span<const int32_t> prompt, const GenerateOptions& o,
                                   const std::function<void(int32_t)>& on_token) {
     validate(o);
-    MG_CHECK(model.config().vocab_size >= data::kTextVocab,
+    MG_CHECK(model.vocab_size() >= data::kTextVocab,
              "generate: the model's vocab_size is {}, but byte-level text needs {} ids (data/text.h); is the "
-             "checkpoint a language model?", model.config().vocab_size, data::kTextVocab);
+             "checkpoint a language model?", model.vocab_size(), data::kTextVocab);
     for (size_t i = 0; i < prompt.size(); ++i)
         MG_CHECK(prompt[i] >= 0 && prompt[i] < 256, "generate: prompt id {} at index {} is not a byte", prompt[i], i);
     const Device device = model.lm_head_weight().device();
-    nn::InferenceState state = model.make_state(1);
+    std::unique_ptr<nn::RecurrentState> state = model.make_recurrent_state(1);
     auto feed = [&](int32_t id) {
-        Tensor logits = model.step(Tensor::from_vector(std::vector<int32_t>{id}, {1}, {DType::i32, device}), state);
+        Tensor logits = model.step(Tensor::from_vector(std::vector<int32_t>{id}, {1}, {DType::i32, device}), *state);
         return logits.to(DType::f64).to(Device::cpu()).to_vector<double>();
     };
     std::vector<double> z = feed(data::kTextBos);

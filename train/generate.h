@@ -1,5 +1,5 @@
 // train/generate.h: sampling text from a byte-level language model (data/text.h's tokens) in
-// recurrent mode (nn/mamba.h's MambaLM::step): one token at a time, O(1) work and memory per
+// recurrent mode (nn/lm.h: MambaLM::step, or TransformerLM::step with its KV cache): one token at a time, O(1) work and memory per
 // token whatever the length so far.
 //
 // generate_ids: a fresh state for one sequence; BOS, then the prompt's tokens are fed one by
@@ -17,7 +17,7 @@
 #include <span>
 #include <vector>
 
-#include "nn/mamba.h"
+#include "nn/lm.h"
 
 namespace mg::train {
 
@@ -38,7 +38,7 @@ int32_t sample_token(std::span<const double> logits, const GenerateOptions& o, u
 
 // The new tokens (not the prompt, no EOS). on_token, when set, sees each one as it is drawn.
 // The model's vocabulary must hold data::kTextVocab ids; prompt ids must be bytes (0..255).
-std::vector<int32_t> generate_ids(const nn::MambaLM& model, std::span<const int32_t> prompt,
+std::vector<int32_t> generate_ids(const nn::LanguageModel& model, std::span<const int32_t> prompt,
                                   const GenerateOptions& o, const std::function<void(int32_t)>& on_token = {});
 
 } // namespace mg::train

@@ -10,22 +10,28 @@
 #include <map>
 
 #include "tensor/check.h"
+#include "train/model.h"
 #include "train/trainer.h"
 
 namespace mg::train {
 
 namespace {
 
-ModelInfo info_of(const nn::MambaConfig& cfg, const std::string& source) {
+ModelInfo info_of(const TrainConfig& cfg, const std::string& source) {
     ModelInfo info;
     info.source = source;
     info.config = cfg;
-    for (const nn::ParameterSpec& p : nn::parameter_specs(cfg)) info.parameters.push_back({p.name, p.shape, p.numel()});
-    info.total = nn::count_parameters(cfg);
-    nn::MambaConfig plain = cfg;
-    plain.global_selection.enabled = false;
-    info.without_global_selection = nn::count_parameters(plain);
-    info.embedding = info.parameters.front().count; // backbone.embedding.weight comes first
+    for (const nn::ParameterSpec& p : model_parameter_specs(cfg)) {
+        info.parameters.push_back({p.name, p.shape, p.numel()});
+        info.total += p.numel();
+    }
+    info.without_global_selection = info.total;
+    if (!cfg.is_transformer()) {
+        nn::MambaConfig plain = cfg.model;
+        plain.global_selection.enabled = false;
+        info.without_global_selection = nn::count_parameters(plain);
+    }
+    info.embedding = info.parameters.front().count; // the input embedding comes first in both models
     return info;
 }
 
@@ -55,11 +61,11 @@ std::string group_thousands(int64_t v) {
     return v < 0 ? "-" + out : out;
 }
 
-ModelInfo model_info(const nn::MambaConfig& cfg) { return info_of(cfg, "config"); }
+ModelInfo model_info(const TrainConfig& cfg) { return info_of(cfg, "config"); }
 
 ModelInfo model_info_from_checkpoint(const std::string& path) {
     MG_CHECK(std::filesystem::is_regular_file(path), "info: checkpoint '{}' does not exist (or is not a file)", path);
-    ModelInfo info = info_of(TrainConfig::from_json(checkpoint_config(path)).model, path);
+    ModelInfo info = info_of(TrainConfig::from_json(checkpoint_config(path)), path);
     // the checks eval and --resume make, so that info accepts the same files: the header against
     // the config, then the data (checksum, no NaN/Inf) as load_checkpoint reads it
     SafetensorsHeader h = check_checkpoint_header(path, info.config, "info");
@@ -74,14 +80,24 @@ ModelInfo model_info_from_checkpoint(const std::string& path) {
 }
 
 std::string format_model_info(const ModelInfo& info) {
-    const nn::MambaConfig& c = info.config;
+    const nn::MambaConfig& c = info.config.model;
+    const nn::TransformerConfig& t = info.config.transformer;
+    const bool transformer = info.config.is_transformer();
     std::string out;
     auto it = std::back_inserter(out);
-    fmt::format_to(it, "model ({}): MambaLM, d_model {}, n_layer {}, d_inner {}, d_state {}, d_conv {}, dt_rank {}{}\n",
-                   info.source, c.d_model, c.n_layer, c.d_inner(), c.d_state, c.d_conv, c.resolved_dt_rank(),
-                   c.dt_rank > 0 ? "" : " (auto)");
-    fmt::format_to(it, "  vocab {} (padded to {}), norm_eps {:g}, init {}, global selection {}\n", c.vocab_size,
-                   c.padded_vocab(), c.norm_eps, nn::init_scheme_name(c.init), global_selection_text(c));
+    if (transformer) {
+        fmt::format_to(it, "model ({}): TransformerLM (GPT-NeoX), d_model {}, n_layer {}, n_head {} of {}, d_ff {}, "
+                       "rotary on {} of {} dims (base {:g})\n", info.source, t.d_model, t.n_layer, t.n_head,
+                       t.head_dim(), t.ff_width(), t.rotary_dims(), t.head_dim(), t.rotary_base);
+        fmt::format_to(it, "  vocab {} (padded to {}), layer_norm_eps {:g}, init_std {:g}\n", t.vocab_size,
+                       t.padded_vocab(), t.layer_norm_eps, t.init_std);
+    } else {
+        fmt::format_to(it, "model ({}): MambaLM, d_model {}, n_layer {}, d_inner {}, d_state {}, d_conv {}, dt_rank {}{}\n",
+                       info.source, c.d_model, c.n_layer, c.d_inner(), c.d_state, c.d_conv, c.resolved_dt_rank(),
+                       c.dt_rank > 0 ? "" : " (auto)");
+        fmt::format_to(it, "  vocab {} (padded to {}), norm_eps {:g}, init {}, global selection {}\n", c.vocab_size,
+                       c.padded_vocab(), c.norm_eps, nn::init_scheme_name(c.init), global_selection_text(c));
+    }
     if (info.state)
         fmt::format_to(it, "  checkpoint at step {} (epoch {}, batch {}), {} optimizer tensors\n", info.state->step,
                        info.state->epoch, info.state->cursor, info.optimizer_tensors);
@@ -99,6 +115,12 @@ std::string format_model_info(const ModelInfo& info) {
                    group_thousands(info.bytes_fp32()));
     if (info.bytes_stored() != info.bytes_fp32()) fmt::format_to(it, ", {} as stored", group_thousands(info.bytes_stored()));
     fmt::format_to(it, ")\n");
+    if (transformer) {
+        fmt::format_to(it, "  embed_in {} and embed_out {} (not tied); the rest {}\n", group_thousands(info.embedding),
+                       group_thousands(info.parameters.back().count),
+                       group_thousands(info.total - info.embedding - info.parameters.back().count));
+        return out;
+    }
     fmt::format_to(it, "  without global selection: {}; global selection adds {}\n",
                    group_thousands(info.without_global_selection),
                    group_thousands(info.total - info.without_global_selection));
@@ -113,13 +135,13 @@ nlohmann::ordered_json model_info_json(const ModelInfo& info) {
     for (const auto& r : info.parameters)
         params.push_back({{"name", r.name}, {"shape", r.shape}, {"count", r.count}, {"dtype", dtype_name(r.dtype)}});
     ojson j = {{"source", info.source},
-               {"config", info.config.to_json()},
+               {"config", info.config.to_json()["model"]},
                {"parameters", params},
                {"total", info.total},
                {"total_without_global_selection", info.without_global_selection},
                {"global_selection", info.total - info.without_global_selection},
                {"embedding", info.embedding},
-               {"tied_embeddings", true},
+               {"tied_embeddings", !info.config.is_transformer()},
                {"bytes_fp32", info.bytes_fp32()},
                {"bytes_stored", info.bytes_stored()}};
     if (info.state)

@@ -18,6 +18,7 @@
 #include "tensor/dtype.h"
 #include "tensor/shape.h"
 #include "train/checkpoint.h"
+#include "train/config.h"
 
 namespace mg::train {
 
@@ -29,11 +30,11 @@ struct ModelInfo {
         DType dtype = DType::f32;
     };
     std::string source; // "config" or the checkpoint's path
-    nn::MambaConfig config;
+    TrainConfig config;                   // model.arch picks config.model or config.transformer
     std::vector<Row> parameters;          // in named_parameters() order
-    int64_t total = 0;                    // nn::count_parameters(config)
+    int64_t total = 0;                    // the sum over `parameters`
     int64_t without_global_selection = 0; // the same config with global selection off
-    int64_t embedding = 0;                // backbone.embedding.weight (= the tied lm_head)
+    int64_t embedding = 0;                // the input embedding (Mamba: = the tied lm_head)
     std::optional<TrainerState> state;    // a checkpoint's position
     int64_t optimizer_tensors = 0;        // a checkpoint's "optimizer.*" entries
 
@@ -42,7 +43,7 @@ struct ModelInfo {
 };
 
 // The model the trainer builds from cfg: every parameter f32.
-ModelInfo model_info(const nn::MambaConfig& cfg);
+ModelInfo model_info(const TrainConfig& cfg);
 // The checkpoint's model (its "mambagrad.config" metadata), dtypes as stored, with the trainer
 // state and the number of optimizer tensors. Throws mg::Error naming the file and the parameter
 // when the file does not hold its config's parameters.

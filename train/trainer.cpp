@@ -31,6 +31,7 @@
 #include "train/grad_monitor.h"
 #include "train/guard.h"
 #include "train/metrics.h"
+#include "train/model.h"
 #include "train/plot.h"
 #include "train/run_dir.h"
 #include "train/stop_signals.h"
@@ -112,9 +113,9 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
     schedule_.warmup_fraction = cfg_.warmup_fraction;
 
     // a checkpoint to resume must fit the config before the model is allocated
-    if (!cfg_.resume.empty()) check_checkpoint_header(cfg_.resume, cfg_.model, "train --resume");
+    if (!cfg_.resume.empty()) check_checkpoint_header(cfg_.resume, cfg_, "train --resume");
     Generator gen(cfg_.seed);
-    model_ = std::make_unique<nn::MambaLM>(cfg_.model, Options{DType::f32, device_}, gen);
+    model_ = make_model(cfg_, Options{DType::f32, device_}, gen);
     AdamWOptions o;
     o.lr = cfg_.lr;
     o.beta1 = cfg_.beta1;
@@ -153,9 +154,7 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
     if (out_) {
         std::string cells;
         for (const auto& [L, N] : cfg_.task.grid) cells += fmt::format("{}{}x{}", cells.empty() ? "" : ",", L, N);
-        fmt::print(out_, "model: {} layers, d_model {}, d_state {}, vocab {}: {} parameters on {}{}\n",
-                   cfg_.model.n_layer, cfg_.model.d_model, cfg_.model.d_state, cfg_.model.padded_vocab(),
-                   model_->num_parameters(), device_.str(),
+        fmt::print(out_, "model: {}: {} parameters on {}{}\n", model_summary(cfg_), model_->num_parameters(), device_.str(),
                    device_.is_cpu() ? fmt::format(" ({} threads)", omp_get_max_threads()) : "");
         const std::string resumed = cfg_.resume.empty() ? "" : fmt::format(" (resumed at step {})", state_.step);
         const std::string batch = cfg_.grad_accum_steps > 1

@@ -70,7 +70,8 @@
 #include "data/dir_lock.h"
 #include "data/mqar.h"
 #include "data/text.h"
-#include "nn/mamba.h"
+#include "nn/lm.h"
+#include "tensor/error.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/evaluate.h"
@@ -128,8 +129,8 @@ public:
     void save_checkpoint(const std::string& path) const;
 
     const TrainConfig& config() const { return cfg_; }
-    const nn::MambaLM& model() const { return *model_; }
-    nn::MambaLM& model() { return *model_; }
+    const nn::LanguageModel& model() const { return *model_; }
+    nn::LanguageModel& model() { return *model_; }
     const std::vector<StepLoss>& losses() const { return losses_; } // the steps this Trainer ran
     const TrainerState& state() const { return state_; }
     int64_t total_steps() const { return total_steps_; }
@@ -165,7 +166,7 @@ private:
     TrainConfig cfg_;
     std::FILE* out_;
     Device device_;
-    std::unique_ptr<nn::MambaLM> model_;
+    std::unique_ptr<nn::LanguageModel> model_;
     std::unique_ptr<AdamW> opt_;
     LrSchedule schedule_;
     std::vector<data::MqarExample> train_, valid_;

@@ -1,0 +1,24 @@
+// nn/hf_names.h: parameter names of transformers' models mapped onto ours.
+//
+// TransformerLM uses transformers' GPTNeoXForCausalLM names as they are. MambaLM uses
+// mamba_ssm's names, which differ from transformers' MambaForCausalLM in one prefix:
+//   transformers                      mambagrad (mamba_ssm)
+//   backbone.embeddings.weight        backbone.embedding.weight
+//   lm_head.weight                    (tied to the embedding: not a parameter of its own)
+// Everything else (backbone.layers.{i}.mixer.*, backbone.layers.{i}.norm.weight,
+// backbone.norm_f.weight) is the same.
+#pragma once
+#include <string>
+
+#include "nn/module.h"
+
+namespace mg::nn {
+
+// Our name of a transformers MambaForCausalLM parameter.
+std::string mamba_name_from_transformers(const std::string& name);
+// A transformers MambaForCausalLM state dict renamed for MambaLM::load_state_dict; a tied
+// lm_head.weight is dropped (an untied one, different from the embedding, is an error: MambaLM
+// ties them).
+StateDict from_transformers_mamba(const StateDict& dict);
+
+} // namespace mg::nn

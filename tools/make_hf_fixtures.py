@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""tools/make_hf_fixtures.py OUT_DIR: parity fixtures from implementations we did not write.
+
+Builds two tiny random models with Hugging Face transformers, in float64 on the CPU:
+  hf_gpt_neox.safetensors  GPTNeoXForCausalLM as Pythia configures it (parallel residual,
+                           rotary_pct 0.25, untied embed_out, GELU MLP; d_model 32, 2 layers,
+                           4 heads of 8, MLP width 64, vocab 64)
+  hf_mamba.safetensors     MambaForCausalLM (d_model 16, 2 layers, d_state 4, d_conv 4, vocab 64;
+                           its torch path, no CUDA kernels)
+and stores, for a batch of random ids (2, 16): every weight under transformers' name, the ids
+("fixture.input_ids", int32), the logits ("fixture.logits"), the loss of next-token prediction
+("fixture.loss": cross-entropy of logits[:, :-1] against ids[:, 1:], mean) and every
+parameter's gradient of that loss ("grad.<name>"). The metadata records the config and the
+versions of torch and transformers that made the file. tests/test_hf_parity.cpp checks, on the
+CPU with no Python, that our models reproduce the logits and loss (1e-5 relative) and the
+gradients (1e-4). Initialisation uses a larger std than the defaults (0.2), so that attention
+and the scan are far from their trivial regimes.
+"""
+import json
+import os
+import sys
+
+import torch
+import transformers
+from safetensors.torch import save_file
+
+
+def finish(model, cfg, name, out_dir, seed):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith("A_log") or n.endswith(".D") or "norm" in n or "layernorm" in n:
+                p.add_(0.1 * torch.randn_like(p))  # keep their structure, break the symmetry
+            else:
+                p.copy_(0.2 * torch.randn_like(p))
+    ids = torch.randint(0, cfg.vocab_size, (2, 16))
+    logits = model(input_ids=ids).logits
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+    loss.backward()
+    tensors = {}
+    seen = set()
+    for n, p in model.named_parameters():  # tied weights appear once
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        tensors[n] = p.detach().contiguous()
+        tensors["grad." + n] = p.grad.detach().contiguous()
+    tensors["fixture.input_ids"] = ids.to(torch.int32)
+    tensors["fixture.logits"] = logits.detach().contiguous()
+    tensors["fixture.loss"] = loss.detach().reshape(1)
+    meta = {"config": json.dumps(cfg.to_dict(), default=str), "torch": torch.__version__,
+            "transformers": transformers.__version__, "made_by": "tools/make_hf_fixtures.py"}
+    path = os.path.join(out_dir, name)
+    save_file(tensors, path, metadata=meta)
+    print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}, torch {torch.__version__}, "
+          f"transformers {transformers.__version__}")
+
+
+def main(out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    torch.set_default_dtype(torch.float64)
+    neox = transformers.GPTNeoXConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        rotary_pct=0.25, rotary_emb_base=10000, max_position_embeddings=64, layer_norm_eps=1e-5,
+        use_parallel_residual=True, hidden_act="gelu", tie_word_embeddings=False, attention_dropout=0.0,
+        hidden_dropout=0.0, attention_bias=True)
+    neox._attn_implementation = "eager"
+    finish(transformers.GPTNeoXForCausalLM(neox).double().eval(), neox, "hf_gpt_neox.safetensors", out_dir, 1)
+    mamba = transformers.MambaConfig(
+        vocab_size=64, hidden_size=16, state_size=4, num_hidden_layers=2, expand=2, conv_kernel=4,
+        time_step_rank=2, use_bias=False, use_conv_bias=True, layer_norm_epsilon=1e-5, residual_in_fp32=True,
+        tie_word_embeddings=True)
+    finish(transformers.MambaForCausalLM(mamba).double().eval(), mamba, "hf_mamba.safetensors", out_dir, 2)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures")
