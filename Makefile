@@ -9,6 +9,8 @@
 #   make results      docs/RESULTS.md from the experiments' committed result rows
 #   make reproduce-mini   experiments 1 and 3 in miniature on the CPU (about 9 minutes)
 #   make train        train a small Mamba on Standard MQAR, then score Standard, Last and Shuffle
+#   make compare      the Mamba and the Transformer of the same size on Standard MQAR, their
+#                     Standard / Last / Shuffle accuracy side by side (tools/compare.sh)
 #   make corpus       the LM corpus data/corpus/kjv.txt (the King James Bible, public domain) from
 #                     Debian's bible-kjv-text (installs bible-kjv with apt-get when run as root)
 #   make vendor       copy the header-only dependencies into third_party/ (ignored by git) so the
@@ -130,7 +132,7 @@ STEP_BIN := $(BUILD)/bench_step
 LAB_BIN := $(BUILD)/fft_lab
 SCAN_LAB_BIN := $(BUILD)/scan_lab
 
-.PHONY: FORCE all test vendor clean bench lab train corpus check-layers fuzz fuzz-build fuzz-run gpu-check results reproduce-mini
+.PHONY: FORCE all test vendor clean bench lab train compare corpus check-layers fuzz fuzz-build fuzz-run gpu-check results reproduce-mini
 all: $(LIB) $(BIN)
 
 $(BUILD)/%.o: %.cpp
@@ -202,6 +204,9 @@ check-layers:
 # calls between the ops' parallel loops (~8% of the step in perf; bench/RESULTS.md).
 train: $(BIN)
 	GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-20000} ./$(BIN) train $(TRAIN_ARGS)
+
+compare: $(BIN)
+	BIN=./$(BIN) tools/compare.sh
 
 # The LM corpus (train/trainer.h "Language modelling"; configs/lm_kjv.json): data/prepare_kjv.sh
 # prints the Bible with bible-kjv's `bible` program and keeps one verse per line. The file is
