@@ -2,6 +2,7 @@
 """bench/bench_train.py: end-to-end MQAR training, mambagrad against PyTorch, in one run.
 
     python3 bench/bench_train.py --config zoology          # GPU: d_model 128, 2 layers, L 256, 16 pairs
+    python3 bench/bench_train.py --config zoology --arch transformer   # the GPT-NeoX baseline instead
     python3 bench/bench_train.py --config large --time-limit 60   # d_model 768, 24 layers, L 512
     /usr/bin/python3 bench/bench_train.py --config cpu --threads 2  # CPU: d_model 64, 2 layers, L 64
 
@@ -14,6 +15,11 @@ once by `mambagrad data` and read back here), with the same batch size, optimize
 written below with its own sequential selective scan (the unbind loop a user without fused
 kernels writes); mamba_ssm is not installed on the benchmark machine, so its figure is the
 issue's recorded anchor.
+
+With --arch transformer both sides train the GPT-NeoX model of our zoology preset (2 heads, rotary
+on every head dim, parallel residual, LayerNorm, GELU MLP of 4 d_model, untied output embedding,
+N(0, 0.02) init) at the config's size; the PyTorch model below uses PyTorch's fused
+scaled_dot_product_attention (causal), the fastest attention a PyTorch user gets.
 
 Per side it reports: training tokens/s (median over logging windows after the first, evaluation
 excluded), time to the target held-out accuracy (training time only, evaluation excluded; "not
@@ -142,6 +148,54 @@ class MambaLM(nn.Module):
         return h[mask] @ self.embedding.weight.t(), labels[mask]
 
 
+class NeoXLayer(nn.Module):
+    """GPT-NeoX with Pythia's settings: h + attn(LN1 h) + mlp(LN2 h); qkv read per head as (q, k, v)."""
+
+    def __init__(self, d_model, n_head, rotary_dims):
+        super().__init__()
+        self.H, self.Dh, self.R = n_head, d_model // n_head, rotary_dims
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv, self.dense = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
+        self.up, self.down = nn.Linear(d_model, 4 * d_model), nn.Linear(4 * d_model, d_model)
+
+    def rope(self, x):  # x (B, H, L, Dh): rotate pairs (i, i + R/2) of the first R dims
+        L, h = x.shape[2], self.R // 2
+        inv = 10000.0 ** (-torch.arange(0, h, device=x.device, dtype=torch.float32) * 2 / self.R)
+        ang = torch.arange(L, device=x.device, dtype=torch.float32)[:, None] * inv[None, :]
+        cos, sin = torch.cat([ang.cos(), ang.cos()], -1), torch.cat([ang.sin(), ang.sin()], -1)
+        r, rest = x[..., :self.R], x[..., self.R:]
+        half = torch.cat([-r[..., h:], r[..., :h]], -1)
+        return torch.cat([r * cos + half * sin, rest], -1)
+
+    def forward(self, h):
+        B, L, d = h.shape
+        q, k, v = self.qkv(self.ln1(h)).view(B, L, self.H, 3 * self.Dh).permute(0, 2, 1, 3).split(self.Dh, -1)
+        o = F.scaled_dot_product_attention(self.rope(q), self.rope(k), v, is_causal=True)
+        a = self.dense(o.permute(0, 2, 1, 3).reshape(B, L, d))
+        return h + a + self.down(F.gelu(self.up(self.ln2(h))))
+
+
+class NeoXLM(nn.Module):
+    def __init__(self, vocab, d_model, n_layer, n_head=2):
+        super().__init__()
+        self.embed_in = nn.Embedding(vocab, d_model)
+        self.layers = nn.ModuleList(NeoXLayer(d_model, n_head, d_model // n_head) for _ in range(n_layer))
+        self.final = nn.LayerNorm(d_model)
+        self.embed_out = nn.Linear(d_model, vocab, bias=False)
+        for m in self.modules():  # transformers' GPT-NeoX init
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def labelled_logits(self, ids, labels):
+        h = self.embed_in(ids)
+        for layer in self.layers:
+            h = layer(h)
+        mask = labels != -100
+        return self.embed_out(self.final(h)[mask]), labels[mask]
+
+
 def lr_at(step, total, lr):
     warm = max(1, int(0.1 * total))
     if step < warm:
@@ -149,10 +203,11 @@ def lr_at(step, total, lr):
     return 0.5 * lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
-def train_torch(cfg, train, valid, device, time_limit, target):
+def train_torch(cfg, train, valid, device, time_limit, target, arch="mamba"):
     torch.manual_seed(0)
     vocab = int(max(train[0].max(), valid[0].max(), train[1].max())) + 1
-    model = MambaLM(vocab, cfg["d_model"], cfg["n_layer"]).to(device)
+    Model = NeoXLM if arch == "transformer" else MambaLM
+    model = Model(vocab, cfg["d_model"], cfg["n_layer"]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.95), eps=1e-6, weight_decay=0.1)
     n, B = train[0].shape[0], cfg["batch"]
     per_epoch = n // B
@@ -214,12 +269,13 @@ def train_torch(cfg, train, valid, device, time_limit, target):
 
 
 # ---- ours ------------------------------------------------------------------------------------------
-def train_ours(bin_path, cfg, device, time_limit, target, workdir):
+def train_ours(bin_path, cfg, device, time_limit, target, workdir, arch="mamba"):
     run_dir = os.path.join(workdir, "ours")
     n_train = cfg["train_examples"]
     per_epoch = n_train // cfg["batch"]
     conf = {
-        "model": {"preset": "zoology", "d_model": cfg["d_model"], "n_layer": cfg["n_layer"], "vocab_size": "auto"},
+        "model": {"arch": arch, "preset": "zoology", "d_model": cfg["d_model"], "n_layer": cfg["n_layer"],
+                  "vocab_size": "auto"},
         "task": {"grid": f"{cfg['L']}x{cfg['pairs']}", "vocab_size": cfg["vocab"], "train_examples": n_train,
                  "valid_examples": cfg["valid_examples"], "test_examples": 1, "test_variants": []},
         "batch_size": cfg["batch"], "epochs": cfg["epochs"], "lr": cfg["lr"], "eps": 1e-6, "weight_decay": 0.1,
@@ -295,6 +351,7 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-ours", action="store_true")
+    ap.add_argument("--arch", choices=["mamba", "transformer"], default="mamba")
     args = ap.parse_args()
     cfg = CONFIGS[args.config]
     device = args.device or ("cpu" if args.config == "cpu" or not torch.cuda.is_available() else "cuda")
@@ -305,23 +362,24 @@ def main():
     # (passive made our CPU step ~20% slower, waking threads by futex; the default spin hurt a busy machine)
     os.environ.setdefault("GOMP_SPINCOUNT", "20000")
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"# bench_train --config {args.config}: {cfg}\n# device {name}, torch {torch.__version__}", flush=True)
+    print(f"# bench_train --config {args.config} --arch {args.arch}: {cfg}\n# device {name}, torch {torch.__version__}", flush=True)
 
+    torch_side = "pytorch (fused SDPA)" if args.arch == "transformer" else "pytorch (sequential scan)"
     with tempfile.TemporaryDirectory(prefix="mg_bench_train_") as work:
         results = {}
         if not args.skip_ours:
-            results["mambagrad"] = train_ours(args.bin, cfg, device, args.time_limit, args.target, work)
+            results["mambagrad"] = train_ours(args.bin, cfg, device, args.time_limit, args.target, work, args.arch)
             print(f"# ours: {results['mambagrad']}", flush=True)
         if not args.skip_torch:
             tr, va = os.path.join(work, "train.jsonl"), os.path.join(work, "valid.jsonl")
             generate(args.bin, tr, "train", cfg, cfg["train_examples"])
             generate(args.bin, va, "valid", cfg, cfg["valid_examples"])
             train, valid = load(tr, device), load(va, device)
-            results["pytorch (sequential scan)"] = train_torch(cfg, train, valid, device,
-                                                               args.torch_time_limit or args.time_limit, args.target)
-            print(f"# torch: {results['pytorch (sequential scan)']}", flush=True)
+            results[torch_side] = train_torch(cfg, train, valid, device, args.torch_time_limit or args.time_limit,
+                                              args.target, args.arch)
+            print(f"# torch: {results[torch_side]}", flush=True)
 
-    base = results.get("pytorch (sequential scan)")
+    base = results.get(torch_side)
     print(f"\n| side | tokens/s | vs PyTorch | time to {100 * args.target:.0f}% | final acc | steps | peak memory |")
     print("|---|---|---|---|---|---|---|")
     for side, r in results.items():

@@ -12,6 +12,20 @@ const std::string kTheirEmbedding = "backbone.embeddings.";
 const std::string kOurEmbedding = "backbone.embedding.";
 } // namespace
 
+std::string gpt_neox_name_from_transformers(const std::string& name) {
+    return name == "lm_head.weight" ? "embed_out.weight" : name;
+}
+
+StateDict from_transformers_gpt_neox(const StateDict& dict) {
+    StateDict out;
+    for (const auto& [name, t] : dict) {
+        const std::string ours = gpt_neox_name_from_transformers(name);
+        MG_CHECK(!out.count(ours), "from_transformers_gpt_neox: both lm_head.weight and embed_out.weight are present");
+        out[ours] = t;
+    }
+    return out;
+}
+
 std::string mamba_name_from_transformers(const std::string& name) {
     if (name.rfind(kTheirEmbedding, 0) == 0) return kOurEmbedding + name.substr(kTheirEmbedding.size());
     return name;

@@ -1,6 +1,8 @@
 // nn/hf_names.h: parameter names of transformers' models mapped onto ours.
 //
-// TransformerLM uses transformers' GPTNeoXForCausalLM names as they are. MambaLM uses
+// TransformerLM uses transformers' GPTNeoXForCausalLM names as they are, except that
+// transformers 5 calls the output embedding lm_head.weight where Pythia's checkpoints (and
+// transformers 4) say embed_out.weight: from_transformers_gpt_neox accepts either. MambaLM uses
 // mamba_ssm's names, which differ from transformers' MambaForCausalLM in one prefix:
 //   transformers                      mambagrad (mamba_ssm)
 //   backbone.embeddings.weight        backbone.embedding.weight
@@ -13,6 +15,12 @@
 #include "nn/module.h"
 
 namespace mg::nn {
+
+// A transformers GPTNeoXForCausalLM state dict for TransformerLM::load_state_dict
+// (lm_head.weight -> embed_out.weight; everything else as it is).
+StateDict from_transformers_gpt_neox(const StateDict& dict);
+// Our name of a transformers GPTNeoXForCausalLM parameter.
+std::string gpt_neox_name_from_transformers(const std::string& name);
 
 // Our name of a transformers MambaForCausalLM parameter.
 std::string mamba_name_from_transformers(const std::string& name);

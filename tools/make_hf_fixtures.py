@@ -6,7 +6,9 @@ Builds two tiny random models with Hugging Face transformers, in float64 on the 
                            rotary_pct 0.25, untied embed_out, GELU MLP; d_model 32, 2 layers,
                            4 heads of 8, MLP width 64, vocab 64)
   hf_mamba.safetensors     MambaForCausalLM (d_model 16, 2 layers, d_state 4, d_conv 4, vocab 64;
-                           its torch path, no CUDA kernels)
+                           its torch path, no CUDA kernels; residual_in_fp32 off, as our f64
+                           model keeps the residual in its own dtype. Its RMSNorm still rounds
+                           through float32, so the Mamba agrees to float32's precision only)
 and stores, for a batch of random ids (2, 16): every weight under transformers' name, the ids
 ("fixture.input_ids", int32), the logits ("fixture.logits"), the loss of next-token prediction
 ("fixture.loss": cross-entropy of logits[:, :-1] against ids[:, 1:], mean) and every
@@ -68,7 +70,7 @@ def main(out_dir):
     finish(transformers.GPTNeoXForCausalLM(neox).double().eval(), neox, "hf_gpt_neox.safetensors", out_dir, 1)
     mamba = transformers.MambaConfig(
         vocab_size=64, hidden_size=16, state_size=4, num_hidden_layers=2, expand=2, conv_kernel=4,
-        time_step_rank=2, use_bias=False, use_conv_bias=True, layer_norm_epsilon=1e-5, residual_in_fp32=True,
+        time_step_rank=2, use_bias=False, use_conv_bias=True, layer_norm_epsilon=1e-5, residual_in_fp32=False,
         tie_word_embeddings=True)
     finish(transformers.MambaForCausalLM(mamba).double().eval(), mamba, "hf_mamba.safetensors", out_dir, 2)
 
