@@ -11,6 +11,7 @@
 #include "cuda/runtime.h"
 #include "ops/checks.h"
 #include "ops/dispatch.h"
+#include "ops/vec_math.h"
 
 namespace mg {
 
@@ -33,6 +34,33 @@ template <typename T> T dot(const T* a, const T* b, int64_t n) {
     return s;
 }
 
+// x (BH, L, Dh) -> (BH, Dh, L): so that a query's scores against a run of keys are an inner loop
+// over contiguous keys (vectorised), not one dot product (a serial sum) per key.
+template <typename T> std::vector<T> transposed(const T* x, int64_t BH, int64_t L, int64_t Dh) {
+    std::vector<T> t(size_t(BH * L * Dh));
+#pragma omp parallel for if (BH * L * Dh > kParallelGrain)
+    for (int64_t bh = 0; bh < BH; ++bh)
+        for (int64_t l = 0; l < L; ++l)
+            for (int64_t d = 0; d < Dh; ++d) t[size_t((bh * Dh + d) * L + l)] = x[(bh * L + l) * Dh + d];
+    return t;
+}
+
+// e^x: vm::exp for float (branch-free, so the loops that call it vectorise; <= 1 ulp), std::exp
+// for double.
+inline float exp_of(float x) { return vm::exp(x); }
+inline double exp_of(double x) { return std::exp(x); }
+
+// out[j - j0] = sum_d row[d] xt[d, j] for keys j in [j0, j1); xt is one head's (Dh, L) block.
+template <typename T>
+void row_times(T* out, const T* row, const T* xt, int64_t L, int64_t Dh, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) out[j - j0] = T(0);
+    for (int64_t d = 0; d < Dh; ++d) {
+        const T r = row[d];
+        const T* x = xt + d * L;
+        for (int64_t j = j0; j < j1; ++j) out[j - j0] += r * x[j];
+    }
+}
+
 } // namespace
 
 // ---- CPU kernels ----------------------------------------------------------------------------
@@ -42,11 +70,12 @@ void attention_forward_cpu(T* out, T* lse, const T* q, const T* k, const T* v, i
     const Visible vis{Lk, Lk - Lq, causal};
     const int64_t qblocks = (Lq + kCpuBlockQ - 1) / kCpuBlockQ;
     const T scale = T(scale_d);
+    const std::vector<T> kt = transposed(k, BH, Lk, Dh);
 #pragma omp parallel for schedule(dynamic) if (BH * Lq * Lk * Dh > kParallelGrain)
     for (int64_t task = 0; task < BH * qblocks; ++task) {
         const int64_t bh = task / qblocks, i0 = (task % qblocks) * kCpuBlockQ, i1 = std::min(Lq, i0 + kCpuBlockQ);
         const T* qb = q + bh * Lq * Dh;
-        const T* kb = k + bh * Lk * Dh;
+        const T* ktb = kt.data() + bh * Dh * Lk;
         const T* vb = v + bh * Lk * Dh;
         // per query of the block: running max m, running sum l, unnormalised output acc
         std::vector<T> m(size_t(kCpuBlockQ), -std::numeric_limits<T>::infinity()), l(size_t(kCpuBlockQ), T(0));
@@ -57,17 +86,19 @@ void attention_forward_cpu(T* out, T* lse, const T* q, const T* k, const T* v, i
             for (int64_t i = i0; i < i1; ++i) {
                 const int64_t r = i - i0, je = std::min(j1, vis.key_end(i));
                 if (je <= j0) continue;
+                row_times(s.data(), qb + i * Dh, ktb, Lk, Dh, j0, je);
                 T mx = m[size_t(r)];
                 for (int64_t j = j0; j < je; ++j) {
-                    s[size_t(j - j0)] = scale * dot(qb + i * Dh, kb + j * Dh, Dh);
+                    s[size_t(j - j0)] *= scale;
                     mx = std::max(mx, s[size_t(j - j0)]);
                 }
                 const T alpha = std::exp(m[size_t(r)] - mx); // 0 on the first block (m = -inf)
                 T* a = acc.data() + r * Dh;
                 T rowsum = T(0);
                 for (int64_t d = 0; d < Dh; ++d) a[d] *= alpha;
+                for (int64_t j = 0; j < je - j0; ++j) s[size_t(j)] = exp_of(s[size_t(j)] - mx);
                 for (int64_t j = j0; j < je; ++j) {
-                    const T p = std::exp(s[size_t(j - j0)] - mx);
+                    const T p = s[size_t(j - j0)];
                     rowsum += p;
                     const T* vj = vb + j * Dh;
                     for (int64_t d = 0; d < Dh; ++d) a[d] += p * vj[d];
@@ -95,11 +126,18 @@ void attention_backward_cpu(T* dq, T* dk, T* dv, const T* dout, const T* q, cons
     std::vector<T> delta(size_t(BH * Lq)); // D_i = dout_i . out_i
 #pragma omp parallel for if (par)
     for (int64_t r = 0; r < BH * Lq; ++r) delta[size_t(r)] = dot(dout + r * Dh, out + r * Dh, Dh);
-    // P_ij, recomputed from lse; dS_ij = P_ij (dout_i . v_j - D_i)
-    auto p_and_ds = [&](int64_t bh, int64_t i, int64_t j, T& p, T& ds) {
-        const int64_t qi = (bh * Lq + i) * Dh, kj = (bh * Lk + j) * Dh;
-        p = std::exp(scale * dot(q + qi, k + kj, Dh) - lse[bh * Lq + i]);
-        ds = p * (dot(dout + qi, v + kj, Dh) - delta[size_t(bh * Lq + i)]);
+    const std::vector<T> kt = transposed(k, BH, Lk, Dh), vt = transposed(v, BH, Lk, Dh);
+    // For query i and keys [j0, j1): P_ij, recomputed from lse, into p; dS_ij = P_ij (dP_ij - D_i)
+    // with dP_ij = dout_i . v_j, into ds.
+    auto p_and_ds = [&](int64_t bh, int64_t i, int64_t j0, int64_t j1, T* p, T* ds) {
+        const int64_t row = bh * Lq + i;
+        row_times(p, q + row * Dh, kt.data() + bh * Dh * Lk, Lk, Dh, j0, j1);
+        row_times(ds, dout + row * Dh, vt.data() + bh * Dh * Lk, Lk, Dh, j0, j1);
+        const T l = lse[row], D = delta[size_t(row)];
+        for (int64_t j = 0; j < j1 - j0; ++j) {
+            p[j] = exp_of(scale * p[j] - l);
+            ds[j] = p[j] * (ds[j] - D);
+        }
     };
     // dk, dv: one task per key block, walking every query that sees it
     const int64_t kblocks = (Lk + kCpuBlockK - 1) / kCpuBlockK;
@@ -108,35 +146,41 @@ void attention_backward_cpu(T* dq, T* dk, T* dv, const T* dout, const T* q, cons
         const int64_t bh = task / kblocks, j0 = (task % kblocks) * kCpuBlockK, j1 = std::min(Lk, j0 + kCpuBlockK);
         std::fill(dk + (bh * Lk + j0) * Dh, dk + (bh * Lk + j1) * Dh, T(0));
         std::fill(dv + (bh * Lk + j0) * Dh, dv + (bh * Lk + j1) * Dh, T(0));
+        T p[kCpuBlockK], ds[kCpuBlockK];
         for (int64_t i = vis.first_query(j0); i < Lq; ++i) {
             const int64_t je = std::min(j1, vis.key_end(i));
+            if (je <= j0) continue;
+            p_and_ds(bh, i, j0, je, p, ds);
             const T* qi = q + (bh * Lq + i) * Dh;
             const T* gi = dout + (bh * Lq + i) * Dh;
             for (int64_t j = j0; j < je; ++j) {
-                T p, ds;
-                p_and_ds(bh, i, j, p, ds);
                 T* dkj = dk + (bh * Lk + j) * Dh;
                 T* dvj = dv + (bh * Lk + j) * Dh;
+                const T pj = p[j - j0], dsj = scale * ds[j - j0];
                 for (int64_t d = 0; d < Dh; ++d) {
-                    dvj[d] += p * gi[d];
-                    dkj[d] += scale * ds * qi[d];
+                    dvj[d] += pj * gi[d];
+                    dkj[d] += dsj * qi[d];
                 }
             }
         }
     }
-    // dq: one task per query block, walking the keys each query sees
+    // dq: one task per query block, walking the keys each query sees in blocks
     const int64_t qblocks = (Lq + kCpuBlockQ - 1) / kCpuBlockQ;
 #pragma omp parallel for schedule(dynamic) if (par)
     for (int64_t task = 0; task < BH * qblocks; ++task) {
         const int64_t bh = task / qblocks, i0 = (task % qblocks) * kCpuBlockQ, i1 = std::min(Lq, i0 + kCpuBlockQ);
+        T p[kCpuBlockK], ds[kCpuBlockK];
         for (int64_t i = i0; i < i1; ++i) {
             T* dqi = dq + (bh * Lq + i) * Dh;
             std::fill(dqi, dqi + Dh, T(0));
-            for (int64_t j = 0; j < vis.key_end(i); ++j) {
-                T p, ds;
-                p_and_ds(bh, i, j, p, ds);
-                const T* kj = k + (bh * Lk + j) * Dh;
-                for (int64_t d = 0; d < Dh; ++d) dqi[d] += scale * ds * kj[d];
+            for (int64_t j0 = 0; j0 < vis.key_end(i); j0 += kCpuBlockK) {
+                const int64_t je = std::min(j0 + kCpuBlockK, vis.key_end(i));
+                p_and_ds(bh, i, j0, je, p, ds);
+                for (int64_t j = j0; j < je; ++j) {
+                    const T* kj = k + (bh * Lk + j) * Dh;
+                    const T dsj = scale * ds[j - j0];
+                    for (int64_t d = 0; d < Dh; ++d) dqi[d] += dsj * kj[d];
+                }
             }
         }
     }
