@@ -80,7 +80,7 @@ CPPFLAGS := -I. -isystem third_party/include -DFMT_HEADER_ONLY
 # selects so the CPU kernels' `omp simd` loops vectorise (e.g. the clamps in vm::exp2_decay).
 CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -fopenmp -fno-trapping-math -MMD -MP
 LDFLAGS := -fopenmp
-LDLIBS :=
+LDLIBS := -ldl
 ifeq ($(SANITIZE),1)
   CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined

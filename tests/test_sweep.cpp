@@ -229,6 +229,19 @@ TEST_CASE("report: groups over seeds, mean ± sd, the paper beside, each cell; s
     CHECK(md.find("| 64 | · | 42.5 |") != std::string::npos);
     CHECK(md.find("Rows: 3 runs; device cpu; commit abc1234; date 2026-12-07.") != std::string::npos);
     CHECK(md.find("No group reaches 1%") == std::string::npos);
+    // the cell table's heatmap and the runs' validation curves are linked, and drawn when a
+    // directory is given (the markdown is the same)
+    CHECK(md.find("![rep__model=mamba__standard](results/rep__model_mamba__standard.png)") != std::string::npos);
+    CHECK(md.find("__curves") == std::string::npos); // these rows carry no curves
+    std::vector<ojson> with_curves = rows;
+    with_curves[0]["curve"] = ojson::parse(R"([{"step": 10, "query_acc": 0.2}, {"step": 20, "query_acc": 0.6}])");
+    TempDir images("report_images");
+    const std::string drawn = experiment_report(spec, with_curves, images.path.string());
+    CHECK(drawn.find("![rep__curves](results/rep__curves.png)") != std::string::npos);
+    CHECK(images.listing() ==
+          std::vector<std::string>{"rep__curves.png", "rep__model_gs__standard.png", "rep__model_mamba__standard.png"});
+    CHECK(read_all(images.file("rep__curves.png")).substr(1, 3) == "PNG");
+    CHECK(experiment_report(spec, with_curves) == drawn);
     const std::string none = experiment_report(spec, {row("mamba", 0, 0.0, 0.001)});
     CHECK(none.find("No group reaches 1% query accuracy") != std::string::npos);
     CHECK(experiment_report(spec, {}).find("No result rows yet.") != std::string::npos);

@@ -367,6 +367,7 @@ int cmd_eval(const std::vector<std::string>& args) {
 
 int cmd_plot_run(const std::string& run_dir) {
     const train::RunPlots p = train::write_run_plots(run_dir);
+    MG_CHECK(p.skipped.empty(), "plot: cannot draw: {}", p.skipped);
     fmt::print("wrote {} from {} rows of {}/metrics.jsonl{}\n", fmt::join(p.files, ", "), p.rows, run_dir,
                p.skipped_lines ? fmt::format(" ({} lines that are not JSON objects skipped)", p.skipped_lines) : "");
     return 0;
@@ -374,7 +375,7 @@ int cmd_plot_run(const std::string& run_dir) {
 
 int cmd_plot(const std::vector<std::string>& args) {
     std::string run_dir;
-    CommandLine cl("plot", "plot RUN_DIR", "Writes a run's loss and accuracy charts (PNG and SVG) from its metrics.jsonl.");
+    CommandLine cl("plot", "plot RUN_DIR", "Writes a run's loss and accuracy charts (PNG and SVG, drawn with cairo) from its metrics.jsonl.");
     cl.positional("RUN_DIR", run_dir, "a run directory of `mambagrad train`");
     if (!cl.parse(args)) return 0;
     return cmd_plot_run(run_dir);
@@ -443,7 +444,8 @@ int cmd_report(const std::vector<std::string>& args) {
                    "test accuracy per group of runs (mean ± standard deviation over seeds, the paper's numbers\n"
                    "beside), and each group's accuracy per (L, N) cell. EXPERIMENT is an experiment file\n"
                    "(experiments/positional.json, or without .json); its rows are in results/<name>.jsonl beside it.\n"
-                   "With --out the whole document is written there (docs/RESULTS.md: `make results`).");
+                   "With --out the whole document is written there (docs/RESULTS.md: `make results`) and its\n"
+                   "images (heatmaps per cell, validation curves; PNG via cairo) into results/ beside it.");
     std::vector<std::string> files;
     cl.positionals("EXPERIMENT", files, "experiment files")
         .option("--out", "FILE", out, "write the document (title, then every experiment) to FILE, atomically")
@@ -452,7 +454,9 @@ int cmd_report(const std::vector<std::string>& args) {
     for (std::string& f : files)
         if (!std::filesystem::exists(f) && std::filesystem::exists(f + ".json")) f += ".json";
     if (!out.empty()) {
-        data::write_file_atomic(out, train::results_document(files, results_dir));
+        // the images beside the document, in results/ (the markdown links them there)
+        const std::string images = (std::filesystem::path(out).parent_path() / "results").string();
+        data::write_file_atomic(out, train::results_document(files, results_dir, images));
         fmt::print("wrote {} ({} experiment{})\n", out, files.size(), files.size() == 1 ? "" : "s");
         return 0;
     }

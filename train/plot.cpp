@@ -18,194 +18,7 @@
 
 namespace mg::train {
 
-// ---- image -----------------------------------------------------------------------------------------
-
-Image::Image(int w, int h, Rgb background) : width(w), height(h), rgb(size_t(w) * size_t(h) * 3) {
-    MG_CHECK(w > 0 && h > 0, "plot: image size {}x{}, expected positive sizes", w, h);
-    for (size_t i = 0; i < rgb.size(); i += 3) {
-        rgb[i] = background.r;
-        rgb[i + 1] = background.g;
-        rgb[i + 2] = background.b;
-    }
-}
-
-Rgb Image::at(int x, int y) const {
-    MG_CHECK(x >= 0 && y >= 0 && x < width && y < height, "plot: pixel ({}, {}) is outside the {}x{} image", x, y,
-             width, height);
-    const size_t i = (size_t(y) * size_t(width) + size_t(x)) * 3;
-    return {rgb[i], rgb[i + 1], rgb[i + 2]};
-}
-
-void Image::set(int x, int y, Rgb c) {
-    if (x < 0 || y < 0 || x >= width || y >= height) return;
-    const size_t i = (size_t(y) * size_t(width) + size_t(x)) * 3;
-    rgb[i] = c.r;
-    rgb[i + 1] = c.g;
-    rgb[i + 2] = c.b;
-}
-
-// ---- PNG ---------------------------------------------------------------------------------------------
-
-uint32_t crc32(std::string_view bytes) {
-    static const std::array<uint32_t, 256> table = [] {
-        std::array<uint32_t, 256> t{};
-        for (uint32_t n = 0; n < 256; ++n) {
-            uint32_t c = n;
-            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            t[n] = c;
-        }
-        return t;
-    }();
-    uint32_t c = 0xFFFFFFFFu;
-    for (unsigned char b : bytes) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
-}
-
-uint32_t adler32(std::string_view bytes) {
-    uint32_t a = 1, b = 0;
-    for (unsigned char x : bytes) {
-        a = (a + x) % 65521;
-        b = (b + a) % 65521;
-    }
-    return (b << 16) | a;
-}
-
 namespace {
-
-void put_be32(std::string& out, uint32_t v) {
-    for (int s = 24; s >= 0; s -= 8) out += char((v >> s) & 0xFF);
-}
-
-void put_chunk(std::string& out, const char type[5], std::string_view data) {
-    put_be32(out, uint32_t(data.size()));
-    std::string body = std::string(type, 4) + std::string(data);
-    out += body;
-    put_be32(out, crc32(body));
-}
-
-} // namespace
-
-std::string zlib_stored(std::string_view raw) {
-    std::string out = {char(0x78), char(0x01)}; // deflate, 32 KiB window, no dictionary, (78 01) % 31 == 0
-    size_t at = 0;
-    do {
-        const size_t n = std::min<size_t>(65535, raw.size() - at);
-        const bool final = at + n == raw.size();
-        out += char(final ? 1 : 0); // BFINAL, BTYPE 00 (stored)
-        out += char(n & 0xFF);
-        out += char(n >> 8);
-        out += char(~n & 0xFF);
-        out += char((~n >> 8) & 0xFF);
-        out.append(raw.substr(at, n));
-        at += n;
-    } while (at < raw.size());
-    put_be32(out, adler32(raw));
-    return out;
-}
-
-std::string encode_png(const Image& img) {
-    std::string raw;
-    raw.reserve(size_t(img.height) * (1 + size_t(img.width) * 3));
-    for (int y = 0; y < img.height; ++y) {
-        raw += char(0); // filter: none
-        raw.append(reinterpret_cast<const char*>(img.rgb.data()) + size_t(y) * size_t(img.width) * 3,
-                   size_t(img.width) * 3);
-    }
-    std::string png = "\x89PNG\r\n\x1a\n";
-    std::string ihdr;
-    put_be32(ihdr, uint32_t(img.width));
-    put_be32(ihdr, uint32_t(img.height));
-    ihdr += std::string{char(8), char(2), char(0), char(0), char(0)}; // 8 bits, RGB, deflate, filter 0, no interlace
-    put_chunk(png, "IHDR", ihdr);
-    put_chunk(png, "IDAT", zlib_stored(raw));
-    put_chunk(png, "IEND", "");
-    return png;
-}
-
-// ---- font: 5x7 glyphs, '#' = ink; upper case is drawn as lower case, unknown characters as '?' ---------
-
-namespace {
-
-struct Glyph {
-    char c;
-    const char* rows[7];
-};
-
-constexpr Glyph kFont[] = {
-    {'0', {".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."}},
-    {'1', {"..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."}},
-    {'2', {".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####"}},
-    {'3', {"#####", "...#.", "..#..", "...#.", "....#", "#...#", ".###."}},
-    {'4', {"...#.", "..##.", ".#.#.", "#..#.", "#####", "...#.", "...#."}},
-    {'5', {"#####", "#....", "####.", "....#", "....#", "#...#", ".###."}},
-    {'6', {"..##.", ".#...", "#....", "####.", "#...#", "#...#", ".###."}},
-    {'7', {"#####", "....#", "...#.", "..#..", ".#...", ".#...", ".#..."}},
-    {'8', {".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###."}},
-    {'9', {".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."}},
-    {'a', {".....", ".....", ".###.", "....#", ".####", "#...#", ".####"}},
-    {'b', {"#....", "#....", "#.##.", "##..#", "#...#", "#...#", "####."}},
-    {'c', {".....", ".....", ".###.", "#....", "#....", "#...#", ".###."}},
-    {'d', {"....#", "....#", ".##.#", "#..##", "#...#", "#...#", ".####"}},
-    {'e', {".....", ".....", ".###.", "#...#", "#####", "#....", ".###."}},
-    {'f', {"..##.", ".#..#", ".#...", "###..", ".#...", ".#...", ".#..."}},
-    {'g', {".....", ".####", "#...#", "#...#", ".####", "....#", ".###."}},
-    {'h', {"#....", "#....", "#.##.", "##..#", "#...#", "#...#", "#...#"}},
-    {'i', {"..#..", ".....", ".##..", "..#..", "..#..", "..#..", ".###."}},
-    {'j', {"...#.", ".....", "..##.", "...#.", "...#.", "#..#.", ".##.."}},
-    {'k', {"#....", "#....", "#..#.", "#.#..", "##...", "#.#..", "#..#."}},
-    {'l', {".##..", "..#..", "..#..", "..#..", "..#..", "..#..", ".###."}},
-    {'m', {".....", ".....", "##.#.", "#.#.#", "#.#.#", "#...#", "#...#"}},
-    {'n', {".....", ".....", "#.##.", "##..#", "#...#", "#...#", "#...#"}},
-    {'o', {".....", ".....", ".###.", "#...#", "#...#", "#...#", ".###."}},
-    {'p', {".....", ".....", "####.", "#...#", "####.", "#....", "#...."}},
-    {'q', {".....", ".....", ".####", "#...#", ".####", "....#", "....#"}},
-    {'r', {".....", ".....", "#.##.", "##..#", "#....", "#....", "#...."}},
-    {'s', {".....", ".....", ".###.", "#....", ".###.", "....#", "####."}},
-    {'t', {".#...", ".#...", "###..", ".#...", ".#...", ".#..#", "..##."}},
-    {'u', {".....", ".....", "#...#", "#...#", "#...#", "#..##", ".##.#"}},
-    {'v', {".....", ".....", "#...#", "#...#", "#...#", ".#.#.", "..#.."}},
-    {'w', {".....", ".....", "#...#", "#...#", "#.#.#", "#.#.#", ".#.#."}},
-    {'x', {".....", ".....", "#...#", ".#.#.", "..#..", ".#.#.", "#...#"}},
-    {'y', {".....", ".....", "#...#", "#...#", ".####", "....#", ".###."}},
-    {'z', {".....", ".....", "#####", "...#.", "..#..", ".#...", "#####"}},
-    {' ', {".....", ".....", ".....", ".....", ".....", ".....", "....."}},
-    {'.', {".....", ".....", ".....", ".....", ".....", ".##..", ".##.."}},
-    {',', {".....", ".....", ".....", ".....", ".##..", "..#..", ".#..."}},
-    {'-', {".....", ".....", ".....", "#####", ".....", ".....", "....."}},
-    {'+', {".....", "..#..", "..#..", "#####", "..#..", "..#..", "....."}},
-    {'%', {"##...", "##..#", "...#.", "..#..", ".#...", "#..##", "...##"}},
-    {'(', {"...#.", "..#..", ".#...", ".#...", ".#...", "..#..", "...#."}},
-    {')', {".#...", "..#..", "...#.", "...#.", "...#.", "..#..", ".#..."}},
-    {':', {".....", ".##..", ".##..", ".....", ".##..", ".##..", "....."}},
-    {'/', {".....", "....#", "...#.", "..#..", ".#...", "#....", "....."}},
-    {'_', {".....", ".....", ".....", ".....", ".....", ".....", "#####"}},
-    {'=', {".....", ".....", "#####", ".....", "#####", ".....", "....."}},
-    {'?', {".###.", "#...#", "....#", "...#.", "..#..", ".....", "..#.."}},
-};
-
-const Glyph& glyph(char c) {
-    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-    for (const Glyph& g : kFont)
-        if (g.c == c) return g;
-    return kFont[std::size(kFont) - 1]; // '?'
-}
-
-constexpr int kGlyphW = 5, kGlyphH = 7, kAdvance = 6;
-
-int text_width(std::string_view s, int scale = 1) { return int(s.size()) * kAdvance * scale; }
-
-// Draws `s` with its top-left corner at (x, y).
-void draw_text(Image& img, int x, int y, std::string_view s, Rgb c, int scale = 1) {
-    for (char ch : s) {
-        const Glyph& g = glyph(ch);
-        for (int r = 0; r < kGlyphH; ++r)
-            for (int col = 0; col < kGlyphW; ++col)
-                if (g.rows[r][col] == '#')
-                    for (int dy = 0; dy < scale; ++dy)
-                        for (int dx = 0; dx < scale; ++dx) img.set(x + col * scale + dx, y + r * scale + dy, c);
-        x += kAdvance * scale;
-    }
-}
 
 // ---- axes ----------------------------------------------------------------------------------------------
 
@@ -238,7 +51,10 @@ std::string tick_label(double v, const std::vector<double>& ticks) {
 }
 
 constexpr Rgb kBlack{0, 0, 0}, kGrid{225, 225, 225}, kText{40, 40, 40};
-constexpr int kLegendRowH = 12;
+constexpr int kLegendRowH = 16;
+constexpr double kTickFont = 11, kLabelFont = 12, kTitleFont = 15, kLegendFont = 11;
+
+Color color_of(Rgb c) { return {c.r / 255.0, c.g / 255.0, c.b / 255.0}; }
 
 bool has_points(const Chart& c) {
     return std::any_of(c.series.begin(), c.series.end(), [](const Series& s) { return !s.points.empty(); });
@@ -250,22 +66,6 @@ bool show_markers(const Series& s) { return s.markers || s.points.size() == 1; }
 size_t legend_rows(const Chart& c, const ChartLayout& l) {
     const size_t fit = size_t(std::max(1, (l.bottom - l.top) / kLegendRowH));
     return std::min(c.series.size(), c.series.size() > fit ? fit - 1 : fit);
-}
-
-std::string hex(Rgb c) { return fmt::format("#{:02x}{:02x}{:02x}", c.r, c.g, c.b); }
-
-std::string xml_escape(std::string_view s) {
-    std::string out;
-    for (char c : s) {
-        switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&quot;"; break;
-        default: out += c;
-        }
-    }
-    return out;
 }
 
 } // namespace
@@ -284,10 +84,13 @@ ChartLayout layout_chart(const Chart& chart, int width, int height) {
     ChartLayout l;
     l.width = width;
     l.height = height;
-    l.left = 64;
-    l.top = 40;
-    l.right = width - 1 - (chart.series.empty() ? 16 : 160);
-    l.bottom = height - 1 - 40;
+    l.left = 72;
+    l.top = 44;
+    size_t longest = 0; // the legend's column: room for its longest label (about 6.5 px a character)
+    for (const Series& s : chart.series) longest = std::max(longest, s.label.size());
+    const int legend = chart.series.empty() ? 16 : std::min(std::max(170, 40 + int(6.5 * double(longest))), width / 2);
+    l.right = width - 1 - legend;
+    l.bottom = height - 1 - 48;
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (const Series& s : chart.series)
         for (const Point& p : s.points) {
@@ -303,138 +106,132 @@ ChartLayout layout_chart(const Chart& chart, int width, int height) {
     return l;
 }
 
-// ---- raster ---------------------------------------------------------------------------------------------
+// ---- drawing (one code for every surface) -------------------------------------------------------------
 
-Image render_png_image(const Chart& chart, int width, int height) {
-    const ChartLayout l = layout_chart(chart, width, height);
-    Image img(width, height);
-    auto inside = [&](int x, int y) { return x >= l.left && x <= l.right && y >= l.top && y <= l.bottom; };
-    auto plot = [&](int x, int y, Rgb c) {
-        if (inside(x, y)) img.set(x, y, c);
-    };
-    // grid, axes box, ticks and their labels
-    for (double t : l.x_ticks) {
-        const int x = int(std::lround(l.px(t)));
-        for (int y = l.top; y <= l.bottom; ++y) img.set(x, y, kGrid);
-        for (int y = l.bottom; y <= l.bottom + 4; ++y) img.set(x, y, kBlack);
-        const std::string s = tick_label(t, l.x_ticks);
-        draw_text(img, x - text_width(s) / 2, l.bottom + 7, s, kText);
-    }
-    for (double t : l.y_ticks) {
-        const int y = int(std::lround(l.py(t)));
-        for (int x = l.left; x <= l.right; ++x) img.set(x, y, kGrid);
-        for (int x = l.left - 4; x <= l.left; ++x) img.set(x, y, kBlack);
-        const std::string s = tick_label(t, l.y_ticks);
-        draw_text(img, l.left - 7 - text_width(s), y - kGlyphH / 2, s, kText);
-    }
-    for (int x = l.left; x <= l.right; ++x) img.set(x, l.top, kBlack), img.set(x, l.bottom, kBlack);
-    for (int y = l.top; y <= l.bottom; ++y) img.set(l.left, y, kBlack), img.set(l.right, y, kBlack);
-    draw_text(img, (l.left + l.right - text_width(chart.title, 2)) / 2, 10, chart.title, kBlack, 2);
-    draw_text(img, l.left - text_width(chart.y_label) / 2 < 2 ? 2 : l.left - text_width(chart.y_label) / 2, l.top - 12,
-              chart.y_label, kText);
-    draw_text(img, (l.left + l.right - text_width(chart.x_label)) / 2, l.bottom + 22, chart.x_label, kText);
-    if (!has_points(chart)) draw_text(img, (l.left + l.right - text_width("no data", 2)) / 2, (l.top + l.bottom) / 2 - 7,
-                                      "no data", kText, 2);
+namespace {
 
-    // series: 2-pixel polylines (Bresenham), markers as 5x5 squares, clipped to the plot area
-    for (const Series& s : chart.series) {
-        for (size_t i = 1; i < s.points.size(); ++i) {
-            int x0 = int(std::lround(l.px(s.points[i - 1].x))), y0 = int(std::lround(l.py(s.points[i - 1].y)));
-            const int x1 = int(std::lround(l.px(s.points[i].x))), y1 = int(std::lround(l.py(s.points[i].y)));
-            const int dx = std::abs(x1 - x0), dy = -std::abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1;
-            int err = dx + dy;
-            while (true) {
-                plot(x0, y0, s.color);
-                plot(x0, y0 + 1, s.color);
-                if (x0 == x1 && y0 == y1) break;
-                const int e2 = 2 * err;
-                if (e2 >= dy) err += dy, x0 += sx;
-                if (e2 <= dx) err += dx, y0 += sy;
-            }
-        }
-        if (show_markers(s))
-            for (const Point& p : s.points) {
-                const int cx = int(std::lround(l.px(p.x))), cy = int(std::lround(l.py(p.y)));
-                for (int y = cy - 2; y <= cy + 2; ++y)
-                    for (int x = cx - 2; x <= cx + 2; ++x) plot(x, y, s.color);
-            }
-    }
-    // legend
-    const size_t rows = legend_rows(chart, l);
-    for (size_t i = 0; i < rows; ++i) {
-        const int y = l.top + int(i) * kLegendRowH;
-        for (int yy = y + 1; yy < y + 8; ++yy)
-            for (int xx = l.right + 10; xx < l.right + 22; ++xx) img.set(xx, yy, chart.series[i].color);
-        draw_text(img, l.right + 26, y + 1, chart.series[i].label, kText);
-    }
-    if (rows < chart.series.size())
-        draw_text(img, l.right + 26, l.top + int(rows) * kLegendRowH + 1,
-                  fmt::format("+{} more", chart.series.size() - rows), kText);
-    return img;
-}
-
-// ---- SVG ------------------------------------------------------------------------------------------------
-
-std::string render_svg(const Chart& chart, int width, int height) {
-    const ChartLayout l = layout_chart(chart, width, height);
-    std::string o;
-    auto it = std::back_inserter(o);
-    fmt::format_to(it, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fmt::format_to(it, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
-                       "font-family=\"monospace\" font-size=\"11\">\n", width, height);
-    fmt::format_to(it, "<rect width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>\n", width, height);
-    fmt::format_to(it, "<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{}</text>\n",
-                   (l.left + l.right) / 2, xml_escape(chart.title));
-    for (double t : l.x_ticks) {
+void draw_chart(Canvas& cv, const Chart& chart) {
+    const ChartLayout l = layout_chart(chart, cv.width, cv.height);
+    const double w = l.right - l.left, h = l.bottom - l.top;
+    for (double t : l.x_ticks) { // grid, ticks and their labels
         const double x = l.px(t);
-        fmt::format_to(it, "<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"{3}\"/>\n", x, l.top,
-                       l.bottom, hex(kGrid));
-        fmt::format_to(it, "<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x, l.bottom + 16,
-                       tick_label(t, l.x_ticks));
+        cv.line(x, l.top, x, l.bottom, color_of(kGrid));
+        cv.line(x, l.bottom, x, l.bottom + 4, color_of(kBlack));
+        cv.text(x, l.bottom + 17, tick_label(t, l.x_ticks), kTickFont, color_of(kText), Anchor::center);
     }
     for (double t : l.y_ticks) {
         const double y = l.py(t);
-        fmt::format_to(it, "<line x1=\"{1}\" y1=\"{0:.1f}\" x2=\"{2}\" y2=\"{0:.1f}\" stroke=\"{3}\"/>\n", y, l.left,
-                       l.right, hex(kGrid));
-        fmt::format_to(it, "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", l.left - 7, y + 4,
-                       tick_label(t, l.y_ticks));
+        cv.line(l.left, y, l.right, y, color_of(kGrid));
+        cv.line(l.left - 4, y, l.left, y, color_of(kBlack));
+        cv.text(l.left - 7, y + 4, tick_label(t, l.y_ticks), kTickFont, color_of(kText), Anchor::right);
     }
-    fmt::format_to(it, "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#000000\"/>\n", l.left,
-                   l.top, l.right - l.left, l.bottom - l.top);
-    fmt::format_to(it, "<text x=\"{}\" y=\"{}\">{}</text>\n", 2, l.top - 8, xml_escape(chart.y_label));
-    fmt::format_to(it, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (l.left + l.right) / 2,
-                   l.bottom + 32, xml_escape(chart.x_label));
+    cv.stroke_rect(l.left, l.top, w, h, color_of(kBlack));
+    cv.text((l.left + l.right) / 2.0, 26, chart.title, kTitleFont, color_of(kBlack), Anchor::center, true);
+    cv.text((l.left + l.right) / 2.0, l.bottom + 38, chart.x_label, kLabelFont, color_of(kText), Anchor::center);
+    cv.text(18, (l.top + l.bottom) / 2.0, chart.y_label, kLabelFont, color_of(kText), Anchor::center, false, -M_PI / 2);
     if (!has_points(chart))
-        fmt::format_to(it, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"16\">no data</text>\n",
-                       (l.left + l.right) / 2, (l.top + l.bottom) / 2);
-    fmt::format_to(it, "<clipPath id=\"plot\"><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/></clipPath>\n", l.left,
-                   l.top, l.right - l.left, l.bottom - l.top);
-    fmt::format_to(it, "<g clip-path=\"url(#plot)\">\n");
+        cv.text((l.left + l.right) / 2.0, (l.top + l.bottom) / 2.0, "no data", kTitleFont, color_of(kText),
+                Anchor::center);
+    // series: 2-pixel anti-aliased polylines, markers as 5x5 squares, clipped to the plot area
+    cv.clip_rect(l.left - 3, l.top - 3, w + 6, h + 6); // markers on the edge show whole
     for (const Series& s : chart.series) {
-        if (s.points.size() > 1) {
-            fmt::format_to(it, "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"", hex(s.color));
-            for (size_t i = 0; i < s.points.size(); ++i)
-                fmt::format_to(it, "{}{:.1f},{:.1f}", i ? " " : "", l.px(s.points[i].x), l.py(s.points[i].y));
-            fmt::format_to(it, "\"><title>{}</title></polyline>\n", xml_escape(s.label));
-        }
+        std::vector<std::pair<double, double>> pts;
+        for (const Point& p : s.points) pts.emplace_back(l.px(p.x), l.py(p.y));
+        cv.polyline(pts, color_of(s.color), 2);
         if (show_markers(s))
-            for (const Point& p : s.points)
-                fmt::format_to(it, "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"5\" height=\"5\" fill=\"{}\"/>\n",
-                               l.px(p.x) - 2.5, l.py(p.y) - 2.5, hex(s.color));
+            for (const auto& [x, y] : pts) cv.fill_rect(x - 2.5, y - 2.5, 5, 5, color_of(s.color));
     }
-    fmt::format_to(it, "</g>\n");
+    cv.unclip();
     const size_t rows = legend_rows(chart, l);
     for (size_t i = 0; i < rows; ++i) {
-        const int y = l.top + int(i) * kLegendRowH;
-        fmt::format_to(it, "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"7\" fill=\"{}\"/>\n", l.right + 10, y + 1,
-                       hex(chart.series[i].color));
-        fmt::format_to(it, "<text x=\"{}\" y=\"{}\">{}</text>\n", l.right + 26, y + 9, xml_escape(chart.series[i].label));
+        const double y = l.top + double(i) * kLegendRowH;
+        cv.fill_rect(l.right + 10, y + 3, 14, 8, color_of(chart.series[i].color));
+        cv.text(l.right + 30, y + 11, chart.series[i].label, kLegendFont, color_of(kText));
     }
     if (rows < chart.series.size())
-        fmt::format_to(it, "<text x=\"{}\" y=\"{}\">+{} more</text>\n", l.right + 26, l.top + int(rows) * kLegendRowH + 9,
-                       chart.series.size() - rows);
-    o += "</svg>\n";
-    return o;
+        cv.text(l.right + 30, l.top + double(rows) * kLegendRowH + 11,
+                fmt::format("+{} more", chart.series.size() - rows), kLegendFont, color_of(kText));
+}
+
+// Heatmap geometry: margins around a grid of kCellW x kCellH cells, a colour bar on the right.
+constexpr int kCellW = 56, kCellH = 30, kMapLeft = 80, kMapTop = 48, kMapRight = 90, kMapBottom = 52;
+
+// White (lo) to a deep blue (hi), linear in the value.
+Color heat(double v, double lo, double hi) {
+    const double t = std::clamp((v - lo) / (hi > lo ? hi - lo : 1.0), 0.0, 1.0);
+    return {1.0 - t * (1.0 - 0.03), 1.0 - t * (1.0 - 0.19), 1.0 - t * (1.0 - 0.42)};
+}
+
+void draw_heatmap(Canvas& cv, const Heatmap& m) {
+    const int cols = int(m.columns.size()), rows = int(m.rows.size());
+    const double x0 = kMapLeft, y0 = kMapTop;
+    cv.text(cv.width / 2.0, 28, m.title, kTitleFont, color_of(kBlack), Anchor::center, true);
+    for (int r = 0; r < rows; ++r) {
+        cv.text(x0 - 8, y0 + (r + 0.5) * kCellH + 4, m.rows[size_t(r)], kTickFont, color_of(kText), Anchor::right);
+        for (int c = 0; c < cols; ++c) {
+            const double v = r < int(m.values.size()) && c < int(m.values[size_t(r)].size())
+                                 ? m.values[size_t(r)][size_t(c)] : NAN;
+            const double x = x0 + c * kCellW, y = y0 + r * kCellH;
+            const bool has = std::isfinite(v);
+            const Color bg = has ? heat(v, m.lo, m.hi) : Color{0.85, 0.85, 0.85};
+            cv.fill_rect(x, y, kCellW, kCellH, bg);
+            cv.stroke_rect(x, y, kCellW, kCellH, {1, 1, 1});
+            const bool dark = has && (v - m.lo) / (m.hi > m.lo ? m.hi - m.lo : 1.0) > 0.55;
+            cv.text(x + kCellW / 2.0, y + kCellH / 2.0 + 4, has ? fmt::format("{:.1f}", v) : "-", kTickFont,
+                    dark ? Color{1, 1, 1} : color_of(kText), Anchor::center);
+        }
+    }
+    for (int c = 0; c < cols; ++c)
+        cv.text(x0 + (c + 0.5) * kCellW, y0 + rows * kCellH + 16, m.columns[size_t(c)], kTickFont, color_of(kText),
+                Anchor::center);
+    cv.text(x0 + cols * kCellW / 2.0, y0 + rows * kCellH + 38, m.x_label, kLabelFont, color_of(kText), Anchor::center);
+    cv.text(18, y0 + rows * kCellH / 2.0, m.y_label, kLabelFont, color_of(kText), Anchor::center, false, -M_PI / 2);
+    // the colour bar: lo at the bottom, hi at the top
+    const double bx = x0 + cols * kCellW + 24, bh = std::max(rows * kCellH, 60);
+    for (int i = 0; i < 50; ++i)
+        cv.fill_rect(bx, y0 + bh * (1 - (i + 1) / 50.0), 14, bh / 50.0 + 0.5, heat(m.lo + (m.hi - m.lo) * (i + 0.5) / 50, m.lo, m.hi));
+    cv.stroke_rect(bx, y0, 14, bh, color_of(kText));
+    cv.text(bx + 20, y0 + 9, fmt::format("{:g}", m.hi), kTickFont, color_of(kText));
+    cv.text(bx + 20, y0 + bh, fmt::format("{:g}", m.lo), kTickFont, color_of(kText));
+}
+
+} // namespace
+
+std::string render_chart(const Chart& chart, ImageFormat format, int width, int height) {
+    layout_chart(chart, width, height); // size checks before a surface is made
+    Canvas cv(format, width, height);
+    draw_chart(cv, chart);
+    return cv.finish();
+}
+
+std::vector<uint8_t> chart_pixels(const Chart& chart, int width, int height) {
+    layout_chart(chart, width, height);
+    Canvas cv(ImageFormat::png, width, height);
+    draw_chart(cv, chart);
+    return cv.rgb_pixels();
+}
+
+void heatmap_size(const Heatmap& m, int* width, int* height) {
+    MG_CHECK(!m.columns.empty() && !m.rows.empty(), "plot: heatmap '{}' has {} columns and {} rows, expected both >= 1",
+             m.title, m.columns.size(), m.rows.size());
+    // room for the grid and for the title (about 9 px a character at its size)
+    *width = std::max({kMapLeft + int(m.columns.size()) * kCellW + kMapRight, 320, 40 + int(9.0 * double(m.title.size()))});
+    *height = kMapTop + std::max(int(m.rows.size()) * kCellH, 60) + kMapBottom;
+}
+
+std::string render_heatmap(const Heatmap& m, ImageFormat format) {
+    int w = 0, h = 0;
+    heatmap_size(m, &w, &h);
+    Canvas cv(format, w, h);
+    draw_heatmap(cv, m);
+    return cv.finish();
+}
+
+std::vector<uint8_t> heatmap_pixels(const Heatmap& m, int* width, int* height) {
+    heatmap_size(m, width, height);
+    Canvas cv(ImageFormat::png, *width, *height);
+    draw_heatmap(cv, m);
+    return cv.rgb_pixels();
 }
 
 // ---- a run's charts ---------------------------------------------------------------------------------------
@@ -538,14 +335,17 @@ RunPlots write_run_plots(const std::string& run_dir) {
     const std::string text = ss.str();
     out.rows = std::count(text.begin(), text.end(), '\n');
     const std::vector<Chart> charts = run_charts(text, &out.skipped_lines);
-    const char* names[] = {"loss", "accuracy"};
-    for (size_t i = 0; i < charts.size(); ++i) {
-        const std::string base = (fs::path(run_dir) / names[i]).string();
-        data::write_file_atomic(base + ".png", encode_png(render_png_image(charts[i])));
-        data::write_file_atomic(base + ".svg", render_svg(charts[i]));
-        out.files.push_back(base + ".png");
-        out.files.push_back(base + ".svg");
+    if (!cairo_available()) {
+        out.skipped = cairo_unavailable_reason();
+        return out;
     }
+    const char* names[] = {"loss", "accuracy"};
+    for (size_t i = 0; i < charts.size(); ++i)
+        for (ImageFormat f : {ImageFormat::png, ImageFormat::svg}) {
+            const std::string file = (fs::path(run_dir) / names[i]).string() + "." + std::string(image_format_extension(f));
+            data::write_file_atomic(file, render_chart(charts[i], f));
+            out.files.push_back(file);
+        }
     return out;
 }
 

@@ -1,19 +1,7 @@
-// train/plot.h: a run's loss and accuracy curves as images, with no plotting library: a small
-// rasteriser (axes, ticks, polylines, markers, a built-in 5x7 bitmap font) written out as PNG, and
-// the same chart as SVG (vector, readable as text).
-//
-// ---- PNG, as written here (RFC 2083 / ISO 15948) ------------------------------------------------
-//   the 8-byte signature 89 50 4E 47 0D 0A 1A 0A, then chunks: length (4 bytes, big-endian), type
-//   (4 ASCII letters), data, CRC-32 of type + data (the zlib/PNG polynomial 0xEDB88320, reflected).
-//   IHDR  width, height (4 bytes each), bit depth 8, colour type 2 (RGB), compression 0, filter 0,
-//         interlace 0
-//   IDAT  a zlib stream (RFC 1950): header 78 01, then DEFLATE (RFC 1951) "stored" blocks (no
-//         compression): per block a byte holding BFINAL (bit 0) and BTYPE 00, LEN and ~LEN (2 bytes
-//         each, little-endian), LEN raw bytes (at most 65535); then the Adler-32 of the raw data,
-//         big-endian. The raw data are the rows top to bottom, each a filter byte 0 and RGB
-//         triples.
-//   IEND  empty.
-// Stored blocks keep the writer short and obviously right; a 640x400 chart is ~770 KB.
+// train/plot.h: charts of a run (loss and accuracy curves) and of an experiment (accuracy per
+// (L, N) cell as a heatmap), drawn once through cairo (train/cairo.h: anti-aliased lines, real
+// fonts) onto PNG (compressed), SVG and PDF surfaces alike. Where cairo is missing, writing them
+// is skipped with the reason; nothing else depends on it.
 //
 // ---- The charts (write_run_plots) ----------------------------------------------------------------
 //   loss.png / loss.svg          train loss vs step (metrics.jsonl "train" rows' "loss", the mean
@@ -30,28 +18,14 @@
 #include <string_view>
 #include <vector>
 
+#include "train/cairo.h"
+
 namespace mg::train {
 
-// ---- the raster and its PNG -----------------------------------------------------------------------
 struct Rgb {
     uint8_t r = 0, g = 0, b = 0;
     bool operator==(const Rgb&) const = default;
 };
-
-struct Image {
-    int width = 0, height = 0;
-    std::vector<uint8_t> rgb; // row-major, 3 bytes per pixel
-    Image(int w, int h, Rgb background = {255, 255, 255});
-    Rgb at(int x, int y) const;
-    void set(int x, int y, Rgb c); // ignores pixels outside the image
-};
-
-uint32_t crc32(std::string_view bytes);   // PNG's CRC (also zlib's crc32)
-uint32_t adler32(std::string_view bytes); // zlib's checksum
-// A zlib stream of `raw` in stored (uncompressed) DEFLATE blocks of at most 65535 bytes.
-std::string zlib_stored(std::string_view raw);
-// The image as PNG bytes (RGB8, no interlace, filter 0 on every row).
-std::string encode_png(const Image& img);
 
 // ---- charts --------------------------------------------------------------------------------------
 struct Point {
@@ -81,8 +55,23 @@ struct ChartLayout {
 };
 ChartLayout layout_chart(const Chart& chart, int width, int height);
 
-Image render_png_image(const Chart& chart, int width = 640, int height = 400);
-std::string render_svg(const Chart& chart, int width = 640, int height = 400);
+// The chart as a file of the given format: one drawing, any surface.
+std::string render_chart(const Chart& chart, ImageFormat format, int width = 640, int height = 400);
+// The same drawing's pixels, RGB8 rows top to bottom (what the tests look at).
+std::vector<uint8_t> chart_pixels(const Chart& chart, int width = 640, int height = 400);
+
+// Accuracy per cell of a grid: columns (e.g. N) by rows (e.g. L), each cell coloured on a
+// white-to-blue scale over [lo, hi] with its value written in it; NaN: no value (grey, "-").
+struct Heatmap {
+    std::string title, x_label, y_label;
+    std::vector<std::string> columns, rows;
+    std::vector<std::vector<double>> values; // [row][column]
+    double lo = 0, hi = 100;
+};
+std::string render_heatmap(const Heatmap& map, ImageFormat format);
+std::vector<uint8_t> heatmap_pixels(const Heatmap& map, int* width, int* height);
+// Its pixel size: cells of 56 x 30 plus margins for the labels and the colour bar.
+void heatmap_size(const Heatmap& map, int* width, int* height);
 
 // The palette series are coloured from, in order.
 const std::vector<Rgb>& plot_palette();
@@ -91,11 +80,13 @@ const std::vector<Rgb>& plot_palette();
 struct RunPlots {
     std::vector<std::string> files; // written, in the run directory
     int64_t rows = 0, skipped_lines = 0;
+    std::string skipped; // why nothing was drawn (cairo missing), else empty
 };
 // The two charts of <run_dir>/metrics.jsonl (see above), built from its lines.
 std::vector<Chart> run_charts(const std::string& metrics_jsonl_text, int64_t* skipped_lines = nullptr);
 // Reads <run_dir>/metrics.jsonl and writes loss.{png,svg} and accuracy.{png,svg} there, each
-// atomically. Throws mg::Error naming the file when the run directory or its metrics are missing.
+// atomically. Throws mg::Error naming the file when the run directory or its metrics are missing;
+// without cairo it writes nothing and says why in `skipped`.
 RunPlots write_run_plots(const std::string& run_dir);
 
 } // namespace mg::train

@@ -194,7 +194,7 @@ std::string newest_checkpoint(const std::string& run_dir) {
 ojson result_row(const SweepSpec& spec, const SweepRun& run, double wall_s, bool resumed) {
     const std::string metrics = (fs::path(run.run_dir) / "metrics.jsonl").string();
     std::istringstream in(data::read_regular_file(metrics, "sweep: a run's metrics log", kMaxResultsBytes));
-    ojson test = ojson::object(), valid, train_loss;
+    ojson test = ojson::object(), valid, train_loss, curve = ojson::array();
     auto score = [](const ojson& row) {
         ojson s = ojson::object();
         for (const auto& [k, v] : row.items())
@@ -207,7 +207,13 @@ ojson result_row(const SweepSpec& spec, const SweepRun& run, double wall_s, bool
         if (row.is_discarded() || !row.is_object()) continue;
         const std::string kind = json_string_at(row, "kind", "");
         if (kind == "test") test[json_string_at(row, "variant", "test")] = score(row);
-        else if (kind == "eval") valid = score(row);
+        else if (kind == "eval") {
+            valid = score(row);
+            ojson point = {{"step", row.value("step", 0)}};
+            for (const char* k : {"loss", "query_acc", "bpb"})
+                if (row.contains(k)) point[k] = row[k];
+            curve.push_back(point);
+        }
         else if (kind == "train" && row.contains("loss")) train_loss = row["loss"];
     }
     const std::string final_ckpt = (fs::path(run.run_dir) / "final.safetensors").string();
@@ -225,6 +231,7 @@ ojson result_row(const SweepSpec& spec, const SweepRun& run, double wall_s, bool
                  {"test", test},
                  {"valid", valid},
                  {"train_loss", train_loss},
+                 {"curve", curve},
                  {"steps", st.step},
                  {"epochs", st.epoch},
                  {"wall_s", std::round(wall_s * 10) / 10},

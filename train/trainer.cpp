@@ -574,8 +574,9 @@ TrainSummary Trainer::finish(Loop& loop) {
         carry_log(loop); // a resume from the final checkpoint keeps the whole log and adds nothing
         sum.final_checkpoint = (std::filesystem::path(run_dir_) / "final.safetensors").string();
         save_checkpoint(sum.final_checkpoint);
-        if (out_) fmt::print(out_, "plots: {}\n", fmt::join(write_run_plots(run_dir_).files, ", "));
-        else write_run_plots(run_dir_);
+        const RunPlots plots = write_run_plots(run_dir_);
+        if (out_ && plots.skipped.empty()) fmt::print(out_, "plots: {}\n", fmt::join(plots.files, ", "));
+        else if (out_) fmt::print(out_, "plots: skipped ({})\n", plots.skipped);
     }
     sum.steps = state_.step;
     sum.epochs = state_.epoch;
