@@ -8,6 +8,11 @@
 #                                                                      -> gpu-check/*.log
 #   concurrency       tools/sweep_concurrency.sh (sets the experiments' jobs)
 #                                                                      -> concurrency/
+#   bench-attention   bench/bench_attention.py (ours beside PyTorch's SDPA)  -> bench_attention.log/.jsonl
+#   bench-transformer bench/bench_train.py --config zoology --arch transformer (60 s a side)
+#                                                                      -> bench_transformer.log
+#   trace:SECS        experiments/gs_divergence/trace.sh with the sigmoid gate (issue 22)
+#                                                                      -> trace/
 #   sweep:NAME:SECS   mambagrad sweep experiments/NAME.json for at most SECS seconds; then SIGTERM
 #                     (the sweep passes it on; runs in flight checkpoint, but the checkpoints stay
 #                     on the GPU machine and are lost with it: size SECS so that runs finish). The
@@ -31,6 +36,19 @@ for step in "$@"; do
             tools/gpu_check.sh "$tests" "$out/gpu-check" | tee -a "$out/steps.log" ;;
         concurrency)
             BIN=$bin tools/sweep_concurrency.sh "$out/concurrency" | tee -a "$out/steps.log" ;;
+        bench-attention)
+            python3 bench/bench_attention.py --bin "${BENCH:-build/bench_ops}" --json "$out/bench_attention.jsonl" \
+                > "$out/bench_attention.log" 2>&1
+            tail -n 12 "$out/bench_attention.log" | tee -a "$out/steps.log" ;;
+        bench-transformer)
+            python3 bench/bench_train.py --config zoology --arch transformer --bin "$bin" --time-limit 60 \
+                > "$out/bench_transformer.log" 2>&1
+            tail -n 4 "$out/bench_transformer.log" | tee -a "$out/steps.log" ;;
+        trace:*)
+            secs=${step#trace:}
+            BIN=$bin bash experiments/gs_divergence/trace.sh "$out/trace" "$secs" \
+                gs-sigmoid='--model.global_selection "{\"enabled\": true, \"k_long\": 128, \"gate\": \"sigmoid\"}"' \
+                | tee -a "$out/steps.log" ;;
         sweep:*:*)
             IFS=: read -r _ name secs <<< "$step"
             # the sweep sees the committed rows (and skips their runs); only this sitting's new
