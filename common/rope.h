@@ -23,6 +23,12 @@ MG_HD double rope_inv_freq(int64_t i, int64_t rotary_dims, double base) {
     return pow(base, -double(2 * i) / double(rotary_dims));
 }
 
+// y_j (j < R) of one head vector `row` given its pair's c = cos a and s = sign sin a.
+template <typename T> MG_HD T rope_rotate(const T* row, int64_t j, int64_t h, double c, double s) {
+    if (j < h) return T(double(row[j]) * c - double(row[j + h]) * s);
+    return T(double(row[j]) * c + double(row[j - h]) * s);
+}
+
 // y_j of one head vector `row` (Dh values) at position t; sign -1 rotates by -a (the backward).
 template <typename T>
 MG_HD T rope_element(const T* row, int64_t j, int64_t t, int64_t rotary_dims, double base, double sign) {
@@ -30,9 +36,7 @@ MG_HD T rope_element(const T* row, int64_t j, int64_t t, int64_t rotary_dims, do
     if (j >= rotary_dims) return row[j];
     const int64_t h = rotary_dims / 2, i = j < h ? j : j - h;
     const double a = double(t) * rope_inv_freq(i, rotary_dims, base);
-    const double c = cos(a), s = sign * sin(a);
-    if (j < h) return T(double(row[j]) * c - double(row[j + h]) * s);
-    return T(double(row[j]) * c + double(row[i]) * s);
+    return rope_rotate(row, j, h, cos(a), sign * sin(a));
 }
 
 } // namespace mg

@@ -16,11 +16,26 @@ namespace mg {
 template <typename T>
 void rope_cpu(T* out, const T* x, int64_t N, int64_t L, int64_t Dh, int64_t rotary_dims, double base,
               int64_t pos_offset, double sign) {
+    // cos and sin of each (position, pair) once, not once per (row, element): the angles are
+    // common/rope.h's, the rotation too
+    const int64_t h = rotary_dims / 2;
+    std::vector<double> cs(size_t(L * h)), sn(size_t(L * h));
+    for (int64_t l = 0; l < L; ++l)
+        for (int64_t i = 0; i < h; ++i) {
+            const double a = double(pos_offset + l) * rope_inv_freq(i, rotary_dims, base);
+            cs[size_t(l * h + i)] = std::cos(a);
+            sn[size_t(l * h + i)] = sign * std::sin(a);
+        }
 #pragma omp parallel for if (N * L * Dh > kParallelGrain)
     for (int64_t row = 0; row < N * L; ++row) {
-        const int64_t t = pos_offset + row % L;
-        for (int64_t j = 0; j < Dh; ++j)
-            out[row * Dh + j] = rope_element(x + row * Dh, j, t, rotary_dims, base, sign);
+        const int64_t l = row % L;
+        const T* xr = x + row * Dh;
+        T* yr = out + row * Dh;
+        for (int64_t j = 0; j < rotary_dims; ++j) {
+            const size_t at = size_t(l * h + (j < h ? j : j - h));
+            yr[j] = rope_rotate(xr, j, h, cs[at], sn[at]);
+        }
+        for (int64_t j = rotary_dims; j < Dh; ++j) yr[j] = xr[j];
     }
 }
 
