@@ -5,7 +5,7 @@
 // the next-token loss and every parameter's gradient. Here, on the CPU and with no Python, our
 // TransformerLM and MambaLM load those weights (the Mamba's names mapped by
 // nn::from_transformers_mamba) and must reproduce the logits and the loss to 1e-5 relative and
-// the gradients to 1e-4 (each relative to the tensor's largest element). Not tighter: even in a
+// the gradients to 1e-4, on every device (each relative to the tensor's largest element). Not tighter: even in a
 // float64 model transformers computes GPT-NeoX's rotary cos/sin and Mamba's RMSNorm in float32.
 #include "nn/hf_names.h"
 #include "nn/mamba.h"
@@ -55,11 +55,12 @@ double scale_of(const Tensor& t) { return max(abs_of(t)).item(); }
 // Logits and loss within `rel` of their scale, gradients within 10 rel of each tensor's scale.
 void check_model(Module& model, const std::function<Tensor(const Tensor&)>& forward, const Fixture& f, double rel,
                  const std::function<std::string(const std::string&)>& our_name) {
-    Tensor logits = forward(f.ids);
+    const Tensor ids = f.ids.to(model.parameters().front().device());
+    Tensor logits = forward(ids);
     // our padded vocabulary may be wider than theirs: compare their columns
     Tensor ours = logits.narrow(2, 0, f.logits.size(2));
     mg::test::require_close(ours, f.logits, 0, rel * scale_of(f.logits), "logits");
-    Tensor loss = next_token_loss(ours, f.ids);
+    Tensor loss = next_token_loss(ours, ids);
     mg::test::require_close(loss.reshape({1}), f.loss, rel, 0, "loss");
     loss.backward();
     auto params = model.named_parameters();
@@ -78,12 +79,16 @@ TEST_CASE("hf parity: TransformerLM reproduces transformers' GPTNeoXForCausalLM"
     Fixture f = load_fixture("hf_gpt_neox.safetensors");
     TransformerConfig cfg;
     cfg.d_model = 32, cfg.n_layer = 2, cfg.n_head = 4, cfg.d_ff = 64, cfg.vocab_size = 64, cfg.rotary_pct = 0.25;
-    TransformerLM model(cfg, {DType::f64});
-    model.load_state_dict(from_transformers_gpt_neox(f.weights)); // transformers' names (lm_head: embed_out)
-    // transformers computes the rotary angles, cos and sin in float32 even in a float64 model
-    // (measured: logits within 2e-7 of their scale)
-    check_model(model, [&](const Tensor& ids) { return model.forward(ids); }, f, 1e-5,
-                [](const std::string& n) { return gpt_neox_name_from_transformers(n); });
+    for (Device dev : mg::test::devices()) {
+        SECTION(dev.str()) {
+            TransformerLM model(cfg, {DType::f64, dev});
+            model.load_state_dict(from_transformers_gpt_neox(f.weights)); // transformers' names (lm_head: embed_out)
+            // transformers computes the rotary angles, cos and sin in float32 even in a float64
+            // model (measured: logits within 2e-7 of their scale)
+            check_model(model, [&](const Tensor& ids) { return model.forward(ids); }, f, 1e-5,
+                        [](const std::string& n) { return gpt_neox_name_from_transformers(n); });
+        }
+    }
 }
 
 TEST_CASE("hf parity: MambaLM reproduces transformers' MambaForCausalLM", "[nn][parity]") {
@@ -91,10 +96,14 @@ TEST_CASE("hf parity: MambaLM reproduces transformers' MambaForCausalLM", "[nn][
     MambaConfig cfg;
     cfg.d_model = 16, cfg.n_layer = 2, cfg.vocab_size = 64, cfg.d_state = 4, cfg.d_conv = 4, cfg.expand = 2;
     cfg.dt_rank = 2;
-    MambaLM model(cfg, {DType::f64});
-    model.load_state_dict(from_transformers_mamba(f.weights));
-    // transformers' MambaRMSNorm rounds through float32 even in a float64 model: agreement to
-    // float32's precision (measured: 1.3e-7 of logits of scale ~0.1 where residual_in_fp32 was on)
-    check_model(model, [&](const Tensor& ids) { return model.forward(ids); }, f, 1e-5,
-                [](const std::string& n) { return mamba_name_from_transformers(n); });
+    for (Device dev : mg::test::devices()) {
+        SECTION(dev.str()) {
+            MambaLM model(cfg, {DType::f64, dev});
+            model.load_state_dict(from_transformers_mamba(f.weights));
+            // transformers' MambaRMSNorm rounds through float32 even in a float64 model: agreement
+            // to float32's precision
+            check_model(model, [&](const Tensor& ids) { return model.forward(ids); }, f, 1e-5,
+                        [](const std::string& n) { return mamba_name_from_transformers(n); });
+        }
+    }
 }
