@@ -59,15 +59,19 @@ bool GlobalSelection::applies_to(int64_t layer) const {
     return enabled && (layers.empty() || std::find(layers.begin(), layers.end(), layer) != layers.end());
 }
 
-int64_t MambaConfig::padded_vocab() const {
-    int64_t m = std::max<int64_t>(pad_vocab_size_multiple, 1);
-    return (vocab_size + m - 1) / m * m;
+int64_t round_up_vocab(int64_t vocab, int64_t multiple) {
+    const int64_t m = std::max<int64_t>(multiple, 1);
+    return (vocab + m - 1) / m * m;
 }
 
+void check_positive(const std::string& where, const std::string& prefix, const char* key, int64_t v) {
+    MG_CHECK(v > 0, "{}: {}{} = {}, expected a positive integer", where, prefix, key, v);
+}
+
+int64_t MambaConfig::padded_vocab() const { return round_up_vocab(vocab_size, pad_vocab_size_multiple); }
+
 void MambaConfig::validate(const std::string& where, const std::string& prefix) const {
-    auto positive = [&](const char* key, int64_t v) {
-        MG_CHECK(v > 0, "{}: {}{} = {}, expected a positive integer", where, prefix, key, v);
-    };
+    auto positive = [&](const char* key, int64_t v) { check_positive(where, prefix, key, v); };
     positive("d_model", d_model);
     positive("n_layer", n_layer);
     positive("vocab_size", vocab_size);

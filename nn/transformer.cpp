@@ -32,15 +32,10 @@ void init_linear(Linear& l, double std, Generator& gen) {
 } // namespace
 
 // ---- config ---------------------------------------------------------------------------------
-int64_t TransformerConfig::padded_vocab() const {
-    const int64_t m = pad_vocab_size_multiple > 0 ? pad_vocab_size_multiple : 1;
-    return (vocab_size + m - 1) / m * m;
-}
+int64_t TransformerConfig::padded_vocab() const { return round_up_vocab(vocab_size, pad_vocab_size_multiple); }
 
 void TransformerConfig::validate(const std::string& where, const std::string& prefix) const {
-    auto positive = [&](const char* key, int64_t v) {
-        MG_CHECK(v > 0, "{}: {}{} = {}, expected a positive integer", where, prefix, key, v);
-    };
+    auto positive = [&](const char* key, int64_t v) { check_positive(where, prefix, key, v); };
     positive("d_model", d_model);
     positive("n_layer", n_layer);
     positive("n_head", n_head);
