@@ -143,6 +143,14 @@ TEST_CASE("trainer: bad configs name the key and what is allowed", "[trainer][er
     REQUIRE_ERROR_WITH(parse(R"({"model": {"preset": "tiny", "vocab_size": 40}})"), "model.vocab_size is 40",
                        "\"auto\"");
     REQUIRE_ERROR_WITH(parse(R"({"epochs": 0})"), "epochs and max_steps are both 0");
+    // model.arch picks which keys the model section may hold
+    REQUIRE_ERROR_WITH(parse(R"({"model": {"arch": "rnn"}})"), "model.arch is \"rnn\"", "mamba, transformer");
+    REQUIRE_ERROR_WITH(parse(R"({"model": {"arch": "transformer", "d_state": 16}})"), "train config",
+                       "unknown key 'model.d_state'", "n_head");
+    REQUIRE_ERROR_WITH(parse(R"({"model": {"n_head": 4}})"), "unknown key 'model.n_head'");
+    REQUIRE_ERROR_WITH(parse(R"({"model": {"arch": "transformer", "preset": "tiny"}})"), "preset", "pythia-70m");
+    REQUIRE_ERROR_WITH(parse(R"({"model": {"arch": "transformer", "n_head": 3}})"), "model.d_model = 512",
+                       "model.n_head = 3");
     REQUIRE_ERROR_WITH(parse_train_args({"--lr"}), "--lr needs a value");
     REQUIRE_ERROR_WITH(parse_train_args({"lr", "1"}), "unexpected argument 'lr'");
 }
