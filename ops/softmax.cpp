@@ -33,9 +33,12 @@ template <typename T> void softmax_forward_cpu(T* out, const T* x, int64_t N, in
             for (int64_t j = 0; j < D; ++j) yr[j] = T(0);
             continue;
         }
-        double s = 0;
-        for (int64_t j = 0; j < D; ++j) s += std::exp(double(xr[j]) - double(m));
-        for (int64_t j = 0; j < D; ++j) yr[j] = T(std::exp(double(xr[j]) - double(m)) / s);
+        double s = 0; // each exponential once: kept in y, summed in double, then normalised
+        for (int64_t j = 0; j < D; ++j) {
+            yr[j] = T(std::exp(double(xr[j]) - double(m)));
+            s += double(yr[j]);
+        }
+        for (int64_t j = 0; j < D; ++j) yr[j] = T(double(yr[j]) / s);
     }
 }
 
