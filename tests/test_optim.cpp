@@ -198,6 +198,36 @@ TEST_CASE("AdamW: skipped parameters, no_decay predicate, zero_grad", "[train]")
     CHECK(a_log.to_vector<double>() == before);
 }
 
+TEST_CASE("AdamW: lr_scale multiplies one parameter's step and decay; 0 freezes it", "[train]") {
+    // the same parameter and gradient under lr (scale 0.25) and under lr / 4 (scale 1): the same
+    // update to the last bit, decay included; scale 0 leaves it exactly as it was
+    Generator gen(11);
+    const Tensor p0 = Tensor::randn({4, 3}, {DType::f64}, gen), g = Tensor::randn({4, 3}, {DType::f64}, gen);
+    Tensor a = p0.clone(), b = p0.clone(), frozen = p0.clone();
+    AdamWOptions scaled;
+    scaled.lr = 1e-2;
+    scaled.lr_scale = [](const std::string& name) { return name == "a" ? 0.25 : 0.0; };
+    AdamWOptions plain;
+    plain.lr = 1e-2 * 0.25;
+    AdamW opt_a({{"a", a}, {"frozen", frozen}}, scaled), opt_b({{"b", b}}, plain);
+    CHECK(opt_a.lr_scale(0) == 0.25);
+    CHECK(opt_a.lr_scale(1) == 0.0);
+    for (int s = 0; s < 3; ++s) {
+        set_grad(a, g);
+        set_grad(frozen, g);
+        set_grad(b, g);
+        opt_a.step();
+        opt_b.step();
+    }
+    CHECK(a.to_vector<double>() == b.to_vector<double>());
+    CHECK(a.to_vector<double>() != p0.to_vector<double>());
+    CHECK(frozen.to_vector<double>() == p0.to_vector<double>());
+    CHECK(nlohmann::json::parse(opt_a.state_json())["lr_scale"]["frozen"] == 0.0);
+    AdamWOptions bad;
+    bad.lr_scale = [](const std::string&) { return -1.0; };
+    REQUIRE_ERROR_WITH(AdamW({{"w", p0.clone()}}, bad), "AdamW", "lr_scale of 'w' is -1");
+}
+
 TEST_CASE("AdamW: state round trip continues bit-identically", "[train]") {
     for (Device dev : devices()) {
         SECTION(dev.str()) {

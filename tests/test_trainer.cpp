@@ -151,8 +151,31 @@ TEST_CASE("trainer: bad configs name the key and what is allowed", "[trainer][er
     REQUIRE_ERROR_WITH(parse(R"({"model": {"arch": "transformer", "preset": "tiny"}})"), "preset", "pythia-70m");
     REQUIRE_ERROR_WITH(parse(R"({"model": {"arch": "transformer", "n_head": 3}})"), "model.d_model = 512",
                        "model.n_head = 3");
+    REQUIRE_ERROR_WITH(parse(R"({"lr_scale": {"long_conv": -1}})"), "lr_scale", "multipliers >= 0");
+    REQUIRE_ERROR_WITH(parse(R"({"lr_scale": 0.1})"), "lr_scale is 0.1", "long_conv");
+    REQUIRE_ERROR_WITH(parse(R"({"lr_scale": {".long_conv": 0.1}})"), "lr_scale");
     REQUIRE_ERROR_WITH(parse_train_args({"--lr"}), "--lr needs a value");
     REQUIRE_ERROR_WITH(parse_train_args({"lr", "1"}), "unexpected argument 'lr'");
+}
+
+TEST_CASE("trainer: lr_scale reaches the optimizer by name component; a key that selects nothing is an error", "[trainer]") {
+    TrainConfig cfg = tiny_config(R"({"lr_scale": {"x_proj": 0, "mixer": 0.5}})");
+    CHECK(cfg.lr_scale_of("backbone.layers.0.mixer.x_proj.weight") == 0.0);
+    CHECK(cfg.lr_scale_of("backbone.layers.0.mixer.dt_proj.weight") == 0.5);
+    CHECK(cfg.lr_scale_of("backbone.embedding.weight") == 1.0);
+    CHECK(cfg.lr_scale_of("backbone.layers.0.mixer.x_proj_extra.weight") == 0.5); // components, not prefixes
+    CHECK(TrainConfig::from_json(json(cfg.to_json())).lr_scale == cfg.lr_scale);
+    cfg.epochs = 1;
+    Trainer t(cfg);
+    Tensor frozen;
+    for (const auto& [name, p] : t.model().named_parameters())
+        if (name.find("x_proj") != std::string::npos) frozen = p;
+    REQUIRE(frozen.defined());
+    const std::vector<double> before = host(frozen);
+    t.train();
+    CHECK(host(frozen) == before); // scale 0: frozen through a whole run
+    REQUIRE_ERROR_WITH(Trainer(tiny_config(R"({"lr_scale": {"long_conv": 0.1}})")), "lr_scale key 'long_conv'",
+                       "selects no parameter");
 }
 
 TEST_CASE("trainer: checkpoint round trip", "[trainer]") {

@@ -68,7 +68,7 @@ std::vector<data::GridCell> read_grid(const JsonSection& s, const std::string& k
 
 const std::vector<std::string> kTopKeys = {
     "model",      "task",         "seed",          "batch_size", "grad_accum_steps", "epochs",  "max_steps",  "shuffle",
-    "lr",         "betas",        "eps",           "weight_decay", "no_decay",      "adamw",            "schedule",
+    "lr",         "betas",        "eps",           "weight_decay", "no_decay", "lr_scale", "adamw",        "schedule",
     "warmup_fraction", "min_lr",  "clip_value",    "clip_norm",  "nan_guard", "log_grad_norms", "eval_every",       "log_every",
     "target_accuracy", "device",  "run_dir",       "checkpoint_every", "keep_checkpoints", "resume"};
 const std::vector<std::string> kTaskKeys = {"kind",       "variant", "grid", "train_examples", "valid_examples",
@@ -111,6 +111,14 @@ int64_t TaskConfig::model_vocab() const {
 }
 
 // ---- config -----------------------------------------------------------------------------------------
+
+double TrainConfig::lr_scale_of(const std::string& param) const {
+    double scale = 1.0;
+    const std::string dotted = "." + param + ".";
+    for (const auto& [key, v] : lr_scale)
+        if (dotted.find("." + key + ".") != std::string::npos) scale *= v;
+    return scale;
+}
 
 ojson TrainConfig::to_json() const {
     ojson t;
@@ -158,6 +166,8 @@ ojson TrainConfig::to_json() const {
     j["eps"] = eps;
     j["weight_decay"] = weight_decay;
     j["no_decay"] = no_decay;
+    j["lr_scale"] = ojson::object();
+    for (const auto& [k, v] : lr_scale) j["lr_scale"][k] = v;
     j["adamw"] = adamw_style_name(adamw);
     j["schedule"] = schedule_name(schedule);
     j["warmup_fraction"] = warmup_fraction;
@@ -258,6 +268,16 @@ TrainConfig TrainConfig::from_json(const json& j) {
     s.number("eps", c.eps, 0, 1, "in [0, 1]");
     s.number("weight_decay", c.weight_decay, 0, 1e300, ">= 0");
     if (const json* v = s.find("no_decay")) c.no_decay = s.choice("no_decay", *v, {"none", "mamba_ssm"});
+    if (const json* v = s.find("lr_scale")) {
+        if (!v->is_object()) s.fail("lr_scale", *v, "an object of parameter-name components to multipliers >= 0, e.g. {\"long_conv\": 0.1}");
+        for (auto it = v->begin(); it != v->end(); ++it) {
+            const bool ok_key = !it.key().empty() && it.key().front() != '.' && it.key().back() != '.';
+            if (!ok_key || !it.value().is_number() || !(it.value().get<double>() >= 0) ||
+                !std::isfinite(it.value().get<double>()))
+                s.fail("lr_scale", *v, "an object of parameter-name components to multipliers >= 0, e.g. {\"long_conv\": 0.1}");
+            c.lr_scale[it.key()] = it.value().get<double>();
+        }
+    }
     if (const json* v = s.find("adamw")) c.adamw = parse_adamw_style(s.choice("adamw", *v, {"transformers", "torch"}));
     if (const json* v = s.find("schedule")) c.schedule = parse_schedule(s.choice("schedule", *v, {"cosine", "constant"}));
     s.number("warmup_fraction", c.warmup_fraction, 0, 1, "in [0, 1]");

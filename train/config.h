@@ -13,7 +13,7 @@
 //              "valid_fraction": 0.05, "test_fraction": 0.05, "eval_batches": 0},
 //    "seed": 0, "batch_size": 32, "grad_accum_steps": 1, "epochs": 2, "max_steps": 0, "shuffle": true,
 //    "lr": 1e-2, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.1,
-//    "no_decay": "none" | "mamba_ssm", "adamw": "transformers" | "torch",
+//    "no_decay": "none" | "mamba_ssm", "lr_scale": {} | {"long_conv": 0.1}, "adamw": "transformers" | "torch",
 //    "schedule": "cosine" | "constant", "warmup_fraction": 0.1, "min_lr": 0,
 //    "clip_value": 1.0, "clip_norm": 0, "nan_guard": true, "log_grad_norms": false,
 //    "eval_every": 256, "target_accuracy": 0.99, "log_every": 10,
@@ -107,6 +107,11 @@ struct TrainConfig {
     bool shuffle = true;
     double lr = 1e-2, beta1 = 0.9, beta2 = 0.95, eps = 1e-6, weight_decay = 0.1;
     std::string no_decay = "none"; // "none" | "mamba_ssm"
+    // Learning-rate multipliers by parameter name: {"long_conv": 0.1} scales every parameter whose
+    // dotted name holds the component "long_conv" (several matching keys multiply). Empty: none.
+    std::map<std::string, double> lr_scale;
+    // The multiplier of one parameter (1 when no key matches).
+    double lr_scale_of(const std::string& param) const;
     AdamWStyle adamw = AdamWStyle::Transformers;
     ScheduleKind schedule = ScheduleKind::Cosine;
     double warmup_fraction = 0.1, min_lr = 0;

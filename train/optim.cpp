@@ -57,7 +57,7 @@ AdamWStyle parse_adamw_style(std::string_view s) {
     throw Error(fmt::format("optimizer.style: '{}' is not a style, expected transformers or torch", s));
 }
 
-AdamWCoef adamw_coef(const AdamWOptions& o, int64_t t, bool decay) {
+AdamWCoef adamw_coef(const AdamWOptions& o, int64_t t, bool decay, double lr_scale) {
     MG_ASSERT(t >= 1);
     const double bc1 = 1 - std::pow(o.beta1, double(t)), bc2 = 1 - std::pow(o.beta2, double(t));
     AdamWCoef c;
@@ -65,8 +65,9 @@ AdamWCoef adamw_coef(const AdamWOptions& o, int64_t t, bool decay) {
     c.beta2 = o.beta2;
     c.eps = o.eps;
     c.bc2_sqrt = std::sqrt(bc2);
-    c.step_size = o.style == AdamWStyle::Transformers ? o.lr * c.bc2_sqrt / bc1 : o.lr / bc1;
-    c.decay = decay ? o.lr * o.weight_decay : 0.0;
+    const double lr = o.lr * lr_scale;
+    c.step_size = o.style == AdamWStyle::Transformers ? lr * c.bc2_sqrt / bc1 : lr / bc1;
+    c.decay = decay ? lr * o.weight_decay : 0.0;
     c.style = o.style;
     return c;
 }
@@ -96,6 +97,10 @@ AdamW::AdamW(NamedTensors params, AdamWOptions options) : params_(std::move(para
         exp_avg_sq_.push_back(Tensor::zeros(p.shape(), p.options()));
         steps_.push_back(0);
         decay_.push_back(!(o.no_decay && o.no_decay(name)));
+        const double scale = o.lr_scale ? o.lr_scale(name) : 1.0;
+        MG_CHECK(scale >= 0 && std::isfinite(scale), "AdamW: lr_scale of '{}' is {}, expected a finite value >= 0",
+                 name, scale);
+        scale_.push_back(scale);
     }
 }
 
@@ -108,7 +113,7 @@ void AdamW::step(const std::vector<Tensor>& skip_words) {
         if (!g.defined()) continue;
         MG_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype() && g.device() == p.device(),
                  "AdamW: gradient of '{}' is {}, expected {} like the parameter", name, g.desc(), p.desc());
-        items.push_back({p, exp_avg_[i], exp_avg_sq_[i], g.contiguous(), adamw_coef(options_, ++steps_[i], decay_[i])});
+        items.push_back({p, exp_avg_[i], exp_avg_sq_[i], g.contiguous(), adamw_coef(options_, ++steps_[i], decay_[i], scale_[i])});
     }
     adamw_step_(items, skip_words);
 }
@@ -141,6 +146,10 @@ std::string AdamW::state_json() const {
     }
     j["steps"] = steps;
     j["no_decay"] = no_decay; // informative: the predicate itself is the caller's
+    nlohmann::ordered_json scaled = nlohmann::ordered_json::object();
+    for (size_t i = 0; i < params_.size(); ++i)
+        if (scale_[i] != 1.0) scaled[params_[i].first] = scale_[i];
+    if (!scaled.empty()) j["lr_scale"] = scaled; // informative, as no_decay
     return j.dump();
 }
 

@@ -38,6 +38,9 @@ struct AdamWOptions {
     AdamWStyle style = AdamWStyle::Transformers;
     // Empty: decay every parameter (the paper's code). mamba_ssm_no_decay: mamba_ssm's exclusions.
     NamePredicate no_decay;
+    // A parameter's learning-rate multiplier (empty: 1 for all). Its step and its decay both use
+    // lr * scale; scale 0 freezes it. The trainer builds it from the config's lr_scale.
+    std::function<double(const std::string&)> lr_scale;
 };
 
 // mamba_ssm's `_no_weight_decay` parameters: A_log and D (a name whose last component is one).
@@ -67,6 +70,7 @@ public:
     // Steps taken by parameter i (its t).
     int64_t step_count(size_t i) const { return steps_.at(i); }
     bool decays(size_t i) const { return decay_.at(i); }
+    double lr_scale(size_t i) const { return scale_.at(i); }
 
     // ---- state for checkpoints ----------------------------------------------------------------
     // "optimizer.exp_avg.<name>" and "optimizer.exp_avg_sq.<name>" (aliases of the live state).
@@ -85,10 +89,11 @@ private:
     std::vector<Tensor> exp_avg_, exp_avg_sq_;
     std::vector<int64_t> steps_;
     std::vector<bool> decay_;
+    std::vector<double> scale_; // lr multipliers
 };
 
 // The step's coefficients for a parameter at its step t >= 1.
-AdamWCoef adamw_coef(const AdamWOptions& o, int64_t t, bool decay);
+AdamWCoef adamw_coef(const AdamWOptions& o, int64_t t, bool decay, double lr_scale = 1.0);
 
 // ---- the reference (the kernels are ops/multi_tensor.h's adamw_step_) ---------------------------
 // The reference: `steps` consecutive steps in double from the same AdamWOptions, gradients
