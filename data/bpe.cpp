@@ -587,6 +587,9 @@ bool BpeTokenizer::is_special(int32_t id) const {
 
 namespace {
 
+// A token or name for a message: as a JSON string (quoted, escaped), cut when long.
+std::string as_json_string(const std::string& s) { return json_excerpt(json(s), 60); }
+
 constexpr const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 // The reader of one tokenizer.json: `where` prefixes every message.
@@ -651,15 +654,15 @@ void read_model(const Reader& r, const json& j, BpeTokenizer::Impl& m) {
     m.token.assign(n, std::string());
     std::vector<uint8_t> seen(n, 0);
     for (const auto& [tok, idv] : vocab->items()) {
-        const std::string path = fmt::format("model.vocab[\"{}\"]", text_excerpt(tok, 40));
+        const std::string path = fmt::format("model.vocab[{}]", as_json_string(tok));
         if (!idv.is_number_integer()) r.fail(path, fmt::format("is {}, expected an integer id", json_excerpt(idv)));
         const int64_t id = idv.get<int64_t>();
         if (id < 0 || id >= int64_t(n))
             r.fail(path, fmt::format("is {}: an id out of range, expected 0..{} (the {} tokens' ids must be 0..N-1)",
                                      id, n - 1, n));
         if (seen[size_t(id)])
-            r.fail(path, fmt::format("is {}, which model.vocab[\"{}\"] has too (duplicate ids)", id,
-                                     text_excerpt(m.token[size_t(id)], 40)));
+            r.fail(path, fmt::format("is {}, which model.vocab[{}] has too (duplicate ids)", id,
+                                     as_json_string(m.token[size_t(id)])));
         seen[size_t(id)] = 1;
         m.token[size_t(id)] = tok;
         m.model_vocab.emplace(tok, int32_t(id));
@@ -705,9 +708,9 @@ void read_model(const Reader& r, const json& j, BpeTokenizer::Impl& m) {
         const auto ia = m.model_vocab.find(a), ib = m.model_vocab.find(b), iab = m.model_vocab.find(a + b);
         for (const auto& [it, what] : {std::pair{ia, &a}, std::pair{ib, &b}})
             if (it == m.model_vocab.end())
-                r.fail(path, fmt::format("names \"{}\", which is not in model.vocab", text_excerpt(*what, 40)));
+                r.fail(path, fmt::format("names {}, which is not in model.vocab", as_json_string(*what)));
         if (iab == m.model_vocab.end())
-            r.fail(path, fmt::format("makes \"{}\", which is not in model.vocab", text_excerpt(a + b, 40)));
+            r.fail(path, fmt::format("makes {}, which is not in model.vocab", as_json_string(a + b)));
         m.merges[pair_key(ia->second, ib->second)] = {int32_t(i), iab->second}; // a repeated pair: the last rank
     }
 }
@@ -736,15 +739,14 @@ void read_added_tokens(const Reader& r, const json* j, BpeTokenizer::Impl& m) {
         a.rstrip = r.boolean(s, "rstrip", false);
         a.single_word = r.boolean(s, "single_word", false);
         if (const auto it = m.added_vocab.find(a.content); it != m.added_vocab.end())
-            r.fail(prefix + "content", fmt::format("\"{}\" is also the content of the added token with id {}",
-                                                   text_excerpt(a.content, 40), it->second));
+            r.fail(prefix + "content",
+                   fmt::format("{} is also the content of the added token with id {}", as_json_string(a.content), it->second));
         // tokenizers' id: the vocab's when the content is in it, else the next one
         const auto in_vocab = m.model_vocab.find(a.content);
         const int32_t expected = in_vocab != m.model_vocab.end() ? in_vocab->second : next_id;
         if (id != expected)
             s.fail("id", *s.find("id"),
-                   fmt::format("{} (tokenizers gives \"{}\" id {}: {})", expected, text_excerpt(a.content, 40),
-                               expected,
+                   fmt::format("{} (tokenizers gives {} id {}: {})", expected, as_json_string(a.content), expected,
                                in_vocab != m.model_vocab.end()
                                    ? "its id in model.vocab"
                                    : "the next id after model.vocab and the added tokens before it"));
@@ -821,7 +823,7 @@ Template read_template(const Reader& r, const json& j, const std::string& path, 
     if (st && !st->is_null()) {
         if (!st->is_object()) s.fail("special_tokens", *st, "an object {name: {id, ids, tokens}}");
         for (const auto& [name, v] : st->items()) {
-            const std::string p = fmt::format("{}.special_tokens[\"{}\"].", path, text_excerpt(name, 40));
+            const std::string p = fmt::format("{}.special_tokens[{}].", path, as_json_string(name));
             const JsonSection e(v, r.where(), p, {"id", "ids", "tokens"});
             const json* ids = e.find("ids");
             if (!ids || !ids->is_array()) r.fail(p + "ids", "is missing or not an array of ids");
@@ -864,13 +866,13 @@ Template read_template(const Reader& r, const json& j, const std::string& path, 
                 const bool ok = std::string(which) == "single" ? id == "A" : (id == "A" || id == "B");
                 if (!ok)
                     r.fail(ip + ".Sequence.id",
-                           fmt::format("is \"{}\", expected {}", text_excerpt(id, 40),
+                           fmt::format("is {}, expected {}", as_json_string(id),
                                        std::string(which) == "single" ? "\"A\"" : "\"A\" or \"B\""));
             } else {
                 const auto it = specials.find(id);
                 if (it == specials.end())
                     r.fail(ip + ".SpecialToken.id",
-                           fmt::format("is \"{}\", which is not in {}.special_tokens", text_excerpt(id, 40), path));
+                           fmt::format("is {}, which is not in {}.special_tokens", as_json_string(id), path));
                 t.ids = it->second;
             }
             if (std::string(which) == "single") single.push_back(std::move(t));
