@@ -739,8 +739,8 @@ void read_added_tokens(const Reader& r, const json* j, BpeTokenizer::Impl& m) {
         a.rstrip = r.boolean(s, "rstrip", false);
         a.single_word = r.boolean(s, "single_word", false);
         if (const auto it = m.added_vocab.find(a.content); it != m.added_vocab.end())
-            r.fail(prefix + "content",
-                   fmt::format("{} is also the content of the added token with id {}", as_json_string(a.content), it->second));
+            r.fail(prefix + "content", fmt::format("{} is also the content of the added token with id {}",
+                                                   as_json_string(a.content), it->second));
         // tokenizers' id: the vocab's when the content is in it, else the next one
         const auto in_vocab = m.model_vocab.find(a.content);
         const int32_t expected = in_vocab != m.model_vocab.end() ? in_vocab->second : next_id;
