@@ -46,17 +46,22 @@ TextSplits split_text(std::span<const int32_t> stream, double valid_fraction, do
     return s;
 }
 
-TextCorpus load_text_corpus(const std::string& path, double valid_fraction, double test_fraction) {
+TextCorpus load_text_corpus(const std::string& path, double valid_fraction, double test_fraction,
+                            const Tokenizer* tokenizer) {
     MG_CHECK(std::filesystem::exists(path), "text corpus: cannot read '{}': no such file{}", path,
              path.ends_with("kjv.txt") ? " (run `make corpus` to prepare the King James Bible)" : "");
     // a byte becomes a 4-byte token: 1 GiB of text is 4 GiB of tokens
     const std::string text = read_regular_file(path, "text corpus", kMaxCorpusBytes);
     MG_CHECK(!text.empty(), "text corpus: '{}' is empty", path);
     std::vector<int32_t> stream;
-    stream.reserve(text.size() + 2);
-    stream.push_back(kTextBos);
-    for (unsigned char c : text) stream.push_back(int32_t(c));
-    stream.push_back(kTextEos);
+    if (tokenizer) {
+        stream = tokenizer->stream(text);
+    } else {
+        stream.reserve(text.size() + 2);
+        stream.push_back(kTextBos);
+        for (unsigned char c : text) stream.push_back(int32_t(c));
+        stream.push_back(kTextEos);
+    }
     TextCorpus c;
     c.path = path;
     c.bytes = int64_t(text.size());

@@ -36,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "data/tokenizer.h"
 #include "tensor/tensor.h"
 
 namespace mg::data {
@@ -64,10 +65,11 @@ struct TextCorpus {
     TextSplits splits;
 };
 // Reads `path` (an mg::Error names the file when it cannot be read or is empty), builds the
-// stream BOS + bytes + EOS and splits it. The path must name a regular file of at most
+// stream BOS + bytes + EOS (with a tokenizer: its stream(), data/tokenizer.h) and splits it. The path must name a regular file of at most
 // kMaxCorpusBytes (a directory, a pipe or /dev/urandom is refused before anything is read).
 inline constexpr uint64_t kMaxCorpusBytes = uint64_t(1) << 30; // 1 GiB of text: 4 GiB of tokens
-TextCorpus load_text_corpus(const std::string& path, double valid_fraction, double test_fraction);
+TextCorpus load_text_corpus(const std::string& path, double valid_fraction, double test_fraction,
+                            const Tokenizer* tokenizer = nullptr);
 
 struct TextBatch {
     Tensor inputs;    // (B, L) i32

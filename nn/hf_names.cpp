@@ -31,6 +31,11 @@ std::string mamba_name_from_transformers(const std::string& name) {
     return name;
 }
 
+std::string mamba_name_to_transformers(const std::string& name) {
+    if (name.rfind(kOurEmbedding, 0) == 0) return kTheirEmbedding + name.substr(kOurEmbedding.size());
+    return name;
+}
+
 StateDict from_transformers_mamba(const StateDict& dict) {
     StateDict out;
     for (const auto& [name, t] : dict) {

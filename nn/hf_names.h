@@ -22,8 +22,9 @@ StateDict from_transformers_gpt_neox(const StateDict& dict);
 // Our name of a transformers GPTNeoXForCausalLM parameter.
 std::string gpt_neox_name_from_transformers(const std::string& name);
 
-// Our name of a transformers MambaForCausalLM parameter.
+// Our name of a transformers MambaForCausalLM parameter, and back.
 std::string mamba_name_from_transformers(const std::string& name);
+std::string mamba_name_to_transformers(const std::string& name);
 // A transformers MambaForCausalLM state dict renamed for MambaLM::load_state_dict; a tied
 // lm_head.weight is dropped (an untied one, different from the embedding, is an error: MambaLM
 // ties them).

@@ -34,6 +34,11 @@ TrainConfig tiny_config(const std::string& extra = "{}") {
     return TrainConfig::from_json(j);
 }
 
+const data::Tokenizer& bytes_tokenizer() {
+    static const std::unique_ptr<data::Tokenizer> t = data::load_tokenizer("");
+    return *t;
+}
+
 std::vector<double> host(const Tensor& t) { return t.detach().to(DType::f64).to(Device::cpu()).to_vector<double>(); }
 
 } // namespace
@@ -621,7 +626,7 @@ TEST_CASE("generate: greedy recurrent generation is the parallel model's argmax,
     o.temperature = 0;
     o.max_new_tokens = 24;
     std::vector<int32_t> streamed;
-    const std::vector<int32_t> out = generate_ids(model, data::encode_bytes(prompt), o,
+    const std::vector<int32_t> out = generate_ids(model, bytes_tokenizer(), data::encode_bytes(prompt), o,
                                                   [&](int32_t id) { streamed.push_back(id); });
     CHECK(streamed == out);
     std::vector<int32_t> ids = {data::kTextBos};
@@ -651,20 +656,20 @@ TEST_CASE("generate: seeded sampling is deterministic; top_k and temperature do 
     z[data::kTextBos] = 100;      // never drawn: not a candidate
     z[data::kTextVocab + 1] = 100; // padding: never drawn
     GenerateOptions o;
-    CHECK(sample_token(z, {.temperature = 0}, 0) == 'a');
+    CHECK(sample_token(z, bytes_tokenizer(), {.temperature = 0}, 0) == 'a');
     std::map<int32_t, int> counts;
     const int draws = 20000;
-    for (int i = 0; i < draws; ++i) ++counts[sample_token(z, o, uint64_t(i))];
+    for (int i = 0; i < draws; ++i) ++counts[sample_token(z, bytes_tokenizer(), o, uint64_t(i))];
     CHECK(counts.size() == 3);
     CHECK(std::abs(counts['a'] / double(draws) - 0.5) < 0.015);
     CHECK(std::abs(counts['b'] / double(draws) - 0.3) < 0.015);
     CHECK(std::abs(counts[data::kTextEos] / double(draws) - 0.2) < 0.015);
     counts.clear();
-    for (int i = 0; i < 2000; ++i) ++counts[sample_token(z, {.temperature = 1, .top_k = 2}, uint64_t(i))];
+    for (int i = 0; i < 2000; ++i) ++counts[sample_token(z, bytes_tokenizer(), {.temperature = 1, .top_k = 2}, uint64_t(i))];
     CHECK((counts.size() == 2 && counts.count('a') && counts.count('b')));
     CHECK(std::abs(counts['a'] / 2000.0 - 0.625) < 0.04); // 0.5 / (0.5 + 0.3)
     counts.clear();
-    for (int i = 0; i < 2000; ++i) ++counts[sample_token(z, {.temperature = 0.25}, uint64_t(i))];
+    for (int i = 0; i < 2000; ++i) ++counts[sample_token(z, bytes_tokenizer(), {.temperature = 0.25}, uint64_t(i))];
     CHECK(std::abs(counts['a'] / 2000.0 - 0.8657) < 0.03); // p^(1/T): 0.5^4 / (0.5^4 + 0.3^4 + 0.2^4)
 
     nn::MambaConfig mc = nn::MambaConfig::preset("zoology", 16);
@@ -674,22 +679,23 @@ TEST_CASE("generate: seeded sampling is deterministic; top_k and temperature do 
     nn::MambaLM model(mc, {DType::f32, Device::cpu()}, gen);
     const std::vector<int32_t> prompt = data::encode_bytes("And ");
     GenerateOptions s{.max_new_tokens = 40, .temperature = 1.0, .top_k = 0, .seed = 5};
-    const std::vector<int32_t> a = generate_ids(model, prompt, s), b = generate_ids(model, prompt, s);
+    const std::vector<int32_t> a = generate_ids(model, bytes_tokenizer(), prompt, s), b = generate_ids(model, bytes_tokenizer(), prompt, s);
     CHECK(a == b);
     s.seed = 6;
-    CHECK(generate_ids(model, prompt, s) != a);
+    CHECK(generate_ids(model, bytes_tokenizer(), prompt, s) != a);
     GenerateOptions k1{.max_new_tokens = 20, .temperature = 1.0, .top_k = 1, .seed = 9};
     GenerateOptions greedy{.max_new_tokens = 20, .temperature = 0};
-    CHECK(generate_ids(model, prompt, k1) == generate_ids(model, prompt, greedy));
-    CHECK(generate_ids(model, prompt, {.max_new_tokens = 0}).empty());
+    CHECK(generate_ids(model, bytes_tokenizer(), prompt, k1) == generate_ids(model, bytes_tokenizer(), prompt, greedy));
+    CHECK(generate_ids(model, bytes_tokenizer(), prompt, {.max_new_tokens = 0}).empty());
 
-    REQUIRE_ERROR_WITH(generate_ids(model, prompt, {.temperature = -1}), "--temperature is -1");
-    REQUIRE_ERROR_WITH(generate_ids(model, prompt, {.top_k = -2}), "--top_k is -2");
+    REQUIRE_ERROR_WITH(generate_ids(model, bytes_tokenizer(), prompt, {.temperature = -1}), "--temperature is -1");
+    REQUIRE_ERROR_WITH(generate_ids(model, bytes_tokenizer(), prompt, {.top_k = -2}), "--top_k is -2");
     std::vector<int32_t> bad_prompt = {'a', 300};
-    REQUIRE_ERROR_WITH(generate_ids(model, bad_prompt, greedy), "prompt id 300 at index 1");
+    REQUIRE_ERROR_WITH(generate_ids(model, bytes_tokenizer(), bad_prompt, greedy), "prompt id 300 at index 1", "not a token");
     mc.vocab_size = 64;
     nn::MambaLM small(mc, {DType::f32, Device::cpu()}, gen);
-    REQUIRE_ERROR_WITH(generate_ids(small, prompt, greedy), "vocab_size is 64", "language model");
+    REQUIRE_ERROR_WITH(generate_ids(small, bytes_tokenizer(), prompt, greedy), "vocab_size is 64", "258 ids",
+                       "language model");
 }
 
 TEST_CASE("trainer lm: the CLI trains, evaluates and generates; bad calls print one error line", "[trainer][lm][cli]") {

@@ -5,7 +5,8 @@
 //   mambagrad gradcheck --op matmul [--device cuda] | --list
 //   mambagrad train [--config F] [--KEY VALUE ...]        (train/config.h lists the keys)
 //   mambagrad eval --checkpoint F [--variant ...] [--grid ...] [--split ...] [--corpus F]
-//   mambagrad generate --checkpoint F [--prompt TEXT] [--max_new_tokens N] [--temperature T] ...
+//   mambagrad generate --checkpoint F|DIR [--prompt TEXT] [--max_new_tokens N] [--temperature T] ...
+//   mambagrad convert --from hf DIR --out F.safetensors | --to hf CHECKPOINT --out DIR
 //   mambagrad plot RUN_DIR                  loss/accuracy charts (PNG + SVG) from metrics.jsonl
 //   mambagrad probe [--checkpoint F] [--KEY VALUE ...] [--batch N] [--dtype f64] [--out F]
 //   mambagrad data --out F.jsonl [--variant ...] [--grid ...] [--examples N] [--split train]
@@ -28,6 +29,7 @@
 #include "train/info.h"
 #include "train/model.h"
 #include "train/plot.h"
+#include "train/pretrained.h"
 #include "train/report.h"
 #include "train/sweep.h"
 #include "train/probe.h"
@@ -137,8 +139,9 @@ int cmd_train(const std::vector<std::string>& args) {
         train::GenerateOptions o;
         o.max_new_tokens = 200;
         o.temperature = 0.8;
+        const data::Tokenizer& tok = *trainer.tokenizer();
         fmt::print("sample (temperature {}, seed {}):\n{}\n", o.temperature, o.seed,
-                   data::decode_bytes(train::generate_ids(trainer.model(), {}, o)));
+                   tok.decode(train::generate_ids(trainer.model(), tok, {}, o)));
     } else if (!cfg.task.test_variants.empty()) {
         fmt::print("\n{}", trainer.test_table());
     }
@@ -209,27 +212,32 @@ int cmd_eval_lm(const std::string& checkpoint, const std::string& split_name, co
     if (!corpus.empty()) j["task"]["corpus"] = corpus;
     train::LoadedModel m = train::load_model(checkpoint, train::TrainConfig::from_json(j));
     const train::TaskConfig& task = m.config.task;
-    const data::TextSplits text = data::load_text_corpus(task.corpus, task.valid_fraction, task.test_fraction).splits;
+    const std::unique_ptr<data::Tokenizer> tok = data::load_tokenizer(task.tokenizer);
+    const data::TextSplits text =
+        data::load_text_corpus(task.corpus, task.valid_fraction, task.test_fraction, tok.get()).splits;
     const std::vector<int32_t>& tokens = split == data::Split::Train   ? text.train
                                          : split == data::Split::Valid ? text.valid
                                                                        : text.test;
     MG_CHECK(!tokens.empty(), "eval: the {} split of '{}' is empty (task.{}_fraction is 0 in this checkpoint)",
              data::split_name(split), task.corpus, data::split_name(split));
-    train::EvalResult r = train::evaluate_lm(*m.model, tokens, task.seq_len, m.config.batch_size);
+    train::EvalResult r = train::evaluate_lm(*m.model, tokens, task.seq_len, m.config.batch_size, 0, tok.get());
     fmt::print("{} split of {} (seq_len {}), checkpoint {} (step {}): {}\n", data::split_name(split), task.corpus,
                task.seq_len, checkpoint, m.state.step, train::format_lm_result(r));
     return 0;
 }
 
 int cmd_generate_run(const std::string& checkpoint, const std::string& prompt, const train::GenerateOptions& o,
-                 const std::string& device) {
+                     const std::string& device, const std::string& tokenizer) {
     train::validate(o);
     nlohmann::json j = lm_checkpoint_config(checkpoint, "generate");
     j["device"] = device;
+    if (!tokenizer.empty()) j["task"]["tokenizer"] = tokenizer;
     train::LoadedModel m = train::load_model(checkpoint, train::TrainConfig::from_json(j));
+    const std::unique_ptr<data::Tokenizer> tok = data::load_tokenizer(m.config.task.tokenizer);
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);
-    train::generate_ids(*m.model, data::encode_bytes(prompt), o, [](int32_t id) {
-        std::fputc(id, stdout);
+    train::generate_ids(*m.model, *tok, tok->encode(prompt), o, [&](int32_t id) {
+        const std::string bytes = tok->token_bytes(id);
+        std::fwrite(bytes.data(), 1, bytes.size(), stdout);
         std::fflush(stdout);
     });
     std::fputc('\n', stdout);
@@ -237,21 +245,72 @@ int cmd_generate_run(const std::string& checkpoint, const std::string& prompt, c
 }
 
 int cmd_generate(const std::vector<std::string>& args) {
-    std::string checkpoint, prompt, device = "auto";
+    std::string checkpoint, prompt, device = "auto", tokenizer;
     train::GenerateOptions o;
-    CommandLine cl("generate", "generate --checkpoint FILE [options]",
-                   "Samples text from a language-model checkpoint (task.kind lm) in recurrent mode, one byte\n"
-                   "at a time, printing as it goes.");
-    cl.option("--checkpoint", "FILE", checkpoint, "a checkpoint of a task.kind lm run")
+    CommandLine cl("generate", "generate --checkpoint FILE|DIR [options]",
+                   "Samples text from a language model (a checkpoint of a task.kind lm run, or a transformers\n"
+                   "Mamba model folder) in recurrent mode, one token at a time, printing as it goes. The text\n"
+                   "goes through the model's tokenizer: bytes, or the tokenizer.json of its task.tokenizer or\n"
+                   "its folder.");
+    cl.option("--checkpoint", "FILE|DIR", checkpoint, "a checkpoint of a task.kind lm run, or a model folder")
         .required("--checkpoint")
         .option("--prompt", "TEXT", prompt, "text the sample continues (default: none, the text's start)")
-        .option("--max_new_tokens", "N", o.max_new_tokens, "bytes to draw at most (stops early at EOS)", "256")
+        .option("--max_new_tokens", "N", o.max_new_tokens, "tokens to draw at most (stops early at the end token)", "256")
         .option("--temperature", "NUM", o.temperature, "softmax temperature; 0: greedy (argmax)", "1")
         .option("--top_k", "N", o.top_k, "draw among the k most likely tokens only (0: all)", "0")
         .option("--seed", "N", o.seed, "the sampling seed: the same seed gives the same text", "0")
+        .option("--tokenizer", "FILE", tokenizer, "a tokenizer.json to use instead of the model's own")
         .option("--device", "DEV", device, "auto, cpu, cuda or cuda:N", "auto");
     if (!cl.parse(args)) return 0;
-    return cmd_generate_run(checkpoint, prompt, o, device);
+    return cmd_generate_run(checkpoint, prompt, o, device, tokenizer);
+}
+
+// convert --from hf DIR --out FILE | --to hf CHECKPOINT --out DIR (train/pretrained.h).
+int cmd_convert(const std::vector<std::string>& args) {
+    std::string from, to, out;
+    CommandLine cl("convert", "convert --from hf DIR --out FILE | --to hf CHECKPOINT --out DIR",
+                   "Moves a Mamba between mambagrad and transformers' format (train/pretrained.h).\n"
+                   "--from hf DIR: a transformers MambaForCausalLM folder (config.json, model.safetensors or\n"
+                   "  its shards, tokenizer.json) becomes one mambagrad checkpoint (its config: the model, task lm\n"
+                   "  with the folder's tokenizer). Any command also takes the folder itself as --checkpoint.\n"
+                   "--to hf CHECKPOINT: a checkpoint (or folder) becomes a folder that\n"
+                   "  MambaForCausalLM.from_pretrained loads, with the tokenizer when the model has one.");
+    cl.option("--from", "hf DIR", from, "the folder to import (the word hf, then the folder)")
+        .option("--to", "hf CHECKPOINT", to, "the checkpoint to export (the word hf, then the checkpoint)")
+        .option("--out", "PATH", out, "the checkpoint file (--from) or the new folder (--to) to write")
+        .required("--out");
+    std::vector<std::string> rest;
+    cl.positionals("hf-argument", rest, "the folder or checkpoint after --from hf / --to hf");
+    if (!cl.parse(args)) return 0;
+    MG_CHECK(from.empty() != to.empty(), "convert: give exactly one of --from hf DIR and --to hf CHECKPOINT");
+    const std::string& format = from.empty() ? to : from;
+    MG_CHECK(format == "hf" && rest.size() == 1, "convert: expected --{} hf PATH (the only format is hf: transformers' "
+             "MambaForCausalLM), got --{} {}{}", from.empty() ? "to" : "from", from.empty() ? "to" : "from",
+             text_excerpt(format, 40), rest.empty() ? "" : " " + text_excerpt(fmt::format("{}", fmt::join(rest, " ")), 60));
+    const std::string& source = rest[0];
+    if (!from.empty()) {
+        MG_CHECK(train::is_model_folder(source), "convert --from hf: '{}' is not a folder", source);
+        const train::ModelFolder folder = train::read_model_folder(source);
+        const nn::StateDict dict = train::load_folder_weights(folder);
+        const train::TrainConfig cfg = train::TrainConfig::from_json(train::folder_train_config(folder));
+        train::NamedTensors params;
+        for (const nn::ParameterSpec& p : nn::parameter_specs(cfg.model)) params.emplace_back(p.name, dict.at(p.name).to(DType::f32));
+        train::save_checkpoint(out, params, nullptr, train::TrainerState{}, cfg.to_json().dump(),
+                               {{"mambagrad.source", std::filesystem::absolute(source).string()}});
+        fmt::print("wrote {}: a {}-layer Mamba (d_model {}, vocab {}) from {} ({} layout){}\n", out, cfg.model.n_layer,
+                   cfg.model.d_model, cfg.model.padded_vocab(), source, folder.layout,
+                   folder.tokenizer.empty() ? "" : fmt::format(", tokenizer {}", folder.tokenizer));
+        return 0;
+    }
+    const nlohmann::json j = train::checkpoint_config(source);
+    train::LoadedModel m = train::load_model(source, "cpu");
+    MG_CHECK(!m.config.is_transformer(), "convert --to hf: '{}' holds a transformer (model.arch transformer); export "
+             "writes transformers' MambaForCausalLM only", source);
+    train::save_model_folder(out, m.config.model, m.model->named_parameters(), m.config.task.is_lm() ? m.config.task.tokenizer : "");
+    fmt::print("wrote {}: config.json, model.safetensors, generation_config.json{} (load it with "
+               "MambaForCausalLM.from_pretrained)\n", out,
+               m.config.task.is_lm() && !m.config.task.tokenizer.empty() ? ", tokenizer.json" : "");
+    return 0;
 }
 
 // "standard,last" -> ["standard", "last"] (validated by the config).
@@ -472,7 +531,8 @@ const Command kCommands[] = {
     {"sweep", "run an experiment's grid of training runs, resumably, several at once", cmd_sweep},
     {"report", "an experiment's results as markdown tables, beside the paper's numbers", cmd_report},
     {"eval", "score a checkpoint: MQAR variants or an LM split", cmd_eval},
-    {"generate", "sample text from a language-model checkpoint", cmd_generate},
+    {"generate", "sample text from a language-model checkpoint or model folder", cmd_generate},
+    {"convert", "a Mamba to and from transformers' format (MambaForCausalLM folders)", cmd_convert},
     {"probe", "one batch through a model: loss, gradient norms, what each layer computed", cmd_probe},
     {"plot", "a run's loss and accuracy charts (PNG, SVG)", cmd_plot},
     {"data", "write a generated MQAR dataset as JSONL", cmd_data},

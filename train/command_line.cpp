@@ -44,7 +44,7 @@ const std::vector<ConfigKeyDoc>& config_key_docs() {
         {"model.rotary_base", "num", "transformer: RoPE's base"},
         {"model.layer_norm_eps", "num", "transformer: LayerNorm's epsilon"},
         {"model.init_std", "num", "transformer: the std of the normal init of weights and embeddings"},
-        {"task.kind", "text", "mqar (associative recall) or lm (byte-level language modelling)"},
+        {"task.kind", "text", "mqar (associative recall) or lm (language modelling)"},
         {"task.variant", "text", "the MQAR variant trained on: standard, last, shuffle, ... (SPEC §4)"},
         {"task.grid", "list|text", "(L, N) cells: [[64,4],[128,8]], \"64x4,128x8\", zoology or paper"},
         {"task.train_examples", "int", "training examples per cell"},
@@ -60,6 +60,7 @@ const std::vector<ConfigKeyDoc>& config_key_docs() {
         {"task.valid_fraction", "num", "lm: the corpus share held out for validation"},
         {"task.test_fraction", "num", "lm: the corpus share held out for test"},
         {"task.eval_batches", "int", "lm: validation batches per evaluation (0: the whole split)"},
+        {"task.tokenizer", "text", "lm: a tokenizer.json (byte-level BPE); \"\": bytes"},
         {"seed", "int", "the model's initialisation and the batch order"},
         {"batch_size", "int", "examples per forward/backward (micro-batch)"},
         {"grad_accum_steps", "int", "micro-batches per optimizer step"},
@@ -71,6 +72,7 @@ const std::vector<ConfigKeyDoc>& config_key_docs() {
         {"eps", "num", "AdamW's epsilon"},
         {"weight_decay", "num", "AdamW's decoupled weight decay"},
         {"no_decay", "text", "none (decay every parameter) or mamba_ssm (not A_log, D)"},
+        {"lr_scale", "object", "lr multipliers by name component: {\"long_conv\": 0.1} (0 freezes)"},
         {"adamw", "text", "transformers (the paper's AdamW) or torch"},
         {"schedule", "text", "cosine or constant, after linear warmup"},
         {"warmup_fraction", "num", "the share of steps spent warming up"},
@@ -87,6 +89,7 @@ const std::vector<ConfigKeyDoc>& config_key_docs() {
         {"checkpoint_every", "int", "steps between checkpoints (0: only the final one)"},
         {"keep_checkpoints", "int", "step checkpoints kept (the oldest are removed)"},
         {"resume", "text", "a checkpoint to continue from (its config, unless --config is given)"},
+        {"init", "text", "a checkpoint or model folder whose weights start a new run (fine-tuning)"},
     };
     return docs;
 }

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "data/read_file.h"
+#include "train/pretrained.h"
 #include "tensor/check.h"
 #include "tensor/json.h"
 #include "tensor/runtime.h"
@@ -70,10 +71,10 @@ const std::vector<std::string> kTopKeys = {
     "model",      "task",         "seed",          "batch_size", "grad_accum_steps", "epochs",  "max_steps",  "shuffle",
     "lr",         "betas",        "eps",           "weight_decay", "no_decay", "lr_scale", "adamw",        "schedule",
     "warmup_fraction", "min_lr",  "clip_value",    "clip_norm",  "nan_guard", "log_grad_norms", "eval_every",       "log_every",
-    "target_accuracy", "device",  "run_dir",       "checkpoint_every", "keep_checkpoints", "resume"};
+    "target_accuracy", "device",  "run_dir",       "checkpoint_every", "keep_checkpoints", "resume", "init"};
 const std::vector<std::string> kTaskKeys = {"kind",       "variant", "grid", "train_examples", "valid_examples",
                                             "test_examples", "vocab_size", "noise", "binding", "seed", "test_variants"};
-const std::vector<std::string> kLmTaskKeys = {"kind",           "corpus",        "seq_len",
+const std::vector<std::string> kLmTaskKeys = {"kind",           "corpus",        "seq_len",     "tokenizer",
                                               "valid_fraction", "test_fraction", "eval_batches"};
 
 
@@ -96,7 +97,7 @@ data::MqarGridData TaskConfig::generate(data::MqarVariant v, data::Split split, 
 }
 
 int64_t TaskConfig::model_vocab() const {
-    if (is_lm()) return data::kTextVocab;
+    if (is_lm()) return tokenizer.empty() ? data::kTextVocab : tokenizer_vocab;
     int64_t v = 0;
     std::vector<data::MqarVariant> all = test_variants;
     all.push_back(variant);
@@ -126,6 +127,7 @@ ojson TrainConfig::to_json() const {
     if (task.is_lm()) {
         t["corpus"] = task.corpus;
         t["seq_len"] = task.seq_len;
+        t["tokenizer"] = task.tokenizer;
         t["valid_fraction"] = task.valid_fraction;
         t["test_fraction"] = task.test_fraction;
         t["eval_batches"] = task.eval_batches;
@@ -184,6 +186,7 @@ ojson TrainConfig::to_json() const {
     j["checkpoint_every"] = checkpoint_every;
     j["keep_checkpoints"] = keep_checkpoints;
     j["resume"] = resume;
+    j["init"] = init;
     return j;
 }
 
@@ -203,6 +206,9 @@ TrainConfig TrainConfig::from_json(const json& j) {
         if (c.task.is_lm()) {
             t.string("corpus", c.task.corpus);
             t.integer("seq_len", c.task.seq_len, 1);
+            t.string("tokenizer", c.task.tokenizer);
+            // the model's "auto" vocabulary and the checks below need its size
+            if (!c.task.tokenizer.empty()) c.task.tokenizer_vocab = data::load_tokenizer(c.task.tokenizer)->vocab_size();
             t.number("valid_fraction", c.task.valid_fraction, 0, 0.5, "in [0, 0.5]");
             t.number("test_fraction", c.task.test_fraction, 0, 0.5, "in [0, 0.5]");
             t.integer("eval_batches", c.task.eval_batches, 0);
@@ -294,6 +300,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
     s.integer("checkpoint_every", c.checkpoint_every, 0);
     s.integer("keep_checkpoints", c.keep_checkpoints, 0);
     s.string("resume", c.resume);
+    s.string("init", c.init);
     c.validate();
     return c;
 }
@@ -305,9 +312,9 @@ void TrainConfig::validate() const {
     const int64_t need = task.model_vocab();
     if (task.is_lm()) {
         MG_CHECK(model_vocab_size() >= need,
-                 "{}: model.vocab_size is {}, but byte-level LM tokens go up to {} (data/text.h); set "
-                 "model.vocab_size >= {} or \"auto\"",
-                 kWhere, model_vocab_size(), need - 1, need);
+                 "{}: model.vocab_size is {}, but {} go up to {}; set model.vocab_size >= {} or \"auto\"",
+                 kWhere, model_vocab_size(), task.tokenizer.empty() ? "byte-level LM tokens (data/text.h)"
+                 : fmt::format("the ids of task.tokenizer '{}'", task.tokenizer), need - 1, need);
         MG_CHECK(!task.corpus.empty(), "{}: task.corpus is \"\", expected a text file", kWhere);
         MG_CHECK(task.valid_fraction + task.test_fraction < 1, "{}: task.valid_fraction {} + task.test_fraction {} "
                  "leave no training text", kWhere, task.valid_fraction, task.test_fraction);
@@ -380,6 +387,7 @@ void set_config_key(json& config, const std::string& key, json v) {
 }
 
 json checkpoint_config(const std::string& checkpoint) {
+    if (is_model_folder(checkpoint)) return folder_train_config(read_model_folder(checkpoint));
     return checkpoint_config(read_safetensors_header(checkpoint).metadata, checkpoint);
 }
 
@@ -413,7 +421,7 @@ json checkpoint_config(const Metadata& metadata, const std::string& checkpoint) 
 }
 
 TrainConfig parse_train_args(const std::vector<std::string>& args) {
-    std::string config_path, resume;
+    std::string config_path, resume, init;
     std::vector<std::pair<std::string, std::string>> overrides;
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
@@ -433,6 +441,7 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
         if (key == "config") config_path = value;
         else overrides.emplace_back(key, value);
         if (key == "resume") resume = value;
+        if (key == "init") init = value;
     }
     json base;
     if (!config_path.empty()) {
@@ -440,7 +449,14 @@ TrainConfig parse_train_args(const std::vector<std::string>& args) {
         base = parse_json(text, fmt::format("{}: {}", kWhere, config_path));
         MG_CHECK(base.is_object(), "{}: {} holds {}, expected a JSON object", kWhere, config_path, json_excerpt(base));
     } else if (!resume.empty()) {
+        MG_CHECK(!is_model_folder(resume), "train: --resume '{}' is a model folder, which holds no trainer state to "
+                 "resume; start a run from its weights with --init {}", resume, resume);
         base = checkpoint_config(resume);
+    } else if (!init.empty()) {
+        // fine-tuning: the model (and task) of the checkpoint or folder, in a run of its own
+        base = checkpoint_config(init);
+        base["resume"] = "";
+        base["run_dir"] = "runs/finetune";
     } else {
         base = TrainConfig{}.to_json();
         base["model"] = default_model_json();

@@ -81,6 +81,8 @@ struct TaskConfig {
     int64_t seq_len = 256;
     double valid_fraction = 0.05, test_fraction = 0.05;
     int64_t eval_batches = 0; // batches of the held-out split per evaluation; 0: all of it
+    std::string tokenizer;    // "": bytes; else a tokenizer.json (data/tokenizer.h)
+    int64_t tokenizer_vocab = 0; // its vocab_size (read with the config; 0 for bytes)
 
     // The data of one variant and split over the grid (cells the variant cannot hold are skipped).
     data::MqarGridData generate(data::MqarVariant v, data::Split split, int64_t examples_per_cell) const;
@@ -124,6 +126,7 @@ struct TrainConfig {
     std::string run_dir = "runs/mqar-standard";
     int64_t checkpoint_every = 0, keep_checkpoints = 2;
     std::string resume;
+    std::string init; // a checkpoint or model folder whose parameters start the run (fine-tuning)
 
     // The config as JSON with every key (the model fully resolved, no preset): what config.json
     // and checkpoints store; from_json(to_json()) gives the same config.

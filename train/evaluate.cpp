@@ -15,6 +15,7 @@
 #include "tensor/check.h"
 #include "train/checkpoint.h"
 #include "train/model.h"
+#include "train/pretrained.h"
 
 namespace mg::train {
 
@@ -53,7 +54,7 @@ EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarE
 double EvalResult::perplexity() const { return std::exp(loss); }
 
 EvalResult evaluate_lm(nn::LanguageModel& model, std::span<const int32_t> tokens, int64_t seq_len,
-                       int64_t batch_size, int64_t max_batches) {
+                       int64_t batch_size, int64_t max_batches, const data::Tokenizer* tokenizer) {
     MG_CHECK(batch_size >= 1 && max_batches >= 0, "evaluate_lm: batch_size {} must be >= 1 and max_batches {} >= 0",
              batch_size, max_batches);
     autograd::NoGrad no_grad;
@@ -63,9 +64,12 @@ EvalResult evaluate_lm(nn::LanguageModel& model, std::span<const int32_t> tokens
     MG_CHECK(windows > 0, "evaluate_lm: {} tokens hold no window of seq_len + 1 = {} tokens", tokens.size(),
              seq_len + 1);
     double loss_sum = 0;
-    int64_t scored = 0, batches = 0;
+    int64_t scored = 0, batches = 0, bytes = 0;
     for (int64_t first = 0; first < windows && (max_batches == 0 || batches < max_batches); first += batch_size) {
         const int64_t count = std::min(batch_size, windows - first);
+        // the targets of windows first .. first+count-1: tokens[first L + 1 .. (first+count) L]
+        for (int64_t i = first * seq_len + 1; i <= (first + count) * seq_len; ++i)
+            bytes += tokenizer ? tokenizer->target_bytes(tokens[size_t(i)]) : 1;
         const data::TextBatch b = data::text_windows(tokens, seq_len, first, count, device);
         // the training loss's call (every position labelled): the mean over count * seq_len targets
         Tensor loss = cross_entropy_indexed(model.hidden_states(b.inputs), model.lm_head_weight(), b.positions,
@@ -76,13 +80,17 @@ EvalResult evaluate_lm(nn::LanguageModel& model, std::span<const int32_t> tokens
     }
     EvalResult r;
     r.labelled = scored;
+    r.bytes = bytes;
     r.loss = loss_sum / double(scored);
     return r;
 }
 
 std::string format_lm_result(const EvalResult& r) {
-    return fmt::format("loss {:.4f} nats/byte, {:.4f} bits/byte, perplexity {:.3f} ({} bytes)", r.loss,
-                       r.bits_per_byte(), r.perplexity(), r.labelled);
+    if (r.bytes == 0 || r.bytes == r.labelled)
+        return fmt::format("loss {:.4f} nats/byte, {:.4f} bits/byte, perplexity {:.3f} ({} bytes)", r.loss,
+                           r.bits_per_byte(), r.perplexity(), r.labelled);
+    return fmt::format("loss {:.4f} nats/token, {:.4f} bits/byte, perplexity {:.3f} ({} tokens, {} bytes)", r.loss,
+                       r.bits_per_byte(), r.perplexity(), r.labelled, r.bytes);
 }
 
 std::string format_score_table(const std::vector<std::pair<std::string, data::MqarScore>>& columns,
@@ -131,7 +139,8 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& device)
 }
 
 SafetensorsHeader check_checkpoint_header(const std::string& checkpoint, const TrainConfig& cfg, const char* what) {
-    SafetensorsHeader h = read_safetensors_header(checkpoint);
+    SafetensorsHeader h = is_model_folder(checkpoint) ? read_folder_header(read_model_folder(checkpoint))
+                                                      : read_safetensors_header(checkpoint);
     std::map<std::string, const SafetensorsEntry*> by_name;
     for (const SafetensorsEntry& e : h.entries) by_name[e.name] = &e;
     std::set<std::string> params;
@@ -151,13 +160,23 @@ SafetensorsHeader check_checkpoint_header(const std::string& checkpoint, const T
     return h;
 }
 
+TrainerState load_parameters(const std::string& source, nn::LanguageModel& model) {
+    if (!is_model_folder(source)) return load_checkpoint(source, model.named_parameters(), nullptr).state;
+    MG_CHECK(model.arch() == "mamba", "model folder '{}' holds a Mamba, but the model is {}", source, model.arch());
+    nn::StateDict dict = load_folder_weights(read_model_folder(source));
+    const Options o = model.named_parameters().front().second.options();
+    for (auto& [name, t] : dict) t = t.to(o.dtype).to(o.device);
+    model.load_state_dict(dict);
+    return {};
+}
+
 LoadedModel load_model(const std::string& checkpoint, const TrainConfig& cfg) {
     check_checkpoint_header(checkpoint, cfg, "load_model"); // before the model is allocated
     LoadedModel m;
     m.config = cfg;
     Generator gen(m.config.seed);
     m.model = make_model(m.config, Options{DType::f32, m.config.resolved_device()}, gen);
-    m.state = load_checkpoint(checkpoint, m.model->named_parameters(), nullptr).state;
+    m.state = load_parameters(checkpoint, *m.model);
     return m;
 }
 

@@ -24,8 +24,13 @@ struct EvalResult {
     data::MqarScore score;
     double loss = 0; // mean cross-entropy over every labelled position (nats)
     int64_t labelled = 0;
-    // LM: every target is a byte (data/text.h), so these are per byte.
-    double bits_per_byte() const { return data::bits_per_byte(loss); }
+    // LM: the bytes the targets stand for (data::Tokenizer::target_bytes; = labelled with the
+    // byte tokenizer, where the loss is already per byte). Bits per byte = the summed loss over
+    // the bytes, / ln 2; perplexity is per token.
+    int64_t bytes = 0;
+    double bits_per_byte() const {
+        return data::bits_per_byte(bytes > 0 ? loss * double(labelled) / double(bytes) : loss);
+    }
     double perplexity() const;
 };
 // One forward pass per length-uniform batch, greedy argmax at the labelled positions (the only
@@ -35,10 +40,12 @@ EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarE
 
 // LM: the mean cross-entropy over the stride-seq_len windows of `tokens` (data::text_windows),
 // batch_size windows per forward pass, the first max_batches batches (0: all). No autograd;
-// score is left empty, labelled counts the targets. Eval mode as evaluate_mqar.
+// score is left empty, labelled counts the targets, bytes their bytes by `tokenizer` (nullptr:
+// bytes, one per target). Eval mode as evaluate_mqar.
 EvalResult evaluate_lm(nn::LanguageModel& model, std::span<const int32_t> tokens, int64_t seq_len,
-                       int64_t batch_size, int64_t max_batches = 0);
-// "loss 1.2345 nats/byte, 1.7810 bits/byte, perplexity 3.44 (n bytes)".
+                       int64_t batch_size, int64_t max_batches = 0, const data::Tokenizer* tokenizer = nullptr);
+// "loss 1.2345 nats/byte, 1.7810 bits/byte, perplexity 3.44 (n bytes)"; with a tokenizer of
+// several bytes a token: "loss 3.1 nats/token, 1.02 bits/byte, perplexity 22.2 (n tokens, m bytes)".
 std::string format_lm_result(const EvalResult& r);
 
 // The per-subtask table: one column per (name, score), rows "L  N" in (L, N) order (a cell a
@@ -61,7 +68,12 @@ struct LoadedModel {
 // command in the error ("eval", "train --resume"). eval, generate, probe, info and --resume all
 // run it, so they accept the same files; the data (checksum, NaN/Inf) is checked as it is read.
 SafetensorsHeader check_checkpoint_header(const std::string& checkpoint, const TrainConfig& cfg, const char* what);
-// The model of cfg (its architecture, on cfg.resolved_device()) with the checkpoint's parameters.
+// Copies the parameters of a checkpoint file or a model folder (train/pretrained.h) into `model`
+// (every check first: nothing changes unless all pass); the trainer state of a file, a default
+// one for a folder.
+TrainerState load_parameters(const std::string& source, nn::LanguageModel& model);
+// The model of cfg (its architecture, on cfg.resolved_device()) with the checkpoint's parameters
+// (a checkpoint file, or a model folder: train/pretrained.h).
 LoadedModel load_model(const std::string& checkpoint, const TrainConfig& cfg);
 // The same with the checkpoint's own config (its device replaced by `device`).
 LoadedModel load_model(const std::string& checkpoint, const std::string& device = "auto");

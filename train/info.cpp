@@ -11,6 +11,7 @@
 
 #include "tensor/check.h"
 #include "train/model.h"
+#include "train/pretrained.h"
 #include "train/trainer.h"
 
 namespace mg::train {
@@ -64,12 +65,15 @@ std::string group_thousands(int64_t v) {
 ModelInfo model_info(const TrainConfig& cfg) { return info_of(cfg, "config"); }
 
 ModelInfo model_info_from_checkpoint(const std::string& path) {
-    MG_CHECK(std::filesystem::is_regular_file(path), "info: checkpoint '{}' does not exist (or is not a file)", path);
+    const bool folder = is_model_folder(path);
+    MG_CHECK(folder || std::filesystem::is_regular_file(path), "info: checkpoint '{}' does not exist (or is not a file "
+             "or a model folder)", path);
     ModelInfo info = info_of(TrainConfig::from_json(checkpoint_config(path)), path);
     // the checks eval and --resume make, so that info accepts the same files: the header against
     // the config, then the data (checksum, no NaN/Inf) as load_checkpoint reads it
     SafetensorsHeader h = check_checkpoint_header(path, info.config, "info");
-    check_checkpoint_data(path);
+    if (folder) load_folder_weights(read_model_folder(path));
+    else check_checkpoint_data(path);
     std::map<std::string, const SafetensorsEntry*> by_name;
     for (const SafetensorsEntry& e : h.entries) by_name[e.name] = &e;
     for (ModelInfo::Row& r : info.parameters) r.dtype = by_name.at(r.name)->dtype;

@@ -74,7 +74,8 @@ ojson score_json(const EvalResult& r) {
 }
 
 ojson lm_score_json(const EvalResult& r) {
-    return {{"loss", r.loss}, {"bpb", r.bits_per_byte()}, {"perplexity", r.perplexity()}, {"tokens", r.labelled}};
+    return {{"loss", r.loss}, {"bpb", r.bits_per_byte()}, {"perplexity", r.perplexity()}, {"tokens", r.labelled},
+            {"bytes", r.bytes}};
 }
 
 } // namespace
@@ -87,7 +88,8 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
 
     if (cfg_.task.is_lm()) {
         const TaskConfig& t = cfg_.task;
-        text_ = data::load_text_corpus(t.corpus, t.valid_fraction, t.test_fraction).splits;
+        tokenizer_ = data::load_tokenizer(t.tokenizer);
+        text_ = data::load_text_corpus(t.corpus, t.valid_fraction, t.test_fraction, tokenizer_.get()).splits;
         const int64_t n = int64_t(text_.train.size());
         MG_CHECK(n > t.seq_len + 1, "train: the train split of task.corpus '{}' has {} tokens, fewer than a window of "
                  "task.seq_len + 1 = {}", t.corpus, n, t.seq_len + 1);
@@ -114,6 +116,7 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
 
     // a checkpoint to resume must fit the config before the model is allocated
     if (!cfg_.resume.empty()) check_checkpoint_header(cfg_.resume, cfg_, "train --resume");
+    else if (!cfg_.init.empty()) check_checkpoint_header(cfg_.init, cfg_, "train --init");
     Generator gen(cfg_.seed);
     model_ = make_model(cfg_, Options{DType::f32, device_}, gen);
     AdamWOptions o;
@@ -139,6 +142,9 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
     opt_ = std::make_unique<AdamW>(model_->named_parameters(), o);
     state_.rng_seed = gen.seed();
     state_.rng_offset = gen.offset();
+    // fine-tuning: the parameters of a checkpoint or model folder, a fresh optimizer at step 0 (a
+    // resumed run has its own parameters already)
+    if (cfg_.resume.empty() && !cfg_.init.empty()) load_parameters(cfg_.init, *model_);
 
     if (!cfg_.resume.empty()) {
         state_ = load_checkpoint(cfg_.resume, model_->named_parameters(), opt_.get()).state;
@@ -223,7 +229,7 @@ EvalResult Trainer::evaluate_lm_split(data::Split split) const {
     const std::vector<int32_t>& tokens = split == data::Split::Train   ? text_.train
                                          : split == data::Split::Valid ? text_.valid
                                                                        : text_.test;
-    return evaluate_lm(*model_, tokens, cfg_.task.seq_len, cfg_.batch_size, cfg_.task.eval_batches);
+    return evaluate_lm(*model_, tokens, cfg_.task.seq_len, cfg_.batch_size, cfg_.task.eval_batches, tokenizer_.get());
 }
 
 EvalResult Trainer::evaluate(data::MqarVariant variant, data::Split split) const {
@@ -484,7 +490,7 @@ void Trainer::log_step(Loop& loop, const StepStats& s) {
                   {"tokens_per_s", tok_s},  {"elapsed_s", elapsed},
                   {"train_s", elapsed - loop.nontrain_s}};
         if (device_.is_cuda()) row["peak_bytes"] = memory_stats(device_).peak_allocated;
-        if (cfg_.task.is_lm()) row["bpb"] = data::bits_per_byte(mean_loss);
+        if (cfg_.task.is_lm() && cfg_.task.tokenizer.empty()) row["bpb"] = data::bits_per_byte(mean_loss); // per byte
         if (cfg_.log_grad_norms) {
             ojson per = ojson::object();
             for (size_t i = 0; i < s.norms.size(); ++i) per[loop.grad_names[i]] = s.norms[i];

@@ -120,6 +120,8 @@ public:
     // Scores `variant` on `split` over the task grid (examples from the task's seeds).
     EvalResult evaluate(data::MqarVariant variant, data::Split split) const;
     // LM: evaluate_lm on the corpus's `split` (task.eval_batches batches).
+    // LM: the task's tokenizer (task.tokenizer; bytes when ""); null for MQAR.
+    const data::Tokenizer* tokenizer() const { return tokenizer_.get(); }
     EvalResult evaluate_lm_split(data::Split split) const;
     // The test split of every task.test_variants, as a table (format_score_table); LM: the test
     // split's loss, bits per byte and perplexity (one line; "" when test_fraction is 0). Each
@@ -172,6 +174,7 @@ private:
     std::vector<data::MqarExample> train_, valid_;
     std::vector<std::vector<int64_t>> plan_; // epoch 0's batches (sizes are the same every epoch)
     data::TextSplits text_;                  // LM: the corpus's splits
+    std::unique_ptr<data::Tokenizer> tokenizer_; // LM: task.tokenizer (bytes when "")
     int64_t per_epoch_ = 0, total_steps_ = 0, total_epochs_ = 0;
     TrainerState state_;
     // Where flashlongconv's dropout draws its masks: the init generator's state after the model
