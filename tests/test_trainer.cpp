@@ -687,6 +687,17 @@ TEST_CASE("generate: seeded sampling is deterministic; top_k and temperature do 
     GenerateOptions greedy{.max_new_tokens = 20, .temperature = 0};
     CHECK(generate_ids(model, bytes_tokenizer(), prompt, k1) == generate_ids(model, bytes_tokenizer(), prompt, greedy));
     CHECK(generate_ids(model, bytes_tokenizer(), prompt, {.max_new_tokens = 0}).empty());
+    // a batch of samples: sample b is generate_ids with seed + b, drawn in one batch through the model
+    const auto batch = generate_batch(model, bytes_tokenizer(), prompt, s, 3);
+    REQUIRE(batch.size() == 3);
+    for (uint64_t b = 0; b < 3; ++b) {
+        GenerateOptions sb = s;
+        sb.seed = s.seed + b;
+        CHECK(batch[b] == generate_ids(model, bytes_tokenizer(), prompt, sb));
+    }
+    const auto greedy3 = generate_batch(model, bytes_tokenizer(), prompt, greedy, 3);
+    CHECK((greedy3[0] == greedy3[1] && greedy3[1] == greedy3[2]));
+    REQUIRE_ERROR_WITH(generate_batch(model, bytes_tokenizer(), prompt, greedy, 0), "--num_samples is 0");
 
     REQUIRE_ERROR_WITH(generate_ids(model, bytes_tokenizer(), prompt, {.temperature = -1}), "--temperature is -1");
     REQUIRE_ERROR_WITH(generate_ids(model, bytes_tokenizer(), prompt, {.top_k = -2}), "--top_k is -2");

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <omp.h>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 
@@ -227,26 +228,49 @@ int cmd_eval_lm(const std::string& checkpoint, const std::string& split_name, co
 }
 
 int cmd_generate_run(const std::string& checkpoint, const std::string& prompt, const train::GenerateOptions& o,
-                     const std::string& device, const std::string& tokenizer) {
+                     const std::string& device, const std::string& tokenizer, int64_t num_samples, bool stats) {
     train::validate(o);
+    MG_CHECK(num_samples >= 1, "generate: --num_samples is {}, expected an integer >= 1", num_samples);
     nlohmann::json j = lm_checkpoint_config(checkpoint, "generate");
     j["device"] = device;
     if (!tokenizer.empty()) j["task"]["tokenizer"] = tokenizer;
     train::LoadedModel m = train::load_model(checkpoint, train::TrainConfig::from_json(j));
     const std::unique_ptr<data::Tokenizer> tok = data::load_tokenizer(m.config.task.tokenizer);
-    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
-    train::generate_ids(*m.model, *tok, tok->encode(prompt), o, [&](int32_t id) {
-        const std::string bytes = tok->token_bytes(id);
-        std::fwrite(bytes.data(), 1, bytes.size(), stdout);
-        std::fflush(stdout);
-    });
-    std::fputc('\n', stdout);
+    const std::vector<int32_t> prompt_ids = tok->encode(prompt);
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::vector<int32_t>> samples;
+    if (num_samples == 1) { // streamed as drawn
+        std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+        samples.push_back(train::generate_ids(*m.model, *tok, prompt_ids, o, [&](int32_t id) {
+            const std::string bytes = tok->token_bytes(id);
+            std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+            std::fflush(stdout);
+        }));
+        std::fputc('\n', stdout);
+    } else {
+        samples = train::generate_batch(*m.model, *tok, prompt_ids, o, num_samples);
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (num_samples > 1)
+        for (size_t b = 0; b < samples.size(); ++b)
+            fmt::print("--- sample {} (seed {}) ---\n{}{}\n", b, o.seed + b, prompt, tok->decode(samples[b]));
+    if (stats) {
+        size_t made = 0, longest = 0;
+        for (const auto& s : samples) made += s.size(), longest = std::max(longest, s.size());
+        fmt::print(stderr, "generate: {} new tokens ({} sample{} of up to {}) after a prompt of {} tokens, in {:.3f} s: "
+                   "{:.1f} new tokens/s, {:.3f} ms a step of batch {} ({}, {})\n", made, num_samples,
+                   num_samples == 1 ? "" : "s", longest, prompt_ids.size(), secs, double(made) / secs,
+                   1e3 * secs / double(longest + prompt_ids.size() + 1), num_samples, m.config.resolved_device().str(),
+                   tok->name());
+    }
     return 0;
 }
 
 int cmd_generate(const std::vector<std::string>& args) {
     std::string checkpoint, prompt, device = "auto", tokenizer;
     train::GenerateOptions o;
+    int64_t num_samples = 1;
+    bool stats = false;
     CommandLine cl("generate", "generate --checkpoint FILE|DIR [options]",
                    "Samples text from a language model (a checkpoint of a task.kind lm run, or a transformers\n"
                    "Mamba model folder) in recurrent mode, one token at a time, printing as it goes. The text\n"
@@ -259,10 +283,12 @@ int cmd_generate(const std::vector<std::string>& args) {
         .option("--temperature", "NUM", o.temperature, "softmax temperature; 0: greedy (argmax)", "1")
         .option("--top_k", "N", o.top_k, "draw among the k most likely tokens only (0: all)", "0")
         .option("--seed", "N", o.seed, "the sampling seed: the same seed gives the same text", "0")
+        .option("--num_samples", "N", num_samples, "continuations drawn at once, as one batch (sample b: seed + b)", "1")
+        .flag("--stats", stats, "print the tokens/s to stderr at the end")
         .option("--tokenizer", "FILE", tokenizer, "a tokenizer.json to use instead of the model's own")
         .option("--device", "DEV", device, "auto, cpu, cuda or cuda:N", "auto");
     if (!cl.parse(args)) return 0;
-    return cmd_generate_run(checkpoint, prompt, o, device, tokenizer);
+    return cmd_generate_run(checkpoint, prompt, o, device, tokenizer, num_samples, stats);
 }
 
 // convert --from hf DIR --out FILE | --to hf CHECKPOINT --out DIR (train/pretrained.h).

@@ -17,14 +17,19 @@ void validate(const GenerateOptions& o) {
     MG_CHECK(o.top_k >= 0, "generate: --top_k is {}, expected an integer >= 0 (0: no limit)", o.top_k);
 }
 
-int32_t sample_token(std::span<const double> logits, const data::Tokenizer& tok, const GenerateOptions& o,
-                     uint64_t draw) {
-    MG_CHECK(int64_t(logits.size()) >= tok.vocab_size(), "generate: the model has {} logits, fewer than the {} ids of "
-             "the tokenizer ({}); is it a language model of this tokenizer?", logits.size(), tok.vocab_size(), tok.name());
+namespace {
+
+// The tokenizer's sampleable ids, in id order: every draw's candidates.
+std::vector<int32_t> candidates_of(const data::Tokenizer& tok) {
     std::vector<int32_t> cand;
     cand.reserve(size_t(tok.vocab_size()));
     for (int32_t id = 0; id < tok.vocab_size(); ++id)
         if (tok.sampleable(id)) cand.push_back(id);
+    return cand;
+}
+
+int32_t draw_from(std::span<const double> logits, std::vector<int32_t> cand, const GenerateOptions& o, uint64_t seed,
+                  uint64_t draw) {
     auto better = [&](int32_t a, int32_t b) { // larger logit first; the smaller id on a tie
         const double za = logits[size_t(a)], zb = logits[size_t(b)];
         return za > zb || (za == zb && a < b);
@@ -40,7 +45,7 @@ int32_t sample_token(std::span<const double> logits, const data::Tokenizer& tok,
     std::vector<double> p(cand.size());
     double sum = 0;
     for (size_t i = 0; i < cand.size(); ++i) sum += p[i] = std::exp((logits[size_t(cand[i])] - zmax) / o.temperature);
-    const double u = rng::uniform01(o.seed, draw, kSampleLane) * sum;
+    const double u = rng::uniform01(seed, draw, kSampleLane) * sum;
     double acc = 0;
     for (size_t i = 0; i < cand.size(); ++i) {
         acc += p[i];
@@ -49,10 +54,25 @@ int32_t sample_token(std::span<const double> logits, const data::Tokenizer& tok,
     return cand.back(); // u within rounding of the total
 }
 
-std::vector<int32_t> generate_ids(const nn::LanguageModel& model, const data::Tokenizer& tok,
-                                  std::span<const int32_t> prompt, const GenerateOptions& o,
-                                  const std::function<void(int32_t)>& on_token) {
+void check_logits(size_t n, const data::Tokenizer& tok) {
+    MG_CHECK(int64_t(n) >= tok.vocab_size(), "generate: the model has {} logits, fewer than the {} ids of the tokenizer "
+             "({}); is it a language model of this tokenizer?", n, tok.vocab_size(), tok.name());
+}
+
+} // namespace
+
+int32_t sample_token(std::span<const double> logits, const data::Tokenizer& tok, const GenerateOptions& o,
+                     uint64_t draw) {
+    check_logits(logits.size(), tok);
+    return draw_from(logits, candidates_of(tok), o, o.seed, draw);
+}
+
+std::vector<std::vector<int32_t>> generate_batch(const nn::LanguageModel& model, const data::Tokenizer& tok,
+                                                 std::span<const int32_t> prompt, const GenerateOptions& o,
+                                                 int64_t num_samples,
+                                                 const std::function<void(int64_t, int32_t)>& on_token) {
     validate(o);
+    MG_CHECK(num_samples >= 1, "generate: --num_samples is {}, expected an integer >= 1", num_samples);
     MG_CHECK(model.vocab_size() >= tok.vocab_size(),
              "generate: the model's vocab_size is {}, but the tokenizer ({}) has {} ids; is the checkpoint a language "
              "model of this tokenizer?", model.vocab_size(), tok.name(), tok.vocab_size());
@@ -63,23 +83,52 @@ std::vector<int32_t> generate_ids(const nn::LanguageModel& model, const data::To
     MG_CHECK(begin || !prompt.empty(), "generate: an empty prompt needs a start token, and the tokenizer ({}) has "
              "none; give --prompt", tok.name());
     const Device device = model.lm_head_weight().device();
-    std::unique_ptr<nn::RecurrentState> state = model.make_recurrent_state(1);
-    auto feed = [&](int32_t id) {
-        Tensor logits = model.step(Tensor::from_vector(std::vector<int32_t>{id}, {1}, {DType::i32, device}), *state);
-        return logits.to(DType::f64).to(Device::cpu()).to_vector<double>();
+    const int64_t n = num_samples;
+    std::unique_ptr<nn::RecurrentState> state = model.make_recurrent_state(n);
+    std::vector<double> z; // (n, V) logits of the last step, row-major
+    size_t V = 0;
+    auto feed = [&](const std::vector<int32_t>& ids) {
+        Tensor logits = model.step(Tensor::from_vector(ids, {n}, {DType::i32, device}), *state);
+        V = size_t(logits.size(-1));
+        z = logits.to(Device::cpu()).to(DType::f64).to_vector<double>(); // the device's bytes once, f32
     };
-    std::vector<double> z;
-    if (begin) z = feed(*tok.begin);
-    for (int32_t id : prompt) z = feed(id);
-    std::vector<int32_t> out;
-    for (int64_t i = 0; i < o.max_new_tokens; ++i) {
-        const int32_t next = sample_token(z, tok, o, uint64_t(i));
-        if (tok.end && next == *tok.end) break;
-        out.push_back(next);
-        if (on_token) on_token(next);
-        if (i + 1 < o.max_new_tokens) z = feed(next);
+    if (begin) feed(std::vector<int32_t>(size_t(n), *tok.begin));
+    for (int32_t id : prompt) feed(std::vector<int32_t>(size_t(n), id));
+    check_logits(V, tok);
+    const std::vector<int32_t> cand = candidates_of(tok);
+    std::vector<std::vector<int32_t>> out(static_cast<size_t>(n));
+    std::vector<bool> done(static_cast<size_t>(n), false);
+    std::vector<int32_t> next(static_cast<size_t>(n), 0);
+    int64_t live = n;
+    for (int64_t i = 0; i < o.max_new_tokens && live > 0; ++i) {
+        for (int64_t b = 0; b < n; ++b) {
+            if (done[size_t(b)]) {
+                next[size_t(b)] = tok.end ? *tok.end : 0; // fed but never read
+                continue;
+            }
+            // sample b draws from its own stream: seed + b (sample 0 is generate_ids')
+            const std::span<const double> row(z.data() + size_t(b) * V, V);
+            const int32_t t = draw_from(row, cand, o, o.seed + uint64_t(b), uint64_t(i));
+            next[size_t(b)] = t;
+            if (tok.end && t == *tok.end) {
+                done[size_t(b)] = true;
+                --live;
+                continue;
+            }
+            out[size_t(b)].push_back(t);
+            if (on_token) on_token(b, t);
+        }
+        if (i + 1 < o.max_new_tokens && live > 0) feed(next);
     }
     return out;
+}
+
+std::vector<int32_t> generate_ids(const nn::LanguageModel& model, const data::Tokenizer& tok,
+                                  std::span<const int32_t> prompt, const GenerateOptions& o,
+                                  const std::function<void(int32_t)>& on_token) {
+    return generate_batch(model, tok, prompt, o, 1, [&](int64_t, int32_t id) {
+        if (on_token) on_token(id);
+    })[0];
 }
 
 } // namespace mg::train

@@ -48,4 +48,13 @@ std::vector<int32_t> generate_ids(const nn::LanguageModel& model, const data::To
                                   std::span<const int32_t> prompt, const GenerateOptions& o,
                                   const std::function<void(int32_t)>& on_token = {});
 
+// num_samples continuations of the same prompt at once, one batch through the model (a state of
+// batch num_samples; each step one (num_samples) ids -> (num_samples, V) logits). Sample b draws
+// with seed o.seed + b, so sample 0 is generate_ids' text; each stops at its own end token (the
+// batch steps on until every sample has stopped or max_new_tokens). on_token sees (b, id).
+std::vector<std::vector<int32_t>> generate_batch(const nn::LanguageModel& model, const data::Tokenizer& tok,
+                                                 std::span<const int32_t> prompt, const GenerateOptions& o,
+                                                 int64_t num_samples,
+                                                 const std::function<void(int64_t, int32_t)>& on_token = {});
+
 } // namespace mg::train
