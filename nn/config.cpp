@@ -66,6 +66,9 @@ int64_t round_up_vocab(int64_t vocab, int64_t multiple) {
 
 void check_positive(const std::string& where, const std::string& prefix, const char* key, int64_t v) {
     MG_CHECK(v > 0, "{}: {}{} = {}, expected a positive integer", where, prefix, key, v);
+    // far above any model (mamba-2.8b: d_model 2560, 64 layers; vocabularies ~256k), and low enough
+    // that products of sizes cannot overflow or describe terabytes before anything is allocated
+    MG_CHECK(v <= kMaxModelSize, "{}: {}{} = {}, expected at most {}", where, prefix, key, v, kMaxModelSize);
 }
 
 int64_t MambaConfig::padded_vocab() const { return round_up_vocab(vocab_size, pad_vocab_size_multiple); }

@@ -103,8 +103,10 @@ struct MambaConfig {
 
 // The helpers both model configs (MambaConfig, nn/transformer.h's TransformerConfig) share:
 // vocab rounded up to a multiple (at least 1) of `multiple`, and the check of a field that must be
-// a positive integer ("<where>: <prefix><key> = v, expected a positive integer").
+// a positive integer of at most kMaxModelSize ("<where>: <prefix><key> = v, expected a positive
+// integer").
 int64_t round_up_vocab(int64_t vocab, int64_t multiple);
+inline constexpr int64_t kMaxModelSize = int64_t(1) << 24; // the largest size check_positive accepts
 void check_positive(const std::string& where, const std::string& prefix, const char* key, int64_t v);
 
 // One parameter of MambaLM(cfg): its mamba_ssm name and shape.

@@ -225,6 +225,10 @@ TEST_CASE("model folders: export writes what save_pretrained wrote; convert roun
     REQUIRE(r.status == 0);
     const auto c = train::load_safetensors(back + "/model.safetensors").by_name();
     for (const auto& [name, t] : a) mg::test::require_close(c.at(name), t, 0, 0, name);
+    r = mg::test::run_cli(fmt::format("probe --checkpoint {} --batch 2 --task.kind mqar --task.grid 16x2 "
+                                      "--task.vocab_size 16 --device cpu", kFolder));
+    INFO(r.out);
+    CHECK(r.status == 0); // probe takes a folder as every command does
     r = mg::test::run_cli(fmt::format("info --checkpoint {}", kFolder));
     CHECK(r.status == 0);
     CHECK(r.out.find("MambaLM, d_model 16, n_layer 2") != std::string::npos);
@@ -233,6 +237,18 @@ TEST_CASE("model folders: export writes what save_pretrained wrote; convert roun
     const std::string g2 = mg::test::run_cli(fmt::format("generate --checkpoint {} --prompt 'And God' --temperature 0 "
                                                           "--max_new_tokens 8 --device cpu", ckpt)).out;
     CHECK(g1 == g2);
+
+    // a byte-level model: its start and end tokens are BOS 256 and EOS 257
+    MambaConfig bytes_cfg = m.config.model;
+    bytes_cfg.vocab_size = 258;
+    bytes_cfg.pad_vocab_size_multiple = 8;
+    MambaLM byte_model(bytes_cfg, {DType::f32, Device::cpu()});
+    train::save_model_folder(dir.file("bytes"), bytes_cfg, byte_model.named_parameters());
+    const nlohmann::json bc = nlohmann::json::parse(std::ifstream(dir.file("bytes") + "/config.json"));
+    CHECK(bc["bos_token_id"] == 256);
+    CHECK(bc["eos_token_id"] == 257);
+    CHECK(bc["vocab_size"] == 264);
+    CHECK_FALSE(std::filesystem::exists(dir.file("bytes") + "/tokenizer.json"));
 
     // a model with global selection is refused (transformers would compute another model)
     MambaConfig gs = m.config.model;
@@ -301,6 +317,18 @@ TEST_CASE("model folders: bad folders are one error naming the folder, the key o
     REQUIRE_ERROR_WITH(load(edited_folder(dir, "k7", [](auto& c) { c["intermediate_size"] = 48; })), "intermediate_size");
     REQUIRE_ERROR_WITH(load(edited_folder(dir, "k8", [](auto& c) { c["state_size"] = "big"; })), "state_size",
                        "positive integer");
+    REQUIRE_ERROR_WITH(load(edited_folder(dir, "k9", [](auto& c) { c["num_hidden_layers"] = int64_t(1) << 40; })),
+                       "num_hidden_layers", "at most");
+    // the published state-spaces/mamba-*-hf configs also carry mamba_ssm's names and d_inner
+    CHECK_NOTHROW(load(edited_folder(dir, "ok1", [](auto& c) {
+        c["d_model"] = 16, c["n_layer"] = 2, c["d_inner"] = 32, c["fused_add_norm"] = true, c["rms_norm"] = true;
+        c["ssm_cfg"] = nlohmann::json::object(), c["pad_vocab_size_multiple"] = 8;
+    })));
+    REQUIRE_ERROR_WITH(load(edited_folder(dir, "k10", [](auto& c) { c["d_inner"] = 48; })), "d_inner = 48");
+    // a mambagrad run folder is not a model folder
+    fs::create_directories(dir.file("run"));
+    std::ofstream(dir.file("run") + "/config.json") << train::TrainConfig{}.to_json().dump();
+    REQUIRE_ERROR_WITH(load(dir.file("run")), "run folder", "final.safetensors");
     // weights: missing, extra, mis-shaped, an untied head
     REQUIRE_ERROR_WITH(load(edited_folder(dir, "w1", {}, [](auto& w) { w.erase("backbone.layers.1.mixer.D"); })),
                        "backbone.layers.1.mixer.D", "in none of its files");
@@ -317,10 +345,28 @@ TEST_CASE("model folders: bad folders are one error naming the folder, the key o
     fs::rename(pk + "/model.safetensors", pk + "/pytorch_model.bin");
     REQUIRE_ERROR_WITH(load(pk), "pytorch_model.bin", "pickle", "safetensors");
     const std::string ix = edited_folder(dir, "i1", {});
+    fs::remove(ix + "/model.safetensors"); // (read first when present, as transformers does)
     std::ofstream(ix + "/model.safetensors.index.json") << R"({"weight_map": {"backbone.norm_f.weight": "gone.safetensors"}})";
     REQUIRE_ERROR_WITH(load(ix), "gone.safetensors", "missing");
     std::ofstream(ix + "/model.safetensors.index.json") << R"({"weight_map": {"backbone.norm_f.weight": "../x.safetensors"}})";
     REQUIRE_ERROR_WITH(load(ix), "../x.safetensors", "not a file name inside the folder");
+    // the index must say where each tensor is, and each of its names must be there
+    const std::string ix2 = edited_folder(dir, "i2", {});
+    fs::rename(ix2 + "/model.safetensors", ix2 + "/model-00001-of-00001.safetensors");
+    nlohmann::json map = nlohmann::json::object();
+    for (const auto& [name, t] : train::load_safetensors(kFolder + "/model.safetensors").by_name())
+        map[name] = "model-00001-of-00001.safetensors";
+    map["backbone.layers.9.mixer.D"] = "model-00001-of-00001.safetensors";
+    std::ofstream(ix2 + "/model.safetensors.index.json") << nlohmann::json{{"weight_map", map}}.dump();
+    REQUIRE_ERROR_WITH(load(ix2), "backbone.layers.9.mixer.D", "does not hold it");
+    map.erase("backbone.layers.9.mixer.D");
+    map.erase("backbone.norm_f.weight");
+    std::ofstream(ix2 + "/model.safetensors.index.json") << nlohmann::json{{"weight_map", map}}.dump();
+    REQUIRE_ERROR_WITH(load(ix2), "backbone.norm_f.weight", "does not list it");
+    // a folder without tokenizer.json reads as byte-level: generation refuses the mismatch
+    const std::string notok = edited_folder(dir, "notok", {});
+    mg::test::require_one_error_line(mg::test::run_cli(fmt::format("generate --checkpoint {} --prompt a --device cpu",
+                                                                   notok)), {"vocab_size is 801", "--tokenizer"});
     // the command line: one error line
     mg::test::require_one_error_line(mg::test::run_cli(fmt::format("generate --checkpoint {} --prompt a",
                                                                    dir.file("k2"))), {"use_bias"});

@@ -706,7 +706,7 @@ TEST_CASE("generate: seeded sampling is deterministic; top_k and temperature do 
     mc.vocab_size = 64;
     nn::MambaLM small(mc, {DType::f32, Device::cpu()}, gen);
     REQUIRE_ERROR_WITH(generate_ids(small, bytes_tokenizer(), prompt, greedy), "vocab_size is 64", "258 ids",
-                       "language model");
+                       "this model's tokenizer");
 }
 
 TEST_CASE("trainer lm: the CLI trains, evaluates and generates; bad calls print one error line", "[trainer][lm][cli]") {

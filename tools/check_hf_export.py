@@ -2,8 +2,9 @@
 """tools/check_hf_export.py: checks `mambagrad convert --to hf` against transformers, an
 implementation we did not write.
 
-    python3 tools/check_hf_export.py SOURCE [--prompt TEXT] [--max_new_tokens N] [--corpus FILE]
-                                            [--split valid|test|train] [--mambagrad PATH] [--keep DIR]
+    python3 tools/check_hf_export.py SOURCE [--prompt TEXT] [--max_new_tokens N] [--num_samples K]
+                                            [--corpus FILE] [--split valid|test|train]
+                                            [--mambagrad PATH] [--keep DIR]
 
 SOURCE is a mambagrad checkpoint (a .safetensors of a Mamba run) or a model folder (a transformers
 or mamba_ssm Mamba folder, which mambagrad reads directly). Needs torch, transformers (5.x) and
@@ -16,7 +17,8 @@ safetensors; runs on the CPU in float32. The script
                for a folder `mambagrad convert --from hf`'s), bit for bit, under nn/hf_names.h's
                renaming; for a folder SOURCE also with the original folder loaded by transformers
                (the round trip);
-  3. batch     runs `mambagrad probe --checkpoint CKPT --task.kind mqar --dtype f64 --out F` (one
+  3. batch     runs `mambagrad probe --checkpoint CKPT --task.kind mqar --dtype f64 --out F` (CKPT:
+               the checkpoint, or for a folder SOURCE its `convert --from hf` copy; one
                batch of MQAR ids through the model: inputs, labelled positions, targets, the mean
                cross-entropy and every parameter's gradient) and recomputes that loss and those
                gradients with the transformers model (float32): the loss to a relative 1e-5, each
@@ -32,17 +34,22 @@ safetensors; runs on the CPU in float32. The script
                search is given mambagrad's candidate set (suppress_tokens: BOS and the padding
                rows of a byte model, the rows beyond a BPE tokenizer's ids) and its end token as
                eos_token_id. The smallest gap between the two largest logits over the steps is
-               printed: below ~1e-5 a disagreement can be float32 rounding rather than a bug;
+               printed: below ~1e-5 a disagreement can be float32 rounding rather than a bug.
+               With --num_samples K (builds that have generate --num_samples) the batched path
+               too: each of the K greedy samples must be the same text;
   5. eval      (with --corpus) compares `mambagrad eval --checkpoint SOURCE --corpus FILE --split S`
                with the same loss computed by transformers: the corpus stream (begin, encode(text),
                end), split as data/text.cpp's split_text, the stride-seq_len windows of
-               evaluate_lm, the mean cross-entropy over every target; to the 4 decimals mambagrad
-               prints. seq_len and the split fractions are SOURCE's (a folder: the defaults its
-               config gets, seq_len 256), so the split needs more than seq_len + 1 tokens.
+               evaluate_lm, the mean cross-entropy over every target, to the 4 decimals mambagrad
+               prints; and the count of targets and of the bytes they stand for (bits per byte's
+               denominator: a special token counts 1). seq_len and the split fractions are
+               SOURCE's (a folder: the defaults its config gets, seq_len 256), so the split needs
+               more than seq_len + 1 tokens.
 
 It also reports (as a failure) an exported config.json / generation_config.json whose
-bos/eos/pad_token_id is not the model's tokenizer's start/end token: transformers' generate would
-stop at another token than mambagrad's generate does.
+bos_token_id / eos_token_id is not the start / end token of the model's tokenizer: transformers'
+generate would start and stop at other tokens than mambagrad's generate does. (The comparisons
+above pass mambagrad's ids to transformers explicitly, so they do not depend on those files.)
 
 Exit status 0 when every check passes, 1 when one fails, 2 when a command or load could not run.
 Examples:
@@ -68,7 +75,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BYTE_BOS, BYTE_EOS, BYTE_VOCAB = 256, 257, 258
 # nn/hf_names.h: the only name that differs
 OUR_EMBEDDING, THEIR_EMBEDDING = "backbone.embedding.", "backbone.embeddings."
-# nn/config.h's default; what a folder's train config gets (train/pretrained.h)
+# train/config.h's TaskConfig defaults: what a folder's train config gets (train/pretrained.h)
 DEFAULT_SEQ_LEN, DEFAULT_VALID, DEFAULT_TEST = 256, 0.05, 0.05
 
 LOSS_RTOL, GRAD_RTOL, EVAL_ATOL = 1e-5, 1e-4, 1.5e-4
@@ -84,10 +91,6 @@ def run(cmd, what):
     if p.returncode != 0:
         raise Failed(f"{what}: exit {p.returncode}\n{p.stdout.decode(errors='replace')}{p.stderr.decode(errors='replace')}")
     return p.stdout
-
-
-def to_theirs(name):
-    return THEIR_EMBEDDING + name[len(OUR_EMBEDDING):] if name.startswith(OUR_EMBEDDING) else name
 
 
 def bytes_to_unicode():
@@ -120,6 +123,7 @@ class Tok:
         with open(tokenizer_json, encoding="utf-8") as f:
             spec = json.load(f)
         self.added = {t["id"]: t["content"].encode("utf-8") for t in spec.get("added_tokens", [])}
+        self.special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
         ids = list(spec["model"]["vocab"].values()) + list(self.added)
         self.vocab = max(ids) + 1  # data/tokenizer.h: the file's largest id + 1
         eot = self.hf.convert_tokens_to_ids("<|endoftext|>")
@@ -146,7 +150,18 @@ class Tok:
             return bytes([i]) if i < 256 else b""
         if i in self.added:
             return self.added[i]
-        return bytes(self.byte_of[c] for c in self.hf.convert_ids_to_tokens(i))
+        token = self.hf.convert_ids_to_tokens(i)
+        try:
+            return bytes(self.byte_of[ch] for ch in token)
+        except KeyError:
+            raise Failed(f"token {i} = {token!r} is not written in the byte-level alphabet: a tokenizer.json that is "
+                         "not byte-level BPE (mambagrad reads byte-level BPE only, data/bpe.h)") from None
+
+    def target_bytes(self, i):
+        """The bytes a target stands for in bits per byte (data/tokenizer.h): a special token is 1."""
+        if self.kind == "bytes":
+            return 1
+        return 1 if i in self.special else max(1, len(self.token_bytes(i)))
 
     def stream(self, text):
         out = [self.begin] if self.begin is not None else []
@@ -185,6 +200,8 @@ def check_export(args, c, mg, work):
     import torch
     import transformers
 
+    transformers.logging.set_verbosity_error()  # the slow-path notices of the torch Mamba
+    transformers.logging.disable_progress_bar()
     source = args.source
     is_folder = os.path.isdir(source)
     ckpt = source
@@ -218,9 +235,12 @@ def check_export(args, c, mg, work):
             missing.append(src)
             continue
         o = ours[src].to(torch.float32)
-        if o.shape != t.shape or not torch.equal(o, t):
-            diffs.append(f"{name} {tuple(o.shape)} vs {tuple(t.shape)}")
-    c.check("weights", not diffs and not missing, f"{len(theirs)} tensors equal to {os.path.basename(ckpt)}'s"
+        if o.shape != t.shape:
+            diffs.append(f"{name}: ours {tuple(o.shape)}, theirs {tuple(t.shape)}")
+        elif not torch.equal(o, t):
+            diffs.append(f"{name}: max |ours - theirs| {float((o - t).abs().max()):.3g}")
+    c.check("weights", not diffs and not missing, f"{len(theirs) - 1} tensors equal to {os.path.basename(ckpt)}'s, "
+            "lm_head.weight tied to the embedding"
             if not diffs and not missing else f"differ: {diffs[:5]}, not in ours: {missing[:5]}")
     if is_folder:
         orig = transformers.MambaForCausalLM.from_pretrained(source, dtype=torch.float32).state_dict()
@@ -296,6 +316,19 @@ def check_export(args, c, mg, work):
             if same else f"first difference at byte {where} (min top-2 gap {min(gaps):.2e})\n"
             f"    transformers: {theirs_text!r}\n    mambagrad:    {ours_text!r}")
 
+    # 4b. the same greedy text from a batch of samples (generate --num_samples, where the build has it)
+    if args.num_samples > 1:
+        out_b = run([mg, "generate", "--checkpoint", source, "--prompt", args.prompt, "--temperature", "0",
+                     "--max_new_tokens", str(args.max_new_tokens), "--device", "cpu", "--num_samples",
+                     str(args.num_samples)], "generate --num_samples")
+        # "--- sample b (seed s) ---\n" PROMPT TEXT "\n", one after another
+        parts = re.split(rb"(?:^|\n)--- sample \d+ \(seed \d+\) ---\n", out_b)[1:]
+        want = prompt_b + theirs_text
+        bad = [b for b, t in enumerate(parts) if t.rstrip(b"\n") != want.rstrip(b"\n")]
+        c.check("greedy generation, batched", len(parts) == args.num_samples and not bad,
+                f"{args.num_samples} samples, each transformers' text" if len(parts) == args.num_samples and not bad
+                else f"{len(parts)} samples read; samples {bad} differ: {parts[bad[0]] if bad else out_b!r}")
+
     # 5. the loss of a corpus split
     if args.corpus:
         meta = read_safetensors_metadata(ckpt)
@@ -304,7 +337,10 @@ def check_export(args, c, mg, work):
         vf, tf = float(task.get("valid_fraction", DEFAULT_VALID)), float(task.get("test_fraction", DEFAULT_TEST))
         with open(args.corpus, "rb") as f:
             text = f.read()
-        stream = tok.stream(text.decode("utf-8")) if tok.kind == "bpe" else [BYTE_BOS] + list(text) + [BYTE_EOS]
+        try:
+            stream = tok.stream(text.decode("utf-8")) if tok.kind == "bpe" else [BYTE_BOS] + list(text) + [BYTE_EOS]
+        except UnicodeDecodeError as e:
+            raise Failed(f"{args.corpus}: not UTF-8 ({e}); the BPE comparison reads the corpus as text") from None
         n = len(stream)
         n_test, n_valid = math.floor(n * tf), math.floor(n * vf)
         n_train = n - n_valid - n_test
@@ -315,6 +351,7 @@ def check_export(args, c, mg, work):
             raise Failed(f"eval: the {args.split} split of {args.corpus} has {len(split)} tokens, no window of "
                          f"seq_len + 1 = {L + 1}; give a larger corpus")
         total, count = 0.0, 0
+        n_bytes = sum(tok.target_bytes(i) for i in split[1:windows * L + 1])
         with torch.no_grad():
             for w0 in range(0, windows, 8):
                 batch = torch.tensor([split[w * L:w * L + L + 1] for w in range(w0, min(windows, w0 + 8))])
@@ -325,14 +362,16 @@ def check_export(args, c, mg, work):
         theirs_loss = total / count
         out_eval = run([mg, "eval", "--checkpoint", source, "--corpus", args.corpus, "--split", args.split,
                         "--device", "cpu"], "eval").decode()
-        m = re.search(r"loss ([0-9.]+) nats/(?:byte|token).*?\((\d+) (?:bytes|tokens)", out_eval)
+        # "loss X nats/byte, ... (N bytes)" or, with a BPE tokenizer, "loss X nats/token, ... (N tokens, M bytes)"
+        m = re.search(r"loss ([0-9.]+) nats/(?:byte|token).*?\((\d+) (?:bytes|tokens)(?:, (\d+) bytes)?\)", out_eval)
         if not m:
             raise Failed(f"eval: cannot read the loss in {out_eval!r}")
         ours_loss, ours_n = float(m.group(1)), int(m.group(2))
-        ok = abs(ours_loss - theirs_loss) <= EVAL_ATOL and ours_n == count
-        c.check("corpus loss", ok, f"{args.split} split of {args.corpus}, {windows} windows of {L}, {count} targets "
-                f"(mambagrad {ours_n}): transformers {theirs_loss:.6f}, mambagrad {ours_loss:.4f} nats/"
-                f"{'byte' if tok.kind == 'bytes' else 'token'}")
+        ours_bytes = int(m.group(3)) if m.group(3) else ours_n
+        ok = abs(ours_loss - theirs_loss) <= EVAL_ATOL and ours_n == count and ours_bytes == n_bytes
+        c.check("corpus loss", ok, f"{args.split} split of {args.corpus}, {windows} windows of {L}: {count} targets "
+                f"(mambagrad {ours_n}) standing for {n_bytes} bytes (mambagrad {ours_bytes}); transformers "
+                f"{theirs_loss:.6f}, mambagrad {ours_loss:.4f} nats/{'byte' if tok.kind == 'bytes' else 'token'}")
 
 
 def main():
@@ -340,10 +379,16 @@ def main():
     ap.add_argument("source", help="a mambagrad checkpoint (.safetensors) or a model folder")
     ap.add_argument("--prompt", default="The ", help="the text greedy generation continues (default 'The ')")
     ap.add_argument("--max_new_tokens", type=int, default=32, help="tokens to generate (default 32)")
+    ap.add_argument("--num_samples", type=int, default=1,
+                    help="also check `generate --num_samples K` (a batch; every greedy sample must be transformers' "
+                         "text); default 1: off")
     ap.add_argument("--corpus", help="a text file whose split's loss is compared (optional)")
     ap.add_argument("--split", default="valid", choices=["train", "valid", "test"], help="its split (default valid)")
-    ap.add_argument("--mambagrad", default=os.environ.get("MAMBAGRAD", os.path.join(ROOT, "build", "mambagrad")),
-                    help="the program (default $MAMBAGRAD or build/mambagrad)")
+    default_mg = os.path.join(ROOT, "build", "mambagrad")
+    if not os.path.exists(default_mg) and os.path.exists(os.path.join(ROOT, "build", "cpu", "mambagrad")):
+        default_mg = os.path.join(ROOT, "build", "cpu", "mambagrad")  # a CPU-only build (README)
+    ap.add_argument("--mambagrad", default=os.environ.get("MAMBAGRAD", default_mg),
+                    help="the program (default $MAMBAGRAD, else build/mambagrad or build/cpu/mambagrad)")
     ap.add_argument("--keep", help="write the exported folder and probe file here (a new folder) and keep them")
     args = ap.parse_args()
 
@@ -357,7 +402,8 @@ def main():
                 check_export(args, c, args.mambagrad, work)
     except Failed as e:
         print(f"error: {e}", file=sys.stderr)
-        c.summary()
+        if c.results:
+            c.summary()
         return 2
     return c.summary()
 

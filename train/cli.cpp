@@ -141,8 +141,9 @@ int cmd_train(const std::vector<std::string>& args) {
         o.max_new_tokens = 200;
         o.temperature = 0.8;
         const data::Tokenizer& tok = *trainer.tokenizer();
-        fmt::print("sample (temperature {}, seed {}):\n{}\n", o.temperature, o.seed,
-                   tok.decode(train::generate_ids(trainer.model(), tok, {}, o)));
+        if (tok.begin) // a sample from the text's start (a tokenizer without a start token has none)
+            fmt::print("sample (temperature {}, seed {}):\n{}\n", o.temperature, o.seed,
+                       tok.decode(train::generate_ids(trainer.model(), tok, {}, o)));
     } else if (!cfg.task.test_variants.empty()) {
         fmt::print("\n{}", trainer.test_table());
     }
@@ -172,7 +173,7 @@ int cmd_probe(const std::vector<std::string>& args) {
     // the checkpoint's config (or the defaults) with the keys applied, e.g. another
     // model.global_selection.mode for the same weights
     std::vector<std::string> a = config_args;
-    if (!checkpoint.empty()) a.insert(a.begin(), {"--resume", checkpoint});
+    if (!checkpoint.empty()) a.insert(a.begin(), {train::is_model_folder(checkpoint) ? "--init" : "--resume", checkpoint});
     a.insert(a.end(), {"--device", device});
     train::LoadedModel m;
     m.config = train::parse_train_args(a);
@@ -553,7 +554,7 @@ int cmd_report(const std::vector<std::string>& args) {
 }
 
 const Command kCommands[] = {
-    {"train", "train a model on MQAR or a byte-level LM, then score it", cmd_train},
+    {"train", "train a model on MQAR or a language model, then score it", cmd_train},
     {"sweep", "run an experiment's grid of training runs, resumably, several at once", cmd_sweep},
     {"report", "an experiment's results as markdown tables, beside the paper's numbers", cmd_report},
     {"eval", "score a checkpoint: MQAR variants or an LM split", cmd_eval},

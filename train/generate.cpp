@@ -73,9 +73,10 @@ std::vector<std::vector<int32_t>> generate_batch(const nn::LanguageModel& model,
                                                  const std::function<void(int64_t, int32_t)>& on_token) {
     validate(o);
     MG_CHECK(num_samples >= 1, "generate: --num_samples is {}, expected an integer >= 1", num_samples);
-    MG_CHECK(model.vocab_size() >= tok.vocab_size(),
-             "generate: the model's vocab_size is {}, but the tokenizer ({}) has {} ids; is the checkpoint a language "
-             "model of this tokenizer?", model.vocab_size(), tok.name(), tok.vocab_size());
+    MG_CHECK(model.vocab_size() >= tok.vocab_size() && model.vocab_size() < tok.vocab_size() + 64,
+             "generate: the model's vocab_size is {}, but the tokenizer ({}) has {} ids; is it this model's tokenizer? "
+             "(a model folder without tokenizer.json is read as byte-level; give --tokenizer FILE)", model.vocab_size(),
+             tok.name(), tok.vocab_size());
     for (size_t i = 0; i < prompt.size(); ++i)
         MG_CHECK(prompt[i] >= 0 && prompt[i] < tok.vocab_size(), "generate: prompt id {} at index {} is not a token of "
                  "the tokenizer ({}: ids 0..{})", prompt[i], i, tok.name(), tok.vocab_size() - 1);

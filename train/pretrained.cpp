@@ -6,6 +6,7 @@
 
 #include "data/atomic_file.h"
 #include "data/read_file.h"
+#include "data/tokenizer.h"
 #include "nn/hf_names.h"
 #include "ops/elementwise.h"
 #include "tensor/json.h"
@@ -51,8 +52,9 @@ public:
         return a ? a : b;
     }
     int64_t positive(const json* v, const std::string& key) {
-        MG_CHECK(v && v->is_number_integer() && v->get<int64_t>() >= 1,
-                 "{}: {}{} is {}, expected a positive integer", where_, prefix_, key, v ? json_excerpt(*v) : "missing");
+        MG_CHECK(v && v->is_number_integer() && v->get<int64_t>() >= 1 && v->get<int64_t>() <= nn::kMaxModelSize,
+                 "{}: {}{} is {}, expected a positive integer of at most {}", where_, prefix_, key,
+                 v ? json_excerpt(*v) : "missing", nn::kMaxModelSize);
         return v->get<int64_t>();
     }
     // A key that must hold `expected` to describe the model MambaLM computes (absent: allowed).
@@ -79,6 +81,17 @@ private:
 bool has_transformers_layout(const json& c) { return c.is_object() && c.contains("model_type"); }
 
 std::string in_dir(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
+
+// Non-throwing filesystem queries (a symlink loop or a denied directory is "not there", and the
+// caller's error names the path).
+bool exists(const std::string& path) {
+    std::error_code ec;
+    return fs::exists(path, ec) && !ec;
+}
+bool is_file(const std::string& path) {
+    std::error_code ec;
+    return fs::is_regular_file(path, ec) && !ec;
+}
 
 } // namespace
 
@@ -127,9 +140,10 @@ nn::MambaConfig mamba_config_from_hf(const json& c, const std::string& where) {
                  where, json_excerpt(*v));
         m.norm_eps = v->get<double>();
     }
-    if (const json* v = k.find("intermediate_size"))
-        MG_CHECK(*v == m.d_inner(), "{}: intermediate_size = {} is not expand * hidden_size = {} * {} = {}", where,
-                 json_excerpt(*v), m.expand, m.d_model, m.d_inner());
+    for (const char* key : {"intermediate_size", "d_inner"}) // d_inner: the published *-hf configs carry it too
+        if (const json* v = k.find(key))
+            MG_CHECK(*v == m.d_inner(), "{}: {} = {} is not expand * hidden_size = {} * {} = {}", where, key,
+                     json_excerpt(*v), m.expand, m.d_model, m.d_inner());
     k.require("hidden_act", "silu", "gates with SiLU");
     k.require("use_bias", false, "has no bias in in_proj and out_proj");
     k.require("use_conv_bias", true, "has a bias in its short convolution");
@@ -152,7 +166,7 @@ nn::MambaConfig mamba_config_from_hf(const json& c, const std::string& where) {
     return m;
 }
 
-nlohmann::ordered_json hf_config_of(const nn::MambaConfig& cfg) {
+nlohmann::ordered_json hf_config_of(const nn::MambaConfig& cfg, int64_t bos, int64_t eos) {
     MG_CHECK(!cfg.global_selection.enabled,
              "export: the model has global selection (a long convolution gating dt in layers {}); transformers' "
              "MambaForCausalLM has no such module and would load the other weights into a different model, so "
@@ -161,10 +175,10 @@ nlohmann::ordered_json hf_config_of(const nn::MambaConfig& cfg) {
     // initialisation's keys at their defaults
     nlohmann::ordered_json j;
     j["architectures"] = {"MambaForCausalLM"};
-    j["bos_token_id"] = 0;
+    j["bos_token_id"] = bos;
     j["conv_kernel"] = cfg.d_conv;
     j["dtype"] = "float32";
-    j["eos_token_id"] = 0;
+    j["eos_token_id"] = eos;
     j["expand"] = cfg.expand;
     j["hidden_act"] = "silu";
     j["hidden_size"] = cfg.d_model;
@@ -173,7 +187,7 @@ nlohmann::ordered_json hf_config_of(const nn::MambaConfig& cfg) {
     j["layer_norm_epsilon"] = cfg.norm_eps;
     j["model_type"] = "mamba";
     j["num_hidden_layers"] = cfg.n_layer;
-    j["pad_token_id"] = 0;
+    j["pad_token_id"] = eos;
     j["rescale_prenorm_residual"] = false;
     j["residual_in_fp32"] = true;
     j["state_size"] = cfg.d_state;
@@ -198,16 +212,22 @@ ModelFolder read_model_folder(const std::string& dir) {
     ModelFolder f;
     f.dir = dir;
     const std::string config_path = in_dir(dir, "config.json");
-    MG_CHECK(fs::exists(config_path), "model folder '{}' has no config.json (expected a transformers or mamba_ssm "
+    MG_CHECK(exists(config_path), "model folder '{}' has no config.json (expected a transformers or mamba_ssm "
              "Mamba model folder)", dir);
     const std::string where = fmt::format("model folder '{}': config.json", dir);
     const json c = parse_json(data::read_regular_file(config_path, where, kMaxConfigBytes), where);
+    // a mambagrad run directory also holds a config.json: its run config, not a model's
+    MG_CHECK(!(c.is_object() && c.contains("model") && c.contains("task")),
+             "'{}' is a mambagrad run folder, not a model folder; give one of its checkpoints (e.g. {})", dir,
+             in_dir(dir, "final.safetensors"));
     f.model = mamba_config_from_hf(c, where);
     f.layout = has_transformers_layout(c) ? "transformers" : "mamba_ssm";
     if (c.contains("eos_token_id") && c["eos_token_id"].is_number_integer()) f.eos_token_id = c["eos_token_id"].get<int64_t>();
 
     const std::string index = in_dir(dir, kIndex);
-    if (fs::exists(index)) {
+    if (exists(in_dir(dir, kSingle))) { // transformers reads the single file first too
+        f.files.push_back(in_dir(dir, kSingle));
+    } else if (exists(index)) {
         const std::string iw = fmt::format("model folder '{}': {}", dir, kIndex);
         const json j = parse_json(data::read_regular_file(index, iw, kMaxConfigBytes), iw);
         MG_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object() && !j["weight_map"].empty(),
@@ -217,27 +237,26 @@ ModelFolder read_model_folder(const std::string& dir) {
             MG_CHECK(it.value().is_string(), "{}: weight_map[\"{}\"] is {}, expected a file name", iw,
                      text_excerpt(it.key(), 60), json_excerpt(it.value()));
             const std::string file = it.value().get<std::string>();
+            f.index[it.key()] = file;
             MG_CHECK(!file.empty() && file.find('/') == std::string::npos && file.find('\\') == std::string::npos &&
                          file != "." && file != "..",
                      "{}: weight_map[\"{}\"] = \"{}\" is not a file name inside the folder", iw,
                      text_excerpt(it.key(), 60), text_excerpt(file, 60));
             if (seen.insert(file).second) {
-                MG_CHECK(fs::is_regular_file(in_dir(dir, file)), "{}: shard '{}' (holding '{}') is missing", iw, file,
+                MG_CHECK(is_file(in_dir(dir, file)), "{}: shard '{}' (holding '{}') is missing or not a file", iw, file,
                          text_excerpt(it.key(), 60));
                 f.files.push_back(in_dir(dir, file));
             }
         }
-    } else if (fs::exists(in_dir(dir, kSingle))) {
-        f.files.push_back(in_dir(dir, kSingle));
     } else {
-        const bool pickle = fs::exists(in_dir(dir, "pytorch_model.bin")) || fs::exists(in_dir(dir, "pytorch_model.bin.index.json"));
+        const bool pickle = exists(in_dir(dir, "pytorch_model.bin")) || exists(in_dir(dir, "pytorch_model.bin.index.json"));
         MG_CHECK(false, "model folder '{}' has no {} or {}{}", dir, kSingle, kIndex,
                  pickle ? " (it holds pytorch_model.bin, a PyTorch pickle, which mambagrad does not read: use the "
                           "model's safetensors version, e.g. the *-hf repositories, or save it with "
                           "save_pretrained(safe_serialization=True))"
                         : "");
     }
-    if (fs::exists(in_dir(dir, "tokenizer.json"))) f.tokenizer = in_dir(dir, "tokenizer.json");
+    if (exists(in_dir(dir, "tokenizer.json"))) f.tokenizer = in_dir(dir, "tokenizer.json");
     return f;
 }
 
@@ -285,11 +304,20 @@ SafetensorsHeader read_folder_header(const ModelFolder& f) {
                      have.count(name) ? have[name].second : "", file);
             MG_CHECK(is_floating(e.dtype), "model folder '{}': tensor '{}' in '{}' is {}, expected a float type",
                      f.dir, e.name, file, dtype_name(e.dtype));
+            if (!f.index.empty()) {
+                auto at = f.index.find(e.name);
+                MG_CHECK(at != f.index.end() && in_dir(f.dir, at->second) == file,
+                         "model folder '{}': tensor '{}' is in '{}', but {} {}", f.dir, e.name, file, kIndex,
+                         at == f.index.end() ? std::string("does not list it") : "places it in '" + at->second + "'");
+            }
             have[name] = {e.shape, file};
             e.name = name;
             if (name != "lm_head.weight") out.entries.push_back(e);
         }
     }
+    for (const auto& [name, file] : f.index)
+        MG_CHECK(have.count(our_name(name)), "model folder '{}': {} places '{}' in '{}', which does not hold it",
+                 f.dir, kIndex, text_excerpt(name, 60), file);
     check_against_config(f, have);
     return out;
 }
@@ -308,7 +336,10 @@ nn::StateDict load_folder_weights(const ModelFolder& f) {
 
 void save_model_folder(const std::string& dir, const nn::MambaConfig& cfg, const NamedTensors& params,
                        const std::string& tokenizer) {
-    nlohmann::ordered_json config = hf_config_of(cfg); // refuses what transformers cannot load
+    // the tokenizer's start and end tokens (bytes: BOS 256, EOS 257; GPT-NeoX's BPE: <|endoftext|>)
+    const std::unique_ptr<data::Tokenizer> tok = data::load_tokenizer(tokenizer);
+    const int64_t eos = tok->end.value_or(0), bos = tok->begin.value_or(int32_t(eos));
+    nlohmann::ordered_json config = hf_config_of(cfg, bos, eos); // refuses what transformers cannot load
     std::error_code ec;
     MG_CHECK(!fs::exists(dir, ec) || (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)),
              "export: '{}' exists and is not an empty folder; choose a new folder (nothing was written)", dir);
@@ -319,9 +350,9 @@ void save_model_folder(const std::string& dir, const nn::MambaConfig& cfg, const
     save_safetensors(in_dir(dir, kSingle), named, {{"format", "pt"}});
     nlohmann::ordered_json gen;
     gen["_from_model_config"] = true;
-    gen["bos_token_id"] = 0;
-    gen["eos_token_id"] = 0;
-    gen["pad_token_id"] = 0;
+    gen["bos_token_id"] = bos;
+    gen["eos_token_id"] = eos;
+    gen["pad_token_id"] = eos;
     data::write_file_atomic(in_dir(dir, "generation_config.json"), gen.dump(2) + "\n");
     if (!tokenizer.empty())
         data::write_file_atomic(in_dir(dir, "tokenizer.json"),

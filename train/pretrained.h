@@ -6,7 +6,11 @@
 //   model.safetensors                the weights, or
 //   model.safetensors.index.json     {"metadata": {...}, "weight_map": {"<tensor>": "<shard file>"}}
 //     + model-0000i-of-0000n.safetensors   (a sharded save; shard files lie in the folder itself)
-//   tokenizer.json                   (optional) the tokenizer, read by data/bpe.h
+//   tokenizer.json                   (optional) the tokenizer, read by data/bpe.h; without one the
+//                                    model is taken to be byte-level (data/text.h), which generate
+//                                    refuses when the vocabularies disagree
+// (model.safetensors is read when present, as transformers does, else the index and its shards;
+// every tensor must be in the shard the index names, and every name of the index in its shard.)
 // Anywhere a checkpoint is taken (eval, generate, info, probe, train --init) a folder may be
 // given instead of a mambagrad checkpoint file: checkpoint_config() reads its config as the
 // train config below, and load_model() its weights.
@@ -46,7 +50,8 @@
 // save_model_folder writes what save_pretrained writes for the same weights: config.json with
 // transformers' MambaConfig keys (vocab_size = the padded vocabulary, the embedding's rows),
 // model.safetensors under transformers' names (no lm_head.weight: tied), generation_config.json,
-// and the tokenizer when there is one. A model with global selection is refused (transformers'
+// and the tokenizer when there is one; bos/eos_token_id are the tokenizer's start and end tokens
+// (a byte-level model: 256 and 257, and no tokenizer.json: its ids are the bytes). A model with global selection is refused (transformers'
 // MambaForCausalLM has no long convolution on dt: it would load the file and compute another
 // model). Every file is written atomically; an existing non-empty folder is not written into.
 #pragma once
@@ -71,6 +76,7 @@ struct ModelFolder {
     std::string layout;              // "transformers" (model_type mamba) or "mamba_ssm"
     nn::MambaConfig model;           // from config.json
     std::vector<std::string> files;  // the safetensors files holding the weights
+    std::map<std::string, std::string> index; // a sharded folder's weight_map (their name -> file)
     std::string tokenizer;           // dir/tokenizer.json when present, else ""
     int64_t eos_token_id = -1;       // config.json's eos_token_id (-1: none given)
 };
@@ -79,7 +85,7 @@ struct ModelFolder {
 nn::MambaConfig mamba_config_from_hf(const nlohmann::json& config, const std::string& where);
 // The config.json transformers writes for MambaLM(cfg) (MambaConfig's keys, vocab_size the
 // padded vocabulary). Refuses global selection.
-nlohmann::ordered_json hf_config_of(const nn::MambaConfig& cfg);
+nlohmann::ordered_json hf_config_of(const nn::MambaConfig& cfg, int64_t bos_token_id, int64_t eos_token_id);
 
 // Reads config.json and finds the weight files (checking the shard index: every file inside the
 // folder and present). Throws mg::Error naming the folder and what is wrong.

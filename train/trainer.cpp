@@ -179,9 +179,9 @@ Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(o
                                       ? fmt::format("{} micro-batches of {}", cfg_.grad_accum_steps, cfg_.batch_size)
                                       : std::to_string(cfg_.batch_size);
         if (cfg_.task.is_lm())
-            fmt::print(out_, "task:  byte-level LM on {} ({} / {} / {} train / valid / test tokens), seq_len {}; {} "
+            fmt::print(out_, "task:  LM on {} through {} ({} / {} / {} train / valid / test tokens), seq_len {}; {} "
                        "batches of {} per epoch, {} steps{}\n",
-                       cfg_.task.corpus, text_.train.size(), text_.valid.size(), text_.test.size(), cfg_.task.seq_len,
+                       cfg_.task.corpus, tokenizer_->name(), text_.train.size(), text_.valid.size(), text_.test.size(), cfg_.task.seq_len,
                        per_epoch, batch, total_steps_, resumed);
         else
             fmt::print(out_, "task:  MQAR {} (LxN {}), W {}, {} train / {} valid examples; {} batches of {} per epoch, "
