@@ -9,7 +9,7 @@
 //               "train_examples": 16384, "valid_examples": 100, "test_examples": 100,   (per cell)
 //               "vocab_size": 32, "noise": true, "binding": "pair" | "first",
 //               "seed": null | int, "test_variants": ["standard", "last", "shuffle"]}
-//          or {"kind": "lm", "corpus": "data/corpus/kjv.txt", "seq_len": 256,
+//          or {"kind": "lm", "corpus": "data/corpus/kjv.txt", "seq_len": 256, "tokenizer": "",
 //              "valid_fraction": 0.05, "test_fraction": 0.05, "eval_batches": 0},
 //    "seed": 0, "batch_size": 32, "grad_accum_steps": 1, "epochs": 2, "max_steps": 0, "shuffle": true,
 //    "lr": 1e-2, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.1,
@@ -18,7 +18,7 @@
 //    "clip_value": 1.0, "clip_norm": 0, "nan_guard": true, "log_grad_norms": false,
 //    "eval_every": 256, "target_accuracy": 0.99, "log_every": 10,
 //    "device": "auto" | "cpu" | "cuda" | "cuda:N", "run_dir": "runs/mqar-standard",
-//    "checkpoint_every": 0, "keep_checkpoints": 2, "resume": ""}
+//    "checkpoint_every": 0, "keep_checkpoints": 2, "resume": "", "init": ""}
 // model.vocab_size "auto" is the smallest vocabulary that holds every token id of the training
 // variant and the test variants (data::mqar_model_vocab). task.seed null uses the paper's seeds
 // per split (train 42, valid 1234, test 4567, + the cell's index); an integer s uses s, s + 10^6
@@ -27,10 +27,16 @@
 // epochs as that takes); clip_value / clip_norm / target_accuracy / eval_every /
 // checkpoint_every are off at 0. eval_every 0 evaluates at the end of every epoch.
 // run_dir "" writes nothing (no config.json, metrics or checkpoints).
+// init: a checkpoint file or a model folder (train/pretrained.h) whose parameters start the run
+// (fine-tuning: a fresh optimizer, step 0; its shapes must be the config's). `train --init X`
+// without --config takes X's config (model, task; run_dir runs/finetune) as --resume does. A
+// resumed run ignores init (its checkpoint holds the fine-tuned weights already).
+// lr_scale: learning-rate multipliers by parameter-name component (AdamWOptions::lr_scale).
 // Errors name the key (dotted: "task.grid") and the allowed values or type.
 //
 // ---- Language modelling (task.kind "lm", SPEC §4 "LM") -----------------------------------------
-// Byte-level next-token prediction on a plain-text corpus (data/text.h: tokens, the contiguous
+// Next-token prediction on a plain-text corpus through task.tokenizer ("": bytes; else a
+// tokenizer.json, data/tokenizer.h; model.vocab_size "auto" is then its vocabulary) (data/text.h: tokens, the contiguous
 // train/valid/test split by valid_fraction / test_fraction, windows). The task keys are then
 // only kind, corpus, seq_len, valid_fraction, test_fraction and eval_batches (an MQAR key is an
 // unknown key); model.vocab_size "auto" is data::kTextVocab (258, padded to 264). A step draws
