@@ -19,7 +19,7 @@ constexpr const char* kWhere = "model config";
 const std::vector<std::string> kKeys = {"preset",   "d_model", "n_layer",  "vocab_size", "pad_vocab_size_multiple",
                                         "d_state",  "d_conv",  "expand",   "dt_rank",    "norm_eps",
                                         "init",     "global_selection"};
-const std::vector<std::string> kGsKeys = {"enabled", "kind", "k_long", "layers", "mode", "gate"};
+const std::vector<std::string> kGsKeys = {"enabled", "kind", "k_long", "layers", "mode", "gate", "gate_input"};
 
 template <typename E> struct Named {
     E value;
@@ -29,6 +29,8 @@ constexpr Named<InitScheme> kInits[] = {{InitScheme::mamba, "mamba"}, {InitSchem
 constexpr Named<GlobalSelectionKind> kKinds[] = {{GlobalSelectionKind::longconv, "longconv"},
                                                  {GlobalSelectionKind::flashlongconv, "flashlongconv"}};
 constexpr Named<GateFunction> kGates[] = {{GateFunction::silu, "silu"}, {GateFunction::sigmoid, "sigmoid"}};
+constexpr Named<GateInput> kGateInputs[] = {
+    {GateInput::raw, "raw"}, {GateInput::normalized, "normalized"}, {GateInput::detached, "detached"}};
 constexpr Named<CausalConvMode> kModes[] = {
     {CausalConvMode::automatic, "auto"}, {CausalConvMode::direct, "direct"}, {CausalConvMode::fft, "fft"}};
 
@@ -53,6 +55,7 @@ template <typename E, size_t M> void read_enum(const JsonSection& s, const std::
 
 std::string_view init_scheme_name(InitScheme s) { return name_of(kInits, s); }
 std::string_view gate_function_name(GateFunction g) { return name_of(kGates, g); }
+std::string_view gate_input_name(GateInput g) { return name_of(kGateInputs, g); }
 std::string_view causal_conv_mode_name(CausalConvMode m) { return name_of(kModes, m); }
 
 bool GlobalSelection::applies_to(int64_t layer) const {
@@ -127,7 +130,8 @@ nlohmann::ordered_json MambaConfig::to_json() const {
                {"k_long", gs.k_long},
                {"layers", gs.layers.empty() ? ojson("all") : ojson(gs.layers)},
                {"mode", name_of(kModes, gs.mode)},
-               {"gate", name_of(kGates, gs.gate)}};
+               {"gate", name_of(kGates, gs.gate)},
+               {"gate_input", name_of(kGateInputs, gs.gate_input)}};
     return ojson{{"d_model", d_model},
                  {"n_layer", n_layer},
                  {"vocab_size", vocab_size},
@@ -167,6 +171,7 @@ MambaConfig MambaConfig::from_json(const nlohmann::json& j, const std::string& w
         g.integer("k_long", gs.k_long, 1);
         read_enum(g, "mode", kModes, gs.mode);
         read_enum(g, "gate", kGates, gs.gate);
+        read_enum(g, "gate_input", kGateInputs, gs.gate_input);
         if (const json* v = g.find("layers")) {
             if (v->is_string() && v->get<std::string>() == "all") gs.layers.clear();
             else {

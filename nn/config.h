@@ -12,7 +12,7 @@
 //    "dt_rank": "auto" | 32, "norm_eps": 1e-5, "init": "mamba" | "paper-code",
 //    "global_selection": {"enabled": true, "kind": "longconv" | "flashlongconv", "k_long": 128,
 //                         "layers": "all" | [0, 3], "mode": "auto" | "direct" | "fft",
-//                         "gate": "silu" | "sigmoid"}}
+//                         "gate": "silu" | "sigmoid", "gate_input": "raw" | "normalized" | "detached"}}
 // Unknown keys, wrong types and values out of range are errors that name the key and what is
 // allowed.
 #pragma once
@@ -52,6 +52,15 @@ enum class GlobalSelectionKind { longconv, flashlongconv };
 // (train::checkpoint_config fills it in), so those checkpoints keep computing what they did.
 enum class GateFunction { silu, sigmoid };
 
+// What the gate function sees (issue 22's experiments; docs/global_selection.md §6):
+//   raw (the default, the authors'): g = LongConv(x);
+//   normalized: g / rms(g) over the d_inner channels at each position (an RMSNorm without weight,
+//               eps norm_eps): causal, and it keeps the gate in its sensitive range however large x
+//               grows (with raw g the gate saturates to 0 / 1 within 400 steps at the tiny size);
+//   detached:   g = LongConv(x.detach()): the long conv still learns, but no gradient flows from the
+//               gate back into x (and so into in_proj and the layers below).
+enum class GateInput { raw, normalized, detached };
+
 struct GlobalSelection {
     bool enabled = false;
     GlobalSelectionKind kind = GlobalSelectionKind::longconv;
@@ -59,6 +68,7 @@ struct GlobalSelection {
     std::vector<int64_t> layers;                        // empty: every layer
     CausalConvMode mode = CausalConvMode::automatic;        // direct conv, FFT, or chosen by size
     GateFunction gate = GateFunction::sigmoid;           // the gate's function (see GateFunction)
+    GateInput gate_input = GateInput::raw;               // what the gate function sees (see GateInput)
     bool applies_to(int64_t layer) const;               // enabled and the layer is selected
 };
 
@@ -139,5 +149,6 @@ int64_t count_parameters(const MambaConfig& cfg);
 std::string_view init_scheme_name(InitScheme s);
 std::string_view causal_conv_mode_name(CausalConvMode m);
 std::string_view gate_function_name(GateFunction g);
+std::string_view gate_input_name(GateInput g);
 
 } // namespace mg::nn

@@ -8,6 +8,7 @@
 #include "ops/cat.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
+#include "ops/rmsnorm.h"
 #include "ops/selective_scan.h"
 #include "tensor/check.h"
 
@@ -57,6 +58,8 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
       d_state(cfg.d_state),
       dt_rank(cfg.resolved_dt_rank()),
       gate_function(cfg.global_selection.gate),
+      gate_input(cfg.global_selection.gate_input),
+      norm_eps(cfg.norm_eps),
       in_proj(d_model, 2 * d_inner, false, o, gen),
       conv1d(d_inner, cfg.d_conv, true, o, gen),
       long_conv(make_global_selection(cfg.global_selection, layer_idx, d_inner, o, gen)),
@@ -89,9 +92,15 @@ MambaMixer::MambaMixer(const MambaConfig& cfg, int64_t layer_idx, Options o, Gen
     register_module("out_proj", out_proj);
 }
 
-Tensor MambaMixer::gate_of(const Tensor& g) const {
+Tensor MambaMixer::gate_of(const Tensor& g_raw) const {
+    // normalized: g / rms over the channels at each position (no weight: ones)
+    const Tensor g = gate_input == GateInput::normalized
+                         ? rmsnorm(g_raw, Tensor::ones({g_raw.size(-1)}, g_raw.options()), norm_eps)
+                         : g_raw;
     return gate_function == GateFunction::sigmoid ? sigmoid(g) : silu(g);
 }
+
+Tensor MambaMixer::gate_source(const Tensor& x) const { return gate_input == GateInput::detached ? x.detach() : x; }
 
 Tensor MambaMixer::forward(const Tensor& u, MixerTrace* trace) const {
     MG_CHECK(u.dim() == 3 && u.size(2) == d_model, "MambaMixer: u is {}, expected (B, L, d_model) with d_model = {}",
@@ -102,7 +111,7 @@ Tensor MambaMixer::forward(const Tensor& u, MixerTrace* trace) const {
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 2);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, L, D), no bias
     Tensor gate;                                                          // global selection gate
-    if (long_conv) gate = gate_of(long_conv->branch(x));                  // f(g), g from either kind
+    if (long_conv) gate = gate_of(long_conv->branch(gate_source(x)));     // f(g), g from either kind
     if (gate.defined()) dt = dt * gate;
     Tensor A = -exp(A_log);                                               // (D, N)
     if (trace) {
@@ -124,7 +133,7 @@ Tensor MambaMixer::step(const Tensor& u_t, LayerState& st) const {
     Tensor xc = conv1d.step(st.conv_state, x, /*silu=*/true);             // (B, D)
     std::vector<Tensor> dbc = split(x_proj.forward(xc), {dt_rank, d_state, d_state}, 1);
     Tensor dt = linear(dbc[0], dt_proj.weight);                           // (B, D)
-    if (long_conv) dt = dt * gate_of(long_conv->branch_step(st.long_conv_state, x));
+    if (long_conv) dt = dt * gate_of(long_conv->branch_step(st.long_conv_state, gate_source(x)));
     Tensor A = -exp(A_log);
     Tensor y = selective_state_update(st.ssm_state, xc, dt, A, dbc[1], dbc[2], D, z, dt_proj.bias, true);
     return out_proj.forward(y);

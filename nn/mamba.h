@@ -104,10 +104,15 @@ public:
                                       : "MambaMixer::long_conv_as: this layer has no global selection");
         return *k;
     }
-    Tensor gate_of(const Tensor& g) const; // the gate f(g): silu or sigmoid (gate_function)
+    // The gate f(g) of the long conv's output g (gate_function, after gate_input's normalisation).
+    Tensor gate_of(const Tensor& g) const;
+    // The long conv's input: x, or x.detach() (gate_input detached).
+    Tensor gate_source(const Tensor& x) const;
 
     int64_t d_model, d_inner, d_state, dt_rank;
     GateFunction gate_function;
+    GateInput gate_input;
+    double norm_eps;
     Linear in_proj;
     Conv1d conv1d;
     // The global-selection branch (LongConv or FlashLongConv, registered as "long_conv" whichever

@@ -120,3 +120,46 @@ TEST_CASE("global selection: checkpoints written before the gate key existed loa
     CHECK(load_model(dir.file("run/final.safetensors"), "cpu").mamba().backbone.layers[0]->mixer.gate_function ==
           nn::GateFunction::sigmoid);
 }
+
+TEST_CASE("global selection: gate_input normalized is scale-free; detached stops the gradient into x",
+          "[nn][global_selection]") {
+    nn::MambaConfig cfg;
+    cfg.d_model = 8, cfg.n_layer = 1, cfg.vocab_size = 11, cfg.d_state = 4;
+    cfg.global_selection.enabled = true;
+    cfg.global_selection.k_long = 4;
+    auto mixer_of = [&](nn::GateInput in) {
+        nn::MambaConfig c = cfg;
+        c.global_selection.gate_input = in;
+        Generator g(3);
+        return std::make_unique<nn::MambaMixer>(c, 0, Options{DType::f64}, g);
+    };
+    Generator gen(8);
+    const Tensor u = Tensor::randn({2, 6, 8}, {DType::f64}, gen);
+    // normalized: g / rms_D(g) at each position, so the gate is the same for g and 1000 g (up to eps)
+    auto norm = mixer_of(nn::GateInput::normalized);
+    const Tensor g = Tensor::randn({2, 6, 16}, {DType::f64}, gen);
+    const Tensor rms = sqrt(mean(g * g, {-1}, true) + 1e-5);
+    mg::test::require_close(norm->gate_of(g), sigmoid(g / rms), 1e-12, 1e-12, "sigmoid(g / rms(g))");
+    // 1000 g: the same as g but for eps, which now weighs 1e-6 as much
+    const Tensor rms_scaled = sqrt(mean(g * g, {-1}, true) + 1e-11);
+    mg::test::require_close(norm->gate_of(g * 1000.0), sigmoid(g / rms_scaled), 1e-12, 1e-12, "scale-free");
+    // detached: the same forward as raw, the same long-conv gradient, a different gradient into x
+    auto raw = mixer_of(nn::GateInput::raw), det = mixer_of(nn::GateInput::detached);
+    const Tensor out_raw = raw->forward(u), out_det = det->forward(u);
+    mg::test::require_close(out_det, out_raw, 0, 0, "forward");
+    sum(out_raw * out_raw).backward();
+    sum(out_det * out_det).backward();
+    mg::test::require_close(det->long_conv->module().named_parameters()[0].second.grad(),
+                            raw->long_conv->module().named_parameters()[0].second.grad(), 1e-12, 1e-12,
+                            "the long conv's own gradient");
+    const std::vector<double> a = raw->in_proj.weight.grad().to_vector<double>(),
+                              b = det->in_proj.weight.grad().to_vector<double>();
+    CHECK(a != b); // the gate's path into x (and in_proj) is cut
+    // the config key: round trip, and a bad value names the choices
+    nn::MambaConfig with = cfg;
+    with.global_selection.gate_input = nn::GateInput::normalized;
+    nn::MambaConfig rt = nn::MambaConfig::from_json(nlohmann::json(with.to_json()));
+    CHECK(rt.global_selection.gate_input == nn::GateInput::normalized);
+    REQUIRE_ERROR_WITH(nn::MambaConfig::parse(R"({"global_selection": {"gate_input": "clipped"}})"),
+                       "global_selection.gate_input", "normalized", "detached");
+}

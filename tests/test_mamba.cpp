@@ -19,15 +19,16 @@ using namespace mg::test;
 // ---- forward: recurrent = parallel, gradients ---------------------------------------------------
 
 TEST_CASE("nn: stepping token by token reproduces the parallel forward (f64)", "[nn]") {
-    struct Case { bool gs; CausalConvMode mode; int64_t k_long; std::vector<int64_t> layers; };
+    struct Case { bool gs; CausalConvMode mode; int64_t k_long; std::vector<int64_t> layers; GateInput in; };
     // k_long 5 < L = 9 so the long conv's state shifts out old tokens; 12 > L covers the other side
-    const Case cases[] = {{false, CausalConvMode::direct, 5, {}},
-                          {true, CausalConvMode::direct, 5, {}},
-                          {true, CausalConvMode::fft, 5, {0}},
-                          {true, CausalConvMode::automatic, 12, {1}}};
+    const Case cases[] = {{false, CausalConvMode::direct, 5, {}, GateInput::raw},
+                          {true, CausalConvMode::direct, 5, {}, GateInput::raw},
+                          {true, CausalConvMode::fft, 5, {0}, GateInput::normalized},
+                          {true, CausalConvMode::automatic, 12, {1}, GateInput::detached}};
     for (const Case& cs : cases) {
         MambaConfig cfg = small_config(cs.gs, cs.k_long, cs.mode);
         cfg.global_selection.layers = cs.layers;
+        cfg.global_selection.gate_input = cs.in;
         for (Device dev : devices()) {
             Generator g(11);
             MambaLM model(cfg, {DType::f64, dev}, g);
@@ -54,7 +55,9 @@ TEST_CASE("nn: stepping token by token reproduces the parallel forward (f64)", "
 }
 
 TEST_CASE("nn: gradcheck of a tiny MambaLM loss with respect to every parameter", "[nn][gradcheck]") {
-    for (bool gs : {false, true}) {
+    // (gate_input detached is a stop-gradient: by design not the function's derivative)
+    for (int variant : {0, 1, 2}) {
+        const bool gs = variant > 0;
         MambaConfig cfg;
         cfg.d_model = 8;
         cfg.n_layer = 1;
@@ -62,6 +65,7 @@ TEST_CASE("nn: gradcheck of a tiny MambaLM loss with respect to every parameter"
         cfg.d_state = 4;
         cfg.global_selection.enabled = gs;
         cfg.global_selection.k_long = 3;
+        if (variant == 2) cfg.global_selection.gate_input = GateInput::normalized;
         Generator g(21);
         MambaLM model(cfg, {DType::f64}, g);
         const int64_t B = 1, L = 5;
@@ -78,7 +82,7 @@ TEST_CASE("nn: gradcheck of a tiny MambaLM loss with respect to every parameter"
         GradcheckResult r = gradcheck([&](const std::vector<Tensor>&) {
             return cross_entropy(model.forward(ids), targets);
         }, params, opts);
-        INFO("global selection " << gs << ": " << r.message);
+        INFO("global selection " << gs << ", variant " << variant << ": " << r.message);
         CHECK(r.ok);
         CHECK(r.num_checked == model.num_parameters());
     }

@@ -13,6 +13,9 @@
 #                                                                      -> bench_transformer.log
 #   trace:SECS        experiments/gs_divergence/trace.sh with the sigmoid gate (issue 22)
 #                                                                      -> trace/
+#   gs-inputs:SECS    experiments/gs_divergence/validate.sh, side by side: plain, and the sigmoid
+#                     gate with gate_input normalized, detached, and both normalized + silu
+#                     (issue 22, docs/global_selection.md §6)          -> gs-inputs/
 #   sweep:NAME:SECS   mambagrad sweep experiments/NAME.json for at most SECS seconds; then SIGTERM
 #                     (the sweep passes it on; runs in flight checkpoint, but the checkpoints stay
 #                     on the GPU machine and are lost with it: size SECS so that runs finish). The
@@ -49,6 +52,14 @@ for step in "$@"; do
             BIN=$bin bash experiments/gs_divergence/trace.sh "$out/trace" "$secs" \
                 gs-sigmoid='--model.global_selection "{\"enabled\": true, \"k_long\": 128, \"gate\": \"sigmoid\"}"' \
                 | tee -a "$out/steps.log" ;;
+        gs-inputs:*)
+            secs=${step#gs-inputs:}
+            G='"enabled": true, "k_long": 128'
+            BIN=$bin bash experiments/gs_divergence/validate.sh "$out/gs-inputs" "$secs" plain='' \
+                gs-normalized="--model.global_selection '{$G, \"gate\": \"sigmoid\", \"gate_input\": \"normalized\"}'" \
+                gs-detached="--model.global_selection '{$G, \"gate\": \"sigmoid\", \"gate_input\": \"detached\"}'" \
+                gs-normalized-silu="--model.global_selection '{$G, \"gate\": \"silu\", \"gate_input\": \"normalized\"}'" \
+                | tail -n 4 | tee -a "$out/steps.log" ;;
         sweep:*:*)
             IFS=: read -r _ name secs <<< "$step"
             # the sweep sees the committed rows (and skips their runs); only this sitting's new

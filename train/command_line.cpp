@@ -38,6 +38,7 @@ const std::vector<ConfigKeyDoc>& config_key_docs() {
         {"model.global_selection.layers", "list|all", "the layers that get the gate"},
         {"model.global_selection.mode", "text", "auto, direct or fft: how the long conv is computed"},
         {"model.global_selection.gate", "text", "sigmoid (bounded, the default) or silu (the authors' code)"},
+        {"model.global_selection.gate_input", "text", "raw (the authors'), normalized (RMS over channels) or detached"},
         {"model.n_head", "int", "transformer: attention heads (d_model / n_head per head)"},
         {"model.d_ff", "int", "transformer: the MLP's width; 0: 4 d_model"},
         {"model.rotary_pct", "num", "transformer: the share of each head's dims that rotate (RoPE)"},
