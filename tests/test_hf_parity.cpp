@@ -7,6 +7,7 @@
 // nn::from_transformers_mamba) and must reproduce the logits and the loss to 1e-5 relative and
 // the gradients to 1e-4, on every device (each relative to the tensor's largest element). Not tighter: even in a
 // float64 model transformers computes GPT-NeoX's rotary cos/sin and Mamba's RMSNorm in float32.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -391,4 +392,35 @@ TEST_CASE("model folders: mamba_ssm's layout (its names and config keys, a tied 
     mg::test::require_close(a.model->forward(ids), b.model->forward(ids), 0, 0, "logits");
     std::ofstream(d + "/config.json") << R"({"d_model": 16, "n_layer": 2, "vocab_size": 801, "ssm_cfg": {"layer": "Mamba2"}})";
     REQUIRE_ERROR_WITH(train::read_model_folder(d), "ssm_cfg.layer", "Mamba2");
+}
+
+TEST_CASE("model folders: BF16 and F16 tensors read exactly into f32; a bfloat16 folder loads", "[pretrained]") {
+    // every value torch wrote, including the largest f16, its smallest subnormal, -0 and infinities
+    const auto t = train::load_safetensors(kDir + "half_dtypes.safetensors").by_name();
+    for (const char* name : {"bf16", "f16"}) {
+        INFO(name);
+        REQUIRE(t.at(name).dtype() == DType::f32);
+        const std::vector<float> got = t.at(name).to_vector<float>(),
+                                 want = t.at(std::string(name) + "_as_f32").to_vector<float>();
+        REQUIRE(got.size() == want.size());
+        for (size_t i = 0; i < got.size(); ++i) {
+            CHECK(got[i] == want[i]);
+            CHECK(std::signbit(got[i]) == std::signbit(want[i]));
+        }
+    }
+    const train::SafetensorsHeader h = train::read_safetensors_header(kDir + "half_dtypes.safetensors");
+    for (const auto& e : h.entries)
+        if (e.name == "bf16") CHECK((e.stored == "BF16" && e.stored_size() == 2));
+    // the fixture folder saved by transformers in bfloat16: its weights are the float32 folder's
+    // rounded to bfloat16 (8 significant bits: within 2^-8 of each value)
+    train::LoadedModel a = train::load_model(kDir + "hf_mamba_bf16", "cpu"), b = train::load_model(kFolder, "cpu");
+    const auto pa = a.model->named_parameters(), pb = b.model->named_parameters();
+    for (size_t i = 0; i < pa.size(); ++i) {
+        const std::vector<float> x = pa[i].second.to_vector<float>(), y = pb[i].second.to_vector<float>();
+        for (size_t k = 0; k < x.size(); ++k)
+            if (std::abs(x[k] - y[k]) > std::ldexp(std::abs(y[k]), -8)) FAIL(pa[i].first << "[" << k << "]: " << x[k] << " vs " << y[k]);
+    }
+    mg::test::Run r = mg::test::run_cli(fmt::format("info --checkpoint {}", kDir + "hf_mamba_bf16"));
+    CHECK(r.status == 0);
+    CHECK(r.out.find("bf16") != std::string::npos);
 }

@@ -21,6 +21,7 @@ gradients (1e-4). Initialisation uses a larger std than the defaults (0.2), so t
 and the scan are far from their trivial regimes.
 """
 import json
+import copy
 import os
 import shutil
 import sys
@@ -106,6 +107,8 @@ def mamba_folder(out_dir):
         else:
             model.save_pretrained(d)
         shutil.copyfile(tok_path, os.path.join(d, "tokenizer.json"))
+    # the same weights in bfloat16, as save_pretrained writes them (no tokenizer: the load is the test)
+    copy.deepcopy(model).to(torch.bfloat16).save_pretrained(os.path.join(out_dir, "hf_mamba_bf16"))
     ids = torch.randint(0, vocab, (2, 8), generator=torch.Generator().manual_seed(seed))
     logits = model(input_ids=ids).logits
     loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, vocab), ids[:, 1:].reshape(-1))
@@ -125,6 +128,18 @@ def mamba_folder(out_dir):
           f"min top-2 gap {min(gaps):.4g}, loss {loss.item():.6f}")
 
 
+def half_dtypes(out_dir):
+    """half_dtypes.safetensors: BF16 and F16 tensors of awkward values (the largest, the smallest
+    subnormal, negative zero, inf, -inf) and, as F32, the float32 values they stand for."""
+    vals = [1.0, -2.5, 3.140625, 0.1, -0.0, 65504.0, 2.0 ** -24, 2.0 ** -14, 1e-3, float("inf"), float("-inf")]
+    t = torch.tensor(vals, dtype=torch.float32)
+    tensors = {"bf16": t.to(torch.bfloat16), "f16": t.to(torch.float16),
+               "bf16_as_f32": t.to(torch.bfloat16).to(torch.float32), "f16_as_f32": t.to(torch.float16).to(torch.float32)}
+    path = os.path.join(out_dir, "half_dtypes.safetensors")
+    save_file(tensors, path, metadata={"torch": torch.__version__, "made_by": "tools/make_hf_fixtures.py"})
+    print(f"{path}: {os.path.getsize(path)} bytes")
+
+
 def main(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     torch.set_default_dtype(torch.float64)
@@ -141,6 +156,7 @@ def main(out_dir):
         tie_word_embeddings=True)
     finish(transformers.MambaForCausalLM(mamba).double().eval(), mamba, "hf_mamba.safetensors", out_dir, 2)
     mamba_folder(out_dir)
+    half_dtypes(out_dir)
 
 
 if __name__ == "__main__":

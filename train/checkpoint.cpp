@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <set>
 
 #include "autograd/grad_mode.h"
@@ -114,6 +115,33 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
 
 // ---- reader ---------------------------------------------------------------------------------
 
+namespace {
+
+// bfloat16: the top 16 bits of a float32.
+float bf16_to_float(uint16_t b) {
+    const uint32_t u = uint32_t(b) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+// IEEE binary16: 1 sign, 5 exponent (bias 15), 10 mantissa bits; subnormals, inf and NaN kept.
+float f16_to_float(uint16_t h) {
+    const uint32_t sign = uint32_t(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
+    float mag;
+    if (exp == 0) mag = std::ldexp(float(man), -24);                      // zero and subnormals
+    else if (exp == 31) mag = man ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+    else mag = std::ldexp(float(man | 0x400), int(exp) - 25);             // 1.man x 2^(exp-15)
+    uint32_t u;
+    std::memcpy(&u, &mag, 4);
+    u |= sign;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+} // namespace
+
 SafetensorsHeader read_safetensors_header(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     MG_CHECK(in.good(), "load_safetensors: cannot open '{}': {}", path, std::strerror(errno));
@@ -169,10 +197,12 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
         SafetensorsEntry e;
         e.name = name;
         const std::string d = dt->get<std::string>();
-        if (d == "F32") e.dtype = DType::f32;
+        if (d == "F32" || d == "BF16" || d == "F16") e.dtype = DType::f32;
         else if (d == "F64") e.dtype = DType::f64;
         else if (d == "I32") e.dtype = DType::i32;
-        else throw bad(fmt::format("dtype '{}' is not supported (supported: F32, F64, I32)", text_excerpt(d, 20)));
+        else throw bad(fmt::format("dtype '{}' is not supported (supported: F32, F64, I32, and BF16 and F16 read as "
+                                   "F32)", text_excerpt(d, 20)));
+        e.stored = d;
         auto sh = v.find("shape");
         if (sh == v.end() || !sh->is_array()) throw bad("no \"shape\" array");
         uint64_t numel = 1;
@@ -195,9 +225,9 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
         if (e.end > data_size)
             throw bad(fmt::format("data_offsets [{}, {}] end past the {}-byte data section (truncated?)", e.begin, e.end,
                                   data_size));
-        if (e.end - e.begin != numel * dtype_size(e.dtype))
+        if (e.end - e.begin != numel * e.stored_size())
             throw bad(fmt::format("data_offsets [{}, {}] hold {} bytes, but shape {} of {} needs {}", e.begin, e.end,
-                                  e.end - e.begin, json_excerpt(*sh), d, numel * dtype_size(e.dtype)));
+                                  e.end - e.begin, json_excerpt(*sh), d, numel * e.stored_size()));
         entries.push_back(std::move(e));
     }
     std::sort(entries.begin(), entries.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
@@ -224,18 +254,29 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
     SafetensorsFile out;
     out.metadata = std::move(h.metadata);
     std::vector<Tensor> host;
-    for (const SafetensorsEntry& e : h.entries) {
+    std::vector<std::vector<uint16_t>> halves(h.entries.size()); // BF16/F16 bytes as stored
+    for (size_t i = 0; i < h.entries.size(); ++i) {
+        const SafetensorsEntry& e = h.entries[i];
         Tensor t = Tensor::empty(e.shape, {e.dtype, Device::cpu()});
         in.seekg(std::streamoff(h.data_start + e.begin));
-        in.read(static_cast<char*>(t.raw_data()), std::streamsize(e.end - e.begin));
+        if (e.stored_size() == 2) {
+            halves[i].resize(size_t(t.numel()));
+            in.read(reinterpret_cast<char*>(halves[i].data()), std::streamsize(e.end - e.begin));
+            float* f = static_cast<float*>(t.raw_data());
+            for (size_t k = 0; k < halves[i].size(); ++k)
+                f[k] = e.stored == "BF16" ? bf16_to_float(halves[i][k]) : f16_to_float(halves[i][k]);
+        } else {
+            in.read(static_cast<char*>(t.raw_data()), std::streamsize(e.end - e.begin));
+        }
         MG_CHECK(in.good(), "load_safetensors: '{}': read error in tensor '{}'", path, e.name);
         host.push_back(t);
     }
     if (auto c = out.metadata.find(kChecksumKey); c != out.metadata.end()) {
-        // in data-offset order, as written (entries are sorted by offset)
+        // in data-offset order, as written (entries are sorted by offset), over the stored bytes
         std::vector<std::pair<const void*, size_t>> pieces;
         for (size_t i = 0; i < host.size(); ++i)
-            pieces.emplace_back(host[i].raw_data(), size_t(h.entries[i].end - h.entries[i].begin));
+            pieces.emplace_back(halves[i].empty() ? host[i].raw_data() : static_cast<const void*>(halves[i].data()),
+                                size_t(h.entries[i].end - h.entries[i].begin));
         const std::string got = data_checksum(pieces);
         MG_CHECK(got == c->second,
                  "load_safetensors: '{}': the tensor data does not match the file's checksum (stored {}, computed {}): "

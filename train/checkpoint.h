@@ -5,11 +5,13 @@
 //   bytes 8..8+N   a UTF-8 JSON object (we pad it with trailing spaces to a multiple of 8 bytes
 //                  so tensor data is 8-byte aligned):
 //                    {"__metadata__": {"key": "value", ...},         (optional; strings only)
-//                     "<name>": {"dtype": "F32" | "F64" | "I32",
+//                     "<name>": {"dtype": "F32" | "F64" | "I32" | "BF16" | "F16",
 //                                "shape": [d0, d1, ...],             ([] for a scalar)
 //                                "data_offsets": [begin, end]},      (bytes, from the data start)
 //                     ...}
 //   bytes 8+N..    the data section: each tensor's elements, row-major, little-endian
+// BF16 and F16 tensors (many published checkpoints) are read into f32 (exactly: every bf16 and f16
+// value is a float); mambagrad writes F32, F64 and I32 only.
 // The reader enforces what the reference implementation enforces: known dtype, end - begin ==
 // numel * element size, ranges inside the data section, no overlaps, no holes, and the data
 // section ends exactly at the last range (so a truncated file is always caught).
@@ -66,7 +68,9 @@ SafetensorsFile load_safetensors(const std::string& path, Device device = Device
 // `mambagrad info` and checkpoint_config read without loading gigabytes of tensors.
 struct SafetensorsEntry {
     std::string name;
-    DType dtype = DType::f32;
+    DType dtype = DType::f32; // the tensor's dtype once read (BF16, F16: f32)
+    std::string stored = "F32"; // the file's dtype string; its element size is stored_size()
+    size_t stored_size() const { return stored == "BF16" || stored == "F16" ? 2 : dtype_size(dtype); }
     Shape shape;
     uint64_t begin = 0, end = 0; // byte range in the data section
 };

@@ -49,7 +49,7 @@ std::string global_selection_text(const nn::MambaConfig& c) {
 
 int64_t ModelInfo::bytes_stored() const {
     int64_t b = 0;
-    for (const Row& r : parameters) b += r.count * int64_t(dtype_size(r.dtype));
+    for (const Row& r : parameters) b += r.count * int64_t(r.stored_size ? r.stored_size : dtype_size(r.dtype));
     return b;
 }
 
@@ -76,7 +76,14 @@ ModelInfo model_info_from_checkpoint(const std::string& path) {
     else check_checkpoint_data(path);
     std::map<std::string, const SafetensorsEntry*> by_name;
     for (const SafetensorsEntry& e : h.entries) by_name[e.name] = &e;
-    for (ModelInfo::Row& r : info.parameters) r.dtype = by_name.at(r.name)->dtype;
+    for (ModelInfo::Row& r : info.parameters) {
+        const SafetensorsEntry& e = *by_name.at(r.name);
+        r.dtype = e.dtype;
+        if (e.stored == "BF16" || e.stored == "F16") {
+            r.stored = e.stored == "BF16" ? "bf16" : "f16";
+            r.stored_size = e.stored_size();
+        }
+    }
     info.optimizer_tensors =
         std::count_if(h.entries.begin(), h.entries.end(), [](const SafetensorsEntry& e) { return e.name.starts_with("optimizer."); });
     info.state = read_trainer_state(h.metadata, path);
@@ -114,7 +121,7 @@ std::string format_model_info(const ModelInfo& info) {
     fmt::format_to(it, "\n  {:<{}}  {:<{}}  {:>{}}  {}\n", "name", wn, "shape", ws, "parameters", wc, "dtype");
     for (const auto& r : info.parameters)
         fmt::format_to(it, "  {:<{}}  {:<{}}  {:>{}}  {}\n", r.name, wn, shape_str(r.shape), ws, group_thousands(r.count),
-                       wc, dtype_name(r.dtype));
+                       wc, r.dtype_text());
     fmt::format_to(it, "\nparameters: {} ({} bytes in fp32", group_thousands(info.total),
                    group_thousands(info.bytes_fp32()));
     if (info.bytes_stored() != info.bytes_fp32()) fmt::format_to(it, ", {} as stored", group_thousands(info.bytes_stored()));
@@ -137,7 +144,7 @@ nlohmann::ordered_json model_info_json(const ModelInfo& info) {
     using ojson = nlohmann::ordered_json;
     ojson params = ojson::array();
     for (const auto& r : info.parameters)
-        params.push_back({{"name", r.name}, {"shape", r.shape}, {"count", r.count}, {"dtype", dtype_name(r.dtype)}});
+        params.push_back({{"name", r.name}, {"shape", r.shape}, {"count", r.count}, {"dtype", r.dtype_text()}});
     ojson j = {{"source", info.source},
                {"config", info.config.to_json()["model"]},
                {"parameters", params},

@@ -28,6 +28,9 @@ struct ModelInfo {
         Shape shape;
         int64_t count = 0;
         DType dtype = DType::f32;
+        std::string stored;    // the file's dtype when it is not dtype's ("bf16", "f16": read as f32)
+        size_t stored_size = 0; // its element size in bytes (0: dtype's)
+        std::string dtype_text() const { return stored.empty() ? std::string(dtype_name(dtype)) : stored; }
     };
     std::string source; // "config" or the checkpoint's path
     TrainConfig config;                   // model.arch picks config.model or config.transformer

@@ -41,8 +41,8 @@
 //
 // ---- weights ---------------------------------------------------------------------------------
 // transformers' names map onto ours by nn/hf_names.h (backbone.embeddings -> backbone.embedding;
-// lm_head.weight, when a file has it, must equal the embedding: MambaLM ties them). F32 and F64
-// tensors are read (and converted to the model's f32); every parameter of the config must be
+// lm_head.weight, when a file has it, must equal the embedding: MambaLM ties them). F32, F64, BF16
+// and F16 tensors are read (and converted to the model's f32); every parameter of the config must be
 // there with its shape, and nothing else: a missing, extra or mis-shaped tensor is one error
 // naming it and the file. PyTorch pickles (pytorch_model.bin) are refused: safetensors only.
 //
