@@ -102,8 +102,11 @@ TEST_CASE("safetensors: corrupt files give errors naming the file and the tensor
     expect_error(bytes.substr(0, 40), {"runs past the end", "truncated"});
     expect_error(raw_safetensors("{\"w\": {\"dtype\": \"F32\", ", f32x4), {"not valid JSON"});
     expect_error(raw_safetensors("[1, 2]", ""), {"expected an object"});
-    expect_error(raw_safetensors(R"({"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", "\0\0\0\0"),
-                 {"tensor 'w'", "dtype 'BF16' is not supported"});
+    expect_error(raw_safetensors(R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", std::string(2, '\0')),
+                 {"tensor 'w'", "dtype 'F8_E4M3' is not supported", "BF16"});
+    // BF16 is read (2 bytes an element): 4 bytes hold [2], not [3]
+    expect_error(raw_safetensors(R"({"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,4]}})", std::string(4, '\0')),
+                 {"tensor 'w'", "hold 4 bytes", "needs 6"});
     expect_error(raw_safetensors(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,32]}})", f32x4),
                  {"tensor 'w'", "end past the 16-byte data section"});
     expect_error(raw_safetensors(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})", f32x4),
