@@ -222,7 +222,6 @@ ModelFolder read_model_folder(const std::string& dir) {
              in_dir(dir, "final.safetensors"));
     f.model = mamba_config_from_hf(c, where);
     f.layout = has_transformers_layout(c) ? "transformers" : "mamba_ssm";
-    if (c.contains("eos_token_id") && c["eos_token_id"].is_number_integer()) f.eos_token_id = c["eos_token_id"].get<int64_t>();
 
     const std::string index = in_dir(dir, kIndex);
     if (exists(in_dir(dir, kSingle))) { // transformers reads the single file first too
@@ -263,7 +262,7 @@ ModelFolder read_model_folder(const std::string& dir) {
 json folder_train_config(const ModelFolder& folder) {
     json task = {{"kind", "lm"}};
     if (!folder.tokenizer.empty()) task["tokenizer"] = fs::absolute(folder.tokenizer).string();
-    return {{"model", json(folder.model.to_json())}, {"task", task}, {"run_dir", "runs/finetune"}};
+    return {{"model", json(folder.model.to_json())}, {"task", task}};
 }
 
 namespace {

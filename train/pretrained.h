@@ -78,7 +78,6 @@ struct ModelFolder {
     std::vector<std::string> files;  // the safetensors files holding the weights
     std::map<std::string, std::string> index; // a sharded folder's weight_map (their name -> file)
     std::string tokenizer;           // dir/tokenizer.json when present, else ""
-    int64_t eos_token_id = -1;       // config.json's eos_token_id (-1: none given)
 };
 
 // config.json -> MambaConfig (the rules above); `where` names the file in errors.
@@ -92,7 +91,8 @@ nlohmann::ordered_json hf_config_of(const nn::MambaConfig& cfg, int64_t bos_toke
 ModelFolder read_model_folder(const std::string& dir);
 
 // The train config (JSON, as checkpoint_config gives it) a folder stands for: its model, task lm
-// with the folder's tokenizer (bytes when it has none), run_dir "runs/finetune".
+// with the folder's tokenizer (bytes when it has none); parse_train_args gives an --init run its
+// run_dir, runs/finetune.
 nlohmann::json folder_train_config(const ModelFolder& folder);
 
 // The weights under our names, on the host, in the files' dtype, checked against the config:
