@@ -30,6 +30,7 @@
 #include "train/info.h"
 #include "train/model.h"
 #include "train/plot.h"
+#include "train/convert.h"
 #include "train/pretrained.h"
 #include "train/report.h"
 #include "train/sweep.h"
@@ -292,11 +293,11 @@ int cmd_generate(const std::vector<std::string>& args) {
     return cmd_generate_run(checkpoint, prompt, o, device, tokenizer, num_samples, stats);
 }
 
-// convert --from hf DIR --out FILE | --to hf CHECKPOINT --out DIR (train/pretrained.h).
+// convert --from hf DIR --out FILE | --to hf CHECKPOINT --out DIR (train/convert.h).
 int cmd_convert(const std::vector<std::string>& args) {
     std::string from, to, out;
     CommandLine cl("convert", "convert --from hf DIR --out FILE | --to hf CHECKPOINT --out DIR",
-                   "Moves a Mamba between mambagrad and transformers' format (train/pretrained.h).\n"
+                   "Moves a Mamba between mambagrad and transformers' format (train/convert.h).\n"
                    "--from hf DIR: a transformers MambaForCausalLM folder (config.json, model.safetensors or\n"
                    "  its shards, tokenizer.json) becomes one mambagrad checkpoint (its config: the model, task lm\n"
                    "  with the folder's tokenizer). Any command also takes the folder itself as --checkpoint.\n"
@@ -316,27 +317,15 @@ int cmd_convert(const std::vector<std::string>& args) {
              text_excerpt(format, 40), rest.empty() ? "" : " " + text_excerpt(fmt::format("{}", fmt::join(rest, " ")), 60));
     const std::string& source = rest[0];
     if (!from.empty()) {
-        MG_CHECK(train::is_model_folder(source), "convert --from hf: '{}' is not a folder", source);
-        const train::ModelFolder folder = train::read_model_folder(source);
-        const nn::StateDict dict = train::load_folder_weights(folder);
-        const train::TrainConfig cfg = train::TrainConfig::from_json(train::folder_train_config(folder));
-        train::NamedTensors params;
-        for (const nn::ParameterSpec& p : nn::parameter_specs(cfg.model)) params.emplace_back(p.name, dict.at(p.name).to(DType::f32));
-        train::save_checkpoint(out, params, nullptr, train::TrainerState{}, cfg.to_json().dump(),
-                               {{"mambagrad.source", std::filesystem::absolute(source).string()}});
-        fmt::print("wrote {}: a {}-layer Mamba (d_model {}, vocab {}) from {} ({} layout){}\n", out, cfg.model.n_layer,
-                   cfg.model.d_model, cfg.model.padded_vocab(), source, folder.layout,
-                   folder.tokenizer.empty() ? "" : fmt::format(", tokenizer {}", folder.tokenizer));
+        const train::ImportedFolder r = train::import_model_folder(source, out);
+        fmt::print("wrote {}: a {}-layer Mamba (d_model {}, vocab {}) from {} ({} layout){}\n", out, r.config.model.n_layer,
+                   r.config.model.d_model, r.config.model.padded_vocab(), source, r.layout,
+                   r.tokenizer.empty() ? "" : fmt::format(", tokenizer {}", r.tokenizer));
         return 0;
     }
-    const nlohmann::json j = train::checkpoint_config(source);
-    train::LoadedModel m = train::load_model(source, "cpu");
-    MG_CHECK(!m.config.is_transformer(), "convert --to hf: '{}' holds a transformer (model.arch transformer); export "
-             "writes transformers' MambaForCausalLM only", source);
-    train::save_model_folder(out, m.config.model, m.model->named_parameters(), m.config.task.is_lm() ? m.config.task.tokenizer : "");
+    const train::ExportedFolder r = train::export_model_folder(source, out);
     fmt::print("wrote {}: config.json, model.safetensors, generation_config.json{} (load it with "
-               "MambaForCausalLM.from_pretrained)\n", out,
-               m.config.task.is_lm() && !m.config.task.tokenizer.empty() ? ", tokenizer.json" : "");
+               "MambaForCausalLM.from_pretrained)\n", out, r.wrote_tokenizer ? ", tokenizer.json" : "");
     return 0;
 }
 

@@ -113,11 +113,15 @@ int64_t TaskConfig::model_vocab() const {
 
 // ---- config -----------------------------------------------------------------------------------------
 
+// an lr_scale key selects a parameter when it is one or more whole components of its dotted name
+static bool key_selects(const std::string& key, const std::string& param) {
+    return ("." + param + ".").find("." + key + ".") != std::string::npos;
+}
+
 double TrainConfig::lr_scale_of(const std::string& param) const {
     double scale = 1.0;
-    const std::string dotted = "." + param + ".";
     for (const auto& [key, v] : lr_scale)
-        if (dotted.find("." + key + ".") != std::string::npos) scale *= v;
+        if (key_selects(key, param)) scale *= v;
     return scale;
 }
 
@@ -309,6 +313,15 @@ void TrainConfig::validate() const {
     if (is_transformer()) transformer.validate(kWhere, "model.");
     else model.validate();
     MG_CHECK(epochs > 0 || max_steps > 0, "{}: epochs and max_steps are both 0; set one of them", kWhere);
+    if (!lr_scale.empty()) {
+        // every key must select a parameter: a typo would otherwise change nothing, silently
+        const std::vector<nn::ParameterSpec> specs =
+            is_transformer() ? nn::parameter_specs(transformer) : nn::parameter_specs(model);
+        for (const auto& [key, v] : lr_scale)
+            MG_CHECK(std::any_of(specs.begin(), specs.end(), [&](const nn::ParameterSpec& p) { return key_selects(key, p.name); }),
+                     "{}: lr_scale key '{}' selects no parameter of the model (keys are components of parameter "
+                     "names, e.g. long_conv or mixer.dt_proj)", kWhere, key);
+    }
     const int64_t need = task.model_vocab();
     if (task.is_lm()) {
         MG_CHECK(model_vocab_size() >= need,
