@@ -13,6 +13,9 @@ struct GemmArgs {
     int64_t lda = 0, ldb = 0, ldc = 0;
     int64_t stride_a = 0, stride_b = 0, stride_c = 0; // between batch matrices
     int64_t batch = 1;
+    // f32 on the GPU only: tensor cores with inputs rounded to TF32 (10-bit mantissa) and fp32
+    // accumulation (ops/matmul.h, MatmulPrecision). Ignored for f64 and on the CPU.
+    bool tf32 = false;
 };
 
 } // namespace mg

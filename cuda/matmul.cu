@@ -3,7 +3,9 @@
 // cuBLAS is column-major. A row-major (r, c) matrix with row stride ld is, read column-major,
 // its transpose (c, r) with leading dimension ld. So row-major C = op(A) op(B) is computed as
 // column-major C^T = op(B)^T op(A)^T: swap the operands and pass (N, M, K). The fp32 path uses
-// cuBLAS's default math mode: true fp32, no TF32, so results match the CPU to fp32 rounding.
+// cuBLAS's default math mode: true fp32, no TF32, so results match the CPU to fp32 rounding;
+// with g.tf32 (ops/matmul.h MatmulPrecision::tf32) it asks for CUBLAS_COMPUTE_32F_FAST_TF32 per
+// call: the same f32 operands and result, multiplied on tensor cores in TF32.
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -37,6 +39,12 @@ void gemm(const GemmArgs& g, T alpha, const T* A, const T* B, T beta, T* C, int 
     // Leading dimensions must be >= 1 even when an operand is empty (K = 0).
     int lda = int(std::max<int64_t>(g.lda, 1)), ldb = int(std::max<int64_t>(g.ldb, 1)), ldc = int(g.ldc);
     if constexpr (std::is_same_v<T, float>) {
+        if (g.tf32) {
+            CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, opB, opA, N, M, K, &alpha, B, CUDA_R_32F, ldb, g.stride_b, A,
+                                                    CUDA_R_32F, lda, g.stride_a, &beta, C, CUDA_R_32F, ldc, g.stride_c,
+                                                    int(g.batch), CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+            return;
+        }
         CUBLAS_CHECK(cublasSgemmStridedBatched(h, opB, opA, N, M, K, &alpha, B, ldb, g.stride_b, A, lda,
                                                g.stride_a, &beta, C, ldc, g.stride_c, int(g.batch)));
     } else {

@@ -2,6 +2,7 @@
 #include "ops/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <vector>
 
@@ -153,13 +154,22 @@ template <typename T> void gemm_cpu(const GemmArgs& g, T alpha, const T* A, cons
     gemm_blocked(g, alpha, A, B, beta, C);
 }
 
+namespace {
+std::atomic<MatmulPrecision> g_matmul_precision{MatmulPrecision::fp32};
+} // namespace
+
+void set_matmul_precision(MatmulPrecision p) { g_matmul_precision.store(p); }
+MatmulPrecision matmul_precision() { return g_matmul_precision.load(); }
+
 void gemm_tensors(const GemmArgs& g, double alpha, const Tensor& A, const Tensor& B, double beta, const Tensor& C) {
     dispatch_float(A.dtype(), "matmul", [&]<typename T>() {
         if (A.device().is_cpu()) {
             gemm_cpu<T>(g, T(alpha), A.data<T>(), B.data<T>(), T(beta), C.data<T>());
         } else {
+            GemmArgs dg = g;
+            dg.tf32 = std::is_same_v<T, float> && matmul_precision() == MatmulPrecision::tf32;
             MG_CUDA_ONLY(cuda::DeviceGuard guard(A.device().index);
-                         cuda::gemm<T>(g, T(alpha), A.data<T>(), B.data<T>(), T(beta), C.data<T>(), A.device().index));
+                         cuda::gemm<T>(dg, T(alpha), A.data<T>(), B.data<T>(), T(beta), C.data<T>(), A.device().index));
         }
     });
 }

@@ -16,6 +16,28 @@ namespace mg {
 
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+// ---- precision of f32 matmuls on the GPU -----------------------------------------------------
+// fp32 (the default and the reference): true fp32, results match the CPU to fp32 rounding.
+// tf32: cuBLAS on tensor cores, each input rounded to TF32 (8-bit exponent, 10-bit mantissa:
+// relative error up to 2^-11 per element) and accumulated in fp32, several times the fp32 rate on
+// an H100 (bench/RESULTS.md). f64 matmuls and the CPU are unaffected; so is every other op.
+// Process-wide, like torch.backends.cuda.matmul.allow_tf32; the trainer sets it from
+// `precision` (train/config.h). Every GEMM (matmul, linear and their backwards) reads it.
+enum class MatmulPrecision { fp32, tf32 };
+void set_matmul_precision(MatmulPrecision p);
+MatmulPrecision matmul_precision();
+// Sets it for a scope and restores the previous value on leaving it (exceptions included).
+class ScopedMatmulPrecision {
+public:
+    explicit ScopedMatmulPrecision(MatmulPrecision p) : saved_(matmul_precision()) { set_matmul_precision(p); }
+    ~ScopedMatmulPrecision() { set_matmul_precision(saved_); }
+    ScopedMatmulPrecision(const ScopedMatmulPrecision&) = delete;
+    ScopedMatmulPrecision& operator=(const ScopedMatmulPrecision&) = delete;
+
+private:
+    MatmulPrecision saved_;
+};
+
 // ---- kernels --------------------------------------------------------------------------------
 // GEMM in the geometry of GemmArgs (common/matmul.h). Writes C (beta = 0: C is not read, so it
 // may hold garbage).

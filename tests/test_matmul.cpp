@@ -85,3 +85,61 @@ TEST_CASE("matmul: bad inputs name both shapes", "[matmul][errors]") {
     REQUIRE_ERROR_WITH(matmul(Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 2})), "matmul", "(2)", "(3)", "broadcast");
     REQUIRE_ERROR_WITH(matmul(Tensor::zeros({2, 3}), Tensor::zeros({3, 2}, {DType::f64})), "matmul", "same dtype");
 }
+
+namespace {
+bool host_equal(const Tensor& x, const Tensor& y) {
+    return x.to(Device::cpu()).to(DType::f64).to_vector<double>() == y.to(Device::cpu()).to(DType::f64).to_vector<double>();
+}
+} // namespace
+
+TEST_CASE("matmul: precision tf32 runs f32 GEMMs on tensor cores within TF32's error; the CPU and f64 are untouched",
+          "[matmul][cuda]") {
+    const int64_t M = 96, N = 80, K = 515; // K not a multiple of any tile
+    Generator gen(2012);
+    Tensor a = Tensor::randn({M, K}, {DType::f32}, gen), b = Tensor::randn({K, N}, {DType::f32}, gen);
+    // the exact product and, per element, sum_k |a_ik b_kj| (the scale of its rounding error)
+    const std::vector<double> av = a.to(DType::f64).to_vector<double>(), bv = b.to(DType::f64).to_vector<double>();
+    std::vector<double> exact(size_t(M * N)), scale(size_t(M * N));
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j)
+            for (int64_t k = 0; k < K; ++k) {
+                exact[size_t(i * N + j)] += av[size_t(i * K + k)] * bv[size_t(k * N + j)];
+                scale[size_t(i * N + j)] += std::fabs(av[size_t(i * K + k)] * bv[size_t(k * N + j)]);
+            }
+    // the largest error relative to the element's scale
+    auto worst = [&](const Tensor& c) {
+        const std::vector<double> cv = c.to(Device::cpu()).to(DType::f64).to_vector<double>();
+        double w = 0;
+        for (size_t i = 0; i < cv.size(); ++i) w = std::max(w, std::fabs(cv[i] - exact[i]) / scale[i]);
+        return w;
+    };
+    const Tensor cpu_fp32 = matmul(a, b);
+    {
+        ScopedMatmulPrecision tf32(MatmulPrecision::tf32);
+        CHECK(host_equal(matmul(a, b), cpu_fp32)); // the CPU ignores it
+        CHECK(host_equal(matmul(a.to(DType::f64), b.to(DType::f64)), matmul(a.to(DType::f64), b.to(DType::f64))));
+    }
+    if (cuda_device_count() == 0) return;
+    const Device d = Device::cuda(0);
+    const Tensor ad = a.to(d), bd = b.to(d);
+    const double fp32_err = worst(matmul(ad, bd));
+    const Tensor f64_fp32 = matmul(ad.to(DType::f64), bd.to(DType::f64));
+    double tf32_err = 0;
+    {
+        ScopedMatmulPrecision tf32(MatmulPrecision::tf32);
+        tf32_err = worst(matmul(ad, bd));
+        CHECK(host_equal(matmul(ad.to(DType::f64), bd.to(DType::f64)), f64_fp32)); // f64 stays f64
+        // the transposed geometries (linear's backward) too
+        const Tensor at = ad.transpose(0, 1).contiguous().transpose(0, 1);
+        CHECK(worst(matmul(at, bd)) <= std::ldexp(1.0, -9) + 1e-6);
+    }
+    INFO("worst error / sum|ab|: fp32 " << fp32_err << ", tf32 " << tf32_err);
+    // fp32: K-term sums in fp32 (cuBLAS's order), far below TF32's input rounding
+    CHECK(fp32_err <= 1e-6);
+    // tf32: each input cut to a 10-bit mantissa (relative error < 2^-10 each when truncated, half
+    // that when rounded; so < 2^-9 a product), accumulated in fp32; and visibly coarser than fp32,
+    // or it did not run in TF32
+    CHECK(tf32_err <= std::ldexp(1.0, -9) + 1e-6);
+    CHECK(tf32_err > 20 * fp32_err);
+    CHECK(matmul_precision() == MatmulPrecision::fp32);
+}

@@ -159,6 +159,13 @@ TEST_CASE("trainer: bad configs name the key and what is allowed", "[trainer][er
     REQUIRE_ERROR_WITH(parse(R"({"lr_scale": {"long_conv": -1}})"), "lr_scale", "multipliers >= 0");
     REQUIRE_ERROR_WITH(parse(R"({"lr_scale": 0.1})"), "lr_scale is 0.1", "long_conv");
     REQUIRE_ERROR_WITH(parse(R"({"lr_scale": {".long_conv": 0.1}})"), "lr_scale");
+    REQUIRE_ERROR_WITH(parse(R"({"precision": "bf16"})"), "precision", "fp32 or tf32", "not available yet");
+    REQUIRE_ERROR_WITH(parse(R"({"precision": "fp16"})"), "precision", "fp32", "tf32");
+    REQUIRE_ERROR_WITH(parse(R"({"precision": "tf32", "device": "cpu"})"), "precision is \"tf32\"", "CUDA devices only");
+    CHECK(parse(R"({"precision": "tf32", "device": "cuda"})").precision == "tf32");
+    if (cuda_device_count() == 0)
+        REQUIRE_ERROR_WITH(Trainer(tiny_config(R"({"precision": "tf32", "device": "auto"})")), "train: precision is "
+                           "\"tf32\"", "resolved to the CPU");
     REQUIRE_ERROR_WITH(parse_train_args({"--lr"}), "--lr needs a value");
     REQUIRE_ERROR_WITH(parse_train_args({"lr", "1"}), "unexpected argument 'lr'");
 }
@@ -318,6 +325,37 @@ TEST_CASE("trainer: a CUDA run follows the CPU run's loss curve", "[trainer][cud
     WARN("worst relative loss difference over 40 steps: " << worst << " (first loss " << a.front().loss
                                                            << ", last " << a.back().loss << ")");
     CHECK(a.back().loss < 0.8 * a.front().loss);
+}
+
+TEST_CASE("trainer: precision tf32 trains on the GPU like fp32 and is restored when the Trainer ends", "[trainer][cuda]") {
+    MG_REQUIRE_CUDA();
+    // the same run in fp32 and in tf32: TF32's input rounding (2^-11 relative) perturbs each
+    // step a little, so the curves stay close (not equal) while the loss falls as far
+    const char* extra = R"({"model": {"preset": "zoology", "d_model": 32, "n_layer": 2, "d_state": 8, "vocab_size": "auto"},
+        "task": {"grid": "32x4", "train_examples": 1024}, "batch_size": 16, "max_steps": 40, "lr": 1e-2, "device": "cuda"})";
+    TrainConfig fp32_cfg = tiny_config(extra), tf32_cfg = tiny_config(extra);
+    tf32_cfg.precision = "tf32";
+    std::vector<StepLoss> a, b;
+    {
+        Trainer t(fp32_cfg, nullptr);
+        t.train();
+        a = t.losses();
+    }
+    {
+        Trainer t(tf32_cfg, nullptr);
+        CHECK(matmul_precision() == MatmulPrecision::tf32);
+        t.train();
+        b = t.losses();
+    }
+    CHECK(matmul_precision() == MatmulPrecision::fp32);
+    REQUIRE(a.size() == 40);
+    REQUIRE(b.size() == 40);
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i].loss - b[i].loss) / std::abs(a[i].loss));
+    INFO("worst relative loss difference fp32 vs tf32 over 40 steps: " << worst);
+    CHECK(worst > 0);    // it did run differently
+    CHECK(worst <= 0.05);
+    CHECK(b.back().loss < 0.8 * b.front().loss);
 }
 
 // ---- gradient accumulation ---------------------------------------------------------------------------

@@ -86,6 +86,7 @@ const std::vector<ConfigKeyDoc>& config_key_docs() {
         {"log_every", "int", "steps between log lines and metrics rows"},
         {"target_accuracy", "num", "stop early at this validation accuracy (0: off; MQAR)"},
         {"device", "text", "auto, cpu, cuda or cuda:N"},
+        {"precision", "text", "fp32 or tf32: f32 matmuls on the GPU in true fp32 or on tensor cores in TF32"},
         {"run_dir", "text", "where config.json, metrics.jsonl and checkpoints go (\"\": nowhere)"},
         {"checkpoint_every", "int", "steps between checkpoints (0: only the final one)"},
         {"keep_checkpoints", "int", "step checkpoints kept (the oldest are removed)"},

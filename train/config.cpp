@@ -71,7 +71,7 @@ const std::vector<std::string> kTopKeys = {
     "model",      "task",         "seed",          "batch_size", "grad_accum_steps", "epochs",  "max_steps",  "shuffle",
     "lr",         "betas",        "eps",           "weight_decay", "no_decay", "lr_scale", "adamw",        "schedule",
     "warmup_fraction", "min_lr",  "clip_value",    "clip_norm",  "nan_guard", "log_grad_norms", "eval_every",       "log_every",
-    "target_accuracy", "device",  "run_dir",       "checkpoint_every", "keep_checkpoints", "resume", "init"};
+    "target_accuracy", "device", "precision", "run_dir",       "checkpoint_every", "keep_checkpoints", "resume", "init"};
 const std::vector<std::string> kTaskKeys = {"kind",       "variant", "grid", "train_examples", "valid_examples",
                                             "test_examples", "vocab_size", "noise", "binding", "seed", "test_variants"};
 const std::vector<std::string> kLmTaskKeys = {"kind",           "corpus",        "seq_len",     "tokenizer",
@@ -186,6 +186,7 @@ ojson TrainConfig::to_json() const {
     j["log_every"] = log_every;
     j["target_accuracy"] = target_accuracy;
     j["device"] = device;
+    j["precision"] = precision;
     j["run_dir"] = run_dir;
     j["checkpoint_every"] = checkpoint_every;
     j["keep_checkpoints"] = keep_checkpoints;
@@ -300,6 +301,11 @@ TrainConfig TrainConfig::from_json(const json& j) {
     s.integer("log_every", c.log_every, 1);
     s.number("target_accuracy", c.target_accuracy, 0, 1, "in [0, 1] (0: no early stop)");
     s.string("device", c.device);
+    if (const json* v = s.find("precision")) {
+        if (v->is_string() && v->get<std::string>() == "bf16")
+            s.fail("precision", *v, "fp32 or tf32 (bf16 mixed precision is not available yet)");
+        c.precision = s.choice("precision", *v, {"fp32", "tf32"});
+    }
     s.string("run_dir", c.run_dir);
     s.integer("checkpoint_every", c.checkpoint_every, 0);
     s.integer("keep_checkpoints", c.keep_checkpoints, 0);
@@ -353,6 +359,8 @@ void TrainConfig::validate() const {
             }
         }
     }
+    MG_CHECK(precision == "fp32" || device != "cpu", "{}: precision is \"{}\", which applies to CUDA devices only; "
+             "the device is \"cpu\" (use precision fp32)", kWhere, precision);
     if (device != "auto") {
         try {
             (void)Device::parse(device);

@@ -17,7 +17,7 @@
 //    "schedule": "cosine" | "constant", "warmup_fraction": 0.1, "min_lr": 0,
 //    "clip_value": 1.0, "clip_norm": 0, "nan_guard": true, "log_grad_norms": false,
 //    "eval_every": 256, "target_accuracy": 0.99, "log_every": 10,
-//    "device": "auto" | "cpu" | "cuda" | "cuda:N", "run_dir": "runs/mqar-standard",
+//    "device": "auto" | "cpu" | "cuda" | "cuda:N", "precision": "fp32" | "tf32", "run_dir": "runs/mqar-standard",
 //    "checkpoint_every": 0, "keep_checkpoints": 2, "resume": "", "init": ""}
 // model.vocab_size "auto" is the smallest vocabulary that holds every token id of the training
 // variant and the test variants (data::mqar_model_vocab). task.seed null uses the paper's seeds
@@ -129,6 +129,9 @@ struct TrainConfig {
     int64_t eval_every = 256, log_every = 10;
     double target_accuracy = 0.99;
     std::string device = "auto";
+    // How f32 matmuls run on the GPU (ops/matmul.h MatmulPrecision): "fp32" (the reference) or
+    // "tf32" (tensor cores, fp32 accumulation; every other op stays fp32). CUDA only.
+    std::string precision = "fp32";
     std::string run_dir = "runs/mqar-standard";
     int64_t checkpoint_every = 0, keep_checkpoints = 2;
     std::string resume;

@@ -85,6 +85,11 @@ ojson lm_score_json(const EvalResult& r) {
 Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(out) {
     cfg_.validate();
     device_ = cfg_.resolved_device();
+    MG_CHECK(cfg_.precision == "fp32" || device_.is_cuda(), "train: precision is \"{}\", which applies to CUDA devices "
+             "only; device \"{}\" resolved to the CPU (use precision fp32)", cfg_.precision, cfg_.device);
+    // process-wide, as torch's allow_tf32: every GEMM while this Trainer lives, its evaluations
+    // included; the previous setting comes back when it is destroyed
+    precision_.emplace(cfg_.precision == "tf32" ? MatmulPrecision::tf32 : MatmulPrecision::fp32);
 
     if (cfg_.task.is_lm()) {
         const TaskConfig& t = cfg_.task;

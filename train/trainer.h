@@ -71,6 +71,7 @@
 #include "data/mqar.h"
 #include "data/text.h"
 #include "nn/lm.h"
+#include "ops/matmul.h"
 #include "tensor/error.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
@@ -168,6 +169,7 @@ private:
     TrainConfig cfg_;
     std::FILE* out_;
     Device device_;
+    std::optional<ScopedMatmulPrecision> precision_; // cfg_.precision, while this Trainer lives
     std::unique_ptr<nn::LanguageModel> model_;
     std::unique_ptr<AdamW> opt_;
     LrSchedule schedule_;
