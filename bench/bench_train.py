@@ -5,6 +5,7 @@
     python3 bench/bench_train.py --config zoology --arch transformer   # the GPT-NeoX baseline instead
     python3 bench/bench_train.py --config large --time-limit 60   # d_model 768, 24 layers, L 512
     /usr/bin/python3 bench/bench_train.py --config cpu --threads 2  # CPU: d_model 64, 2 layers, L 64
+    python3 bench/bench_train.py --config large --precision fp32,tf32 --skip-torch   # each precision in turn
 
 Both sides train the same model (Mamba blocks as in mamba_ssm: prenorm residual, RMSNorm, in_proj,
 depthwise causal conv1d + SiLU, x_proj, dt_proj with softplus, the selective scan with D skip and
@@ -24,6 +25,10 @@ scaled_dot_product_attention (causal), the fastest attention a PyTorch user gets
 Per side it reports: training tokens/s (median over logging windows after the first, evaluation
 excluded), time to the target held-out accuracy (training time only, evaluation excluded; "not
 reached" within --time-limit), and peak memory (CUDA: the allocator's high-water mark).
+
+--precision fp32 (default) | tf32, or a comma list run in turn: ours with the config key
+`precision`, PyTorch with torch.backends.cuda.matmul.allow_tf32 (matmuls on tensor cores in TF32,
+everything else fp32 on both sides); each side is compared with the other at the same precision.
 """
 import argparse
 import json
@@ -269,8 +274,8 @@ def train_torch(cfg, train, valid, device, time_limit, target, arch="mamba"):
 
 
 # ---- ours ------------------------------------------------------------------------------------------
-def train_ours(bin_path, cfg, device, time_limit, target, workdir, arch="mamba"):
-    run_dir = os.path.join(workdir, "ours")
+def train_ours(bin_path, cfg, device, time_limit, target, workdir, arch="mamba", precision="fp32"):
+    run_dir = os.path.join(workdir, f"ours_{precision}")
     n_train = cfg["train_examples"]
     per_epoch = n_train // cfg["batch"]
     conf = {
@@ -280,10 +285,10 @@ def train_ours(bin_path, cfg, device, time_limit, target, workdir, arch="mamba")
                  "valid_examples": cfg["valid_examples"], "test_examples": 1, "test_variants": []},
         "batch_size": cfg["batch"], "epochs": cfg["epochs"], "lr": cfg["lr"], "eps": 1e-6, "weight_decay": 0.1,
         "clip_value": 1.0, "eval_every": cfg["eval_every"], "log_every": cfg["log_every"],
-        "target_accuracy": target, "device": device, "run_dir": run_dir, "seed": 0,
+        "target_accuracy": target, "device": device, "run_dir": run_dir, "seed": 0, "precision": precision,
         # the time limit as a step budget is not known in advance: stop by steps estimated later
     }
-    path = os.path.join(workdir, "ours.json")
+    path = os.path.join(workdir, f"ours_{precision}.json")
     with open(path, "w") as f:
         json.dump(conf, f)
     proc = subprocess.Popen([bin_path, "train", "--config", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -352,6 +357,7 @@ def main():
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--arch", choices=["mamba", "transformer"], default="mamba")
+    ap.add_argument("--precision", default="fp32", help="fp32, tf32, or a comma list of them run in turn")
     args = ap.parse_args()
     cfg = CONFIGS[args.config]
     device = args.device or ("cpu" if args.config == "cpu" or not torch.cuda.is_available() else "cuda")
@@ -364,25 +370,35 @@ def main():
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# bench_train --config {args.config} --arch {args.arch}: {cfg}\n# device {name}, torch {torch.__version__}", flush=True)
 
-    torch_side = "pytorch (fused SDPA)" if args.arch == "transformer" else "pytorch (sequential scan)"
+    precisions = args.precision.split(",")
+    for p in precisions:
+        if p not in ("fp32", "tf32"):
+            ap.error(f"--precision: '{p}' is not fp32 or tf32")
+    torch_name = "pytorch (fused SDPA)" if args.arch == "transformer" else "pytorch (sequential scan)"
     with tempfile.TemporaryDirectory(prefix="mg_bench_train_") as work:
-        results = {}
-        if not args.skip_ours:
-            results["mambagrad"] = train_ours(args.bin, cfg, device, args.time_limit, args.target, work, args.arch)
-            print(f"# ours: {results['mambagrad']}", flush=True)
-        if not args.skip_torch:
-            tr, va = os.path.join(work, "train.jsonl"), os.path.join(work, "valid.jsonl")
-            generate(args.bin, tr, "train", cfg, cfg["train_examples"])
-            generate(args.bin, va, "valid", cfg, cfg["valid_examples"])
-            train, valid = load(tr, device), load(va, device)
-            results[torch_side] = train_torch(cfg, train, valid, device, args.torch_time_limit or args.time_limit,
-                                              args.target, args.arch)
-            print(f"# torch: {results[torch_side]}", flush=True)
+        results, base_of = {}, {}
+        data = None
+        for p in precisions:
+            ours_side, torch_side = f"mambagrad {p}", f"{torch_name} {p}"
+            if not args.skip_ours:
+                results[ours_side] = train_ours(args.bin, cfg, device, args.time_limit, args.target, work, args.arch, p)
+                print(f"# ours {p}: {results[ours_side]}", flush=True)
+            if not args.skip_torch:
+                if data is None:
+                    tr, va = os.path.join(work, "train.jsonl"), os.path.join(work, "valid.jsonl")
+                    generate(args.bin, tr, "train", cfg, cfg["train_examples"])
+                    generate(args.bin, va, "valid", cfg, cfg["valid_examples"])
+                    data = load(tr, device), load(va, device)
+                torch.backends.cuda.matmul.allow_tf32 = p == "tf32"
+                results[torch_side] = train_torch(cfg, data[0], data[1], device, args.torch_time_limit or args.time_limit,
+                                                  args.target, args.arch)
+                print(f"# torch {p}: {results[torch_side]}", flush=True)
+                base_of[ours_side] = base_of[torch_side] = results[torch_side]
 
-    base = results.get(torch_side)
-    print(f"\n| side | tokens/s | vs PyTorch | time to {100 * args.target:.0f}% | final acc | steps | peak memory |")
+    print(f"\n| side | tokens/s | vs PyTorch (same precision) | time to {100 * args.target:.0f}% | final acc | steps | peak memory |")
     print("|---|---|---|---|---|---|---|")
     for side, r in results.items():
+        base = base_of.get(side)
         ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.1f}x" if base else "-"
         print(f"| {side} | {r['tokens_per_s'] / 1e3:.1f} k | {ratio} | {fmt_time(r['time_to_target'])} | "
               f"{100 * r['final_acc']:.2f}% | {r['steps']} | {fmt_mem(r['peak_bytes'])} |")

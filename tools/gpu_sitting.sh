@@ -11,6 +11,9 @@
 #   bench-attention   bench/bench_attention.py (ours beside PyTorch's SDPA)  -> bench_attention.log/.jsonl
 #   bench-transformer bench/bench_train.py --config zoology --arch transformer (60 s a side)
 #                                                                      -> bench_transformer.log
+#   bench-tf32:SECS   bench/bench_train.py --config large --precision fp32,tf32 --skip-torch, SECS a
+#                     side (issue 19: the GEMM-bound config, ours in fp32 and in TF32)
+#                                                                      -> bench_tf32.log
 #   trace:SECS        experiments/gs_divergence/trace.sh with the sigmoid gate (issue 22)
 #                                                                      -> trace/
 #   gs-inputs:SECS    experiments/gs_divergence/validate.sh, side by side: plain, and the sigmoid
@@ -47,6 +50,11 @@ for step in "$@"; do
             python3 bench/bench_train.py --config zoology --arch transformer --bin "$bin" --time-limit 60 \
                 > "$out/bench_transformer.log" 2>&1
             tail -n 4 "$out/bench_transformer.log" | tee -a "$out/steps.log" ;;
+        bench-tf32:*)
+            secs=${step#bench-tf32:}
+            python3 bench/bench_train.py --config large --precision fp32,tf32 --skip-torch --bin "$bin" \
+                --time-limit "$secs" > "$out/bench_tf32.log" 2>&1
+            tail -n 5 "$out/bench_tf32.log" | tee -a "$out/steps.log" ;;
         trace:*)
             secs=${step#trace:}
             BIN=$bin bash experiments/gs_divergence/trace.sh "$out/trace" "$secs" \
