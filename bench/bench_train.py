@@ -6,6 +6,8 @@
     python3 bench/bench_train.py --config large --time-limit 60   # d_model 768, 24 layers, L 512
     /usr/bin/python3 bench/bench_train.py --config cpu --threads 2  # CPU: d_model 64, 2 layers, L 64
     python3 bench/bench_train.py --config large --precision fp32,tf32 --skip-torch   # each precision in turn
+    python3 bench/bench_train.py --config tiny     # the paper's tiny Mamba on its MQAR grid (L 64-512)
+    python3 bench/bench_train.py --config 130m     # the 130m preset (vocab 50280) at L 512
 
 Both sides train the same model (Mamba blocks as in mamba_ssm: prenorm residual, RMSNorm, in_proj,
 depthwise causal conv1d + SiLU, x_proj, dt_proj with softplus, the selective scan with D skip and
@@ -53,6 +55,16 @@ CONFIGS = {
                     train_examples=100000, valid_examples=1000, epochs=64, eval_every=200, log_every=50),
     "large": dict(d_model=768, n_layer=24, vocab=8192, L=512, pairs=32, batch=16, lr=1e-3,
                   train_examples=20000, valid_examples=200, epochs=4, eval_every=500, log_every=5),
+    # The reproduction's workload (SPEC.md §5, experiments/positional.json): the paper's tiny Mamba
+    # (d_model 256, 8 layers, model vocab 20480) on Standard MQAR over the paper's 26-cell grid, L 64
+    # to 512, vocab 20000; batches never mix lengths (both sides), so tokens per step vary by cell.
+    # train_examples is per cell. 1 epoch: throughput, not accuracy.
+    "tiny": dict(preset="tiny", d_model=256, n_layer=8, model_vocab=20480, vocab=20000, grid="paper", L=None,
+                 pairs=None, batch=64, lr=1e-3, train_examples=400, valid_examples=20, epochs=1, eval_every=10**9,
+                 log_every=20),
+    # The 130m preset (d_model 768, 24 layers, model vocab 50280 padded to 50304) at L 512.
+    "130m": dict(preset="130m", d_model=768, n_layer=24, model_vocab=50280, vocab=20000, L=512, pairs=32, batch=16,
+                 lr=1e-3, train_examples=20000, valid_examples=200, epochs=4, eval_every=500, log_every=5),
     # cpu: a throughput comparison. In a few minutes neither side gets past the 25% plateau
     # before MQAR's phase transition, at lr 1e-3 or 1e-2 (2026-11-30, bench/RESULTS.md); `make
     # train` learns in seconds because its default task is smaller (vocab 32, L 16 and 32, 2 pairs).
@@ -62,15 +74,20 @@ CONFIGS = {
 
 
 # ---- data ------------------------------------------------------------------------------------------
+def grid_of(cfg):
+    return cfg.get("grid") or f"{cfg['L']}x{cfg['pairs']}"
+
+
 def generate(bin_path, out, split, cfg, examples):
-    subprocess.run([bin_path, "data", "--out", out, "--split", split, "--grid", f"{cfg['L']}x{cfg['pairs']}",
+    subprocess.run([bin_path, "data", "--out", out, "--split", split, "--grid", grid_of(cfg),
                     "--vocab_size", str(cfg["vocab"]), "--examples", str(examples)],
                    check=True, stdout=subprocess.DEVNULL)
 
 
 def load(path, device):
-    """(inputs (n, L) int64, labels (n, L) int64 with -100 where no target: already shifted, as ours)."""
-    ids, labels = [], []
+    """{L: (inputs (n, L) int64, labels (n, L) int64 with -100 where no target: already shifted, as
+    ours)}: one pair of tensors per sequence length, as batches never mix lengths."""
+    by_len = {}
     with open(path) as f:
         for line in f:
             ex = json.loads(line)
@@ -78,9 +95,20 @@ def load(path, device):
             lab = [-100] * len(x)
             for pos, tok in ex["V_id"].items():
                 lab[int(pos) - 1] = tok  # the output at p-1 predicts the token at p
+            ids, labels = by_len.setdefault(len(x), ([], []))
             ids.append(x)
             labels.append(lab)
-    return torch.tensor(ids, device=device), torch.tensor(labels, device=device)
+    return {L: (torch.tensor(i, device=device), torch.tensor(l, device=device)) for L, (i, l) in by_len.items()}
+
+
+def epoch_batches(data, B, g):
+    """One epoch's batches as (L, example indices): each length's examples permuted and cut into
+    batches of B (a final partial batch kept, as ours), then the batches permuted."""
+    batches = []
+    for L, (ids, _) in sorted(data.items(), reverse=True):
+        order = torch.randperm(ids.shape[0], generator=g)
+        batches += [(L, order[i:i + B]) for i in range(0, ids.shape[0], B)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
 # ---- the PyTorch model -----------------------------------------------------------------------------
@@ -210,12 +238,13 @@ def lr_at(step, total, lr):
 
 def train_torch(cfg, train, valid, device, time_limit, target, arch="mamba"):
     torch.manual_seed(0)
-    vocab = int(max(train[0].max(), valid[0].max(), train[1].max())) + 1
+    vocab = cfg.get("model_vocab") or 1 + int(max(max(t[0].max(), t[1].max()) for t in (*train.values(), *valid.values())))
     Model = NeoXLM if arch == "transformer" else MambaLM
     model = Model(vocab, cfg["d_model"], cfg["n_layer"]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.95), eps=1e-6, weight_decay=0.1)
-    n, B = train[0].shape[0], cfg["batch"]
-    per_epoch = n // B
+    B = cfg["batch"]
+    g = torch.Generator().manual_seed(0)
+    per_epoch = len(epoch_batches(train, B, torch.Generator().manual_seed(0)))
     total = per_epoch * cfg["epochs"]
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
@@ -225,23 +254,22 @@ def train_torch(cfg, train, valid, device, time_limit, target, arch="mamba"):
         model.eval()
         right = count = 0
         with torch.no_grad():
-            for i in range(0, valid[0].shape[0], B):
-                logits, lab = model.labelled_logits(valid[0][i:i + B], valid[1][i:i + B])
-                right += int((logits.argmax(-1) == lab).sum())
-                count += lab.numel()
+            for ids, labels in valid.values():
+                for i in range(0, ids.shape[0], B):
+                    logits, lab = model.labelled_logits(ids[i:i + B], labels[i:i + B])
+                    right += int((logits.argmax(-1) == lab).sum())
+                    count += lab.numel()
         model.train()
         return right / count
 
     rates, train_s, step, reached, acc = [], 0.0, 0, None, 0.0
     window_t, window_tok = 0.0, 0
-    g = torch.Generator().manual_seed(0)
     while step < total and reached is None and train_s < time_limit:
-        order = torch.randperm(n, generator=g)
-        for b in range(per_epoch):
-            idx = order[b * B:(b + 1) * B].to(device)
+        for L, idx in epoch_batches(train, B, g):
+            idx = idx.to(device)
             sync()
             t0 = time.perf_counter()
-            logits, lab = model.labelled_logits(train[0][idx], train[1][idx])
+            logits, lab = model.labelled_logits(train[L][0][idx], train[L][1][idx])
             loss = F.cross_entropy(logits, lab)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -254,7 +282,7 @@ def train_torch(cfg, train, valid, device, time_limit, target, arch="mamba"):
             step += 1
             train_s += dt
             window_t += dt
-            window_tok += B * cfg["L"]
+            window_tok += idx.numel() * L
             if step % cfg["log_every"] == 0:
                 rates.append(window_tok / window_t)
                 print(f"  torch step {step}: loss {loss.item():.4f}, {rates[-1] / 1e3:.1f} k tok/s", flush=True)
@@ -268,7 +296,7 @@ def train_torch(cfg, train, valid, device, time_limit, target, arch="mamba"):
                 break
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
     if not rates and train_s > 0:  # fewer steps than one logging window: the whole run's rate
-        rates = [step * B * cfg["L"] / train_s]
+        rates = [window_tok / window_t]
     return dict(tokens_per_s=median(rates[1:] or rates), time_to_target=reached, steps=step, train_s=train_s,
                 final_acc=acc, peak_bytes=peak)
 
@@ -277,11 +305,12 @@ def train_torch(cfg, train, valid, device, time_limit, target, arch="mamba"):
 def train_ours(bin_path, cfg, device, time_limit, target, workdir, arch="mamba", precision="fp32"):
     run_dir = os.path.join(workdir, f"ours_{precision}")
     n_train = cfg["train_examples"]
-    per_epoch = n_train // cfg["batch"]
+    model = {"arch": arch, "preset": "zoology", "d_model": cfg["d_model"], "n_layer": cfg["n_layer"], "vocab_size": "auto"}
+    if "preset" in cfg:  # the preset itself (its vocabulary included), as the reproduction trains it
+        model = {"arch": arch, "preset": cfg["preset"]}
     conf = {
-        "model": {"arch": arch, "preset": "zoology", "d_model": cfg["d_model"], "n_layer": cfg["n_layer"],
-                  "vocab_size": "auto"},
-        "task": {"grid": f"{cfg['L']}x{cfg['pairs']}", "vocab_size": cfg["vocab"], "train_examples": n_train,
+        "model": model,
+        "task": {"grid": grid_of(cfg), "vocab_size": cfg["vocab"], "train_examples": n_train,
                  "valid_examples": cfg["valid_examples"], "test_examples": 1, "test_variants": []},
         "batch_size": cfg["batch"], "epochs": cfg["epochs"], "lr": cfg["lr"], "eps": 1e-6, "weight_decay": 0.1,
         "clip_value": 1.0, "eval_every": cfg["eval_every"], "log_every": cfg["log_every"],

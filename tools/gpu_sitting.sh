@@ -14,6 +14,9 @@
 #   bench-tf32:SECS   bench/bench_train.py --config large --precision fp32,tf32 --skip-torch, SECS a
 #                     side (issue 19: the GEMM-bound config, ours in fp32 and in TF32)
 #                                                                      -> bench_tf32.log
+#   bench-train:CONFIG:PRECISIONS:SECS   bench/bench_train.py --config CONFIG (zoology, tiny,
+#                     130m, large) --precision PRECISIONS (e.g. fp32,tf32), SECS a side, both sides
+#                     (issue 19's workloads)                           -> bench_train_CONFIG.log
 #   trace:SECS        experiments/gs_divergence/trace.sh with the sigmoid gate (issue 22)
 #                                                                      -> trace/
 #   gs-inputs:SECS    experiments/gs_divergence/validate.sh, side by side: plain, and the sigmoid
@@ -55,6 +58,11 @@ for step in "$@"; do
             python3 bench/bench_train.py --config large --precision fp32,tf32 --skip-torch --bin "$bin" \
                 --time-limit "$secs" > "$out/bench_tf32.log" 2>&1
             tail -n 5 "$out/bench_tf32.log" | tee -a "$out/steps.log" ;;
+        bench-train:*:*:*)
+            IFS=: read -r _ config precisions secs <<< "$step"
+            python3 bench/bench_train.py --config "$config" --precision "$precisions" --bin "$bin" \
+                --time-limit "$secs" > "$out/bench_train_$config.log" 2>&1
+            tail -n 6 "$out/bench_train_$config.log" | tee -a "$out/steps.log" ;;
         trace:*)
             secs=${step#trace:}
             BIN=$bin bash experiments/gs_divergence/trace.sh "$out/trace" "$secs" \
