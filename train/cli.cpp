@@ -31,6 +31,8 @@
 #include "train/model.h"
 #include "train/plot.h"
 #include "train/convert.h"
+#include "train/distributed.h"
+#include "train/process.h"
 #include "train/pretrained.h"
 #include "train/report.h"
 #include "train/sweep.h"
@@ -99,7 +101,7 @@ int cmd_gradcheck_run(const std::string& op, const std::string& device_str, bool
         Generator gen(0xC0FFEE);
         auto inputs = c->inputs({DType::f64, dev}, gen);
         for (Tensor& t : inputs)
-            if (is_floating(t.dtype())) t.set_requires_grad(true); // not ids / targets
+            if (is_differentiable(t.dtype())) t.set_requires_grad(true); // not ids / targets
         auto r = gradcheck(c->fn, inputs);
         if (r.ok) fmt::print("ok    {} [{}] on {}: {} elements, max |diff| {:.2e}\n", op, c->label, dev.str(),
                              r.num_checked, r.max_abs_error);
@@ -131,11 +133,28 @@ int cmd_train(const std::vector<std::string>& args) {
                    "task.kind lm (e.g. --config configs/lm_kjv.json) a byte-level language model instead, then\n"
                    "reports the test split's bits per byte and prints a sample. Without --config the defaults\n"
                    "below are used (or the checkpoint's config with --resume); each --KEY VALUE then sets one key.");
-    cl.config_keys(config_args);
+    int64_t ranks = 1;
+    cl.option("--ranks", "N", ranks, "data parallel: N processes on this machine, each on its rows of every batch "
+              "(train/distributed.h); the result is the single-process run's", "1")
+        .config_keys(config_args);
     if (!cl.parse(args)) return 0;
+    MG_CHECK(ranks >= 1 && ranks <= 256, "train: --ranks is {}, expected an integer in [1, 256]", ranks);
     train::TrainConfig cfg = train::parse_train_args(config_args);
-    train::Trainer trainer(cfg, stdout);
+    std::unique_ptr<train::Communicator> comm = train::communicator_from_env();
+    if (!comm && ranks > 1) { // the launcher: the config is checked here once, before any rank starts
+        MG_CHECK(cfg.batch_size >= ranks, "train --ranks {}: batch_size is {}, fewer rows than ranks", ranks,
+                 cfg.batch_size);
+        std::vector<std::string> rank_args = {"train"};
+        rank_args.insert(rank_args.end(), args.begin(), args.end());
+        return train::launch_ranks(train::self_program(), rank_args, int(ranks));
+    }
+    if (comm)
+        MG_CHECK(comm->world() == ranks, "train: rank {} of {} was started with --ranks {}", comm->rank(),
+                 comm->world(), ranks);
+    const bool rank0 = !comm || comm->rank() == 0;
+    train::Trainer trainer(cfg, stdout, comm.get());
     trainer.train();
+    if (!rank0) return 0;
     if (cfg.task.is_lm()) {
         fmt::print("{}", trainer.test_table());
         train::GenerateOptions o;
@@ -565,6 +584,12 @@ std::string program_help() {
 
 } // namespace
 
+// "[rank R] " in a rank of a data-parallel run (train --ranks), else "".
+std::string rank_prefix() {
+    const char* r = std::getenv("MG_RANK");
+    return r ? fmt::format("[rank {}] ", text_excerpt(r, 8)) : "";
+}
+
 int main(int argc, char** argv) {
     const std::vector<std::string> all(argv + 1, argv + argc);
     if (!all.empty() && (all[0] == "--help" || all[0] == "-h")) {
@@ -580,10 +605,12 @@ int main(int argc, char** argv) {
         throw Error(fmt::format("unknown command '{}'; expected one of: {} (see `mambagrad --help`)",
                                 text_excerpt(all[0], 40), fmt::join(names, ", ")));
     } catch (const train::Interrupted& e) {
+        // (a data-parallel run: rank 0 says where the checkpoint is; the others saved nothing)
+        if (!rank_prefix().empty() && rank_prefix() != "[rank 0] ") return 128 + e.signal;
         fmt::print(stderr, "{}\n", e.what());
         return 128 + e.signal; // the shell's convention for a run ended by that signal
     } catch (const mg::Error& e) {
-        fmt::print(stderr, "error: {}\n", e.what());
+        fmt::print(stderr, "error: {}{}\n", rank_prefix(), e.what());
         return 2;
     } catch (const std::bad_alloc&) {
         // An allocation no check foresaw (the data generators check their estimates first).

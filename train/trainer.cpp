@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <deque>
 #include <cmath>
 #include <filesystem>
@@ -82,8 +83,20 @@ ojson lm_score_json(const EvalResult& r) {
 
 // ---- the trainer ------------------------------------------------------------------------------------
 
-Trainer::Trainer(TrainConfig cfg, std::FILE* out) : cfg_(std::move(cfg)), out_(out) {
+Trainer::Trainer(TrainConfig cfg, std::FILE* out, Communicator* comm) : cfg_(std::move(cfg)), out_(out), comm_(comm) {
     cfg_.validate();
+    if (comm_ && comm_->world() > 1) {
+        MG_CHECK(!(cfg_.model.global_selection.enabled &&
+                   cfg_.model.global_selection.kind == nn::GlobalSelectionKind::flashlongconv),
+                 "train --ranks: global_selection kind flashlongconv draws dropout masks per batch row, which a "
+                 "split batch would draw differently; it is not supported data-parallel");
+        if (comm_->rank() > 0) { // rank 0 alone writes the run directory and prints
+            out_ = nullptr;
+            cfg_.run_dir = "";
+        }
+    } else {
+        comm_ = nullptr; // a world of one is a plain run
+    }
     device_ = cfg_.resolved_device();
     MG_CHECK(cfg_.precision == "fp32" || device_.is_cuda(), "train: precision is \"{}\", which applies to CUDA devices "
              "only; device \"{}\" resolved to the CPU (use precision fp32)", cfg_.precision, cfg_.device);
@@ -197,14 +210,31 @@ std::vector<std::vector<int64_t>> Trainer::epoch_plan(int64_t epoch) const {
     return data::epoch_plan(train_, cfg_.batch_size * cfg_.grad_accum_steps, cfg_.shuffle, cfg_.seed, epoch);
 }
 
-std::vector<Trainer::Batch> Trainer::next_batches() const {
+std::vector<Trainer::Batch> Trainer::next_batches(int64_t& labelled, int64_t& tokens) const {
     std::vector<Batch> out;
+    labelled = tokens = 0;
+    const int rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->world() : 1;
     if (cfg_.task.is_lm()) {
-        // micro-batch j of step s is draw s * grad_accum_steps + j of the (seed, draw) sampler
+        // micro-batch j of step s is draw s * grad_accum_steps + j of the (seed, draw) sampler;
+        // every position is labelled
+        const int64_t B = cfg_.batch_size, L = cfg_.task.seq_len;
         for (int64_t j = 0; j < cfg_.grad_accum_steps; ++j) {
-            data::TextBatch b = data::sample_text_batch(text_.train, cfg_.batch_size, cfg_.task.seq_len, cfg_.seed,
-                                                        uint64_t(state_.step * cfg_.grad_accum_steps + j), device_);
-            out.push_back({b.inputs, b.positions, b.targets});
+            const uint64_t draw = uint64_t(state_.step * cfg_.grad_accum_steps + j);
+            labelled += B * L;
+            tokens += B * L;
+            if (world == 1) {
+                data::TextBatch b = data::sample_text_batch(text_.train, B, L, cfg_.seed, draw, device_);
+                out.push_back({b.inputs, b.positions, b.targets});
+                continue;
+            }
+            const RowRange rows = rank_slice(B, rank, world);
+            if (rows.size() == 0) continue;
+            const data::TextBatch b = data::sample_text_batch(text_.train, B, L, cfg_.seed, draw);
+            std::vector<int32_t> pos(size_t(rows.size() * L));
+            for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
+            out.push_back({b.inputs.narrow(0, rows.lo, rows.size()).contiguous().to(device_),
+                           Tensor::from_vector(pos, {rows.size() * L}, {DType::i32, device_}),
+                           b.targets.narrow(0, rows.lo * L, rows.size() * L).contiguous().to(device_)});
         }
         return out;
     }
@@ -212,8 +242,15 @@ std::vector<Trainer::Batch> Trainer::next_batches() const {
     const std::vector<int64_t>& idx = plan_[size_t(state_.cursor)];
     for (size_t s = 0; s < idx.size(); s += size_t(cfg_.batch_size)) {
         const size_t e = std::min(idx.size(), s + size_t(cfg_.batch_size));
+        for (size_t i = s; i < e; ++i) {
+            const data::MqarExample& x = train_[size_t(idx[i])];
+            tokens += x.seq_len;
+            labelled += int64_t(std::count_if(x.labels.begin(), x.labels.end(), [](int32_t l) { return l != data::kIgnore; }));
+        }
+        const RowRange rows = rank_slice(int64_t(e - s), rank, world);
+        if (rows.size() == 0) continue;
         data::MqarBatch b = data::make_batch(
-            train_, std::vector<int64_t>(idx.begin() + int64_t(s), idx.begin() + int64_t(e)), device_);
+            train_, std::vector<int64_t>(idx.begin() + int64_t(s) + rows.lo, idx.begin() + int64_t(s) + rows.hi), device_);
         out.push_back({b.inputs, b.positions, b.targets});
     }
     return out;
@@ -344,6 +381,7 @@ struct Trainer::Loop {
     int64_t first_step, plan_epoch = 0; // plan_epoch: the epoch plan_ belongs to
     int64_t last_eval_step;             // where the last evaluation ran (-1: none yet)
     bool stop = false;
+    int stop_vote = 0, agreed_signal = 0; // data parallel: this rank's pending signal; the ranks' verdict
     std::deque<InFlight> inflight;
     size_t max_inflight;
     double last_loss = NAN;
@@ -378,12 +416,13 @@ TrainSummary Trainer::train(int64_t stop_after_step) {
         }
         const int64_t step = state_.step + 1; // 1-based: the step being taken
         const bool log_now = step % cfg_.log_every == 0 || step == total_steps_;
+        if (comm_) loop.stop_vote = signals.pending(); // voted on in the step's reduction
         const StepStats s = train_step(loop, log_now);
         if (log_now) log_step(loop, s);
         if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0) run_eval(loop);
         if (cfg_.checkpoint_every > 0 && state_.step % cfg_.checkpoint_every == 0) checkpoint(loop);
         if (state_.step == stop_after_step) return pause(loop);
-        if (const int sig = signals.pending()) interrupted(loop, sig);
+        if (const int sig = comm_ ? loop.agreed_signal : signals.pending()) interrupted(loop, sig);
         if (state_.cursor >= per_epoch_) end_epoch(loop);
     }
     return finish(loop);
@@ -409,20 +448,22 @@ void Trainer::interrupted(Loop& loop, int sig) {
 Trainer::StepStats Trainer::train_step(Loop& loop, bool log_now) {
     StepStats s;
     const int64_t step = state_.step + 1;
-    const std::vector<Batch> micro = next_batches();
-    for (const Batch& b : micro) s.labelled += b.positions.size(0);
+    int64_t tokens = 0;
+    const std::vector<Batch> micro = next_batches(s.labelled, tokens);
     opt_->zero_grad();
     std::vector<Tensor> micro_losses;
     for (const Batch& b : micro) {
         Tensor h = model_->hidden_states(b.inputs); // (B, L, d)
         Tensor loss = cross_entropy_indexed(h, model_->lm_head_weight(), b.positions, b.targets);
-        if (micro.size() > 1) loss = loss * (double(b.positions.size(0)) / double(s.labelled));
+        if (micro.size() > 1 || comm_) loss = loss * (double(b.positions.size(0)) / double(s.labelled));
         loss.backward(); // adds into .grad
         micro_losses.push_back(loss.detach().reshape({1}));
-        loop.window_tokens += double(b.inputs.numel());
         if (log_now) s.right += count_correct(b.positions, b.targets, h, model_->lm_head_weight());
     }
-    Loop::InFlight f{step, micro_losses.size() == 1 ? micro_losses[0] : cat(micro_losses, 0), {}, {}};
+    loop.window_tokens += double(tokens);
+    Tensor losses = micro_losses.empty() ? Tensor() : micro_losses.size() == 1 ? micro_losses[0] : cat(micro_losses, 0);
+    if (comm_) losses = reduce_over_ranks(loop, losses, s);
+    Loop::InFlight f{step, losses, {}, {}};
     if (cfg_.nan_guard) f.probe = FiniteProbe(step, named_grads(loop.params), "gradient", f.losses);
     if (device_.is_cpu()) f.probe.check(); // before the step: the parameters stay as they were
     const std::vector<Tensor> grads = grads_of(loop.params);
@@ -447,6 +488,47 @@ Trainer::StepStats Trainer::train_step(Loop& loop, bool log_now) {
     ++loop.window_steps;
     while (loop.inflight.size() > loop.max_inflight) settle(loop, false);
     return s;
+}
+
+// Data parallel: every parameter's gradient summed over the ranks (a parameter that has one on any
+// rank gets one: this rank may have had no rows this step), and with them the step's loss, the
+// correct count of a logged step and the stop votes, in one reduction of doubles beside the
+// gradients'. Returns the step's loss (a one-element f64 CPU tensor, every rank's the same).
+Tensor Trainer::reduce_over_ranks(Loop& loop, const Tensor& losses, StepStats& s) {
+    const size_t P = loop.params.size();
+    std::vector<double> stats(3 + P, 0.0); // loss, right, stop vote, has-gradient flags
+    if (losses.defined())
+        for (double l : losses.to(Device::cpu()).to(DType::f64).to_vector<double>()) stats[0] += l;
+    stats[1] = double(s.right);
+    stats[2] = loop.stop_vote ? 1.0 : 0.0;
+    size_t n = 0;
+    for (const auto& [name, p] : loop.params) n += size_t(p.numel());
+    std::vector<float> flat(n, 0.0f);
+    size_t at = 0;
+    for (size_t i = 0; i < P; ++i) {
+        const Tensor& p = loop.params[i].second;
+        if (const Tensor g = p.grad(); g.defined()) {
+            stats[3 + i] = 1.0;
+            const std::vector<float> v = g.to(Device::cpu()).to(DType::f32).to_vector<float>();
+            std::copy(v.begin(), v.end(), flat.begin() + int64_t(at));
+        }
+        at += size_t(p.numel());
+    }
+    comm_->all_reduce_sum(std::span<double>(stats));
+    comm_->all_reduce_sum(std::span<float>(flat));
+    at = 0;
+    for (size_t i = 0; i < P; ++i) {
+        const Tensor& p = loop.params[i].second;
+        const size_t m = size_t(p.numel());
+        if (stats[3 + i] > 0) {
+            const std::vector<float> v(flat.begin() + int64_t(at), flat.begin() + int64_t(at + m));
+            p.impl().grad = Tensor::from_vector(v, p.shape(), {DType::f32, p.device()}).to(p.dtype()).impl_ptr();
+        }
+        at += m;
+    }
+    s.right = int64_t(stats[1]);
+    loop.agreed_signal = stats[2] > 0 ? (loop.stop_vote ? loop.stop_vote : SIGTERM) : 0;
+    return Tensor::from_vector(std::vector<double>{stats[0]}, {1}, {DType::f64});
 }
 
 // Reads back the oldest step in flight (all of them with `all`): its NaN/Inf findings (throws,

@@ -75,6 +75,7 @@
 #include "tensor/error.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/distributed.h"
 #include "train/evaluate.h"
 #include "train/metrics.h"
 #include "train/optim.h"
@@ -107,7 +108,9 @@ class Trainer {
 public:
     // Builds the model (or reloads it with the optimizer and position when cfg.resume is set),
     // the data and the optimizer. Progress and eval lines go to `out` (nullptr: silent).
-    explicit Trainer(TrainConfig cfg, std::FILE* out = stdout);
+    // With `comm` (train/distributed.h) this process is one rank of a data-parallel run: it
+    // trains on its rows of every batch, and only rank 0 writes the run directory and prints.
+    explicit Trainer(TrainConfig cfg, std::FILE* out = stdout, Communicator* comm = nullptr);
     ~Trainer();
 
     // Trains until the last step, early stop, or (when stop_after_step >= 0) that step; the
@@ -146,8 +149,10 @@ private:
         Tensor inputs, positions, targets; // (B, L); the labelled positions b*L + t and their targets
     };
     // The next step's micro-batches: MQAR plan_[cursor] cut into batch_size pieces; LM
-    // grad_accum_steps sampled batches of batch_size windows.
-    std::vector<Batch> next_batches() const;
+    // grad_accum_steps sampled batches of batch_size windows. Data parallel: this rank's rows of
+    // each (rank_slice; a micro-batch with no rows for it is left out). `labelled` and `tokens`
+    // get the whole step's counts, over every rank.
+    std::vector<Batch> next_batches(int64_t& labelled, int64_t& tokens) const;
     void log_eval(const EvalResult& r, int64_t step, double train_s);
     void write_periodic_checkpoint();
 
@@ -156,6 +161,7 @@ private:
     struct Loop;
     struct StepStats;
     StepStats train_step(Loop& loop, bool log_now);
+    Tensor reduce_over_ranks(Loop& loop, const Tensor& losses, StepStats& s);
     void settle(Loop& loop, bool all);
     void log_step(Loop& loop, const StepStats& s);
     void run_eval(Loop& loop);
@@ -170,6 +176,7 @@ private:
     std::FILE* out_;
     Device device_;
     std::optional<ScopedMatmulPrecision> precision_; // cfg_.precision, while this Trainer lives
+    Communicator* comm_ = nullptr;                   // data parallel: this rank's, else null
     std::unique_ptr<nn::LanguageModel> model_;
     std::unique_ptr<AdamW> opt_;
     LrSchedule schedule_;
