@@ -1,4 +1,5 @@
-// cuda/copy.cu: strided copies with dtype conversion, fills and random factories.
+// cuda/copy.cu: strided copies with dtype conversion (the casts of Tensor::to(DType), bf16
+// included), fills and random factories.
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -129,10 +130,13 @@ template <typename T> void normal(T* out, int64_t n, uint64_t seed, uint64_t off
 
 #define MG_COPY_PAIR(D, S) \
     template void copy_strided<D, S>(D*, const StridedIndexer&, const S*, const StridedIndexer&, int64_t);
-#define MG_COPY_FROM(D) MG_COPY_PAIR(D, float) MG_COPY_PAIR(D, double) MG_COPY_PAIR(D, int32_t)
+// Every pair of storage types. A bf16 end converts with common/bf16.h, the same code as the CPU
+// copy, so a cast gives the same bits on both devices.
+#define MG_COPY_FROM(D) MG_COPY_PAIR(D, float) MG_COPY_PAIR(D, double) MG_COPY_PAIR(D, int32_t) MG_COPY_PAIR(D, bf16)
 MG_COPY_FROM(float)
 MG_COPY_FROM(double)
 MG_COPY_FROM(int32_t)
+MG_COPY_FROM(bf16)
 #define MG_FACTORY(T)                                                                   \
     template void fill<T>(T*, int64_t, T);                                              \
     template void arange<T>(T*, int64_t);                                               \
@@ -141,5 +145,6 @@ MG_COPY_FROM(int32_t)
 MG_FACTORY(float)
 MG_FACTORY(double)
 MG_FACTORY(int32_t)
+MG_FACTORY(bf16)
 
 } // namespace mg::cuda

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 
+#include "common/bf16.h"
 #include "tensor/indexing.h"
 
 namespace mg::cuda {

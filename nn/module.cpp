@@ -26,7 +26,7 @@ void Module::check_new_name(const std::string& name, bool allow_dots) const {
 
 void Module::register_parameter(const std::string& name, Tensor& slot) {
     check_new_name(name, false);
-    MG_CHECK(slot.defined() && is_floating(slot.dtype()),
+    MG_CHECK(slot.defined() && is_differentiable(slot.dtype()),
              "Module: parameter '{}' must be a defined f32/f64 tensor, got {}", name,
              slot.defined() ? slot.desc() : std::string("undefined"));
     if (!slot.is_leaf()) slot = slot.detach();
@@ -126,14 +126,14 @@ Module& Module::to(Device device) {
 }
 
 Module& Module::to(DType dtype) {
-    MG_CHECK(is_floating(dtype), "Module::to: dtype {} is not a floating type; parameters are f32 or f64",
+    MG_CHECK(is_differentiable(dtype), "Module::to: dtype {} is not differentiable; parameters are f32 or f64",
              dtype_name(dtype));
     std::vector<std::pair<std::string, Tensor*>> p;
     collect("", true, p);
     size_t n_params = p.size();
     collect("", false, p);
-    // Buffers of integer type (none in our models) keep their dtype.
-    convert_slots(p, n_params, [&](const Tensor& t) { return is_floating(t.dtype()) ? t.to(dtype) : t; });
+    // Buffers of other types (i32, bf16; none in our models) keep their dtype.
+    convert_slots(p, n_params, [&](const Tensor& t) { return is_differentiable(t.dtype()) ? t.to(dtype) : t; });
     return *this;
 }
 

@@ -2,6 +2,7 @@
 // the copy_into primitive that cat and the view backwards use.
 #include <cstring>
 
+#include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "cuda/copy.h"
 #include "cuda/runtime.h"
@@ -18,7 +19,9 @@ void check_defined(const char* op, const char* name, const Tensor& t) {
 }
 void check_float(const char* op, const char* name, const Tensor& t) {
     check_defined(op, name, t);
-    MG_CHECK(is_floating(t.dtype()), "{}: {} is {}, expected dtype f32 or f64", op, name, t.desc());
+    MG_CHECK(is_differentiable(t.dtype()), "{}: {} is {}, expected dtype f32 or f64{}", op, name, t.desc(),
+             t.dtype() == DType::bf16 ? " (bf16 is a storage dtype: convert with .to(DType::f32); bf16 GEMMs "
+                                        "are matmul_bf16)" : "");
 }
 void check_same(const char* op, const char* na, const Tensor& a, const char* nb, const Tensor& b) {
     check_defined(op, na, a);
@@ -169,7 +172,11 @@ Tensor Tensor::to(DType dtype) const {
     if (dtype == this->dtype()) return *this;
     Tensor out = Tensor::empty(shape(), {dtype, device()});
     copy_into(out, *this);
-    if (!is_floating(dtype)) return out; // integers carry no gradient
+    // bf16 is not differentiable yet (tensor/dtype.h): rather than drop a gradient silently, refuse.
+    MG_CHECK(dtype != DType::bf16 || !requires_grad() || !autograd::grad_enabled(),
+             "to: x is {} and requires grad, but bf16 is not differentiable yet (autocast will add its "
+             "backward); detach() it or convert under NoGrad", desc());
+    if (!is_differentiable(dtype)) return out; // integers (and bf16) carry no gradient
     return recorded_copy(*this, out, "ToDTypeBackward");
 }
 

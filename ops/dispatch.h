@@ -7,7 +7,8 @@
 
 namespace mg {
 
-// dispatch_float(dtype, "op", [&]<typename T>() { kernel<T>(...); }): T = float or double.
+// dispatch_float(dtype, "op", [&]<typename T>() { kernel<T>(...); }): T = float or double; i32
+// and bf16 (a storage dtype, tensor/dtype.h) are refused naming the op.
 template <typename F> void dispatch_float(DType t, const char* op, F&& f) {
     switch (t) {
     case DType::f32: f.template operator()<float>(); return;
@@ -16,12 +17,14 @@ template <typename F> void dispatch_float(DType t, const char* op, F&& f) {
         throw Error(fmt::format("{}: dtype {} is not supported, expected f32 or f64", op, dtype_name(t)));
     }
 }
-// As dispatch_float, with int32_t admitted too.
+// Every storage type: float, double, int32_t and bf16. For code that only moves or converts
+// elements (copies between dtypes, fills); arithmetic goes through dispatch_float.
 template <typename F> void dispatch_all(DType t, F&& f) {
     switch (t) {
     case DType::f32: f.template operator()<float>(); return;
     case DType::f64: f.template operator()<double>(); return;
     case DType::i32: f.template operator()<int32_t>(); return;
+    case DType::bf16: f.template operator()<bf16>(); return;
     }
 }
 

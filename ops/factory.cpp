@@ -47,7 +47,7 @@ Tensor Tensor::arange(int64_t n, Options o) {
 
 Tensor Tensor::uniform(const Shape& shape, double lo, double hi, Options o, Generator& gen) {
     MG_CHECK(lo <= hi, "uniform: lo = {} > hi = {}", lo, hi);
-    MG_CHECK(is_floating(o.dtype), "uniform: dtype {} is not supported, expected f32 or f64",
+    MG_CHECK(is_floating(o.dtype), "uniform: dtype {} is not supported, expected f32, f64 or bf16",
              dtype_name(o.dtype));
     uint64_t seed = gen.seed(), off = gen.take(uint64_t(numel_of(shape)));
     return make_filled(shape, o,
@@ -56,7 +56,7 @@ Tensor Tensor::uniform(const Shape& shape, double lo, double hi, Options o, Gene
 }
 
 Tensor Tensor::randn(const Shape& shape, Options o, Generator& gen) {
-    MG_CHECK(is_floating(o.dtype), "randn: dtype {} is not supported, expected f32 or f64",
+    MG_CHECK(is_floating(o.dtype), "randn: dtype {} is not supported, expected f32, f64 or bf16",
              dtype_name(o.dtype));
     uint64_t seed = gen.seed(), off = gen.take(uint64_t(numel_of(shape)));
     return make_filled(shape, o, [&](int64_t i) { return rng::normal(seed, off + uint64_t(i)); },

@@ -41,7 +41,7 @@ void for_each_cuda_group(size_t count, const char* op, Pick&& pick, Fn&& fn) {
 }
 
 void check_member(const char* op, const char* role, size_t i, const Tensor& t) {
-    MG_CHECK(is_floating(t.dtype()), "{}: {}[{}] is {}, expected f32 or f64", op, role, i, t.desc());
+    MG_CHECK(is_differentiable(t.dtype()), "{}: {}[{}] is {}, expected f32 or f64", op, role, i, t.desc());
     MG_CHECK(t.is_contiguous(), "{}: {}[{}] ({}) is not contiguous", op, role, i, t.desc());
 }
 

@@ -15,7 +15,8 @@ DType parse_dtype(std::string_view s) {
     if (s == "f32" || s == "float32") return DType::f32;
     if (s == "f64" || s == "float64") return DType::f64;
     if (s == "i32" || s == "int32") return DType::i32;
-    throw Error(fmt::format("dtype: unknown dtype '{}', expected one of f32, f64, i32", s));
+    if (s == "bf16" || s == "bfloat16") return DType::bf16;
+    throw Error(fmt::format("dtype: unknown dtype '{}', expected one of f32, f64, i32, bf16", s));
 }
 
 Device Device::parse(std::string_view s) {
@@ -153,6 +154,7 @@ template <typename T> T* Tensor::data() const {
 template float* Tensor::data<float>() const;
 template double* Tensor::data<double>() const;
 template int32_t* Tensor::data<int32_t>() const;
+template bf16* Tensor::data<bf16>() const;
 
 Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset) {
     auto impl = std::make_shared<TensorImpl>();
@@ -202,6 +204,7 @@ Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape, Opt
 template Tensor Tensor::from_vector<float>(const std::vector<float>&, const Shape&, Options);
 template Tensor Tensor::from_vector<double>(const std::vector<double>&, const Shape&, Options);
 template Tensor Tensor::from_vector<int32_t>(const std::vector<int32_t>&, const Shape&, Options);
+template Tensor Tensor::from_vector<bf16>(const std::vector<bf16>&, const Shape&, Options);
 
 template <typename T> std::vector<T> Tensor::to_vector() const {
     MG_CHECK(dtype() == dtype_of<T>, "to_vector: tensor is {}, but to_vector<{}>() was asked for; "
@@ -216,21 +219,25 @@ template <typename T> std::vector<T> Tensor::to_vector() const {
 template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
+template std::vector<bf16> Tensor::to_vector<bf16>() const;
 
 double Tensor::item() const {
     MG_CHECK(numel() == 1, "item: tensor {} has {} elements, expected exactly 1", desc(), numel());
     switch (dtype()) {
     case DType::f32: return to_vector<float>()[0];
     case DType::f64: return to_vector<double>()[0];
-    default: return to_vector<int32_t>()[0];
+    case DType::bf16: return double(to_vector<bf16>()[0]);
+    case DType::i32: return to_vector<int32_t>()[0];
     }
+    return 0;
 }
 
 Tensor& Tensor::set_requires_grad(bool r) {
     MG_CHECK(is_leaf(), "set_requires_grad: tensor {} is not a leaf (it was computed by {}); "
              "detach() it first", desc(), "an op");
-    MG_CHECK(!r || is_floating(dtype()), "set_requires_grad: tensor {} has dtype {}; only f32 "
-             "and f64 tensors can require grad", desc(), dtype_name(dtype()));
+    MG_CHECK(!r || is_differentiable(dtype()), "set_requires_grad: tensor {} has dtype {}; only f32 "
+             "and f64 tensors can require grad{}", desc(), dtype_name(dtype()),
+             dtype() == DType::bf16 ? " (bf16 is a storage dtype; autocast will make it differentiable)" : "");
     impl().requires_grad = r;
     return *this;
 }

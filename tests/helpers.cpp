@@ -56,7 +56,7 @@ void gradcheck_op(const std::string& op, Device device) {
             // Integer inputs (ids, targets, positions) are not differentiable: only floating
             // inputs are perturbed.
             for (Tensor& t : inputs)
-                if (is_floating(t.dtype())) t.set_requires_grad(true);
+                if (is_differentiable(t.dtype())) t.set_requires_grad(true);
             auto r = gradcheck(c->fn, inputs);
             INFO(r.message);
             REQUIRE(r.ok);
@@ -72,7 +72,7 @@ void parity_op(const std::string& op) {
             std::vector<Tensor> gpu_in;
             for (Tensor& t : cpu_in) {
                 gpu_in.push_back(t.to(Device::cuda(0)));
-                if (!is_floating(t.dtype())) continue; // integer inputs carry no gradient
+                if (!is_differentiable(t.dtype())) continue; // integer inputs carry no gradient
                 gpu_in.back().set_requires_grad(true);
                 t.set_requires_grad(true);
             }
@@ -85,7 +85,7 @@ void parity_op(const std::string& op) {
             y_cpu.backward(dy);
             y_gpu.backward(dy.to(Device::cuda(0)));
             for (size_t i = 0; i < cpu_in.size(); ++i)
-                if (is_floating(cpu_in[i].dtype()))
+                if (is_differentiable(cpu_in[i].dtype()))
                     require_close(gpu_in[i].grad(), cpu_in[i].grad(), 1e-5, 1e-5, fmt::format("grad of input {}", i));
         }
     }

@@ -25,7 +25,7 @@ FiniteProbe::FiniteProbe(int64_t step, const NamedTensors& tensors, std::string_
     for (const auto& [name, t] : tensors)
         if (t.defined() && is_floating(t.dtype())) {
             entries_.push_back(Entry{name, t.desc(), t.shape(), false});
-            list.push_back(t.contiguous());
+            list.push_back(t.dtype() == DType::bf16 ? t.to(DType::f32) : t.contiguous()); // the scan reads f32/f64
         }
     scan_ = NonfiniteScan(list);
 }

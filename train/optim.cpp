@@ -91,7 +91,7 @@ AdamW::AdamW(NamedTensors params, AdamWOptions options) : params_(std::move(para
         auto [it, fresh] = storages.emplace(p.impl().storage.get(), name);
         MG_CHECK(fresh, "AdamW: parameters '{}' and '{}' share storage (tied weights?); list each tensor once",
                  it->second, name);
-        MG_CHECK(is_floating(p.dtype()), "AdamW: parameter '{}' is {}, expected f32 or f64", name, p.desc());
+        MG_CHECK(is_differentiable(p.dtype()), "AdamW: parameter '{}' is {}, expected f32 or f64", name, p.desc());
         MG_CHECK(p.is_contiguous(), "AdamW: parameter '{}' ({}) is not contiguous", name, p.desc());
         exp_avg_.push_back(Tensor::zeros(p.shape(), p.options()));
         exp_avg_sq_.push_back(Tensor::zeros(p.shape(), p.options()));
