@@ -137,6 +137,61 @@ TEST_CASE("safetensors: corrupt files give errors naming the file and the tensor
     CHECK(load_safetensors(p).tensors.empty());
 }
 
+TEST_CASE("safetensors: bf16 tensors are written as BF16 and read back bit for bit when asked; f32 by default",
+          "[train][bf16]") {
+    TempDir dir("st_bf16");
+    // specials (NaN, ±Inf, -0, a subnormal) and ordinary values, beside an f32 tensor
+    const std::vector<uint16_t> raw = {0x7FC0, 0xFF80, 0x7F80, 0x8000, 0x0001, 0x3F80, 0xBDCD, 0x4049};
+    std::vector<bf16> vals;
+    for (uint16_t r : raw) vals.push_back(bf16::from_bits(r));
+    const Tensor b = Tensor::from_vector(vals, {2, 4});
+    const Tensor f = Tensor::randn({3});
+    const std::string path = dir.file("b.safetensors");
+    save_safetensors(path, {{"b", b}, {"f", f}, {"bt", b.transpose(0, 1)}});
+    const SafetensorsHeader h = read_safetensors_header(path);
+    REQUIRE(h.entries.size() == 3);
+    CHECK((h.entries[0].stored == "BF16" && h.entries[0].stored_size() == 2 && h.entries[0].end == 16));
+    CHECK(h.entries[0].dtype == DType::f32); // the default reading
+    // by default BF16 is widened to f32 exactly: what checkpoints and model folders expect
+    auto wide = load_safetensors(path).by_name();
+    CHECK(wide.at("b").dtype() == DType::f32);
+    CHECK(same_bits(wide.at("b"), b.to(DType::f32)));
+    // asked for, bf16 comes back as stored, NaN payloads included; f32 stays f32
+    for (Device d : devices()) {
+        INFO(d.str());
+        auto kept = load_safetensors(path, d, HalfRead::keep_bf16).by_name();
+        CHECK(kept.at("b").dtype() == DType::bf16);
+        CHECK(kept.at("b").device() == d);
+        CHECK(same_bits(kept.at("b"), b));
+        CHECK(same_bits(kept.at("bt"), b.transpose(0, 1).contiguous()));
+        CHECK(same_bits(kept.at("f"), f));
+    }
+    // the safety checks hold for the bf16 reading too: a wrong size, a flipped byte
+    write_all(dir.file("short.safetensors"),
+              raw_safetensors(R"({"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,4]}})", std::string(4, '\0')));
+    REQUIRE_ERROR_WITH(load_safetensors(dir.file("short.safetensors"), Device::cpu(), HalfRead::keep_bf16), "tensor 'w'",
+                       "hold 4 bytes", "needs 6");
+    std::string bytes = read_all(path);
+    bytes[bytes.size() - 13] ^= 0x01; // inside "bt"'s data
+    write_all(path, bytes);
+    REQUIRE_ERROR_WITH(load_safetensors(path, Device::cpu(), HalfRead::keep_bf16), "checksum", "damaged");
+    // a checkpoint of bf16 tensors loads (as f32) and its NaN is found
+    REQUIRE_ERROR_WITH(require_finite("x", {{"b", b}}), "tensor 'b'", "bf16");
+}
+
+TEST_CASE("safetensors: torch's bfloat16 bits are ours: its rounding of float32 and our reading of the file",
+          "[train][bf16]") {
+    // tools/make_hf_fixtures.py half_dtypes(): torch.tensor(vals, float32).to(torch.bfloat16)
+    const std::vector<float> vals = {1.0f, -2.5f, 3.140625f, 0.1f, -0.0f, 65504.0f, 0x1p-24f, 0x1p-14f, 1e-3f,
+                                     INFINITY, -INFINITY};
+    auto t = load_safetensors("tests/fixtures/half_dtypes.safetensors", Device::cpu(), HalfRead::keep_bf16).by_name();
+    REQUIRE(t.at("bf16").dtype() == DType::bf16);
+    CHECK(t.at("f16").dtype() == DType::f32); // there is no f16 dtype: F16 is always widened
+    const Tensor ours = Tensor::from_vector(vals, {int64_t(vals.size())}).to(DType::bf16);
+    CHECK(same_bits(ours, t.at("bf16")));
+    CHECK(same_bits(t.at("bf16").to(DType::f32), t.at("bf16_as_f32")));
+}
+
 TEST_CASE("safetensors: a failed write leaves the old file and no temp file", "[train]") {
     TempDir dir("st_atomic");
     Tensor w = Tensor::randn({8});

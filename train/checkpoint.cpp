@@ -29,7 +29,15 @@ namespace {
 constexpr uint64_t kMaxHeader = 100ull << 20; // the reference implementation's limit
 constexpr const char* kMetadataKey = "__metadata__";
 
-std::string_view st_dtype(DType t) { return t == DType::f32 ? "F32" : t == DType::f64 ? "F64" : "I32"; }
+std::string_view st_dtype(DType t) {
+    switch (t) {
+    case DType::f32: return "F32";
+    case DType::f64: return "F64";
+    case DType::i32: return "I32";
+    case DType::bf16: return "BF16";
+    }
+    return "?";
+}
 
 } // namespace
 
@@ -247,8 +255,11 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
     return out;
 }
 
-SafetensorsFile load_safetensors(const std::string& path, Device device) {
+SafetensorsFile load_safetensors(const std::string& path, Device device, HalfRead bf16_as) {
     SafetensorsHeader h = read_safetensors_header(path);
+    if (bf16_as == HalfRead::keep_bf16)
+        for (SafetensorsEntry& e : h.entries)
+            if (e.stored == "BF16") e.dtype = DType::bf16; // read as stored, bit for bit
     std::ifstream in(path, std::ios::binary);
     MG_CHECK(in.good(), "load_safetensors: cannot open '{}': {}", path, std::strerror(errno));
     SafetensorsFile out;
@@ -259,7 +270,7 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
         const SafetensorsEntry& e = h.entries[i];
         Tensor t = Tensor::empty(e.shape, {e.dtype, Device::cpu()});
         in.seekg(std::streamoff(h.data_start + e.begin));
-        if (e.stored_size() == 2) {
+        if (e.stored_size() == 2 && e.dtype == DType::f32) { // BF16/F16 widened to f32
             halves[i].resize(size_t(t.numel()));
             in.read(reinterpret_cast<char*>(halves[i].data()), std::streamsize(e.end - e.begin));
             float* f = static_cast<float*>(t.raw_data());
@@ -388,16 +399,19 @@ TrainerState read_trainer_state(const Metadata& metadata, const std::string& pat
 }
 
 void require_finite(const std::string& path, const NamedTensors& tensors) {
-    std::vector<std::string> names;
+    std::vector<std::string> names, descs;
     std::vector<Tensor> floats;
     for (const auto& [name, t] : tensors)
-        if (is_floating(t.dtype())) names.push_back(name), floats.push_back(t);
+        if (is_floating(t.dtype())) { // bf16 is scanned widened to f32 (exactly): NonfiniteScan reads f32/f64
+            names.push_back(name), descs.push_back(t.desc());
+            floats.push_back(t.dtype() == DType::bf16 ? t.to(DType::f32) : t);
+        }
     NonfiniteScan scan(floats);
     const auto& found = scan.findings();
     for (size_t i = 0; i < found.size(); ++i) {
         if (found[i].count == 0) continue;
         throw Error(fmt::format("load_checkpoint: '{}': tensor '{}' ({}) {}: refusing to load it", path, names[i],
-                                floats[i].desc(), found[i].describe(floats[i].shape())));
+                                descs[i], found[i].describe(floats[i].shape())));
     }
 }
 

@@ -11,7 +11,9 @@
 //                     ...}
 //   bytes 8+N..    the data section: each tensor's elements, row-major, little-endian
 // BF16 and F16 tensors (many published checkpoints) are read into f32 (exactly: every bf16 and f16
-// value is a float); mambagrad writes F32, F64 and I32 only.
+// value is a float), unless the caller of load_safetensors asks for HalfRead::keep_bf16: then BF16
+// tensors come back as DType::bf16 tensors holding the file's bits. mambagrad writes F32, F64, I32
+// and BF16 (a DType::bf16 tensor); checkpoints and model folders hold and read f32.
 // The reader enforces what the reference implementation enforces: known dtype, end - begin ==
 // numel * element size, ranges inside the data section, no overlaps, no holes, and the data
 // section ends exactly at the last range (so a truncated file is always caught).
@@ -61,14 +63,17 @@ struct SafetensorsFile {
     std::map<std::string, Tensor> by_name() const;
 };
 // Reads and validates a file; tensors are placed on `device`. Errors name the file and, where
-// one is at fault, the tensor.
-SafetensorsFile load_safetensors(const std::string& path, Device device = Device::cpu());
+// one is at fault, the tensor. BF16 tensors become f32 (the default, what checkpoints and model
+// folders use) or, with keep_bf16, bf16; F16 always becomes f32.
+enum class HalfRead { to_f32, keep_bf16 };
+SafetensorsFile load_safetensors(const std::string& path, Device device = Device::cpu(),
+                                 HalfRead bf16_as = HalfRead::to_f32);
 
 // The header alone (every check load_safetensors makes except reading the data): what
 // `mambagrad info` and checkpoint_config read without loading gigabytes of tensors.
 struct SafetensorsEntry {
     std::string name;
-    DType dtype = DType::f32; // the tensor's dtype once read (BF16, F16: f32)
+    DType dtype = DType::f32; // the tensor's dtype once read (BF16, F16: f32 unless HalfRead::keep_bf16)
     std::string stored = "F32"; // the file's dtype string; its element size is stored_size()
     size_t stored_size() const { return stored == "BF16" || stored == "F16" ? 2 : dtype_size(dtype); }
     Shape shape;
