@@ -161,7 +161,46 @@ std::atomic<MatmulPrecision> g_matmul_precision{MatmulPrecision::fp32};
 void set_matmul_precision(MatmulPrecision p) { g_matmul_precision.store(p); }
 MatmulPrecision matmul_precision() { return g_matmul_precision.load(); }
 
+namespace {
+
+// Elements of a stored operand (batch matrices of rows x cols at row stride ld, `stride` apart)
+// that a GEMM reads: from the first to one past the last.
+int64_t operand_extent(const GemmArgs& g, int64_t stride, int64_t rows, int64_t cols, int64_t ld) {
+    if (g.batch == 0 || rows == 0 || cols == 0) return 0;
+    return (g.batch - 1) * stride + (rows - 1) * ld + cols;
+}
+
+std::vector<float> widen_bf16(const bf16* p, int64_t n) {
+    std::vector<float> out(static_cast<size_t>(n));
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) out[size_t(i)] = float(p[i]);
+    return out;
+}
+
+// bf16 A and B, f32 C. The CPU widens the operands to f32 (exactly) and runs the f32 GEMM: bf16
+// storage, fp32 compute, as cuBLAS does on the GPU.
+void gemm_bf16_tensors(const GemmArgs& g, double alpha, const Tensor& A, const Tensor& B, double beta, const Tensor& C) {
+    if (A.device().is_cpu()) {
+        const std::vector<float> a = widen_bf16(A.data<bf16>(), operand_extent(g, g.stride_a, g.ta ? g.K : g.M, g.ta ? g.M : g.K, g.lda));
+        const std::vector<float> b = widen_bf16(B.data<bf16>(), operand_extent(g, g.stride_b, g.tb ? g.N : g.K, g.tb ? g.K : g.N, g.ldb));
+        gemm_cpu<float>(g, float(alpha), a.data(), b.data(), float(beta), C.data<float>());
+    } else {
+        MG_CUDA_ONLY(cuda::DeviceGuard guard(A.device().index);
+                     cuda::gemm_bf16(g, float(alpha), A.data<bf16>(), B.data<bf16>(), float(beta), C.data<float>(),
+                                     A.device().index));
+    }
+}
+
+} // namespace
+
 void gemm_tensors(const GemmArgs& g, double alpha, const Tensor& A, const Tensor& B, double beta, const Tensor& C) {
+    const bool bf16_in = A.dtype() == DType::bf16;
+    MG_CHECK(A.device() == B.device() && A.device() == C.device() &&
+                 (bf16_in ? B.dtype() == DType::bf16 && C.dtype() == DType::f32
+                          : B.dtype() == A.dtype() && C.dtype() == A.dtype()),
+             "gemm: A is {}, B is {} and C is {}; expected one device, and one dtype for all three or bf16 A "
+             "and B with an f32 C", A.desc(), B.desc(), C.desc());
+    if (bf16_in) return gemm_bf16_tensors(g, alpha, A, B, beta, C);
     dispatch_float(A.dtype(), "matmul", [&]<typename T>() {
         if (A.device().is_cpu()) {
             gemm_cpu<T>(g, T(alpha), A.data<T>(), B.data<T>(), T(beta), C.data<T>());
@@ -183,8 +222,9 @@ void run_gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor&
     gemm_tensors(g, 1.0, a, b, 0.0, out);
 }
 
-// op(a) @ op(b) with no graph. op transposes the last two dims when the flag is set.
-Tensor mm(Tensor a, bool ta, Tensor b, bool tb) {
+// op(a) @ op(b) with no graph. op transposes the last two dims when the flag is set. The result
+// has a's dtype, except that bf16 inputs give f32 (matmul_bf16). `op` names the caller in errors.
+Tensor mm(Tensor a, bool ta, Tensor b, bool tb, const char* op = "matmul") {
     a = a.detach().contiguous();
     b = b.detach().contiguous();
     int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
@@ -197,30 +237,31 @@ Tensor mm(Tensor a, bool ta, Tensor b, bool tb) {
     g.lda = ac;
     g.ldb = bc;
     g.ldc = g.N;
+    const Options out_options{a.dtype() == DType::bf16 ? DType::f32 : a.dtype(), a.device()};
     Tensor out;
     if (b.dim() == 2 && !ta) {
         // Every batch shares b: fold the batch into M and run one GEMM.
         Shape s = batch_of(a);
         s.push_back(g.M);
         s.push_back(g.N);
-        out = Tensor::empty(s, a.options());
+        out = Tensor::empty(s, out_options);
         g.M = numel_of(batch_of(a)) * ar;
     } else {
-        Shape batch = broadcast_shapes(batch_of(a), batch_of(b), "matmul");
+        Shape batch = broadcast_shapes(batch_of(a), batch_of(b), op);
         Shape sa = batch, sb = batch, so = batch;
         sa.insert(sa.end(), {ar, ac});
         sb.insert(sb.end(), {br, bc});
         so.insert(so.end(), {g.M, g.N});
         a = a.expand(sa).contiguous();
         b = b.expand(sb).contiguous();
-        out = Tensor::empty(so, a.options());
+        out = Tensor::empty(so, out_options);
         g.batch = numel_of(batch);
         g.stride_a = ar * ac;
         g.stride_b = br * bc;
         g.stride_c = g.M * g.N;
     }
     MG_CHECK(std::max({g.M, g.N, g.K, g.batch}) <= std::numeric_limits<int>::max(),
-             "matmul: a GEMM dimension of {} x {} x {} (batch {}) exceeds the 2^31 limit", g.M, g.N, g.K, g.batch);
+             "{}: a GEMM dimension of {} x {} x {} (batch {}) exceeds the 2^31 limit", op, g.M, g.N, g.K, g.batch);
     if (g.K == 0) return Tensor::zeros(out.shape(), out.options()); // an empty sum
     if (out.numel() > 0) run_gemm(g, a, b, out);
     return out;
@@ -246,16 +287,20 @@ struct MatmulBackward : autograd::Node {
     }
 };
 
+// The shape checks matmul and matmul_bf16 share; `op` names the caller.
+void check_matmul_shapes(const char* op, const Tensor& a, const Tensor& b) {
+    MG_CHECK(a.dim() >= 2 && b.dim() >= 2, "{}: a is {} and b is {}; expected both at least 2-D", op, a.desc(),
+             b.desc());
+    MG_CHECK(a.size(-1) == b.size(-2), "{}: a is {} and b is {}; expected a's last dim ({}) to "
+             "equal b's second-to-last dim ({})", op, a.desc(), b.desc(), a.size(-1), b.size(-2));
+}
 } // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
     check_float("matmul", "a", a);
     check_float("matmul", "b", b);
     check_same("matmul", "a", a, "b", b);
-    MG_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: a is {} and b is {}; expected both at least 2-D",
-             a.desc(), b.desc());
-    MG_CHECK(a.size(-1) == b.size(-2), "matmul: a is {} and b is {}; expected a's last dim ({}) to "
-             "equal b's second-to-last dim ({})", a.desc(), b.desc(), a.size(-1), b.size(-2));
+    check_matmul_shapes("matmul", a, b);
     Tensor out = mm(a, false, b, false);
     autograd::record<MatmulBackward>({a, b}, {out}, [&](MatmulBackward& n) {
         n.need_a = a.requires_grad();
@@ -266,6 +311,17 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
         if (n.need_a) n.b = b.detach(); // da = g b^T
     });
     return out;
+}
+
+Tensor matmul_bf16(const Tensor& a, const Tensor& b) {
+    check_defined("matmul_bf16", "a", a);
+    check_defined("matmul_bf16", "b", b);
+    MG_CHECK(a.dtype() == DType::bf16 && b.dtype() == DType::bf16,
+             "matmul_bf16: a is {} and b is {}; expected both bf16 (convert with .to(DType::bf16))", a.desc(), b.desc());
+    MG_CHECK(a.device() == b.device(), "matmul_bf16: a is {} but b is {}; expected both on the same device", a.desc(),
+             b.desc());
+    check_matmul_shapes("matmul_bf16", a, b);
+    return mm(a, false, b, false, "matmul_bf16"); // no node: bf16 tensors never require grad (see the header)
 }
 
 #define MG_INST(T)                                                                                       \
