@@ -323,10 +323,12 @@ void TrainConfig::validate() const {
         // every key must select a parameter: a typo would otherwise change nothing, silently
         const std::vector<nn::ParameterSpec> specs =
             is_transformer() ? nn::parameter_specs(transformer) : nn::parameter_specs(model);
-        for (const auto& [key, v] : lr_scale)
+        for (const auto& entry : lr_scale) {
+            const std::string& key = entry.first;
             MG_CHECK(std::any_of(specs.begin(), specs.end(), [&](const nn::ParameterSpec& p) { return key_selects(key, p.name); }),
                      "{}: lr_scale key '{}' selects no parameter of the model (keys are components of parameter "
                      "names, e.g. long_conv or mixer.dt_proj)", kWhere, key);
+        }
     }
     const int64_t need = task.model_vocab();
     if (task.is_lm()) {
