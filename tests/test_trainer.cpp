@@ -161,8 +161,10 @@ TEST_CASE("trainer: bad configs name the key and what is allowed", "[trainer][er
     REQUIRE_ERROR_WITH(parse(R"({"lr_scale": {".long_conv": 0.1}})"), "lr_scale");
     REQUIRE_ERROR_WITH(parse(R"({"precision": "bf16"})"), "precision", "fp32 or tf32", "not available yet");
     REQUIRE_ERROR_WITH(parse(R"({"precision": "fp16"})"), "precision", "fp32", "tf32");
-    REQUIRE_ERROR_WITH(parse(R"({"precision": "tf32", "device": "cpu"})"), "precision is \"tf32\"", "CUDA devices only");
     CHECK(parse(R"({"precision": "tf32", "device": "cuda"})").precision == "tf32");
+    // refused where the device is known: "cpu", or "auto" on a machine without a GPU
+    REQUIRE_ERROR_WITH(Trainer(tiny_config(R"({"precision": "tf32"})")), "train: precision is \"tf32\"",
+                       "CUDA devices only", "device \"cpu\" resolved to the CPU");
     if (cuda_device_count() == 0)
         REQUIRE_ERROR_WITH(Trainer(tiny_config(R"({"precision": "tf32", "device": "auto"})")), "train: precision is "
                            "\"tf32\"", "resolved to the CPU");

@@ -361,8 +361,6 @@ void TrainConfig::validate() const {
             }
         }
     }
-    MG_CHECK(precision == "fp32" || device != "cpu", "{}: precision is \"{}\", which applies to CUDA devices only; "
-             "the device is \"cpu\" (use precision fp32)", kWhere, precision);
     if (device != "auto") {
         try {
             (void)Device::parse(device);

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -178,6 +179,39 @@ void SocketCommunicator::all_reduce_sum(std::span<float> data) { reduce(data); }
 void SocketCommunicator::barrier() {
     double one = 1;
     reduce(std::span<double>(&one, 1));
+}
+
+// ---- gradients ------------------------------------------------------------------------------------
+
+void all_reduce_gradients(Communicator& comm, const nn::NamedTensors& params, std::vector<double>& stats) {
+    const size_t P = params.size(), S = stats.size();
+    stats.resize(S + P, 0.0); // then one has-a-gradient flag per parameter
+    size_t n = 0;
+    for (const auto& np : params) n += size_t(np.second.numel());
+    std::vector<float> flat(n, 0.0f);
+    size_t at = 0;
+    for (size_t i = 0; i < P; ++i) {
+        const Tensor& p = params[i].second;
+        if (const Tensor g = p.grad(); g.defined()) {
+            stats[S + i] = 1.0;
+            const std::vector<float> v = g.to(Device::cpu()).to(DType::f32).to_vector<float>();
+            std::copy(v.begin(), v.end(), flat.begin() + int64_t(at));
+        }
+        at += size_t(p.numel());
+    }
+    comm.all_reduce_sum(std::span<double>(stats));
+    comm.all_reduce_sum(std::span<float>(flat));
+    at = 0;
+    for (size_t i = 0; i < P; ++i) {
+        const Tensor& p = params[i].second;
+        const size_t m = size_t(p.numel());
+        if (stats[S + i] > 0) {
+            const std::vector<float> v(flat.begin() + int64_t(at), flat.begin() + int64_t(at + m));
+            p.impl().grad = Tensor::from_vector(v, p.shape(), {DType::f32, p.device()}).to(p.dtype()).impl_ptr();
+        }
+        at += m;
+    }
+    stats.resize(S);
 }
 
 // ---- from the environment -------------------------------------------------------------------------

@@ -39,6 +39,8 @@
 #include <string>
 #include <vector>
 
+#include "nn/module.h"
+
 namespace mg::train {
 
 // Rows [lo, hi) of a batch of n rows that rank `rank` of `world` takes: contiguous, disjoint,
@@ -85,6 +87,12 @@ private:
     std::vector<int> peers_; // rank 0: the socket of rank r at r (index 0 unused); others: [rank 0's]
     std::string path_;
 };
+
+// Sums every parameter's gradient over the ranks, in place (each becomes the sum; a parameter
+// that has a gradient on any rank gets one: a rank with no rows in a step has none), and `stats`
+// with them (doubles: counts stay exact). One reduction of floats and one of doubles; the
+// gradients travel through host memory (the socket stand-in's way).
+void all_reduce_gradients(Communicator& comm, const nn::NamedTensors& params, std::vector<double>& stats);
 
 // The communicator this process was started with by the launcher (MG_RANK, MG_WORLD,
 // MG_RENDEZVOUS, MG_TIMEOUT_S), or null when it was not (a single-process run).

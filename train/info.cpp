@@ -23,7 +23,7 @@ ModelInfo info_of(const TrainConfig& cfg, const std::string& source) {
     info.source = source;
     info.config = cfg;
     for (const nn::ParameterSpec& p : model_parameter_specs(cfg)) {
-        info.parameters.push_back({p.name, p.shape, p.numel()});
+        info.parameters.push_back({p.name, p.shape, p.numel(), DType::f32, "", 0});
         info.total += p.numel();
     }
     info.without_global_selection = info.total;
