@@ -192,6 +192,21 @@ TEST_CASE("trainer: lr_scale reaches the optimizer by name component; a key that
     REQUIRE_ERROR_WITH(tiny_config(R"({"lr_scale": {"long_conv": 0.1}})"), "train config", "lr_scale key 'long_conv'",
                        "selects no parameter");
     REQUIRE_ERROR_WITH(tiny_config(R"({"lr_scale": {"mixer.x": 0.1}})"), "lr_scale key 'mixer.x'");
+    // a key (or a device) of control characters or of any length is quoted as a short excerpt: the fuzzer
+    // found the key printed raw, so one key could make a message of megabytes or of several lines
+    for (const std::string& cfg_text : {fmt::format(R"({{"lr_scale": {{"a\nb{}": 0.1}}}})", std::string(5000, 'x')),
+                                        fmt::format(R"({{"device": "c\u0001{}"}})", std::string(5000, 'y'))}) {
+        std::string message;
+        try {
+            (void)tiny_config(cfg_text);
+        } catch (const Error& e) {
+            message = e.what();
+        }
+        INFO(message.substr(0, 300));
+        REQUIRE(!message.empty());
+        CHECK(message.size() < 400);
+        CHECK(std::none_of(message.begin(), message.end(), [](char ch) { return ch >= 0 && ch < 0x20; }));
+    }
 }
 
 TEST_CASE("trainer: checkpoint round trip", "[trainer]") {

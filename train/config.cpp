@@ -327,7 +327,7 @@ void TrainConfig::validate() const {
             const std::string& key = entry.first;
             MG_CHECK(std::any_of(specs.begin(), specs.end(), [&](const nn::ParameterSpec& p) { return key_selects(key, p.name); }),
                      "{}: lr_scale key '{}' selects no parameter of the model (keys are components of parameter "
-                     "names, e.g. long_conv or mixer.dt_proj)", kWhere, key);
+                     "names, e.g. long_conv or mixer.dt_proj)", kWhere, text_excerpt(key, 60));
         }
     }
     const int64_t need = task.model_vocab();
@@ -365,7 +365,8 @@ void TrainConfig::validate() const {
         try {
             (void)Device::parse(device);
         } catch (const Error&) {
-            throw Error(fmt::format("{}: device is \"{}\", expected one of: auto, cpu, cuda, cuda:N", kWhere, device));
+            throw Error(fmt::format("{}: device is \"{}\", expected one of: auto, cpu, cuda, cuda:N", kWhere,
+                                    text_excerpt(device, 40)));
         }
     }
 }
