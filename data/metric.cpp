@@ -44,6 +44,18 @@ void MqarMetric::add_batch(const std::vector<MqarExample>& examples, const MqarB
     }
 }
 
+void MqarMetric::add_counts(const MqarSubtaskScore& s) {
+    if (s.examples == 0) return;
+    MqarSubtaskScore& t = by_subtask_[{s.seq_len, s.num_kv_pairs}];
+    t.seq_len = s.seq_len;
+    t.num_kv_pairs = s.num_kv_pairs;
+    t.examples += s.examples;
+    t.queries += s.queries;
+    t.queries_correct += s.queries_correct;
+    t.tokens += s.tokens;
+    t.tokens_correct += s.tokens_correct;
+}
+
 MqarScore MqarMetric::score() const {
     MqarScore r;
     for (const auto& [key, s] : by_subtask_) {

@@ -48,6 +48,9 @@ public:
     // pred (B, L) i32 on any device for the batch built from examples[batch.example_index].
     void add_batch(const std::vector<MqarExample>& examples, const MqarBatch& batch, const Tensor& pred);
     MqarScore score() const;
+    // Adds the counts of a subtask scored elsewhere (another rank's share of the same cell); a
+    // score with no examples adds nothing, so a cell appears only where an example was scored.
+    void add_counts(const MqarSubtaskScore& s);
 
 private:
     std::map<std::pair<int64_t, int64_t>, MqarSubtaskScore> by_subtask_;

@@ -16,10 +16,12 @@
 #include "train/checkpoint.h"
 #include "train/distributed.h"
 #include "train/process.h"
+#include "train/trainer.h"
 
 using namespace mg;
 using namespace mg::train;
 using mg::test::TempDir;
+using json = nlohmann::json;
 
 TEST_CASE("distributed: rank_slice cuts n rows into disjoint contiguous ranges that cover them", "[distributed]") {
     for (int world : {1, 2, 3, 7})
@@ -131,10 +133,104 @@ TEST_CASE("distributed: a rank that leaves, hangs or disagrees is named by the o
 
 namespace {
 
+// Two ranks of a sharded evaluation in one process, one after the other: rank 1 records what it
+// would send (and keeps its own share), then rank 0 adds rank 1's buffers to its own, in order.
+class RecordingRank final : public Communicator {
+public:
+    int rank() const override { return 1; }
+    int world() const override { return 2; }
+    void all_reduce_sum(std::span<double> data) override { sent.emplace_back(data.begin(), data.end()); }
+    void all_reduce_sum(std::span<float>) override { FAIL("the evaluation reduces doubles only"); }
+    void barrier() override {}
+    std::vector<std::vector<double>> sent;
+};
+
+class ReplayingRank final : public Communicator {
+public:
+    explicit ReplayingRank(const std::vector<std::vector<double>>& other) : other_(other) {}
+    int rank() const override { return 0; }
+    int world() const override { return 2; }
+    void all_reduce_sum(std::span<double> data) override {
+        REQUIRE(next_ < other_.size());
+        REQUIRE(other_[next_].size() == data.size()); // the same layout on both ranks
+        for (size_t i = 0; i < data.size(); ++i) data[i] += other_[next_][i];
+        ++next_;
+    }
+    void all_reduce_sum(std::span<float>) override { FAIL("the evaluation reduces doubles only"); }
+    void barrier() override {}
+
+private:
+    const std::vector<std::vector<double>>& other_;
+    size_t next_ = 0;
+};
+
+int64_t examples_scored(const EvalResult& r) {
+    int64_t n = 0;
+    for (const auto& s : r.score.subtasks) n += s.examples;
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("distributed: sharded evaluation scores each rank's share and sums to the single-process result",
+          "[distributed]") {
+    json j = {{"model", {{"preset", "zoology"}, {"d_model", 16}, {"n_layer", 1}, {"d_state", 4}, {"vocab_size", "auto"}}},
+              {"task", {{"grid", "16x2,32x4"}, {"vocab_size", 24}, {"train_examples", 64}, {"valid_examples", 8},
+                        {"test_examples", 8}, {"test_variants", json::array()}}},
+              {"batch_size", 8}, {"epochs", 6}, {"lr", 1e-2}, {"eval_every", 0}, {"target_accuracy", 0},
+              {"device", "cpu"}, {"run_dir", ""}, {"log_every", 1}};
+    TrainConfig cfg = TrainConfig::from_json(j);
+    Trainer t(cfg, nullptr);
+    t.train(); // trained a little, so that some queries are right and the counts are not all zero
+    // 13 examples per cell in batches of 5: 3 batches a cell (5, 5, 3), 6 in all, 3 for each rank
+    const auto ex = cfg.task.generate(data::MqarVariant::Standard, data::Split::Test, 13).examples;
+    const EvalResult one = evaluate_mqar(t.model(), ex, 5);
+    REQUIRE(examples_scored(one) == 26);
+    REQUIRE(one.score.tokens_correct > 0);
+    RecordingRank r1;
+    const EvalResult share = evaluate_mqar(t.model(), ex, 5, &r1);
+    CHECK(examples_scored(share) > 0);
+    CHECK(examples_scored(share) < 26); // rank 1 scored its batches only
+    ReplayingRank r0(r1.sent);
+    const EvalResult both = evaluate_mqar(t.model(), ex, 5, &r0);
+    REQUIRE(both.score.subtasks.size() == one.score.subtasks.size());
+    for (size_t i = 0; i < one.score.subtasks.size(); ++i) {
+        const auto &a = one.score.subtasks[i], &b = both.score.subtasks[i];
+        INFO("cell " << a.seq_len << "x" << a.num_kv_pairs);
+        CHECK(a.seq_len == b.seq_len);
+        CHECK(a.num_kv_pairs == b.num_kv_pairs);
+        CHECK(a.examples == b.examples);
+        CHECK(a.queries == b.queries);
+        CHECK(a.queries_correct == b.queries_correct);
+        CHECK(a.tokens == b.tokens);
+        CHECK(a.tokens_correct == b.tokens_correct);
+    }
+    CHECK(both.score.query_acc_mean == one.score.query_acc_mean);
+    CHECK(both.labelled == one.labelled);
+    CHECK(std::abs(both.loss - one.loss) <= 1e-12 * one.loss); // the double sum's order only
+
+    // LM scoring of a token stream: 11 windows of 6 in batches of 3 (the last one short), rank 1
+    // takes batches 1 and 3
+    std::vector<int32_t> tokens(67);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 7 + i / 5) % 20);
+    const EvalResult lm_one = evaluate_lm(t.model(), tokens, 6, 3);
+    RecordingRank l1;
+    const EvalResult lm_share = evaluate_lm(t.model(), tokens, 6, 3, 0, nullptr, &l1);
+    CHECK(lm_share.labelled == (3 + 2) * 6);
+    ReplayingRank l0(l1.sent);
+    const EvalResult lm_both = evaluate_lm(t.model(), tokens, 6, 3, 0, nullptr, &l0);
+    CHECK(lm_one.labelled == 11 * 6);
+    CHECK(lm_both.labelled == lm_one.labelled);
+    CHECK(lm_both.bytes == lm_one.bytes);
+    CHECK(std::abs(lm_both.loss - lm_one.loss) <= 1e-12 * lm_one.loss);
+}
+
+namespace {
+
 const std::vector<std::string> kRun = {
     "train", "--device", "cpu", "--model.d_model", "16", "--model.n_layer", "2", "--model.d_state", "4",
     "--task.grid", "32x4,16x2", "--task.vocab_size", "32", "--task.train_examples", "96", "--task.valid_examples", "16",
-    "--task.test_examples", "8", "--task.test_variants", "[]", "--batch_size", "10", "--epochs", "3", "--lr", "1e-2",
+    "--task.test_examples", "7", "--task.test_variants", "[\"standard\", \"shuffle\"]", "--batch_size", "10", "--epochs", "3", "--lr", "1e-2",
     "--log_every", "1", "--eval_every", "0", "--target_accuracy", "0"};
 
 std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& more) {
@@ -149,11 +245,25 @@ int run_and_wait(const std::vector<std::string>& args, const std::string& log) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-std::vector<nlohmann::json> train_rows_of(const std::string& metrics) {
+std::vector<nlohmann::json> rows_of(const std::string& metrics, const std::string& kind = "train") {
     std::vector<nlohmann::json> out;
     for (const nlohmann::json& r : test::metrics_rows_without_timing(metrics))
-        if (r["kind"] == "train") out.push_back(r);
+        if (r["kind"] == kind) out.push_back(r);
     return out;
+}
+
+// The scores of a sharded evaluation (each rank its share, the counts summed) against the
+// single-process run's: the same rows, accuracies equal, losses equal up to float summation order.
+void check_same_scores(const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b) {
+    REQUIRE(a.size() == b.size());
+    REQUIRE(!a.empty());
+    for (size_t i = 0; i < a.size(); ++i) {
+        INFO("one process " << a[i].dump() << "\nranks " << b[i].dump());
+        CHECK(a[i]["step"] == b[i]["step"]);
+        CHECK(std::abs(a[i]["loss"].get<double>() - b[i]["loss"].get<double>()) <= 1e-4 * a[i]["loss"].get<double>());
+        for (const char* key : {"query_acc", "subtasks", "tokens", "bytes"})
+            if (a[i].contains(key)) CHECK(a[i][key] == b[i][key]);
+    }
 }
 
 } // namespace
@@ -167,7 +277,7 @@ TEST_CASE("distributed: train --ranks 2 gives the single-process run's losses, w
     const std::string log = test::read_all(dir.file("two.log"));
     INFO(log);
     REQUIRE(rc == 0);
-    const auto a = train_rows_of(dir.file("one/metrics.jsonl")), b = train_rows_of(dir.file("two/metrics.jsonl"));
+    const auto a = rows_of(dir.file("one/metrics.jsonl")), b = rows_of(dir.file("two/metrics.jsonl"));
     REQUIRE(a.size() == b.size());
     REQUIRE(a.size() >= 20);
     double worst = 0;
@@ -181,6 +291,10 @@ TEST_CASE("distributed: train --ranks 2 gives the single-process run's losses, w
         CHECK(a[i]["acc"] == b[i]["acc"]);
     }
     WARN("two ranks vs one process, worst relative loss difference over " << a.size() << " steps: " << worst);
+    // the validation and test scores, sharded over the ranks, are the single process's
+    check_same_scores(rows_of(dir.file("one/metrics.jsonl"), "eval"), rows_of(dir.file("two/metrics.jsonl"), "eval"));
+    check_same_scores(rows_of(dir.file("one/metrics.jsonl"), "test"), rows_of(dir.file("two/metrics.jsonl"), "test"));
+    CHECK(rows_of(dir.file("two/metrics.jsonl"), "test").size() == 2);
     CHECK(a.back()["loss"].get<double>() < a.front()["loss"].get<double>());
     // rank 0 alone wrote and printed: one progress stream, one final checkpoint
     CHECK(std::filesystem::exists(dir.file("two/final.safetensors")));
@@ -212,7 +326,7 @@ TEST_CASE("distributed: an LM run with gradient accumulation over 3 ranks gives 
     const int rc = run_and_wait(with(lm, {"--run_dir", dir.file("three"), "--ranks", "3"}), dir.file("three.log"));
     INFO(test::read_all(dir.file("three.log")));
     REQUIRE(rc == 0);
-    const auto a = train_rows_of(dir.file("one/metrics.jsonl")), b = train_rows_of(dir.file("three/metrics.jsonl"));
+    const auto a = rows_of(dir.file("one/metrics.jsonl")), b = rows_of(dir.file("three/metrics.jsonl"));
     REQUIRE(a.size() == 12);
     REQUIRE(b.size() == 12);
     for (size_t i = 0; i < a.size(); ++i) {
@@ -220,6 +334,8 @@ TEST_CASE("distributed: an LM run with gradient accumulation over 3 ranks gives 
         CHECK(std::abs(a[i]["loss"].get<double>() - b[i]["loss"].get<double>()) <= 1e-4 * a[i]["loss"].get<double>());
     }
     CHECK(a.back()["loss"].get<double>() < a.front()["loss"].get<double>());
+    check_same_scores(rows_of(dir.file("one/metrics.jsonl"), "eval"), rows_of(dir.file("three/metrics.jsonl"), "eval"));
+    check_same_scores(rows_of(dir.file("one/metrics.jsonl"), "test"), rows_of(dir.file("three/metrics.jsonl"), "test"));
 }
 
 TEST_CASE("distributed: a rank killed mid-run ends the job with an error naming it; a stop signal leaves rank 0's "
@@ -270,7 +386,7 @@ TEST_CASE("distributed: a rank killed mid-run ends the job with an error naming 
     REQUIRE(std::filesystem::exists(ckpt));
     // resumed with one rank (a checkpoint holds no rank count), for a few more steps
     REQUIRE(run_and_wait({"train", "--resume", ckpt, "--max_steps", std::to_string(step + 3)}, dir.file("c.log")) == 0);
-    CHECK(train_rows_of(dir.file("b/metrics.jsonl")).back()["step"] == step + 3);
+    CHECK(rows_of(dir.file("b/metrics.jsonl")).back()["step"] == step + 3);
 }
 
 TEST_CASE("distributed: bad --ranks values are refused before any rank starts", "[distributed][cli]") {

@@ -154,9 +154,11 @@ int cmd_train(const std::vector<std::string>& args) {
     const bool rank0 = !comm || comm->rank() == 0;
     train::Trainer trainer(cfg, stdout, comm.get());
     trainer.train();
+    // every rank scores its share of the test split (sharded evaluation); rank 0 alone prints
+    const std::string table = trainer.test_table();
     if (!rank0) return 0;
     if (cfg.task.is_lm()) {
-        fmt::print("{}", trainer.test_table());
+        fmt::print("{}", table);
         train::GenerateOptions o;
         o.max_new_tokens = 200;
         o.temperature = 0.8;
@@ -165,7 +167,7 @@ int cmd_train(const std::vector<std::string>& args) {
             fmt::print("sample (temperature {}, seed {}):\n{}\n", o.temperature, o.seed,
                        tok.decode(train::generate_ids(trainer.model(), tok, {}, o)));
     } else if (!cfg.task.test_variants.empty()) {
-        fmt::print("\n{}", trainer.test_table());
+        fmt::print("\n{}", table);
     }
     return 0;
 }

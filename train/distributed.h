@@ -9,9 +9,10 @@
 // clipping and AdamW. The sum of the ranks' weighted gradients is the single-process gradient of
 // the same global batch, up to float summation order: the learning-rate schedule, the steps and
 // the result are those of the single-process run. Every rank holds the same weights after each
-// step, so evaluation runs on each rank alike (and decides early stopping alike); only rank 0
-// writes the run directory (config, metrics, checkpoints) and prints. A checkpoint holds no rank
-// count: a run may resume with another N.
+// step; evaluation is sharded (train/evaluate.h: rank r scores batches r, r + N, ... and the counts
+// and loss sums are summed over the ranks), so every rank gets the same whole result and decides
+// early stopping alike; only rank 0 writes the run directory (config, metrics, checkpoints) and
+// prints. A checkpoint holds no rank count: a run may resume with another N.
 //
 // Each step's all-reduce also carries the step's loss, the correct-prediction count of a logged
 // step and a stop vote (a rank that received SIGINT/SIGTERM): so the ranks agree on the loss they

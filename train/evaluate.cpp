@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "autograd/grad_mode.h"
@@ -14,6 +15,7 @@
 #include "ops/reduce.h"
 #include "tensor/check.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/model.h"
 #include "train/pretrained.h"
 
@@ -21,7 +23,44 @@ namespace mg::train {
 
 // ---- evaluation ---------------------------------------------------------------------------------------
 
-EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarExample>& examples, int64_t batch_size) {
+namespace {
+
+// The sharded evaluation's reduction: every cell of the examples (the same list on every rank),
+// five counts each, then the loss sum and the labelled count, summed over the ranks as doubles
+// (exact for counts below 2^53); returns the whole metric, and the sums in place.
+data::MqarMetric sum_over_ranks(Communicator& comm, const std::vector<data::MqarExample>& examples,
+                                const data::MqarMetric& mine, double& loss_sum, int64_t& labelled) {
+    std::set<std::pair<int64_t, int64_t>> cells;
+    for (const data::MqarExample& ex : examples) cells.insert({ex.seq_len, ex.num_kv_pairs});
+    std::map<std::pair<int64_t, int64_t>, data::MqarSubtaskScore> have;
+    for (const data::MqarSubtaskScore& s : mine.score().subtasks) have[{s.seq_len, s.num_kv_pairs}] = s;
+    std::vector<double> v;
+    for (const auto& cell : cells) {
+        const data::MqarSubtaskScore s = have.count(cell) ? have[cell] : data::MqarSubtaskScore{};
+        for (int64_t n : {s.examples, s.queries, s.queries_correct, s.tokens, s.tokens_correct}) v.push_back(double(n));
+    }
+    v.push_back(loss_sum);
+    v.push_back(double(labelled));
+    comm.all_reduce_sum(v);
+    data::MqarMetric all;
+    size_t k = 0;
+    for (const auto& cell : cells) {
+        data::MqarSubtaskScore s;
+        s.seq_len = cell.first;
+        s.num_kv_pairs = cell.second;
+        for (int64_t* n : {&s.examples, &s.queries, &s.queries_correct, &s.tokens, &s.tokens_correct})
+            *n = int64_t(v[k++]);
+        all.add_counts(s);
+    }
+    loss_sum = v[k];
+    labelled = int64_t(v[k + 1]);
+    return all;
+}
+
+} // namespace
+
+EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarExample>& examples, int64_t batch_size,
+                         Communicator* comm) {
     autograd::NoGrad no_grad;
     nn::EvalScope eval_mode(model);
     const Device device = model.lm_head_weight().device();
@@ -29,7 +68,10 @@ EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarE
     data::MqarMetric metric;
     double loss_sum = 0;
     int64_t labelled = 0;
-    for (const auto& idx : data::batch_plan(examples, batch_size)) {
+    const int rank = comm ? comm->rank() : 0, world = comm ? comm->world() : 1;
+    const std::vector<std::vector<int64_t>> plan = data::batch_plan(examples, batch_size);
+    for (size_t i = size_t(rank); i < plan.size(); i += size_t(world)) {
+        const std::vector<int64_t>& idx = plan[i];
         data::MqarBatch b = data::make_batch(examples, idx, device);
         const int64_t B = b.inputs.size(0), L = b.inputs.size(1), P = b.positions.size(0);
         std::vector<int32_t> pred(size_t(B * L), -1); // -1: no prediction (the metric reads labelled positions only)
@@ -44,6 +86,7 @@ EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarE
         }
         metric.add_batch(examples, b, Tensor::from_vector(pred, {B, L}));
     }
+    if (comm) metric = sum_over_ranks(*comm, examples, metric, loss_sum, labelled);
     EvalResult r;
     r.score = metric.score();
     r.labelled = labelled;
@@ -54,7 +97,7 @@ EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarE
 double EvalResult::perplexity() const { return std::exp(loss); }
 
 EvalResult evaluate_lm(nn::LanguageModel& model, std::span<const int32_t> tokens, int64_t seq_len,
-                       int64_t batch_size, int64_t max_batches, const data::Tokenizer* tokenizer) {
+                       int64_t batch_size, int64_t max_batches, const data::Tokenizer* tokenizer, Communicator* comm) {
     MG_CHECK(batch_size >= 1 && max_batches >= 0, "evaluate_lm: batch_size {} must be >= 1 and max_batches {} >= 0",
              batch_size, max_batches);
     autograd::NoGrad no_grad;
@@ -64,9 +107,11 @@ EvalResult evaluate_lm(nn::LanguageModel& model, std::span<const int32_t> tokens
     MG_CHECK(windows > 0, "evaluate_lm: {} tokens hold no window of seq_len + 1 = {} tokens", tokens.size(),
              seq_len + 1);
     double loss_sum = 0;
-    int64_t scored = 0, batches = 0, bytes = 0;
-    for (int64_t first = 0; first < windows && (max_batches == 0 || batches < max_batches); first += batch_size) {
-        const int64_t count = std::min(batch_size, windows - first);
+    int64_t scored = 0, bytes = 0;
+    const int64_t n_batches = std::min((windows + batch_size - 1) / batch_size, max_batches == 0 ? windows : max_batches);
+    const int rank = comm ? comm->rank() : 0, world = comm ? comm->world() : 1;
+    for (int64_t batch = rank; batch < n_batches; batch += world) {
+        const int64_t first = batch * batch_size, count = std::min(batch_size, windows - first);
         // the targets of windows first .. first+count-1: tokens[first L + 1 .. (first+count) L]
         for (int64_t i = first * seq_len + 1; i <= (first + count) * seq_len; ++i)
             bytes += tokenizer ? tokenizer->target_bytes(tokens[size_t(i)]) : 1;
@@ -76,7 +121,13 @@ EvalResult evaluate_lm(nn::LanguageModel& model, std::span<const int32_t> tokens
                                             b.targets);
         loss_sum += loss.item() * double(count * seq_len);
         scored += count * seq_len;
-        ++batches;
+    }
+    if (comm) {
+        std::vector<double> sums = {loss_sum, double(scored), double(bytes)};
+        comm->all_reduce_sum(sums);
+        loss_sum = sums[0];
+        scored = int64_t(sums[1]);
+        bytes = int64_t(sums[2]);
     }
     EvalResult r;
     r.labelled = scored;

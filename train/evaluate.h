@@ -33,17 +33,29 @@ struct EvalResult {
     }
     double perplexity() const;
 };
+class Communicator; // train/distributed.h
+
 // One forward pass per length-uniform batch, greedy argmax at the labelled positions (the only
 // ones the metric reads), scored with data::MqarMetric. No autograd; the model in eval mode
 // (dropout off) for the call, its train/eval flag restored after.
-EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarExample>& examples, int64_t batch_size);
+//
+// Sharded (comm, data parallel: every rank calls it with the same model and examples): rank r
+// runs batches r, r + world, ... of the plan (round robin, so each rank gets its share of every
+// length), and the counts (per (L, N) cell: examples, queries, correct queries, tokens, correct
+// tokens) and the loss sum are summed over the ranks in rank order. Every rank returns the whole
+// result: the accuracies are exactly the single-process ones, the loss equal up to the order of
+// the double sum.
+EvalResult evaluate_mqar(nn::LanguageModel& model, const std::vector<data::MqarExample>& examples, int64_t batch_size,
+                         Communicator* comm = nullptr);
 
 // LM: the mean cross-entropy over the stride-seq_len windows of `tokens` (data::text_windows),
 // batch_size windows per forward pass, the first max_batches batches (0: all). No autograd;
 // score is left empty, labelled counts the targets, bytes their bytes by `tokenizer` (nullptr:
-// bytes, one per target). Eval mode as evaluate_mqar.
+// bytes, one per target). Eval mode as evaluate_mqar, and sharded as it (by batch, round robin;
+// the loss sum, the targets and the bytes summed over the ranks).
 EvalResult evaluate_lm(nn::LanguageModel& model, std::span<const int32_t> tokens, int64_t seq_len,
-                       int64_t batch_size, int64_t max_batches = 0, const data::Tokenizer* tokenizer = nullptr);
+                       int64_t batch_size, int64_t max_batches = 0, const data::Tokenizer* tokenizer = nullptr,
+                       Communicator* comm = nullptr);
 // "loss 1.2345 nats/byte, 1.7810 bits/byte, perplexity 3.44 (n bytes)"; with a tokenizer of
 // several bytes a token: "loss 3.1 nats/token, 1.02 bits/byte, perplexity 22.2 (n tokens, m bytes)".
 std::string format_lm_result(const EvalResult& r);

@@ -514,7 +514,7 @@ void Trainer::run_eval(Loop& loop) {
     if (loop.bar) loop.bar->finish();
     loop.last_eval_step = state_.step;
     if (cfg_.task.is_lm() && text_.valid.empty()) return; // valid_fraction 0: nothing to score
-    EvalResult r = cfg_.task.is_lm() ? evaluate_lm_split(data::Split::Valid) : evaluate_mqar(*model_, valid_, cfg_.batch_size);
+    EvalResult r = cfg_.task.is_lm() ? evaluate_lm_split(data::Split::Valid) : evaluate(cfg_.task.variant, data::Split::Valid);
     log_eval(r, state_.step, seconds_since(loop.t0) - loop.nontrain_s - seconds_since(e0));
     loop.sum.last_valid = r;
     if (!cfg_.task.is_lm() && cfg_.target_accuracy > 0 && r.score.query_acc_mean >= cfg_.target_accuracy) {

@@ -121,15 +121,17 @@ public:
     // process at once.
     TrainSummary train(int64_t stop_after_step = -1);
 
-    // Scores `variant` on `split` over the task grid (examples from the task's seeds).
+    // Scores `variant` on `split` over the task grid (examples from the task's seeds). With data
+    // parallel the scoring is sharded over the ranks (train/evaluate.h), so every rank must call
+    // this, and test_table and evaluate_lm_split, alike; each gets the whole result.
     EvalResult evaluate(data::MqarVariant variant, data::Split split) const;
-    // LM: evaluate_lm on the corpus's `split` (task.eval_batches batches).
     // LM: the task's tokenizer (task.tokenizer; bytes when ""); null for MQAR.
     const data::Tokenizer* tokenizer() const { return tokenizer_.get(); }
+    // LM: evaluate_lm on the corpus's `split` (task.eval_batches batches).
     EvalResult evaluate_lm_split(data::Split split) const;
     // The test split of every task.test_variants, as a table (format_score_table); LM: the test
     // split's loss, bits per byte and perplexity (one line; "" when test_fraction is 0). Each
-    // score also goes to metrics.jsonl as a {"kind":"test", ...} row.
+    // score also goes to metrics.jsonl as a {"kind":"test", ...} row (rank 0's log only).
     std::string test_table();
 
     void save_checkpoint(const std::string& path) const;

@@ -66,16 +66,17 @@ EvalResult Trainer::evaluate_lm_split(data::Split split) const {
     const std::vector<int32_t>& tokens = split == data::Split::Train   ? text_.train
                                          : split == data::Split::Valid ? text_.valid
                                                                        : text_.test;
-    return evaluate_lm(*model_, tokens, cfg_.task.seq_len, cfg_.batch_size, cfg_.task.eval_batches, tokenizer_.get());
+    return evaluate_lm(*model_, tokens, cfg_.task.seq_len, cfg_.batch_size, cfg_.task.eval_batches, tokenizer_.get(),
+                       comm_);
 }
 
 EvalResult Trainer::evaluate(data::MqarVariant variant, data::Split split) const {
     if (variant == cfg_.task.variant && split == data::Split::Valid)
-        return evaluate_mqar(*model_, valid_, cfg_.batch_size);
+        return evaluate_mqar(*model_, valid_, cfg_.batch_size, comm_);
     const int64_t n = split == data::Split::Train  ? cfg_.task.train_examples
                       : split == data::Split::Valid ? cfg_.task.valid_examples
                                                     : cfg_.task.test_examples;
-    return evaluate_mqar(*model_, cfg_.task.generate(variant, split, n).examples, cfg_.batch_size);
+    return evaluate_mqar(*model_, cfg_.task.generate(variant, split, n).examples, cfg_.batch_size, comm_);
 }
 
 } // namespace mg::train
