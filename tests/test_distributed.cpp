@@ -140,28 +140,31 @@ public:
     int rank() const override { return 1; }
     int world() const override { return 2; }
     void all_reduce_sum(std::span<double> data) override { sent.emplace_back(data.begin(), data.end()); }
-    void all_reduce_sum(std::span<float>) override { FAIL("the evaluation reduces doubles only"); }
+    void all_reduce_sum(std::span<float> data) override { sent_f.emplace_back(data.begin(), data.end()); }
     void barrier() override {}
     std::vector<std::vector<double>> sent;
+    std::vector<std::vector<float>> sent_f;
 };
 
 class ReplayingRank final : public Communicator {
 public:
-    explicit ReplayingRank(const std::vector<std::vector<double>>& other) : other_(other) {}
+    explicit ReplayingRank(const RecordingRank& other) : other_(other) {}
     int rank() const override { return 0; }
     int world() const override { return 2; }
-    void all_reduce_sum(std::span<double> data) override {
-        REQUIRE(next_ < other_.size());
-        REQUIRE(other_[next_].size() == data.size()); // the same layout on both ranks
-        for (size_t i = 0; i < data.size(); ++i) data[i] += other_[next_][i];
-        ++next_;
-    }
-    void all_reduce_sum(std::span<float>) override { FAIL("the evaluation reduces doubles only"); }
+    void all_reduce_sum(std::span<double> data) override { add(data, other_.sent, next_); }
+    void all_reduce_sum(std::span<float> data) override { add(data, other_.sent_f, next_f_); }
     void barrier() override {}
+    bool replayed_all() const { return next_ == other_.sent.size() && next_f_ == other_.sent_f.size(); }
 
 private:
-    const std::vector<std::vector<double>>& other_;
-    size_t next_ = 0;
+    template <typename T> static void add(std::span<T> data, const std::vector<std::vector<T>>& sent, size_t& next) {
+        REQUIRE(next < sent.size());
+        REQUIRE(sent[next].size() == data.size()); // the same layout on both ranks
+        for (size_t i = 0; i < data.size(); ++i) data[i] += sent[next][i];
+        ++next;
+    }
+    const RecordingRank& other_;
+    size_t next_ = 0, next_f_ = 0;
 };
 
 int64_t examples_scored(const EvalResult& r) {
@@ -191,7 +194,7 @@ TEST_CASE("distributed: sharded evaluation scores each rank's share and sums to 
     const EvalResult share = evaluate_mqar(t.model(), ex, 5, &r1);
     CHECK(examples_scored(share) > 0);
     CHECK(examples_scored(share) < 26); // rank 1 scored its batches only
-    ReplayingRank r0(r1.sent);
+    ReplayingRank r0(r1);
     const EvalResult both = evaluate_mqar(t.model(), ex, 5, &r0);
     REQUIRE(both.score.subtasks.size() == one.score.subtasks.size());
     for (size_t i = 0; i < one.score.subtasks.size(); ++i) {
@@ -217,12 +220,86 @@ TEST_CASE("distributed: sharded evaluation scores each rank's share and sums to 
     RecordingRank l1;
     const EvalResult lm_share = evaluate_lm(t.model(), tokens, 6, 3, 0, nullptr, &l1);
     CHECK(lm_share.labelled == (3 + 2) * 6);
-    ReplayingRank l0(l1.sent);
+    ReplayingRank l0(l1);
     const EvalResult lm_both = evaluate_lm(t.model(), tokens, 6, 3, 0, nullptr, &l0);
     CHECK(lm_one.labelled == 11 * 6);
     CHECK(lm_both.labelled == lm_one.labelled);
     CHECK(lm_both.bytes == lm_one.bytes);
     CHECK(std::abs(lm_both.loss - lm_one.loss) <= 1e-12 * lm_one.loss);
+}
+
+TEST_CASE("distributed: gradient buckets cover every parameter once, last first, within the cap", "[distributed]") {
+    nn::NamedTensors params;
+    const std::vector<int64_t> sizes = {10, 3, 40, 7, 7, 1, 25, 2};
+    for (size_t i = 0; i < sizes.size(); ++i)
+        params.push_back({fmt::format("p{}", i), Tensor::zeros({sizes[i]}, {DType::f32, Device::cpu()})});
+    const auto plan = plan_gradient_buckets(params, 16 * 4); // 16 floats a bucket
+    std::vector<size_t> order;
+    for (const GradBucket& b : plan) {
+        int64_t n = 0;
+        for (size_t i : b.params) {
+            order.push_back(i);
+            n += sizes[i];
+        }
+        CHECK(n == b.elements);
+        CHECK((b.elements <= 16 || b.params.size() == 1)); // only a parameter larger than the cap exceeds it
+    }
+    CHECK(order == std::vector<size_t>{7, 6, 5, 4, 3, 2, 1, 0}); // reverse registration order, each once
+    CHECK(plan.size() == 5); // {2} {25} {1, 7, 7} {40} {3, 10}: greedy, in order
+    CHECK(plan_gradient_buckets(params, 1 << 20).size() == 1);
+    REQUIRE_ERROR_WITH(plan_gradient_buckets(params, 3), "plan_gradient_buckets", "cap_bytes is 3");
+}
+
+TEST_CASE("distributed: bucketed gradient sums equal one flat sum, bit for bit, whatever the bucket size",
+          "[distributed]") {
+    TempDir dir("buckets");
+    // two ranks' gradients: rank 1 has none for p1 (no rows for it), neither has one for p3
+    const std::vector<int64_t> sizes = {30, 5, 17, 4, 64, 9};
+    auto make = [&](int rank) {
+        nn::NamedTensors params;
+        Generator gen(uint64_t(rank) + 1);
+        for (size_t i = 0; i < sizes.size(); ++i) {
+            Tensor p = Tensor::zeros({sizes[i]}, {DType::f32, Device::cpu()});
+            if (i != 3 && !(rank == 1 && i == 1))
+                p.impl().grad = Tensor::randn({sizes[i]}, {DType::f32, Device::cpu()}, gen).impl_ptr();
+            params.push_back({fmt::format("p{}", i), p});
+        }
+        return params;
+    };
+    const nn::NamedTensors g0 = make(0), g1 = make(1);
+    std::vector<std::vector<float>> want; // rank 0's + rank 1's, elementwise (rank 1's p1: none)
+    for (size_t i = 0; i < sizes.size(); ++i) {
+        if (i == 3) continue;
+        std::vector<float> a = g0[i].second.grad().to_vector<float>();
+        if (i != 1) {
+            const std::vector<float> b = g1[i].second.grad().to_vector<float>();
+            for (size_t k = 0; k < a.size(); ++k) a[k] += b[k];
+        }
+        want.push_back(a);
+    }
+    for (int64_t cap : {int64_t(1) << 20, int64_t(4), int64_t(20 * 4), int64_t(64 * 4)}) {
+        INFO("bucket cap " << cap << " bytes");
+        std::vector<std::vector<std::vector<float>>> got(2);
+        std::vector<double> stats_of(2);
+        std::vector<int> has_p3(2);
+        const std::string rendezvous = dir.file(fmt::format("cap{}", cap));
+        std::filesystem::create_directories(rendezvous);
+        const auto errors = on_ranks(2, rendezvous, 30, [&](SocketCommunicator& c) {
+            const nn::NamedTensors params = make(c.rank());
+            std::vector<double> stats = {double(c.rank()) + 3.0};
+            all_reduce_gradients(c, params, stats, cap);
+            stats_of[size_t(c.rank())] = stats[0];
+            has_p3[size_t(c.rank())] = params[3].second.grad().defined();
+            for (size_t i = 0; i < sizes.size(); ++i)
+                if (i != 3) got[size_t(c.rank())].push_back(params[i].second.grad().to_vector<float>());
+        });
+        for (const std::string& e : errors) CHECK(e.empty());
+        for (int r = 0; r < 2; ++r) {
+            CHECK(stats_of[size_t(r)] == 7.0);
+            CHECK(has_p3[size_t(r)] == 0); // no rank had a gradient: none after the sum either
+            CHECK(got[size_t(r)] == want);  // bit for bit, on both ranks
+        }
+    }
 }
 
 namespace {

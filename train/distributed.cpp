@@ -183,33 +183,53 @@ void SocketCommunicator::barrier() {
 
 // ---- gradients ------------------------------------------------------------------------------------
 
-void all_reduce_gradients(Communicator& comm, const nn::NamedTensors& params, std::vector<double>& stats) {
-    const size_t P = params.size(), S = stats.size();
-    stats.resize(S + P, 0.0); // then one has-a-gradient flag per parameter
-    size_t n = 0;
-    for (const auto& np : params) n += size_t(np.second.numel());
-    std::vector<float> flat(n, 0.0f);
-    size_t at = 0;
-    for (size_t i = 0; i < P; ++i) {
-        const Tensor& p = params[i].second;
-        if (const Tensor g = p.grad(); g.defined()) {
-            stats[S + i] = 1.0;
-            const std::vector<float> v = g.to(Device::cpu()).to(DType::f32).to_vector<float>();
-            std::copy(v.begin(), v.end(), flat.begin() + int64_t(at));
-        }
-        at += size_t(p.numel());
+std::vector<GradBucket> plan_gradient_buckets(const nn::NamedTensors& params, int64_t cap_bytes) {
+    MG_CHECK(cap_bytes >= 4, "plan_gradient_buckets: cap_bytes is {}, expected at least one f32 (4)", cap_bytes);
+    const int64_t cap = cap_bytes / int64_t(sizeof(float));
+    std::vector<GradBucket> plan;
+    for (size_t k = params.size(); k-- > 0;) { // last registered first: the order the backward finishes them
+        const int64_t n = params[k].second.numel();
+        if (plan.empty() || (plan.back().elements > 0 && plan.back().elements + n > cap)) plan.emplace_back();
+        plan.back().params.push_back(k);
+        plan.back().elements += n;
     }
+    return plan;
+}
+
+void all_reduce_gradients(Communicator& comm, const nn::NamedTensors& params, std::vector<double>& stats,
+                          int64_t bucket_bytes) {
+    // first the stats and one has-a-gradient flag per parameter (a rank with no rows in a step has
+    // no gradients), so that the buckets carry only parameters some rank has a gradient for
+    const size_t P = params.size(), S = stats.size();
+    stats.resize(S + P, 0.0);
+    for (size_t i = 0; i < P; ++i)
+        if (params[i].second.grad().defined()) stats[S + i] = 1.0;
     comm.all_reduce_sum(std::span<double>(stats));
-    comm.all_reduce_sum(std::span<float>(flat));
-    at = 0;
-    for (size_t i = 0; i < P; ++i) {
-        const Tensor& p = params[i].second;
-        const size_t m = size_t(p.numel());
-        if (stats[S + i] > 0) {
+    std::vector<float> flat;
+    for (const GradBucket& bucket : plan_gradient_buckets(params, bucket_bytes)) {
+        flat.assign(size_t(bucket.elements), 0.0f);
+        size_t at = 0, used = 0;
+        for (size_t i : bucket.params) {
+            if (stats[S + i] == 0) continue; // no rank has a gradient: it stays without one
+            const Tensor& p = params[i].second;
+            if (const Tensor g = p.grad(); g.defined()) {
+                const std::vector<float> v = g.to(Device::cpu()).to(DType::f32).to_vector<float>();
+                std::copy(v.begin(), v.end(), flat.begin() + int64_t(at));
+            }
+            at += size_t(p.numel());
+            ++used;
+        }
+        if (used == 0) continue; // the same on every rank: the flags are summed
+        comm.all_reduce_sum(std::span<float>(flat.data(), at));
+        at = 0;
+        for (size_t i : bucket.params) {
+            if (stats[S + i] == 0) continue;
+            const Tensor& p = params[i].second;
+            const size_t m = size_t(p.numel());
             const std::vector<float> v(flat.begin() + int64_t(at), flat.begin() + int64_t(at + m));
             p.impl().grad = Tensor::from_vector(v, p.shape(), {DType::f32, p.device()}).to(p.dtype()).impl_ptr();
+            at += m;
         }
-        at += m;
     }
     stats.resize(S);
 }

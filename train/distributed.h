@@ -89,11 +89,27 @@ private:
     std::string path_;
 };
 
+// The fixed plan of gradient buckets: the parameters in reverse registration order (the order in
+// which the backward finishes them, roughly: the last layers first), cut into buckets of at most
+// cap_bytes of f32 gradients; a parameter larger than the cap is a bucket of its own. Every rank
+// builds the same plan, so the ranks reduce the same buckets in the same order.
+struct GradBucket {
+    std::vector<size_t> params; // indices into the parameter list
+    int64_t elements = 0;
+};
+constexpr int64_t kGradBucketBytes = int64_t(25) << 20; // 25 MiB, DDP's default
+std::vector<GradBucket> plan_gradient_buckets(const nn::NamedTensors& params, int64_t cap_bytes = kGradBucketBytes);
+
 // Sums every parameter's gradient over the ranks, in place (each becomes the sum; a parameter
 // that has a gradient on any rank gets one: a rank with no rows in a step has none), and `stats`
-// with them (doubles: counts stay exact). One reduction of floats and one of doubles; the
-// gradients travel through host memory (the socket stand-in's way).
-void all_reduce_gradients(Communicator& comm, const nn::NamedTensors& params, std::vector<double>& stats);
+// with them (doubles: counts stay exact). One reduction of doubles (the stats and a
+// has-a-gradient flag per parameter), then one of floats per bucket of plan_gradient_buckets, in
+// plan order, each carrying the parameters some rank has a gradient for; the host buffer is one
+// bucket, not the whole model. The sums are elementwise in rank order, so the result does not
+// depend on the bucket size. The gradients travel through host memory (the socket stand-in's
+// way); overlapping the buckets with the backward is for NCCL, still to come.
+void all_reduce_gradients(Communicator& comm, const nn::NamedTensors& params, std::vector<double>& stats,
+                          int64_t bucket_bytes = kGradBucketBytes);
 
 // The communicator this process was started with by the launcher (MG_RANK, MG_WORLD,
 // MG_RENDEZVOUS, MG_TIMEOUT_S), or null when it was not (a single-process run).
