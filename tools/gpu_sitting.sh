@@ -4,6 +4,9 @@
 # what is under $OUT). Binaries come prebuilt (BIN, TESTS; see the closing notes for packing).
 # Steps, run in the order given, each logging under OUT_DIR:
 #   tests             the whole suite (CUDA cases included)            -> tests.log
+#   tests-bg          the same, started in the background (nice) so that the steps after it run
+#                     beside it (a short sitting: the suite and gs-inputs in one call); the
+#                     script waits for it before it ends                   -> tests.log
 #   gpu-check         tools/gpu_check.sh: the CUDA suite under compute-sanitizer's four tools
 #                                                                      -> gpu-check/*.log
 #   concurrency       tools/sweep_concurrency.sh (sets the experiments' jobs)
@@ -28,12 +31,14 @@
 #                     rows of finished runs come back in results/NAME.jsonl: append them to
 #                     experiments/results/NAME.jsonl here and commit them at once.
 # Example: tools/gpu_sitting.sh "$OUT" tests concurrency sweep:positional:420
+#          tools/gpu_sitting.sh "$OUT" tests-bg gs-inputs:300 bench-attention   (a short sitting)
 set -uo pipefail
 out=${1:?usage: gpu_sitting.sh OUT_DIR STEP...}
 shift
 bin=${BIN:-build/mambagrad}
 tests=${TESTS:-build/mg_tests}
 mkdir -p "$out"
+bg_pids=()
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" 2>&1
 for step in "$@"; do
     echo "== $step ($(date -u +%H:%M:%S))" | tee -a "$out/steps.log"
@@ -41,6 +46,10 @@ for step in "$@"; do
         tests)
             "$tests" > "$out/tests.log" 2>&1
             tail -n 1 "$out/tests.log" | tee -a "$out/steps.log" ;;
+        tests-bg)
+            (nice -n 10 "$tests" > "$out/tests.log" 2>&1
+             echo "tests (background, ended $(date -u +%H:%M:%S)): $(tail -n 1 "$out/tests.log")" >> "$out/steps.log") &
+            bg_pids+=($!) ;;
         gpu-check)
             tools/gpu_check.sh "$tests" "$out/gpu-check" | tee -a "$out/steps.log" ;;
         concurrency)
@@ -94,3 +103,4 @@ for step in "$@"; do
             echo "gpu_sitting: unknown step '$step'" | tee -a "$out/steps.log" ;;
     esac
 done
+for pid in "${bg_pids[@]}"; do wait "$pid"; done
