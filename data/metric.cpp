@@ -44,6 +44,11 @@ void MqarMetric::add_batch(const std::vector<MqarExample>& examples, const MqarB
     }
 }
 
+MqarSubtaskScore MqarMetric::counts(int64_t seq_len, int64_t num_kv_pairs) const {
+    const auto it = by_subtask_.find({seq_len, num_kv_pairs});
+    return it == by_subtask_.end() ? MqarSubtaskScore{} : it->second;
+}
+
 void MqarMetric::add_counts(const MqarSubtaskScore& s) {
     if (s.examples == 0) return;
     MqarSubtaskScore& t = by_subtask_[{s.seq_len, s.num_kv_pairs}];

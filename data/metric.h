@@ -48,6 +48,8 @@ public:
     // pred (B, L) i32 on any device for the batch built from examples[batch.example_index].
     void add_batch(const std::vector<MqarExample>& examples, const MqarBatch& batch, const Tensor& pred);
     MqarScore score() const;
+    // The counts of cell (L, N) so far (all zero where no example of it was scored).
+    MqarSubtaskScore counts(int64_t seq_len, int64_t num_kv_pairs) const;
     // Adds the counts of a subtask scored elsewhere (another rank's share of the same cell); a
     // score with no examples adds nothing, so a cell appears only where an example was scored.
     void add_counts(const MqarSubtaskScore& s);

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <set>
 
 #include "autograd/grad_mode.h"
@@ -32,11 +31,9 @@ data::MqarMetric sum_over_ranks(Communicator& comm, const std::vector<data::Mqar
                                 const data::MqarMetric& mine, double& loss_sum, int64_t& labelled) {
     std::set<std::pair<int64_t, int64_t>> cells;
     for (const data::MqarExample& ex : examples) cells.insert({ex.seq_len, ex.num_kv_pairs});
-    std::map<std::pair<int64_t, int64_t>, data::MqarSubtaskScore> have;
-    for (const data::MqarSubtaskScore& s : mine.score().subtasks) have[{s.seq_len, s.num_kv_pairs}] = s;
     std::vector<double> v;
     for (const auto& cell : cells) {
-        const data::MqarSubtaskScore s = have.count(cell) ? have[cell] : data::MqarSubtaskScore{};
+        const data::MqarSubtaskScore s = mine.counts(cell.first, cell.second);
         for (int64_t n : {s.examples, s.queries, s.queries_correct, s.tokens, s.tokens_correct}) v.push_back(double(n));
     }
     v.push_back(loss_sum);
